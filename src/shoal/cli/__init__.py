@@ -1,0 +1,69 @@
+"""The `shoal` command line: thin commands over the library; no logic of its own."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from shoal import __version__
+from shoal.cli import (
+    data_cmds,
+    demo_cmds,
+    distill_cmds,
+    fleet_cmds,
+    registry_cmds,
+    report_cmds,
+    serve_cmds,
+    train_cmds,
+    worker_cmds,
+)
+from shoal.cli.common import errors
+from shoal.data.errors import DropRejected
+from shoal.fleet import FleetError
+from shoal.registry import ArtifactError, RegistryError
+from shoal.train.trainer import TrainError
+
+app = typer.Typer(
+    name="shoal",
+    help="Run a fleet of small, task-specific models: versioned data, training, evaluation, gated "
+    "promotion, serving and continuous retraining.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for module in (
+    fleet_cmds,
+    data_cmds,
+    train_cmds,
+    distill_cmds,
+    registry_cmds,
+    report_cmds,
+    demo_cmds,
+    serve_cmds,
+    worker_cmds,
+):
+    module.register(app)
+
+KNOWN_ERRORS = (FleetError, DropRejected, RegistryError, ArtifactError, TrainError)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"shoal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """shoal: many small models in production, trained and promoted with no human step."""
+
+
+def main() -> None:
+    try:
+        app()
+    except KNOWN_ERRORS as error:
+        errors.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,69 @@
+"""`shoal init`, `shoal add`, `shoal check`: write and validate the fleet file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from shoal.cli.common import WorkspaceOption, console, open_workspace
+from shoal.fleet import TASKS
+from shoal.fleet_edit import add_model, write_example
+
+
+def init(
+    workspace: WorkspaceOption = ".",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing shoal.yaml.")] = False,
+) -> None:
+    """Write a commented example shoal.yaml into the workspace."""
+    ws = open_workspace(workspace)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    write_example(ws.fleet_path, force=force)
+    console.print(f"wrote {ws.fleet_path}; next: 'shoal ingest MODEL FILE'")
+
+
+def add(
+    model: Annotated[str, typer.Argument(help="Name of the new model (lowercase, digits, '-', '_').")],
+    task: Annotated[str, typer.Option(help=f"One of: {', '.join(TASKS)}.")] = "text-classification",
+    text_column: Annotated[str | None, typer.Option(help="Column holding the input text.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the label.")] = None,
+    metric: Annotated[str | None, typer.Option(help="accuracy, macro_f1, macro_recall, mcc or f1:<label>.")] = None,
+    families: Annotated[str | None, typer.Option(help="Comma-separated candidate families.")] = None,
+    labels: Annotated[str | None, typer.Option(help="Comma-separated declared label set.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a model of that name.")] = False,
+    workspace: WorkspaceOption = ".",
+) -> None:
+    """Add a model to shoal.yaml, keeping the file's comments."""
+    ws = open_workspace(workspace)
+    add_model(
+        ws.fleet_path,
+        model,
+        {
+            "task": task,
+            "text_column": text_column,
+            "label_column": label_column,
+            "metric": metric,
+            "families": split(families),
+            "labels": split(labels),
+        },
+        replace=replace,
+    )
+    console.print(f"added model {model!r} to {ws.fleet_path}")
+
+
+def check(workspace: WorkspaceOption = ".") -> None:
+    """Validate shoal.yaml and list its models."""
+    fleet = open_workspace(workspace).fleet
+    for name, spec in fleet.models.items():
+        console.print(f"{name}: {spec.task}, metric {spec.metric}, families {', '.join(spec.families)}")
+    console.print(f"[green]ok[/green]: {len(fleet.models)} model(s)")
+
+
+def split(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(add)
+    app.command()(check)

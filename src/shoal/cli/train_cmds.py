@@ -1,0 +1,186 @@
+"""`shoal train`, `shoal eval`, `shoal versions`."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
+from shoal.registry import PRODUCTION, RegistryError, Version
+from shoal.train.trainer import ModelReport, train_models
+from shoal.workspace import Workspace
+
+
+def run_training(ws: Workspace, names: list[str]) -> list[ModelReport]:
+    """Train `names` with a progress bar, then print each model's candidates and gate decision."""
+    for name in names:
+        ws.model(name)
+    total = sum(len(ws.model(name).families) + 2 for name in names)
+    started = time.perf_counter()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task("training", total=total)
+
+        def step(model: str, what: str) -> None:
+            progress.update(bar, description=f"{model}: {what}", advance=0 if what == "done" else 1)
+
+        reports = train_models(ws, names, step)
+    _print_reports(reports)
+    console.print(f"trained {len(names)} model(s) in {time.perf_counter() - started:.1f} s")
+    return reports
+
+
+def train(
+    models: Annotated[list[str] | None, typer.Argument(help="Models to train (default: every model).")] = None,
+    workspace: WorkspaceOption = ".",
+) -> None:
+    """Train every candidate family, evaluate each on the frozen test set, and gate the best."""
+    ws = open_workspace(workspace)
+    reports = run_training(ws, models or list(ws.fleet.models))
+    if any(r.error for r in reports):
+        raise typer.Exit(1)
+
+
+def _print_reports(reports: list[ModelReport]) -> None:
+    for report in reports:
+        if report.error:
+            console.print(f"[red]{report.model}: failed[/red]: {report.error}", highlight=False)
+            continue
+        table = Table(
+            "family",
+            "version",
+            "metric",
+            "95% CI",
+            "p95 ms (b=1)",
+            "size MB",
+            "train s",
+            title=f"{report.model} (dataset {report.dataset_version})",
+        )
+        for c in report.candidates:
+            if c.version is None:
+                state = "[yellow]skipped[/yellow]" if c.skipped else "[red]failed[/red]"
+                table.add_row(c.family, state, c.skipped or c.error or "", "", "", "", "")
+                continue
+            m = c.version.metrics
+            table.add_row(
+                c.family,
+                f"v{c.version.number}" + (" (reused)" if c.reused else ""),
+                f"{m['metric']} {m[m['metric']]:.4f}",
+                f"{m['ci'][0]:.4f}..{m['ci'][1]:.4f}",
+                f"{m['profile']['p95_ms_batch1']:.2f}",
+                f"{c.version.size_bytes / 1e6:.2f}",
+                f"{m.get('train_seconds', 0):.1f}",
+            )
+        console.print(table)
+        for note in report.notes:
+            console.print(f"  note: {note}", highlight=False)
+        if report.decision is not None:
+            color = "green" if report.decision.promote else "yellow"
+            console.print(f"  [{color}]gate[/{color}]: {report.decision.reason}", highlight=False)
+        console.print(f"  production: v{report.production}" if report.production else "  production: none")
+
+
+def _resolve(ws: Workspace, model: str, version: int | None) -> Version:
+    number = version if version is not None else ws.registry.alias(model, PRODUCTION)
+    if number is None:
+        raise RegistryError(f"model {model!r} has no production version; name a version or run 'shoal train'")
+    return ws.registry.version(model, number)
+
+
+def eval_report(v: Version) -> dict[str, Any]:
+    """A version's evaluation keyed by the metric names of the fleet file."""
+    m = v.metrics
+    keys = [k for k in m if isinstance(m[k], int | float) and k not in ("n_test", "n_train")]
+    return {
+        "model": v.model,
+        "version": v.number,
+        "family": v.family,
+        "params": v.params,
+        "dataset_version": v.dataset_version,
+        "test_hash": v.test_hash,
+        "metric": m["metric"],
+        **{k: m[k] for k in keys},
+        "ci": m["ci"],
+        "per_class": m["per_class"],
+        "confusion": m["confusion"],
+        "profile": m["profile"],
+        "label_error_rate": v.label_error_rate,
+        "size_bytes": v.size_bytes,
+        "n_test": m.get("n_test"),
+        "n_train": m.get("n_train"),
+        "created_at": v.created_at.isoformat(),
+    }
+
+
+def eval_(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int | None, typer.Argument(help="Version number (default: production).")] = None,
+    workspace: WorkspaceOption = ".",
+    as_json: JsonOption = False,
+) -> None:
+    """Show a version's evaluation on the frozen test set: quality with CIs, latency, size, cost."""
+    report = eval_report(_resolve(open_workspace(workspace), model, version))
+    if as_json:
+        print_json(report)
+        return
+    p = report["profile"]
+    table = Table("measure", "value", title=f"{model} v{report['version']} ({report['family']})")
+    metric = report["metric"]
+    table.add_row(
+        f"{metric} (fleet metric)", f"{report[metric]:.4f}  95% CI {report['ci'][0]:.4f}..{report['ci'][1]:.4f}"
+    )
+    for key in ("accuracy", "macro_f1", "macro_recall", "mcc", "ece", "train_seconds"):
+        if key in report and key != metric:
+            table.add_row(key, f"{report[key]:.4f}")
+    table.add_row("latency batch 1 p50 / p95", f"{p['p50_ms_batch1']:.2f} / {p['p95_ms_batch1']:.2f} ms")
+    table.add_row("latency batch 64 p50 / p95", f"{p['p50_ms_batch64']:.2f} / {p['p95_ms_batch64']:.2f} ms")
+    table.add_row("throughput (batch 64)", f"{p['throughput_per_s']:,.0f} inputs/s")
+    table.add_row("$ per 1M predictions", f"{p['cost_per_million']:.4f}")
+    table.add_row("artifact size", f"{report['size_bytes'] / 1e6:.2f} MB")
+    table.add_row("peak RSS load + predict", f"{p['peak_rss_mb']:.0f} MB" if p.get("peak_rss_mb") else "n/a")
+    table.add_row("parameters", f"{p['n_parameters']:,}")
+    table.add_row("label-error rate (train)", f"{report['label_error_rate'] or 0:.2%}")
+    table.add_row("test rows / test hash", f"{report['n_test']} / {report['test_hash'][:12]}")
+    console.print(table)
+    classes = Table("class", "precision", "recall", "f1", "support")
+    for label, row in report["per_class"].items():
+        classes.add_row(
+            label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])
+        )
+    console.print(classes)
+
+
+def versions(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    workspace: WorkspaceOption = ".",
+    as_json: JsonOption = False,
+) -> None:
+    """List a model's versions."""
+    ws = open_workspace(workspace)
+    production = ws.registry.alias(model, PRODUCTION)
+    found = ws.registry.versions(model)
+    if as_json:
+        print_json([{**eval_report(v), "production": v.number == production} for v in found])
+        return
+    table = Table("version", "family", "metric", "dataset", "size MB", "created", "")
+    for v in found:
+        table.add_row(
+            f"v{v.number}",
+            v.family,
+            f"{v.metrics[v.metrics['metric']]:.4f}",
+            v.dataset_version,
+            f"{v.size_bytes / 1e6:.2f}",
+            v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "production" if v.number == production else "",
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command("eval")(eval_)
+    app.command()(versions)

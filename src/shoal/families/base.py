@@ -1,0 +1,74 @@
+"""The family contract: fit on a dataset, predict for a batch of raw inputs, save to / load from a folder.
+
+A family is a recipe with a search grid; `fit` returns a `Predictor`. Adding a family is one module that
+subclasses `Family` and decorates it with `@register`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+Params = dict[str, Any]
+
+
+class Predictor(ABC):
+    """A fitted model. `labels` are the class names in the order of `predict_proba`'s columns."""
+
+    labels: list[str]
+
+    @abstractmethod
+    def predict_proba(self, inputs: Sequence[str]) -> np.ndarray:
+        """Class probabilities, shape (len(inputs), len(labels))."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write everything needed by `Family.load` into `folder` (no pickles)."""
+
+    @abstractmethod
+    def n_parameters(self) -> int:
+        """Number of learned numbers (weights, vocabulary entries, priors)."""
+
+    def predict(self, inputs: Sequence[str]) -> list[str]:
+        proba = self.predict_proba(inputs)
+        return [self.labels[i] for i in proba.argmax(axis=1)]
+
+
+class Family(ABC):
+    """A named recipe for a model: its task, its search grid and how to fit and load it."""
+
+    name: ClassVar[str]
+    task: ClassVar[str]
+    #: relative training cost (1 = a TF-IDF linear model); used to order candidates
+    cost: ClassVar[float] = 1.0
+    #: declared expected costs, so the trainer can skip a family that cannot meet a model's budgets
+    expected_p95_ms: ClassVar[float] = 5.0
+    expected_size_mb: ClassVar[float] = 50.0
+    expected_train_seconds_per_1k_rows: ClassVar[float] = 5.0
+    #: for a quantized variant, the family it quantizes: eligible only within tolerance of that one's metric
+    quantized_from: ClassVar[str | None] = None
+
+    def grid(self, n_rows: int) -> list[Params]:
+        """Hyper-parameter settings to search with cross-validation on the training data."""
+        return [{}]
+
+    @abstractmethod
+    def fit(self, inputs: Sequence[str], targets: Sequence[str], params: Params, seed: int) -> Predictor:
+        """Fit on training data only."""
+
+    @abstractmethod
+    def load(self, folder: Path) -> Predictor:
+        """Load what `Predictor.save` wrote."""
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

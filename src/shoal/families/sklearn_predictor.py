@@ -1,0 +1,73 @@
+"""A `Predictor` around a fitted scikit-learn classifier, saved with skops (trusted types only)."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import skops.io as sio
+
+from shoal.families.base import Predictor, read_json, write_json
+
+MODEL_FILE = "model.skops"
+
+
+class UntrustedArtifact(RuntimeError):
+    """The artifact holds types this family does not expect; it is not loaded."""
+
+
+class SklearnPredictor(Predictor):
+    """Wraps any fitted scikit-learn classifier with `predict_proba` and `classes_`."""
+
+    #: skops types beyond its defaults that this family's estimators contain
+    extra_trusted: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+        self.labels = [str(label) for label in estimator.classes_]
+
+    def predict_proba(self, inputs: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.estimator.predict_proba(list(inputs)), dtype=np.float64)
+
+    def save(self, folder: Path) -> None:
+        sio.dump(self.estimator, folder / MODEL_FILE, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+        write_json(folder / "labels.json", self.labels)
+
+    def n_parameters(self) -> int:
+        return count_parameters(self.estimator)
+
+    @classmethod
+    def load(cls, folder: Path) -> SklearnPredictor:
+        path = folder / MODEL_FILE
+        untrusted = set(sio.get_untrusted_types(file=path)) - set(cls.extra_trusted)
+        if untrusted:
+            raise UntrustedArtifact(f"{path} contains types shoal does not load: {', '.join(sorted(untrusted))}")
+        predictor = cls(sio.load(path, trusted=list(cls.extra_trusted)))
+        if predictor.labels != read_json(folder / "labels.json"):
+            raise UntrustedArtifact(f"{path}: classes do not match labels.json")
+        return predictor
+
+
+def count_parameters(estimator: Any) -> int:
+    """Learned numbers in a (possibly nested) scikit-learn estimator."""
+    total = 0
+    for attr in ("coef_", "intercept_", "class_prior_", "idf_", "a_", "b_"):
+        value = getattr(estimator, attr, None)
+        if isinstance(value, np.ndarray):
+            total += value.size
+    vocabulary = getattr(estimator, "vocabulary_", None)
+    if isinstance(vocabulary, dict):
+        total += len(vocabulary)
+    children: list[Any] = []
+    for attr in ("steps", "transformer_list"):
+        children += [step for _, step in getattr(estimator, attr, [])]
+    children += list(getattr(estimator, "calibrated_classifiers_", []))
+    children += list(getattr(estimator, "calibrators", []))
+    for attr in ("estimator", "base_estimator"):
+        child = getattr(estimator, attr, None)
+        if child is not None and hasattr(child, "get_params") and not isinstance(child, str):
+            children.append(child)
+    return total + sum(count_parameters(child) for child in children)

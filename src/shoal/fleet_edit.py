@@ -1,0 +1,86 @@
+"""Write the fleet file: `shoal init`'s commented example and `shoal add`, which keeps comments."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from shoal.fleet import FleetError, parse_fleet, read_yaml
+
+EXAMPLE = """\
+# shoal fleet file: every model shoal trains, evaluates, promotes and serves.
+# Reference: README.md ("The fleet file"). Validate with `shoal check`.
+
+workspace:
+  registry: sqlite:///.shoal/registry.db   # any SQLAlchemy URL, e.g. postgresql+psycopg://host/db
+  artifacts: .shoal/artifacts              # folder for data drops and model artifacts
+  n_jobs: 2                                # processes used for training
+  cost_per_core_hour: 0.04                 # $ per CPU core-hour, for the cost model
+  evaluation:
+    latency_calls: 1000                    # timed calls for p50/p95 at batch 1 and 64
+    bootstrap: 1000                        # resamples for confidence intervals and paired tests
+
+models:
+  spam:
+    task: text-classification              # also reserved: regression, forecasting, embedding
+    text_column: text
+    label_column: label
+    labels: [ham, spam]                    # optional: other labels are rejected at ingest
+    metric: f1:spam                        # accuracy | macro_f1 | macro_recall | mcc | f1:<label>
+    families: [majority, tfidf-logreg, tfidf-svm]
+    split:
+      test_fraction: 0.2                   # share of examples (by text hash) held out for testing
+    gate:
+      min_improvement: 0.0                 # smallest gain that counts
+      alpha: 0.05                          # significance level of the paired test
+      non_inferiority_margin: 0.0          # > 0 lets a 2x cheaper model win if no worse than this
+      max_p95_latency_ms: 50               # budget at batch 1 (optional)
+      max_size_mb: 200                     # artifact budget (optional)
+    retrain:
+      on_new_data: true                    # retrain when data arrives (inbox, API, feedback)
+      min_new_rows: 100                    # ... once this many rows are new
+      debounce_seconds: 30                 # ... or this long after the last drop
+      schedule: null                       # cron ('0 3 * * *') or interval ('6h')
+    serve:
+      max_batch_size: 64
+      max_queue: 2048
+      deadline_ms: 2000
+"""
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 110
+    return yaml
+
+
+def write_example(path: Path, *, force: bool = False) -> None:
+    if path.exists() and not force:
+        raise FleetError(f"{path} already exists; pass --force to overwrite it")
+    path.write_text(EXAMPLE, encoding="utf-8")
+
+
+def add_model(path: Path, name: str, fields: dict[str, Any], *, replace: bool = False) -> None:
+    """Add (or with `replace`, overwrite) one model, validating the result before writing it."""
+    document = read_yaml(path) if path.exists() else CommentedMap()
+    if document is None:
+        document = CommentedMap()
+    models = document.setdefault("models", CommentedMap())
+    if models is None:
+        models = document["models"] = CommentedMap()
+    if name in models and not replace:
+        raise FleetError(f"{path}: model {name!r} already exists; pass --replace to overwrite it")
+    entry = CommentedMap()
+    for key, value in fields.items():
+        if value is not None:
+            entry[key] = value
+    models[name] = entry
+    parse_fleet(document, path)
+    buffer = io.StringIO()
+    _yaml().dump(document, buffer)
+    path.write_text(buffer.getvalue(), encoding="utf-8")

@@ -1,0 +1,472 @@
+"""The registry: the only code that talks SQL. Models, data drops, versions, aliases with history, and the
+append-only event log. SQLite (WAL, write transactions taken up front) by default; any SQLAlchemy URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from shoal.registry import schema as t
+from shoal.registry.artifacts import ArtifactStore
+from shoal.registry.records import AliasChange, Drop, Event, Version
+
+PRODUCTION = "production"
+
+
+class RegistryError(RuntimeError):
+    """A registry request that cannot be honoured (unknown model or version, nothing to roll back to)."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 120, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=120000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        # a write transaction takes the lock first, so two writers queue instead of deadlocking
+        write = connection.get_execution_options().get("shoal_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Registry:
+    """Versions, aliases, drops and events of every model, plus the artifact store they point into."""
+
+    def __init__(self, url: str, artifact_root: Path) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.artifacts = ArtifactStore(artifact_root)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        t.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- plumbing -----------------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(shoal_write=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _model_id(self, conn: Connection, name: str, *, lock: bool = False) -> int:
+        query = select(t.models.c.id).where(t.models.c.name == name)
+        if lock and not self._sqlite:
+            query = query.with_for_update()
+        model_id = conn.execute(query).scalar()
+        if model_id is None:
+            raise RegistryError(f"model {name!r} has no data or versions yet; ingest data with 'shoal ingest'")
+        return int(model_id)
+
+    def ensure_model(self, name: str, task: str) -> None:
+        with self._write() as conn:
+            exists = conn.execute(select(t.models.c.id).where(t.models.c.name == name)).scalar()
+            if exists is None:
+                conn.execute(insert(t.models).values(name=name, task=task, created_at=now()))
+
+    def model_names(self) -> list[str]:
+        with self._read() as conn:
+            return list(conn.execute(select(t.models.c.name).order_by(t.models.c.name)).scalars())
+
+    def _event(
+        self,
+        conn: Connection,
+        model_id: int | None,
+        kind: str,
+        message: str,
+        version: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        conn.execute(
+            insert(t.events).values(
+                model_id=model_id,
+                kind=kind,
+                version=version,
+                message=message,
+                payload=payload or {},
+                at=now(),
+            )
+        )
+
+    def record_event(
+        self, model: str, kind: str, message: str, version: int | None = None, payload: dict[str, Any] | None = None
+    ) -> None:
+        with self._write() as conn:
+            self._event(conn, self._model_id(conn, model), kind, message, version, payload)
+
+    def events(self, model: str | None = None, *, after_id: int = 0, limit: int = 1000) -> list[Event]:
+        query = (
+            select(t.events, t.models.c.name)
+            .join(t.models, t.models.c.id == t.events.c.model_id, isouter=True)
+            .where(t.events.c.id > after_id)
+            .order_by(t.events.c.id)
+            .limit(limit)
+        )
+        if model is not None:
+            query = query.where(t.models.c.name == model)
+        with self._read() as conn:
+            return [
+                Event(row.id, row.name, row.kind, row.version, row.message, row.payload, _aware(row.at))
+                for row in conn.execute(query)
+            ]
+
+    # -- data drops ---------------------------------------------------------------------------------
+    def add_drop(
+        self,
+        model: str,
+        task: str,
+        frame: pd.DataFrame,
+        *,
+        content_hash: str,
+        source: str,
+        split: str,
+        warnings: list[str],
+    ) -> tuple[Drop, bool]:
+        """Store a validated drop (rows with a `split` column); returns (drop, created)."""
+        self.ensure_model(model, task)
+        existing = self.drop(model, content_hash)
+        if existing is not None:
+            return existing, False
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        uri = self.artifacts.put_file(buffer.getvalue(), f"data/{model}/{content_hash}.parquet")
+        n_test = int((frame["split"] == "test").sum())
+        values = dict(
+            hash=content_hash,
+            uri=uri,
+            source=source,
+            split=split,
+            n_rows=len(frame),
+            n_train=len(frame) - n_test,
+            n_test=n_test,
+            warnings=warnings,
+            created_at=now(),
+        )
+        try:
+            with self._write() as conn:
+                model_id = self._model_id(conn, model)
+                conn.execute(insert(t.drops).values(model_id=model_id, **values))
+                self._event(
+                    conn,
+                    model_id,
+                    "ingested",
+                    f"drop {content_hash[:12]} from {source}: {len(frame)} rows "
+                    f"({values['n_train']} train, {n_test} test)",
+                    payload={"drop": content_hash, "warnings": warnings},
+                )
+        except IntegrityError:
+            found = self.drop(model, content_hash)
+            assert found is not None
+            return found, False
+        return Drop(model=model, **values), True  # type: ignore[arg-type]
+
+    def drop(self, model: str, content_hash: str) -> Drop | None:
+        return next((d for d in self.drops(model) if d.hash == content_hash), None)
+
+    def drops(self, model: str) -> list[Drop]:
+        query = (
+            select(t.drops, t.models.c.name)
+            .join(t.models, t.models.c.id == t.drops.c.model_id)
+            .where(t.models.c.name == model)
+            .order_by(t.drops.c.id)
+        )
+        with self._read() as conn:
+            return [
+                Drop(
+                    row.name,
+                    row.hash,
+                    row.uri,
+                    row.source,
+                    row.split,
+                    row.n_rows,
+                    row.n_train,
+                    row.n_test,
+                    list(row.warnings),
+                    _aware(row.created_at),
+                )  # type: ignore[arg-type]
+                for row in conn.execute(query)
+            ]
+
+    def dataset_version(self, model: str, drops: list[Drop] | None = None) -> str:
+        """The dataset version is the set of the model's drops, named by a hash of their hashes."""
+        hashes = sorted(d.hash for d in (self.drops(model) if drops is None else drops))
+        return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
+
+    def load_drops(self, drops: list[Drop]) -> pd.DataFrame:
+        frames = [pd.read_parquet(self.artifacts.path(d.uri)) for d in drops]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    # -- versions -----------------------------------------------------------------------------------
+    def find_version(self, model: str, dataset_version: str, family: str, params: dict[str, Any]) -> Version | None:
+        query = self._versions_query(model).where(
+            t.versions.c.dataset_version == dataset_version,
+            t.versions.c.family == family,
+            t.versions.c.params_hash == params_hash(params),
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return self._version(row) if row else None
+
+    def register_version(
+        self,
+        model: str,
+        *,
+        family: str,
+        params: dict[str, Any],
+        dataset_version: str,
+        code_version: str,
+        metrics: dict[str, Any],
+        staged: Path,
+        test_hash: str,
+        label_error_rate: float | None,
+    ) -> tuple[Version, bool]:
+        """Commit a staged artifact and record its version; returns (version, created).
+
+        The version row is written only after the artifact is in place and hashed, in one transaction with
+        its `trained` event. The same (dataset version, family, params) never makes a second version.
+        """
+        existing = self.find_version(model, dataset_version, family, params)
+        if existing is not None:
+            return existing, False
+        key = f"models/{model}/{family}-{dataset_version[:12]}"
+        uri, checksum, size = self.artifacts.commit(staged, key)
+        self.artifacts.open(uri, checksum)
+        try:
+            with self._write() as conn:
+                model_id = self._model_id(conn, model, lock=True)
+                number = (
+                    conn.execute(
+                        select(func.max(t.versions.c.number)).where(t.versions.c.model_id == model_id)
+                    ).scalar()
+                    or 0
+                ) + 1
+                conn.execute(
+                    insert(t.versions).values(
+                        model_id=model_id,
+                        number=number,
+                        family=family,
+                        params=params,
+                        params_hash=params_hash(params),
+                        dataset_version=dataset_version,
+                        code_version=code_version,
+                        metrics=metrics,
+                        artifact_uri=uri,
+                        checksum=checksum,
+                        size_bytes=size,
+                        test_hash=test_hash,
+                        label_error_rate=label_error_rate,
+                        created_at=now(),
+                    )
+                )
+                self._event(
+                    conn,
+                    model_id,
+                    "trained",
+                    f"v{number} {family} on dataset {dataset_version}",
+                    version=number,
+                    payload={"family": family, "params": params},
+                )
+        except IntegrityError:
+            found = self.find_version(model, dataset_version, family, params)
+            if found is None:
+                raise
+            return found, False
+        return self.version(model, number), True
+
+    def _versions_query(self, model: str) -> Any:
+        return (
+            select(t.versions, t.models.c.name.label("model_name"))
+            .join(t.models, t.models.c.id == t.versions.c.model_id)
+            .where(t.models.c.name == model)
+        )
+
+    @staticmethod
+    def _version(row: Any) -> Version:
+        return Version(
+            model=row.model_name,
+            number=row.number,
+            family=row.family,
+            params=dict(row.params),
+            params_hash=row.params_hash,
+            dataset_version=row.dataset_version,
+            code_version=row.code_version,
+            metrics=dict(row.metrics),
+            artifact_uri=row.artifact_uri,
+            checksum=row.checksum,
+            size_bytes=row.size_bytes,
+            test_hash=row.test_hash,
+            label_error_rate=row.label_error_rate,
+            created_at=_aware(row.created_at),  # type: ignore[arg-type]
+        )
+
+    def versions(self, model: str) -> list[Version]:
+        with self._read() as conn:
+            rows = conn.execute(self._versions_query(model).order_by(t.versions.c.number)).all()
+        return [self._version(row) for row in rows]
+
+    def version(self, model: str, number: int) -> Version:
+        with self._read() as conn:
+            row = conn.execute(self._versions_query(model).where(t.versions.c.number == number)).first()
+        if row is None:
+            raise RegistryError(f"model {model!r} has no version {number}; see 'shoal versions {model}'")
+        return self._version(row)
+
+    def update_metrics(self, model: str, number: int, metrics: dict[str, Any]) -> None:
+        with self._write() as conn:
+            model_id = self._model_id(conn, model)
+            conn.execute(
+                update(t.versions)
+                .where(t.versions.c.model_id == model_id, t.versions.c.number == number)
+                .values(metrics=metrics)
+            )
+
+    # -- aliases ------------------------------------------------------------------------------------
+    def alias(self, model: str, alias: str = PRODUCTION) -> int | None:
+        query = (
+            select(t.aliases.c.version)
+            .join(t.models, t.models.c.id == t.aliases.c.model_id)
+            .where(t.models.c.name == model, t.aliases.c.alias == alias)
+        )
+        with self._read() as conn:
+            return conn.execute(query).scalar()
+
+    def production_versions(self) -> dict[str, int]:
+        """Every model's production version number, in one query (what the server polls)."""
+        query = (
+            select(t.models.c.name, t.aliases.c.version)
+            .join(t.models, t.models.c.id == t.aliases.c.model_id)
+            .where(t.aliases.c.alias == PRODUCTION)
+        )
+        with self._read() as conn:
+            return {name: version for name, version in conn.execute(query)}
+
+    def set_alias(
+        self,
+        model: str,
+        number: int,
+        *,
+        alias: str = PRODUCTION,
+        actor: str,
+        reason: str,
+        event_kind: str = "promoted",
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        """Point `alias` at version `number`, recording the change and an event in one transaction."""
+        self.version(model, number)
+        with self._write() as conn:
+            model_id = self._model_id(conn, model, lock=True)
+            current = conn.execute(
+                select(t.aliases.c.version).where(t.aliases.c.model_id == model_id, t.aliases.c.alias == alias)
+            ).scalar()
+            values = dict(version=number, updated_at=now())
+            if current is None:
+                conn.execute(insert(t.aliases).values(model_id=model_id, alias=alias, **values))
+            else:
+                conn.execute(
+                    update(t.aliases)
+                    .where(t.aliases.c.model_id == model_id, t.aliases.c.alias == alias)
+                    .values(**values)
+                )
+            conn.execute(
+                insert(t.alias_history).values(
+                    model_id=model_id,
+                    alias=alias,
+                    from_version=current,
+                    to_version=number,
+                    actor=actor,
+                    reason=reason,
+                    at=now(),
+                )
+            )
+            self._event(
+                conn,
+                model_id,
+                event_kind,
+                reason,
+                version=number,
+                payload={"alias": alias, "from": current, "actor": actor, **(payload or {})},
+            )
+
+    def alias_history(self, model: str, alias: str = PRODUCTION) -> list[AliasChange]:
+        query = (
+            select(t.alias_history, t.models.c.name)
+            .join(t.models, t.models.c.id == t.alias_history.c.model_id)
+            .where(t.models.c.name == model, t.alias_history.c.alias == alias)
+            .order_by(t.alias_history.c.id)
+        )
+        with self._read() as conn:
+            return [
+                AliasChange(
+                    row.name, row.alias, row.from_version, row.to_version, row.actor, row.reason, _aware(row.at)
+                )  # type: ignore[arg-type]
+                for row in conn.execute(query)
+            ]
+
+    def rollback(self, model: str, alias: str = PRODUCTION) -> int:
+        """Point `alias` back at the version it held before the current one was promoted.
+
+        Rollbacks undo promotions like a stack: rolling back twice goes two promotions back.
+        """
+        stack: list[int] = []
+        for change in self.alias_history(model, alias):
+            if change.actor == "rollback":
+                stack.pop()
+            else:
+                stack.append(change.to_version)
+        if len(stack) < 2:
+            raise RegistryError(f"model {model!r} has no earlier {alias} version to roll back to")
+        current, previous = stack[-1], stack[-2]
+        self.set_alias(
+            model,
+            previous,
+            alias=alias,
+            actor="rollback",
+            reason=f"rolled back from v{current} to v{previous}",
+            event_kind="rolled_back",
+        )
+        return previous

@@ -1,0 +1,119 @@
+"""Tables of the registry database (SQLAlchemy Core). Only registry/ imports this."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("task", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+drops = Table(
+    "drops",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("split", String(8), nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("n_train", Integer, nullable=False),
+    Column("n_test", Integer, nullable=False),
+    Column("warnings", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model_id", "hash", name="uq_drop"),
+)
+
+versions = Table(
+    "versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("family", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("params_hash", String(64), nullable=False),
+    Column("dataset_version", String(64), nullable=False),
+    Column("code_version", String(64), nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("artifact_uri", Text, nullable=False),
+    Column("checksum", String(64), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("test_hash", String(64), nullable=False),
+    Column("label_error_rate", Float),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model_id", "number", name="uq_version_number"),
+    UniqueConstraint("model_id", "dataset_version", "family", "params_hash", name="uq_version_recipe"),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("model_id", ForeignKey("models.id"), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer),
+    Column("to_version", Integer, nullable=False),
+    Column("actor", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("models.id")),
+    Column("kind", String(32), nullable=False),
+    Column("version", Integer),
+    Column("message", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("models.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("dataset_version", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("lease_owner", String(128)),
+    Column("lease_expires", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    UniqueConstraint("model_id", "kind", "dataset_version", name="uq_job"),
+)

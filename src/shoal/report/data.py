@@ -1,0 +1,92 @@
+"""What a selection report says about a model, as plain data (the HTML page and `--json` both use this)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shoal.registry import PRODUCTION
+from shoal.train.trainer import LABEL_ISSUES_FILE
+from shoal.workspace import Workspace
+
+DECISION_KINDS = ("promoted", "rejected", "rolled_back", "failed")
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both axes (x lower is better, y higher is better)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def model_report(ws: Workspace, name: str) -> dict[str, Any]:
+    registry = ws.registry
+    spec = ws.model(name)
+    production = registry.alias(name, PRODUCTION)
+    candidates = []
+    for v in registry.versions(name):
+        m = v.metrics
+        profile = m.get("profile", {})
+        candidates.append(
+            {
+                "version": v.number,
+                "family": v.family,
+                "params": v.params,
+                "dataset_version": v.dataset_version,
+                "metric": m.get(spec.metric),
+                "ci": m.get("ci"),
+                "accuracy": m.get("accuracy"),
+                "macro_f1": m.get("macro_f1"),
+                "mcc": m.get("mcc"),
+                "ece": m.get("ece"),
+                "p50_ms_batch1": profile.get("p50_ms_batch1"),
+                "p95_ms_batch1": profile.get("p95_ms_batch1"),
+                "throughput_per_s": profile.get("throughput_per_s"),
+                "size_mb": v.size_bytes / 1e6,
+                "peak_rss_mb": profile.get("peak_rss_mb"),
+                "cost_per_million": profile.get("cost_per_million"),
+                "train_seconds": m.get("train_seconds"),
+                "label_error_rate": v.label_error_rate,
+                "production": v.number == production,
+                "created_at": v.created_at.isoformat(),
+            }
+        )
+    scored = [c for c in candidates if c["metric"] is not None and c["p95_ms_batch1"] is not None]
+    latency_front = pareto_front([(c["p95_ms_batch1"], c["metric"]) for c in scored])
+    size_front = pareto_front([(c["size_mb"], c["metric"]) for c in scored])
+    for i, c in enumerate(scored):
+        c["pareto_latency"] = i in latency_front
+        c["pareto_size"] = i in size_front
+    decisions = [
+        {"kind": e.kind, "version": e.version, "message": e.message, "at": e.at.isoformat() if e.at else None}
+        for e in registry.events(name)
+        if e.kind in DECISION_KINDS
+    ]
+    issues: list[dict[str, Any]] = []
+    if production is not None:
+        version = registry.version(name, production)
+        folder = registry.artifacts.open(version.artifact_uri, version.checksum)
+        if (folder / LABEL_ISSUES_FILE).exists():
+            issues = json.loads((folder / LABEL_ISSUES_FILE).read_text(encoding="utf-8"))[:50]
+    why = next(
+        (
+            d["message"]
+            for d in reversed(decisions)
+            if d["kind"] in ("promoted", "rolled_back") and d["version"] == production
+        ),
+        None,
+    )
+    return {
+        "model": name,
+        "task": spec.task,
+        "metric": spec.metric,
+        "production": production,
+        "why": why,
+        "candidates": candidates,
+        "decisions": decisions[-20:],
+        "label_issues": issues,
+        "cost_per_core_hour": ws.fleet.workspace.cost_per_core_hour,
+    }

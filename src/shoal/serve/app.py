@@ -1,0 +1,60 @@
+"""The FastAPI application of `shoal serve`, built by `create_app(ws)`.
+
+Routers are included here; a new group of endpoints is one module with an `APIRouter` and one
+`app.include_router(...)` line below. `app_from_env` is the factory uvicorn's worker processes call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from shoal import __version__
+from shoal.serve import errors, lifecycle_routes, predict, routes
+from shoal.serve.limits import BodyLimit
+from shoal.serve.state import ServeState
+from shoal.worker.prediction_log import PredictionLog
+from shoal.workspace import Workspace
+
+WORKSPACE_ENV = "SHOAL_WORKSPACE"
+
+DESCRIPTION = """\
+Predictions from every production model of a shoal workspace, with dynamic batching and hot swap of new
+production versions. Errors are `{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAPI:
+    """The server app for `ws`; models load in the background once it starts (see `GET /readyz`)."""
+    state = ServeState.build(ws, poll_interval_s)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.pool.start()
+        try:
+            yield
+        finally:
+            await state.pool.stop()
+            app.state.prediction_log.close()
+
+    app = FastAPI(title="shoal", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.shoal = state
+    app.state.prediction_log = PredictionLog.for_workspace(ws)
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_body_bytes=state.max_body_bytes)
+    app.include_router(predict.router(protect=state.protect_predict))
+    app.include_router(routes.models)
+    app.include_router(routes.operations)
+    app.include_router(lifecycle_routes.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for the workspace named by $SHOAL_WORKSPACE (what `shoal serve` starts in each worker)."""
+    root = os.environ.get(WORKSPACE_ENV)
+    if not root:
+        raise RuntimeError(f"set {WORKSPACE_ENV} to the workspace folder, or start the server with 'shoal serve'")
+    return create_app(Workspace(root))

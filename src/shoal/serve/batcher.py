@@ -1,0 +1,199 @@
+"""Queue-aware dynamic batching for one model.
+
+Requests join a FIFO queue. Whenever an executor slot is free (the model runs at most `concurrency` batches
+at once) the batcher takes everything queued, up to `max_batch_size` inputs, and runs it in a thread. There
+is no timer: a lone request on an idle model starts at once, and under load the queue fills the next batch
+while the current one runs. A request with more inputs than `max_batch_size` is split into several queue
+entries and merged back in order. Each entry keeps the loaded version it was submitted with, and a batch
+never mixes versions, so a request finishes on the version it started with even across a hot swap.
+
+A full queue (`max_queue` inputs) refuses a request at once; an entry not started within `deadline_ms` is
+refused when its deadline passes. Both answer 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+import numpy as np
+
+from shoal.families import Predictor
+from shoal.fleet import ServeSpec
+from shoal.registry import Version
+from shoal.serve.errors import ServeError, unavailable
+from shoal.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
+
+log = logging.getLogger("shoal.serve")
+
+
+@dataclass(frozen=True, eq=False)
+class Loaded:
+    """One loaded and warmed version of a model."""
+
+    version: Version
+    predictor: Predictor
+    loaded_at: datetime
+
+    @property
+    def number(self) -> int:
+        return self.version.number
+
+    @property
+    def labels(self) -> list[str]:
+        return self.predictor.labels
+
+
+class _Entry:
+    __slots__ = ("deadline", "enqueued", "future", "live", "loaded", "texts", "timer")
+
+    def __init__(self, loaded: Loaded, texts: list[str], future: asyncio.Future[np.ndarray], now: float) -> None:
+        self.loaded = loaded
+        self.texts = texts
+        self.future = future
+        self.enqueued = now
+        self.live = True  # still in the queue: neither started, expired nor abandoned
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Batcher:
+    """The queue and executor of one model; every method runs on the event loop thread."""
+
+    def __init__(self, model: str, spec: ServeSpec, metrics: Metrics) -> None:
+        self.model = model
+        self.spec = spec
+        self.metrics = metrics
+        self.queued = 0  # inputs waiting
+        self.running = 0  # batches executing
+        self._queue: deque[_Entry] = deque()
+        self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=spec.concurrency, thread_name_prefix=f"shoal-{model}")
+
+    def close(self) -> None:
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def predict(self, loaded: Loaded, texts: list[str]) -> np.ndarray:
+        """Class probabilities of `texts` from `loaded`, computed in batches shared with other requests."""
+        size, limit = len(texts), self.spec.max_batch_size
+        if self.queued + size > self.spec.max_queue:
+            self.metrics.rejected.inc((self.model, str(loaded.number), "queue_full"), size)
+            raise unavailable(
+                "overloaded",
+                f"model {self.model!r} has {self.queued} inputs queued (max_queue "
+                f"{self.spec.max_queue}); retry after the Retry-After delay or send fewer inputs",
+            )
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = now + self.spec.deadline_ms / 1000
+        entries = []
+        for start in range(0, size, limit):
+            entry = _Entry(loaded, texts[start : start + limit], loop.create_future(), now)
+            entry.timer = loop.call_at(deadline, self._expire, entry)
+            entries.append(entry)
+            self._queue.append(entry)
+        self.queued += size
+        self._dispatch()
+        try:
+            if len(entries) == 1:
+                return await entries[0].future
+            parts = await asyncio.gather(*(entry.future for entry in entries))
+            return np.concatenate(parts)
+        except BaseException:
+            for entry in entries:
+                self._abandon(entry)
+            raise
+
+    def _abandon(self, entry: _Entry) -> None:
+        if entry.live:
+            entry.live = False
+            self.queued -= len(entry.texts)
+            if entry.timer is not None:
+                entry.timer.cancel()
+        if not entry.future.done():
+            entry.future.cancel()
+
+    def _expire(self, entry: _Entry) -> None:
+        if not entry.live:
+            return
+        entry.live = False
+        self.queued -= len(entry.texts)
+        self.metrics.rejected.inc((self.model, str(entry.loaded.number), "deadline"), len(entry.texts))
+        if not entry.future.done():
+            entry.future.set_exception(
+                unavailable(
+                    "deadline",
+                    f"model {self.model!r} could not start this request within {self.spec.deadline_ms:g} ms; "
+                    "retry after the Retry-After delay",
+                )
+            )
+
+    def _dispatch(self) -> None:
+        queue, limit = self._queue, self.spec.max_batch_size
+        while not self._closed and self.running < self.spec.concurrency and queue:
+            first = queue.popleft()
+            if not first.live:
+                continue
+            batch, size, loaded, reason = [first], len(first.texts), first.loaded, "drained"
+            while queue:
+                following = queue[0]
+                if not following.live:
+                    queue.popleft()
+                    continue
+                if following.loaded is not loaded:
+                    reason = "version"
+                    break
+                if size + len(following.texts) > limit:
+                    reason = "full"
+                    break
+                batch.append(queue.popleft())
+                size += len(following.texts)
+            if size >= limit:
+                reason = "full"
+            self._start(batch, size, loaded, reason)
+
+    def _start(self, batch: list[_Entry], size: int, loaded: Loaded, reason: str) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        labels = (self.model, str(loaded.number))
+        wait = self.metrics.queue_wait.histogram(labels, LATENCY_BUCKETS)
+        for entry in batch:
+            entry.live = False
+            if entry.timer is not None:
+                entry.timer.cancel()
+            wait.observe(now - entry.enqueued)
+        self.queued -= size
+        self.running += 1
+        self.metrics.batch_size.histogram(labels, BATCH_BUCKETS).observe(size)
+        self.metrics.flushes.inc((*labels, reason))
+        self.metrics.inputs.inc(labels, size)
+        texts = batch[0].texts if len(batch) == 1 else [text for entry in batch for text in entry.texts]
+        future = loop.run_in_executor(self._executor, loaded.predictor.predict_proba, texts)
+        future.add_done_callback(partial(self._finished, batch, loaded))
+
+    def _finished(self, batch: list[_Entry], loaded: Loaded, future: asyncio.Future[np.ndarray]) -> None:
+        self.running -= 1
+        if future.cancelled():  # the server is shutting down
+            failure: ServeError | None = unavailable("shutting_down", "the server is stopping; retry on another one")
+        elif future.exception() is not None:
+            log.error("model %s v%d failed to predict a batch: %r", self.model, loaded.number, future.exception())
+            failure = ServeError(500, "prediction_failed", f"model {self.model!r} failed on this input; see the log")
+        else:
+            failure = None
+        if failure is not None:
+            for entry in batch:
+                if not entry.future.done():
+                    entry.future.set_exception(failure)
+        else:
+            proba, offset = future.result(), 0
+            for entry in batch:
+                end = offset + len(entry.texts)
+                if not entry.future.done():
+                    entry.future.set_result(proba[offset:end])
+                offset = end
+        self._dispatch()

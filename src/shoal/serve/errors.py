@@ -1,0 +1,101 @@
+"""Every error the server answers, as `{"error": {"code": ..., "message": ...}}` with the right status.
+
+`ServeError` is raised by the server's own code; the handlers also turn FastAPI's validation errors and
+Starlette's HTTP errors (unknown route, wrong method) into the same shape, and anything unexpected into a
+logged 500 that never leaks a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+
+log = logging.getLogger("shoal.serve")
+
+#: how long a client should wait before retrying an overloaded or not yet ready model
+RETRY_AFTER_S = 1
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "unavailable",
+}
+
+
+class ServeError(Exception):
+    """An answer other than success: HTTP status, a stable machine code and a message saying what to do."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def unavailable(code: str, message: str) -> ServeError:
+    """A 503 that tells the client when to come back."""
+    return ServeError(503, code, message, {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def validation_message(errors: list[dict]) -> str:  # type: ignore[type-arg]
+    """Pydantic errors as one line: `inputs.0: String should have at least 1 character; ...`."""
+    parts = []
+    for item in errors[:5]:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more + "; see the request schema at /docs"
+
+
+async def _serve_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, ServeError)
+    return error_response(error.status, error.code, error.message, error.headers)
+
+
+async def _validation_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    return error_response(422, "invalid_request", validation_message(list(error.errors())))
+
+
+async def _http_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    code = _CODES.get(error.status_code, "error")
+    message = str(error.detail)
+    if error.status_code == 404:
+        message = "no such endpoint; the API is described at /docs and /openapi.json"
+    return error_response(error.status_code, code, message, dict(error.headers or {}))
+
+
+async def _disconnected(_request: Request, _error: Exception) -> Response:
+    return error_response(400, "client_disconnected", "the client closed the connection before sending the body")
+
+
+async def _unexpected(_request: Request, error: Exception) -> Response:
+    log.exception("unexpected error while answering a request", exc_info=error)
+    return error_response(500, "internal", "the server failed to answer; the error is in its log")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServeError, _serve_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _disconnected)
+    app.add_exception_handler(Exception, _unexpected)

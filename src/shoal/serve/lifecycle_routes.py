@@ -1,0 +1,247 @@
+"""The lifecycle over HTTP: send data, send feedback on predictions, read a model's history.
+
+`POST /v1/models/{name}/data` validates and stores rows as a data drop (what `shoal ingest` does for a file);
+`POST /v1/models/{name}/feedback` joins a label to a logged prediction (the worker turns feedback into data);
+`GET /v1/models/{name}/history` lists the model's events and jobs. The routes are sync: FastAPI runs them in
+its thread pool, so ingestion never blocks the event loop that answers predictions.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse, Response
+
+from shoal.data.errors import DropRejected
+from shoal.data.ingest import SplitMode, ingest_frame
+from shoal.data.readers import LINE
+from shoal.fleet import FleetError, ModelSpec
+from shoal.registry.jobs import JobQueue
+from shoal.serve.auth import require_token
+from shoal.serve.errors import ServeError
+from shoal.serve.schemas import ErrorResponse
+from shoal.serve.state import get_state
+from shoal.tasks import get_task
+from shoal.worker.prediction_log import FeedbackError, PredictionLog
+from shoal.workspace import Workspace
+
+router = APIRouter(tags=["lifecycle"])
+_log_lock = threading.Lock()
+
+UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "missing or wrong bearer token"}}
+NO_MODEL = {404: {"model": ErrorResponse, "description": "no such model in the fleet"}}
+
+
+class DataRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[dict[str, Any]] = Field(
+        min_length=1, description="rows with the model's text and label columns (default 'text' and 'label')"
+    )
+    split: SplitMode = Field("auto", description="train, test, or auto (a share by hash of the text goes to test)")
+
+
+class DataResponse(BaseModel):
+    model: str
+    drop: str = Field(description="content hash of the stored drop")
+    created: bool = Field(description="false when the same rows were already stored")
+    n_rows: int
+    n_train: int
+    n_test: int
+    dataset_version: str
+    warnings: list[str]
+
+
+class Problem(BaseModel):
+    row: int | None = Field(description="1-based position of the row in 'rows' (null: the drop as a whole)")
+    reason: str
+
+
+class RejectedBody(BaseModel):
+    code: str = Field(description="drop_rejected, or invalid_request for a body that is not the documented JSON")
+    message: str
+    source: str | None = Field(None, description="where the refused rows came from (with drop_rejected)")
+    problems: list[Problem] = Field(default_factory=list, description="every refused row (with drop_rejected)")
+
+
+class Rejected(BaseModel):
+    error: RejectedBody
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=128, description="the request_id a predict response returned")
+    label: str = Field(min_length=1, description="the correct label")
+    index: int | None = Field(None, ge=0, description="which input of the request (needed when it had several)")
+
+
+class FeedbackResponse(BaseModel):
+    model: str
+    request_id: str
+    index: int
+    version: int = Field(description="the version that answered the request")
+    label: str
+    predicted: str | None = Field(description="what that version answered, when the server logged it")
+
+
+class HistoryEvent(BaseModel):
+    id: int
+    kind: str
+    version: int | None
+    message: str
+    at: datetime | None
+
+
+class JobInfo(BaseModel):
+    id: int
+    kind: str
+    dataset_version: str
+    status: str = Field(description="queued, running, done, failed or superseded")
+    reason: str
+    worker: str | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class History(BaseModel):
+    model: str
+    events: list[HistoryEvent] = Field(description="oldest first: drops, jobs, trainings, gate decisions, rollbacks")
+    jobs: list[JobInfo]
+
+
+def get_prediction_log(request: Request) -> PredictionLog:
+    """The app's prediction log (`app.state.prediction_log`), created on first use; the predict path records
+    into it and the feedback route joins against it."""
+    state = request.app.state
+    log: PredictionLog | None = getattr(state, "prediction_log", None)
+    if log is None:
+        with _log_lock:
+            log = getattr(state, "prediction_log", None)
+            if log is None:
+                log = state.prediction_log = PredictionLog.for_workspace(get_state(request).ws)
+    return log
+
+
+def _spec(ws: Workspace, name: str) -> ModelSpec:
+    try:
+        return ws.model(name)
+    except FleetError:
+        raise ServeError(404, "not_found", f"no model {name!r} in the fleet; add it to shoal.yaml first") from None
+
+
+def _rejected(error: DropRejected) -> JSONResponse:
+    problems = [Problem(row=p.line, reason=p.reason) for p in error.problems]
+    body = Rejected(
+        error=RejectedBody(code="drop_rejected", message=str(error), source=error.source, problems=problems)
+    )
+    return JSONResponse(body.model_dump(), status_code=422)
+
+
+@router.post(
+    "/v1/models/{name}/data",
+    summary="Send data",
+    response_model=DataResponse,
+    responses={**UNAUTHORIZED, **NO_MODEL, 422: {"model": Rejected, "description": "the rows were refused whole"}},
+    dependencies=[Depends(require_token)],
+)
+def send_data(name: str, body: DataRequest, request: Request) -> DataResponse | Response:
+    """Validate rows and store them as an immutable data drop; a running worker retrains per the model's
+    `retrain` settings. A drop is refused whole (422, with each problem's row and reason) or stored whole."""
+    ws = get_state(request).ws
+    _spec(ws, name)
+    frame = pd.DataFrame(body.rows)
+    frame[LINE] = range(1, len(frame) + 1)
+    try:
+        result = ingest_frame(ws, name, frame, source="http", split=body.split)
+    except DropRejected as error:
+        return _rejected(error)
+    drop = result.drop
+    return DataResponse(
+        model=name,
+        drop=drop.hash,
+        created=result.created,
+        n_rows=drop.n_rows,
+        n_train=drop.n_train,
+        n_test=drop.n_test,
+        dataset_version=ws.registry.dataset_version(name),
+        warnings=result.warnings,
+    )
+
+
+@router.post(
+    "/v1/models/{name}/feedback",
+    summary="Send feedback",
+    response_model=FeedbackResponse,
+    responses={
+        **UNAUTHORIZED,
+        404: {"model": ErrorResponse, "description": "no such model, or no logged prediction with that request id"},
+        409: {"model": ErrorResponse, "description": "that prediction already has feedback"},
+        422: {"model": Rejected, "description": "the label is not allowed, or 'index' is missing or out of range"},
+    },
+    dependencies=[Depends(require_token)],
+)
+def send_feedback(name: str, body: FeedbackRequest, request: Request) -> FeedbackResponse | Response:
+    """Give the correct label of a prediction, named by its request id. The label is checked like any data;
+    the worker adds joined feedback to the model's data, and it scores each version's live accuracy."""
+    spec = _spec(get_state(request).ws, name)
+    check = pd.DataFrame({spec.text_column: ["feedback"], spec.label_column: [body.label], LINE: [1]})
+    try:
+        get_task(spec.task).validate(check, spec, "feedback", skip_invalid=False)
+    except DropRejected as error:
+        return _rejected(error)
+    try:
+        joined = get_prediction_log(request).add_feedback(name, body.request_id, body.label, body.index)
+    except FeedbackError as error:
+        code = {404: "not_found", 409: "conflict"}.get(error.status, "invalid_request")
+        raise ServeError(error.status, code, str(error)) from None
+    return FeedbackResponse(
+        model=name,
+        request_id=joined.request_id,
+        index=joined.position,
+        version=joined.version,
+        label=joined.label,
+        predicted=joined.predicted,
+    )
+
+
+@router.get("/v1/models/{name}/history", summary="A model's history", responses=NO_MODEL)
+def history(
+    name: str,
+    request: Request,
+    limit: int = Query(200, ge=1, le=5000, description="how many of the latest events"),
+) -> History:
+    """Every event of the model (data drops, rejected drops, jobs, trainings, gate decisions with reasons,
+    rollbacks, failures) and its retrain jobs."""
+    ws = get_state(request).ws
+    _spec(ws, name)
+    registry = ws.registry
+    if name not in registry.model_names():
+        return History(model=name, events=[], jobs=[])
+    events = registry.events(name, limit=1_000_000)[-limit:]
+    return History(
+        model=name,
+        events=[HistoryEvent(id=e.id, kind=e.kind, version=e.version, message=e.message, at=e.at) for e in events],
+        jobs=[
+            JobInfo(
+                id=j.id,
+                kind=j.kind,
+                dataset_version=j.dataset_version,
+                status=j.status,
+                reason=j.reason,
+                worker=j.lease_owner,
+                attempts=j.attempts,
+                error=j.error,
+                created_at=j.created_at,
+                finished_at=j.finished_at,
+            )
+            for j in JobQueue(registry).jobs(name)
+        ],
+    )

@@ -1,0 +1,123 @@
+"""Prometheus metrics of one server process, kept in plain dicts and rendered in the text format.
+
+Everything is updated on the event loop thread, so no locks are needed and an update costs a dict lookup.
+Labels are bounded: `model` (a served model, or `_unknown` for requests naming no served model), `version`,
+`code` (HTTP status), and the fixed sets `reason` (why a batch was flushed) and `result` (of a load).
+With `--workers N` every worker process keeps and exposes its own series.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNKNOWN_MODEL = "_unknown"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+Labels = tuple[str, ...]
+
+
+class Histogram:
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
+class Family:
+    """One metric name with its help text, type and labelled values."""
+
+    def __init__(self, name: str, kind: str, help_text: str, labels: tuple[str, ...]) -> None:
+        self.name, self.kind, self.help, self.labels = name, kind, help_text, labels
+        self.values: dict[Labels, float | Histogram] = {}
+
+    def inc(self, labels: Labels, amount: float = 1) -> None:
+        self.values[labels] = self.values.get(labels, 0) + amount  # type: ignore[operator]
+
+    def set(self, labels: Labels, value: float) -> None:
+        self.values[labels] = value
+
+    def histogram(self, labels: Labels, bounds: tuple[float, ...]) -> Histogram:
+        found = self.values.get(labels)
+        if found is None:
+            found = self.values[labels] = Histogram(bounds)
+        return found  # type: ignore[return-value]
+
+    def render(self) -> Iterator[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} {self.kind}"
+        for labels, value in sorted(self.values.items()):
+            pairs = [f'{k}="{_escape(v)}"' for k, v in zip(self.labels, labels, strict=True)]
+            if isinstance(value, Histogram):
+                cumulative = 0
+                for bound, count in zip((*value.bounds, "+Inf"), value.counts, strict=True):
+                    cumulative += count
+                    bucket = ",".join([*pairs, f'le="{bound}"'])
+                    yield f"{self.name}_bucket{{{bucket}}} {cumulative}"
+                yield f"{self.name}_sum{{{','.join(pairs)}}} {value.total}"
+                yield f"{self.name}_count{{{','.join(pairs)}}} {cumulative}"
+            else:
+                yield f"{self.name}{{{','.join(pairs)}}} {value}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    """The server's series; `gauges` are sampled at scrape time from the model pool."""
+
+    def __init__(self) -> None:
+        mv = ("model", "version")
+        self.requests = Family("shoal_requests_total", "counter", "Predict requests by answer code.", (*mv, "code"))
+        self.inputs = Family("shoal_inputs_total", "counter", "Inputs predicted.", mv)
+        self.latency = Family(
+            "shoal_request_duration_seconds", "histogram", "Predict request time inside the server.", mv
+        )
+        self.queue_wait = Family(
+            "shoal_queue_wait_seconds", "histogram", "Time from joining the queue to starting a batch.", mv
+        )
+        self.batch_size = Family("shoal_batch_size", "histogram", "Inputs per executed batch.", mv)
+        self.flushes = Family(
+            "shoal_batch_flushes_total",
+            "counter",
+            "Batches started, by reason: full (max_batch_size reached), drained (queue empty), "
+            "version (next request is for another version).",
+            (*mv, "reason"),
+        )
+        self.rejected = Family(
+            "shoal_rejected_total",
+            "counter",
+            "Inputs refused as overloaded, by reason: queue_full, deadline.",
+            (*mv, "reason"),
+        )
+        self.loads = Family(
+            "shoal_model_loads_total", "counter", "Version loads by result: ok or failed.", (*mv, "result")
+        )
+        self.polls_failed = Family("shoal_registry_poll_errors_total", "counter", "Registry polls that failed.", ())
+        self.queue_depth = Family("shoal_queue_depth", "gauge", "Inputs waiting in the model's queue.", ("model",))
+        self.running = Family("shoal_batches_running", "gauge", "Batches executing now.", ("model",))
+        self.serving = Family("shoal_model_serving", "gauge", "1 for the version each model answers with.", mv)
+        self.live_accuracy = Family(
+            "shoal_live_accuracy", "gauge", "Share of feedback labels the version predicted.", mv
+        )
+        self.feedback = Family("shoal_feedback_labels", "gauge", "Feedback labels received per version.", mv)
+        self.gauges: list[Callable[[Metrics], None]] = []
+
+    def request(self, model: str, version: str, code: int, seconds: float) -> None:
+        self.requests.inc((model, version, str(code)))
+        self.latency.histogram((model, version), LATENCY_BUCKETS).observe(seconds)
+
+    def render(self) -> str:
+        for sample in self.gauges:
+            sample(self)
+        families = [value for value in vars(self).values() if isinstance(value, Family)]
+        return "\n".join(line for family in families for line in family.render()) + "\n"

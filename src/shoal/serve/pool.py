@@ -1,0 +1,182 @@
+"""The models a server answers: load, warm, hot-swap and release versions as the registry changes.
+
+A background task polls `registry.production_versions()` every `poll_interval_s`. A new production version
+is loaded beside the serving one in a thread, warmed with a prediction, then switched in with one
+assignment on the event loop; requests already queued finish on the version they started with, and the old
+version is released when the last of them is done. A version that fails to load or warm leaves the previous
+one serving; the failure is kept for `GET /v1/models/{name}`, counted in the metrics, logged, and recorded
+as a `failed` event in the registry. Models that newly appear in production are picked up the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shoal.fleet import FleetError, ServeSpec
+from shoal.serve.batcher import Batcher, Loaded
+from shoal.serve.metrics import Metrics
+from shoal.workspace import Workspace
+
+log = logging.getLogger("shoal.serve")
+WARM_UP = ["warm-up request"]
+
+
+@dataclass
+class Slot:
+    """One served model: its batcher, the version it answers with, and how its last swap went."""
+
+    name: str
+    task: str
+    spec: ServeSpec
+    batcher: Batcher
+    current: Loaded | None = None
+    production: int | None = None
+    swaps: int = 0
+    last_error: str | None = None
+    last_error_version: int | None = None
+    last_error_at: datetime | None = None
+    failed: set[int] = field(default_factory=set)
+
+    @property
+    def max_inputs(self) -> int:
+        """Inputs one request may carry: more could never fit in the queue."""
+        return min(self.spec.max_inputs, self.spec.max_queue)
+
+    @property
+    def status(self) -> str:
+        if self.current is None:
+            return "failed" if self.production in self.failed else "loading"
+        if self.current.number == self.production or self.production in self.failed:
+            return "ready"
+        return "swapping"
+
+
+class ModelPool:
+    """Every production model of the workspace, kept in step with the registry."""
+
+    def __init__(self, ws: Workspace, metrics: Metrics, poll_interval_s: float) -> None:
+        self.ws = ws
+        self.metrics = metrics
+        self.poll_interval_s = poll_interval_s
+        self.slots: dict[str, Slot] = {}
+        self.polled = False  # one poll has completed
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._skipped: set[str] = set()
+        self._poll_failing = False
+        metrics.gauges.append(self._sample)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._poll_forever(), name="shoal-registry-poller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for slot in self.slots.values():
+            slot.batcher.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.polled and all(slot.current is not None for slot in self.slots.values())
+
+    def statuses(self) -> dict[str, str]:
+        return {name: slot.status for name, slot in sorted(self.slots.items())}
+
+    async def _poll_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+                if self._poll_failing:
+                    log.info("registry polls succeed again")
+                self._poll_failing = False
+            except Exception as error:  # keep serving what is loaded while the registry is unreachable
+                self.metrics.polls_failed.inc(())
+                if not self._poll_failing:
+                    log.error("cannot read production versions from the registry (still serving): %s", error)
+                self._poll_failing = True
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def refresh(self, *, retry_failed: bool = False) -> None:
+        """Load every production version that is not served yet (failed versions only with `retry_failed`)."""
+        async with self._lock:
+            production = await asyncio.to_thread(self.ws.registry.production_versions)
+            for name, number in sorted(production.items()):
+                slot = self.slots.get(name) or await self._add(name, retry_failed)
+                if slot is None:
+                    continue
+                slot.production = number
+                if retry_failed:
+                    slot.failed.discard(number)
+                serving = slot.current is not None and slot.current.number == number
+                if not serving and number not in slot.failed:
+                    await self._swap(slot, number)
+            self.polled = True
+
+    async def _add(self, name: str, reload_fleet: bool) -> Slot | None:
+        if name in self._skipped and not reload_fleet:
+            return None
+        spec = self.ws.fleet.models.get(name)
+        if spec is None:  # promoted after the server read the fleet file: read it again
+            try:
+                spec = (await asyncio.to_thread(self.ws.reload)).models.get(name)
+            except FleetError as error:
+                log.error("cannot re-read the fleet file to serve %s: %s", name, error)
+        if spec is None:
+            if name not in self._skipped:
+                log.warning("model %s is in production but not in the fleet file; not serving it", name)
+            self._skipped.add(name)
+            return None
+        self._skipped.discard(name)
+        slot = self.slots[name] = Slot(name, spec.task, spec.serve, Batcher(name, spec.serve, self.metrics))
+        return slot
+
+    async def _swap(self, slot: Slot, number: int) -> None:
+        previous = slot.current.number if slot.current else None
+        try:
+            loaded = await asyncio.to_thread(self._load, slot.name, number)
+        except Exception as error:
+            await self._failed(slot, number, previous, f"{type(error).__name__}: {error}")
+            return
+        slot.current = loaded  # the switch: new requests use it, queued ones keep the version they hold
+        slot.swaps += 1
+        # a model is millions of long-lived objects (vocabularies); leaving them in the collector's generations
+        # makes every full collection pause requests for tens of ms, so move what is loaded out of its reach
+        gc.collect()
+        gc.freeze()
+        self.metrics.loads.inc((slot.name, str(number), "ok"))
+        log.info("model %s: serving v%d (was %s)", slot.name, number, f"v{previous}" if previous else "none")
+
+    def _load(self, name: str, number: int) -> Loaded:
+        version = self.ws.registry.version(name, number)
+        predictor = self.ws.load_predictor(version)
+        proba = predictor.predict_proba(WARM_UP)
+        if proba.shape != (1, len(predictor.labels)):
+            raise ValueError(f"warm-up returned shape {proba.shape}, expected (1, {len(predictor.labels)})")
+        return Loaded(version, predictor, datetime.now(UTC))
+
+    async def _failed(self, slot: Slot, number: int, previous: int | None, reason: str) -> None:
+        slot.failed.add(number)
+        slot.last_error, slot.last_error_version, slot.last_error_at = reason, number, datetime.now(UTC)
+        self.metrics.loads.inc((slot.name, str(number), "failed"))
+        keeps = f"still serving v{previous}" if previous else "nothing to serve until a loadable version is promoted"
+        message = f"server could not load v{number}: {reason}; {keeps}"
+        log.error("model %s: %s", slot.name, message)
+        try:
+            await asyncio.to_thread(
+                self.ws.registry.record_event, slot.name, "failed", message, number, {"stage": "serve"}
+            )
+        except Exception as error:
+            log.error("model %s: could not record the failure in the registry: %s", slot.name, error)
+
+    def _sample(self, metrics: Metrics) -> None:
+        metrics.serving.values.clear()
+        for name, slot in self.slots.items():
+            metrics.queue_depth.set((name,), slot.batcher.queued)
+            metrics.running.set((name,), slot.batcher.running)
+            if slot.current is not None:
+                metrics.serving.set((name, str(slot.current.number)), 1)

@@ -1,0 +1,177 @@
+"""Every route but predict: models and their status, health, readiness, metrics, and reload."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from shoal.registry import PRODUCTION, Version
+from shoal.serve.auth import require_token
+from shoal.serve.errors import ServeError, unavailable
+from shoal.serve.metrics import CONTENT_TYPE
+from shoal.serve.pool import Slot
+from shoal.serve.schemas import (
+    ErrorResponse,
+    GateEvent,
+    Health,
+    KeyMetrics,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    Readiness,
+    Reloaded,
+    SwapStatus,
+    VersionInfo,
+)
+from shoal.serve.state import get_state
+from shoal.worker.feedback import feedback_accuracy
+
+GATE_KINDS = ("promoted", "rejected", "rolled_back", "failed")
+GATE_HISTORY = 50
+NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such model is served"}}
+UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "missing or wrong bearer token"}}
+
+models = APIRouter(tags=["models"])
+operations = APIRouter(tags=["operations"])
+
+
+def key_metrics(version: Version) -> KeyMetrics:
+    m: dict[str, Any] = version.metrics
+    profile = m.get("profile") or {}
+    name = str(m.get("metric", "accuracy"))
+    return KeyMetrics(
+        metric=name,
+        value=m.get(name),
+        accuracy=m.get("accuracy"),
+        macro_f1=m.get("macro_f1"),
+        p95_ms_batch1=profile.get("p95_ms_batch1"),
+        throughput_per_s=profile.get("throughput_per_s"),
+        cost_per_million=profile.get("cost_per_million"),
+    )
+
+
+def summary(slot: Slot) -> dict[str, Any]:
+    current = slot.current
+    return dict(
+        name=slot.name,
+        task=slot.task,
+        production_version=slot.production,
+        serving_version=current.number if current else None,
+        status=slot.status,
+        metrics=key_metrics(current.version) if current else None,
+    )
+
+
+def _slot(request: Request, name: str) -> Slot:
+    slot = get_state(request).pool.slots.get(name)
+    if slot is None:
+        raise ServeError(404, "not_found", f"no model {name!r} is served here; see GET /v1/models for the list")
+    return slot
+
+
+@models.get("/v1/models", summary="List served models")
+async def list_models(request: Request) -> ModelList:
+    """Every served model with its production version and that version's key metrics."""
+    pool = get_state(request).pool
+    return ModelList(models=[ModelSummary(**summary(slot)) for _, slot in sorted(pool.slots.items())])
+
+
+@models.get("/v1/models/{name}", summary="Describe a served model", responses=NOT_FOUND)
+async def describe_model(name: str, request: Request) -> ModelDetail:
+    """A model's versions, gate history, and the load/swap status of this server process."""
+    slot = _slot(request, name)
+    registry = get_state(request).ws.registry
+    versions, events = await asyncio.gather(
+        asyncio.to_thread(registry.versions, name), asyncio.to_thread(registry.events, name)
+    )
+    production = await asyncio.to_thread(registry.alias, name, PRODUCTION)
+    live = await asyncio.to_thread(feedback_accuracy, get_state(request).ws, name, request.app.state.prediction_log)
+    serving = slot.current.number if slot.current else None
+    return ModelDetail(
+        **summary(slot),
+        versions=[
+            VersionInfo(
+                number=v.number,
+                family=v.family,
+                created_at=v.created_at,
+                metric=v.metrics.get("metric"),
+                value=v.metrics.get(v.metrics.get("metric", "")),
+                production=v.number == production,
+                serving=v.number == serving,
+                feedback_count=live.get(v.number, (0, 0.0))[0],
+                live_accuracy=live[v.number][1] if v.number in live else None,
+            )
+            for v in versions
+        ],
+        gate_history=[
+            GateEvent(kind=e.kind, version=e.version, message=e.message, at=e.at)
+            for e in events
+            if e.kind in GATE_KINDS
+        ][-GATE_HISTORY:],
+        swap=SwapStatus(
+            loaded_at=slot.current.loaded_at if slot.current else None,
+            swaps=slot.swaps,
+            last_error=slot.last_error,
+            last_error_version=slot.last_error_version,
+            last_error_at=slot.last_error_at,
+        ),
+    )
+
+
+@operations.get("/healthz", summary="Liveness")
+async def healthz() -> Health:
+    """The process is up and answering."""
+    return Health(status="ok")
+
+
+@operations.get(
+    "/readyz",
+    summary="Readiness",
+    responses={503: {"model": Readiness, "description": "a production model is not loaded and warmed yet"}},
+)
+async def readyz(request: Request, response: Response) -> Readiness:
+    """200 when every production model is loaded and warmed, 503 (same body) otherwise."""
+    pool = get_state(request).pool
+    ready = pool.ready
+    if not ready:
+        response.status_code = 503
+        response.headers["Retry-After"] = "1"
+    return Readiness(ready=ready, models=pool.statuses())
+
+
+@operations.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    """Per model and version: requests by code, latency, queue wait, batch sizes, flushes, loads, live accuracy
+    from feedback."""
+    state = get_state(request)
+    log = request.app.state.prediction_log
+    for name in list(state.pool.slots):
+        live = await asyncio.to_thread(feedback_accuracy, state.ws, name, log)
+        for version, (count, accuracy) in live.items():
+            state.metrics.feedback.set((name, str(version)), count)
+            state.metrics.live_accuracy.set((name, str(version)), accuracy)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@operations.post(
+    "/v1/reload",
+    summary="Check the registry now",
+    dependencies=[Depends(require_token)],
+    responses={**UNAUTHORIZED, 503: {"model": ErrorResponse, "description": "the registry cannot be read"}},
+)
+async def reload(request: Request) -> Reloaded:
+    """Load changed production versions now, retrying versions that failed to load before."""
+    pool = get_state(request).pool
+    try:
+        await pool.refresh(retry_failed=True)
+    except Exception as error:
+        raise unavailable("registry_unavailable", f"cannot read the registry ({type(error).__name__}); retry") from None
+    return Reloaded(models=pool.statuses())

@@ -1,0 +1,273 @@
+"""The prediction log and its feedback: what each request was answered with, and labels users sent back.
+
+The server calls `record(request_id, model, version, texts, labels)` on every prediction; rows are buffered in
+memory and written by a background thread in batches, so the predict path never waits on the database. Rows
+older than the retention (or beyond the row limit) are deleted. Feedback names a request id (and which of its
+inputs); it is joined to the logged prediction and kept until the worker turns it into a data drop.
+
+The tables live in the registry database by default (so every server and worker share them); set
+SHOAL_PREDICTION_LOG_URL to use another database, SHOAL_PREDICTION_RETENTION_HOURS (default 168) and
+SHOAL_PREDICTION_MAX_ROWS (default 1000000) to bound it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from shoal.registry.database import make_engine, now
+from shoal.workspace import Workspace
+
+URL_ENV = "SHOAL_PREDICTION_LOG_URL"
+RETENTION_ENV = "SHOAL_PREDICTION_RETENTION_HOURS"
+MAX_ROWS_ENV = "SHOAL_PREDICTION_MAX_ROWS"
+PRUNE_EVERY_S = 60.0
+
+metadata = MetaData()
+predictions = Table(
+    "prediction_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("request_id", String(128), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("text_hash", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("predicted", Text),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+)
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("request_id", String(128), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("predicted", Text),
+    Column("outcome", Text),  # None while pending; then the drop it became, or why it was left out
+    Column("at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model", "request_id", "position", name="uq_feedback"),
+    Index("ix_feedback_model", "model", "outcome"),
+)
+
+
+class FeedbackError(ValueError):
+    """Feedback that cannot be joined: `status` is the HTTP status to answer (404, 409, 422)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Feedback:
+    id: int
+    request_id: str
+    position: int
+    model: str
+    version: int
+    text: str
+    label: str
+    predicted: str | None
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class PredictionLog:
+    """Buffered, bounded log of predictions plus the feedback joined to them."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        retention: timedelta = timedelta(days=7),
+        max_rows: int = 1_000_000,
+        flush_seconds: float = 0.5,
+        owns_engine: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.retention = retention
+        self.max_rows = max_rows
+        self.flush_seconds = flush_seconds
+        self._owns_engine = owns_engine
+        self._buffer: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._pruned = 0.0
+        metadata.create_all(engine)
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace) -> PredictionLog:
+        """The workspace's log: in the registry database unless SHOAL_PREDICTION_LOG_URL names another."""
+        retention = timedelta(hours=float(os.environ.get(RETENTION_ENV, "168")))
+        max_rows = int(os.environ.get(MAX_ROWS_ENV, "1000000"))
+        url = os.environ.get(URL_ENV)
+        if url:
+            return cls(make_engine(url), retention=retention, max_rows=max_rows, owns_engine=True)
+        return cls(ws.registry.engine, retention=retention, max_rows=max_rows)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(shoal_write=True) as conn, conn.begin():
+            yield conn
+
+    # -- the predict path ---------------------------------------------------------------------------
+    def record(
+        self, request_id: str, model: str, version: int, texts: Sequence[str], labels: Sequence[str] | None = None
+    ) -> None:
+        """Log one answered request (its inputs and, if given, the predicted labels). Never blocks on I/O."""
+        at = now()
+        rows = [
+            {
+                "request_id": request_id,
+                "position": position,
+                "model": model,
+                "version": version,
+                "text_hash": text_hash(text),
+                "text": text,
+                "predicted": labels[position] if labels is not None else None,
+                "at": at,
+            }
+            for position, text in enumerate(texts)
+        ]
+        with self._lock:
+            self._buffer.extend(rows)
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, name="prediction-log", daemon=True)
+                self._flusher.start()
+                atexit.register(self.close)  # a server stopping normally writes what is buffered
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            try:
+                self.flush()
+            except Exception:  # a busy database: keep the rows and try again at the next tick
+                time.sleep(self.flush_seconds)
+
+    def flush(self) -> int:
+        """Write buffered rows now (and prune old ones at most once a minute); returns how many were written."""
+        with self._lock:
+            rows, self._buffer = self._buffer, []
+        if rows:
+            try:
+                with self._write() as conn:
+                    conn.execute(insert(predictions), rows)
+            except Exception:
+                with self._lock:
+                    self._buffer[:0] = rows
+                raise
+        if time.monotonic() - self._pruned >= PRUNE_EVERY_S:
+            self.prune()
+        return len(rows)
+
+    def prune(self) -> int:
+        """Delete predictions older than the retention and beyond the row limit; returns how many went."""
+        self._pruned = time.monotonic()
+        with self._write() as conn:
+            gone = conn.execute(delete(predictions).where(predictions.c.at < now() - self.retention)).rowcount
+            cutoff = conn.execute(
+                select(predictions.c.id).order_by(predictions.c.id.desc()).offset(self.max_rows).limit(1)
+            ).scalar()
+            if cutoff is not None:
+                gone += conn.execute(delete(predictions).where(predictions.c.id <= cutoff)).rowcount
+        return int(gone)
+
+    def close(self) -> None:
+        """Write what is buffered and stop the background thread."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        self.flush()
+        if self._owns_engine:
+            self.engine.dispose()
+
+    # -- feedback -----------------------------------------------------------------------------------
+    def add_feedback(self, model: str, request_id: str, label: str, position: int | None = None) -> Feedback:
+        """Join a label to a logged prediction of `model`. Raises FeedbackError (404, 409 or 422)."""
+        self.flush()
+        query = (
+            select(predictions)
+            .where(predictions.c.model == model, predictions.c.request_id == request_id)
+            .order_by(predictions.c.id)
+        )
+        with self.engine.connect() as conn:
+            logged = conn.execute(query).all()
+        if not logged:
+            raise FeedbackError(
+                404,
+                f"no prediction of {model!r} with request id {request_id!r} is in the log (it may be older than "
+                "the retention); send the request_id a predict response returned",
+            )
+        if position is None and len(logged) > 1:
+            raise FeedbackError(422, f"request {request_id} had {len(logged)} inputs; say which with 'index'")
+        match = [row for row in logged if row.position == (position or 0)]
+        if not match:
+            raise FeedbackError(422, f"request {request_id} had {len(logged)} inputs; index must be below that")
+        row = match[-1]
+        values = dict(
+            request_id=request_id,
+            position=row.position,
+            model=model,
+            version=row.version,
+            text=row.text,
+            label=label,
+            predicted=row.predicted,
+        )
+        try:
+            with self._write() as conn:
+                feedback_id = conn.execute(insert(feedback).values(**values, at=now())).inserted_primary_key[0]
+        except IntegrityError:
+            raise FeedbackError(
+                409, f"input {row.position} of request {request_id} already has feedback; it is kept as first sent"
+            ) from None
+        return Feedback(id=int(feedback_id), **values)  # type: ignore[arg-type]
+
+    def feedback(self, model: str, *, pending: bool = False) -> list[Feedback]:
+        """The model's joined feedback, oldest first (only what is not yet a data drop, with `pending`)."""
+        query = select(feedback).where(feedback.c.model == model).order_by(feedback.c.id)
+        if pending:
+            query = query.where(feedback.c.outcome.is_(None))
+        with self.engine.connect() as conn:
+            return [
+                Feedback(r.id, r.request_id, r.position, r.model, r.version, r.text, r.label, r.predicted)
+                for r in conn.execute(query)
+            ]
+
+    def settle_feedback(self, ids: Sequence[int], outcome: str) -> None:
+        """Record what pending feedback became (a drop hash, or why it was left out)."""
+        with self._write() as conn:
+            conn.execute(update(feedback).where(feedback.c.id.in_(list(ids))).values(outcome=outcome))

@@ -1,0 +1,67 @@
+"""A workspace: a folder with a fleet file, its registry database and its artifact store."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from shoal.families import Predictor, get_family
+from shoal.fleet import FLEET_FILE, Fleet, ModelSpec, load_fleet
+from shoal.registry import Registry, Version
+
+REGISTRY_ENV = "SHOAL_REGISTRY_URL"
+
+
+class Workspace:
+    """Everything a command needs, resolved from one folder. The registry opens on first use."""
+
+    def __init__(self, root: Path | str = ".") -> None:
+        self.root = Path(root).resolve()
+        self.fleet_path = self.root / FLEET_FILE
+
+    @cached_property
+    def fleet(self) -> Fleet:
+        return load_fleet(self.fleet_path)
+
+    def reload(self) -> Fleet:
+        self.__dict__.pop("fleet", None)
+        return self.fleet
+
+    def model(self, name: str) -> ModelSpec:
+        return self.fleet.model(name)
+
+    @property
+    def registry_url(self) -> str:
+        url = os.environ.get(REGISTRY_ENV) or self.fleet.workspace.registry
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+            database = Path(parsed.database)
+            if not database.is_absolute():
+                return str(parsed.set(database=str(self.root / database)))
+        return url
+
+    @property
+    def artifact_root(self) -> Path:
+        root = Path(self.fleet.workspace.artifacts)
+        return root if root.is_absolute() else self.root / root
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.registry_url, self.artifact_root)
+
+    def inbox(self, name: str) -> Path:
+        folder = self.model(name).data or f"inbox/{name}"
+        path = Path(folder)
+        return path if path.is_absolute() else self.root / path
+
+    def close(self) -> None:
+        if "registry" in self.__dict__:
+            self.registry.close()
+
+    def load_predictor(self, version: Version) -> Predictor:
+        """A registered version's predictor, after verifying its artifact checksum."""
+        folder = self.registry.artifacts.open(version.artifact_uri, version.checksum)
+        return get_family(version.family).load(folder)

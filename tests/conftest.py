@@ -1,0 +1,107 @@
+"""Shared test fixtures: real public data from ../shared/data and real workspaces on disk."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from shoal.workspace import REGISTRY_ENV, Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SHOAL_SHARED_DATA", REPO.parent / "shared" / "data"))
+POSTGRES_ENV = "SHOAL_TEST_POSTGRES_URL"
+
+FAST_WORKSPACE: dict[str, Any] = {
+    "n_jobs": 2,
+    "evaluation": {"latency_calls": 20, "bootstrap": 200, "measure_rss": False},
+}
+
+
+def read_csv(relative: str) -> pd.DataFrame:
+    path = DATA / relative
+    if not path.exists():
+        pytest.fail(f"shared data missing: {path} (set SHOAL_SHARED_DATA to the shared/data folder)")
+    return pd.read_csv(path, keep_default_na=False)
+
+
+@pytest.fixture(scope="session")
+def sms() -> pd.DataFrame:
+    return read_csv("sms_spam/sms_spam.csv")
+
+
+@pytest.fixture(scope="session")
+def banking() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return read_csv("banking77/train.csv"), read_csv("banking77/test.csv")
+
+
+def spam_model(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "task": "text-classification",
+        "metric": "f1:spam",
+        "families": ["majority", "tfidf-logreg"],
+        "retrain": {"min_new_rows": 1, "debounce_seconds": 0},
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+def make_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Workspace]]:
+    """`make_workspace(models={...}, **workspace_settings)` writes shoal.yaml in a fresh folder."""
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    created: list[Workspace] = []
+
+    def make(models: dict[str, Any], root: Path | None = None, **settings: Any) -> Workspace:
+        folder = root or tmp_path / f"ws{len(created)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        fleet = {"workspace": {**FAST_WORKSPACE, **settings}, "models": models}
+        (folder / "shoal.yaml").write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
+        ws = Workspace(folder)
+        created.append(ws)
+        return ws
+
+    yield make
+    for ws in created:
+        ws.close()
+
+
+def write_rows(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty registry database: a SQLite file, or a new PostgreSQL database when
+    SHOAL_TEST_POSTGRES_URL is set (CI sets it; an unreachable server then fails the test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+        return
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"shoal_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# the serve tests (tests/test_serve_*.py) share the fixtures of serve_fixtures.py
+pytest_plugins = ["serve_fixtures"]

@@ -1,0 +1,72 @@
+"""The CLI end to end on real SMS spam data: ingest, train, eval (table and JSON), history, label issues,
+promote and rollback; errors exit non-zero with a message that says what to do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from conftest import spam_model, write_rows
+from shoal.cli import app
+
+runner = CliRunner()
+
+
+def shoal(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_full_cycle_through_the_cli(make_workspace, sms, tmp_path: Path) -> None:
+    ws = make_workspace({"spam": spam_model(families=["majority", "tfidf-logreg", "tfidf-svm"])})
+    w = str(ws.root)
+    data = write_rows(tmp_path / "sms.csv", sms.head(2500))
+    assert shoal("ingest", "spam", str(data), "-w", w).returncode == 0
+
+    trained = shoal("train", "-w", w)
+    assert trained.returncode == 0, trained.stderr
+    assert "gate" in trained.stdout and "production: v" in trained.stdout
+
+    report = json.loads(runner.invoke(app, ["eval", "spam", "--json", "-w", w]).output)
+    assert report["metric"] == "f1:spam" and report["f1:spam"] > 0.85
+    assert {"accuracy", "macro_f1", "mcc", "macro_recall", "ece"} <= set(report)
+    assert report["ci"][0] <= report["f1:spam"] <= report["ci"][1]
+    assert report["profile"]["p95_ms_batch1"] > 0 and report["profile"]["throughput_per_s"] > 0
+    assert report["profile"]["latency_calls"] == 20 and report["size_bytes"] > 0
+    assert report["test_hash"] and report["per_class"]["spam"]["support"] > 0
+
+    table = runner.invoke(app, ["eval", "spam", "-w", w])
+    assert table.exit_code == 0 and "f1:spam (fleet metric)" in table.output
+
+    issues = json.loads(runner.invoke(app, ["data", "issues", "spam", "--json", "-w", w]).output)
+    assert 0 <= issues["label_error_rate"] < 0.2
+    assert all({"text", "given", "suggested"} <= set(i) for i in issues["issues"])
+
+    production = report["version"]
+    versions = json.loads(runner.invoke(app, ["versions", "spam", "--json", "-w", w]).output)
+    other = next(v["version"] for v in versions if v["version"] != production and v["family"] != "majority")
+    assert runner.invoke(app, ["promote", "spam", str(other), "-w", w]).exit_code == 0
+    assert json.loads(runner.invoke(app, ["eval", "spam", "--json", "-w", w]).output)["version"] == other
+    assert runner.invoke(app, ["rollback", "spam", "-w", w]).exit_code == 0
+    assert json.loads(runner.invoke(app, ["eval", "spam", "--json", "-w", w]).output)["version"] == production
+
+    history = json.loads(runner.invoke(app, ["history", "spam", "--json", "-w", w]).output)
+    kinds = [e["kind"] for e in history]
+    assert kinds.count("promoted") == 2 and "rolled_back" in kinds and "ingested" in kinds
+    manual = [e for e in history if e["kind"] == "promoted" and e["payload"]["actor"] == "manual"]
+    assert manual and manual[0]["version"] == other
+
+
+def test_errors_exit_non_zero_and_say_what_to_do(make_workspace, tmp_path: Path) -> None:
+    ws = make_workspace({"spam": spam_model()})
+    nothing = shoal("train", "-w", str(ws.root))
+    assert nothing.returncode == 1 and "no data" in nothing.stdout + nothing.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("message,label\nhi,ham\n")
+    rejected = shoal("ingest", "spam", str(bad), "-w", str(ws.root))
+    assert rejected.returncode == 1 and "missing column(s) text" in rejected.stderr
+    missing = shoal("eval", "spam", "-w", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "shoal init" in missing.stderr

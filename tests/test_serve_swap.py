@@ -1,0 +1,142 @@
+"""Hot swap, failed loads, readiness and overload of `shoal serve`, with the registry changed under it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from serve_fixtures import Trained, copy_workspace, running, wait_until
+from shoal.registry import Version
+
+# what `shoal promote` does, from another process (importing only the registry keeps the test fast)
+PROMOTE = """
+import sys
+from pathlib import Path
+from shoal.registry import Registry
+root = Path(sys.argv[1])
+Registry(f"sqlite:///{root / '.shoal' / 'registry.db'}", root / ".shoal" / "artifacts").set_alias(
+    "spam", int(sys.argv[2]), actor="manual", reason="swap test"
+)
+"""
+BODY = {"inputs": ["Free entry in 2 a weekly competition to win FA Cup final tickets"]}
+
+
+def corrupt(ws_root: Path, version: Version) -> None:
+    """Write garbage into a registered version's artifact folder: its checksum no longer matches."""
+    folder = ws_root / ".shoal" / "artifacts" / version.artifact_uri.removeprefix("local:")
+    assert folder.is_dir(), folder
+    (folder / "garbage.bin").write_bytes(b"\x00not a model\xff" * 64)
+
+
+def test_promotion_by_another_process_is_served_without_a_single_failure(trained: Trained, tmp_path: Path) -> None:
+    ws = copy_workspace(trained, tmp_path)
+    with running(ws) as url:
+        statuses: list[int] = []
+        versions: list[int] = []
+        stop = threading.Event()
+
+        def keep_asking() -> None:
+            with httpx.Client(base_url=url) as http:
+                while not stop.is_set():
+                    response = http.post("/v1/models/spam/predict", json=BODY)
+                    statuses.append(response.status_code)
+                    if response.status_code == 200:
+                        versions.append(response.json()["version"])
+
+        client = threading.Thread(target=keep_asking)
+        client.start()
+        try:
+            wait_until(lambda: len(versions) > 10, "the client got no answers")
+            subprocess.run([sys.executable, "-c", PROMOTE, str(ws.root), str(trained.other)], check=True, timeout=60)
+            promoted = time.monotonic()
+            wait_until(lambda: versions[-1] == trained.other, "the new version was not served", timeout=3)
+            assert time.monotonic() - promoted < 3
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            client.join(10)
+        assert set(statuses) == {200}, f"non-2xx during the swap: {sorted(set(statuses))}"
+        switch = versions.index(trained.other)
+        assert set(versions[:switch]) == {trained.production} and set(versions[switch:]) == {trained.other}
+        detail = httpx.get(f"{url}/v1/models/spam").json()
+        assert detail["serving_version"] == detail["production_version"] == trained.other
+        assert detail["swap"]["swaps"] == 2 and detail["status"] == "ready"
+        metrics = httpx.get(f"{url}/metrics").text
+        assert f'shoal_model_serving{{model="spam",version="{trained.other}"}} 1' in metrics
+        assert f'shoal_model_serving{{model="spam",version="{trained.production}"}}' not in metrics
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(trained: Trained, tmp_path: Path) -> None:
+    ws = copy_workspace(trained, tmp_path)
+    with running(ws) as url:
+        registry = ws.registry
+        corrupt(ws.root, registry.version("spam", trained.other))
+        registry.set_alias("spam", trained.other, actor="manual", reason="promote a broken artifact")
+
+        def failure_reported() -> bool:
+            return httpx.get(f"{url}/v1/models/spam").json()["swap"]["last_error_version"] == trained.other
+
+        wait_until(failure_reported, "the failed load was not reported", timeout=3)
+        detail = httpx.get(f"{url}/v1/models/spam").json()
+        assert detail["serving_version"] == trained.production and detail["production_version"] == trained.other
+        assert "ArtifactError" in detail["swap"]["last_error"] and detail["status"] == "ready"
+        response = httpx.post(f"{url}/v1/models/spam/predict", json=BODY)
+        assert response.status_code == 200 and response.json()["version"] == trained.production
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        metrics = httpx.get(f"{url}/metrics").text
+        assert f'shoal_model_loads_total{{model="spam",version="{trained.other}",result="failed"}} 1' in metrics
+        [event] = [e for e in registry.events("spam") if e.kind == "failed"]
+        assert event.version == trained.other and f"still serving v{trained.production}" in event.message
+        time.sleep(0.5)  # later polls do not retry (nor record) the same failure again
+        assert len([e for e in registry.events("spam") if e.kind == "failed"]) == 1
+
+
+def test_a_model_that_cannot_load_is_not_ready_and_answers_503(trained: Trained, tmp_path: Path) -> None:
+    ws = copy_workspace(trained, tmp_path)
+    production = ws.registry.version("spam", trained.production)
+    folder = ws.root / ".shoal" / "artifacts" / production.artifact_uri.removeprefix("local:")
+    backup = tmp_path / "backup"
+    shutil.copytree(folder, backup)
+    corrupt(ws.root, production)
+    with running(ws, wait_ready=False) as url:
+        wait_until(lambda: httpx.get(f"{url}/readyz").json()["models"].get("spam") == "failed", "no failure status")
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 503 and ready.json() == {"ready": False, "models": {"spam": "failed"}}
+        response = httpx.post(f"{url}/v1/models/spam/predict", json=BODY)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert response.json()["error"]["code"] == "not_ready"
+        # repaired: POST /v1/reload retries the failed version at once
+        shutil.rmtree(folder)
+        shutil.copytree(backup, folder)
+        assert httpx.post(f"{url}/v1/reload").json() == {"models": {"spam": "ready"}}
+        assert httpx.post(f"{url}/v1/models/spam/predict", json=BODY).status_code == 200
+
+
+def test_overload_answers_503_quickly_with_retry_after(trained: Trained, tmp_path: Path) -> None:
+    ws = copy_workspace(trained, tmp_path, serve={"max_queue": 4, "max_batch_size": 1, "deadline_ms": 1})
+    with running(ws) as url:
+        responses: list[httpx.Response] = []
+
+        def burst() -> None:
+            with httpx.Client(base_url=url) as http:
+                for _ in range(5):
+                    responses.append(http.post("/v1/models/spam/predict", json={"inputs": BODY["inputs"] * 2}))
+
+        threads = [threading.Thread(target=burst) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        codes = {r.status_code for r in responses}
+        assert codes <= {200, 503} and 503 in codes, codes
+        refused = [r for r in responses if r.status_code == 503]
+        assert all(r.headers["Retry-After"] == "1" for r in refused)
+        assert {r.json()["error"]["code"] for r in refused} <= {"overloaded", "deadline"}
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "shoal_rejected_total" in metrics and 'code="503"' in metrics

@@ -1,0 +1,114 @@
+"""The lifecycle routes on the real app: data in (stored, or refused with row and reason), bearer token, history,
+and feedback joined to logged predictions, turned into a data drop and scored as live accuracy per version."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import spam_model, write_rows
+from shoal.data.ingest import ingest_file
+from shoal.serve import lifecycle_routes
+from shoal.serve.app import create_app
+from shoal.train.trainer import train_model
+from shoal.worker.feedback import feedback_accuracy, ingest_feedback
+from shoal.worker.prediction_log import PredictionLog
+from shoal.workspace import Workspace
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def workspace(make_workspace) -> Workspace:
+    return make_workspace({"spam": spam_model(labels=["ham", "spam"])}, n_jobs=1)
+
+
+@pytest.fixture
+def client(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    monkeypatch.setenv("SHOAL_TOKEN", TOKEN)
+    app = create_app(workspace)
+    if not any(getattr(route, "path", "") == "/v1/models/{name}/history" for route in app.routes):
+        app.include_router(lifecycle_routes.router)
+    return TestClient(app)  # no lifespan: these routes need no loaded model
+
+
+def test_data_is_stored_or_refused_whole_with_row_and_reason(client: TestClient, workspace: Workspace, sms) -> None:
+    rows = sms.head(30).to_dict("records")
+    assert client.post("/v1/models/spam/data", json={"rows": rows}).status_code == 401
+    stored = client.post("/v1/models/spam/data", json={"rows": rows, "split": "train"}, headers=AUTH)
+    assert stored.status_code == 200, stored.text
+    body = stored.json()
+    assert body["created"] and body["n_rows"] == 30 and body["n_test"] == 0
+    assert body["dataset_version"] == workspace.registry.dataset_version("spam")
+    again = client.post("/v1/models/spam/data", json={"rows": rows, "split": "train"}, headers=AUTH).json()
+    assert not again["created"] and again["drop"] == body["drop"]
+
+    bad = [*sms.iloc[30:33].to_dict("records"), {"text": "", "label": "ham"}, {"text": "hi", "label": "eggs"}]
+    refused = client.post("/v1/models/spam/data", json={"rows": bad}, headers=AUTH)
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert error["code"] == "drop_rejected" and error["source"] == "http"
+    assert [(p["row"], p["reason"][:10]) for p in error["problems"]] == [(4, "empty text"), (5, "label 'egg")]
+    assert len(workspace.registry.drops("spam")) == 1
+    assert client.post("/v1/models/nope/data", json={"rows": rows}, headers=AUTH).status_code == 404
+    assert client.post("/v1/models/spam/data", json={"rows": []}, headers=AUTH).status_code == 422
+
+    history = client.get("/v1/models/spam/history").json()
+    assert [e["kind"] for e in history["events"]] == ["ingested"] and history["jobs"] == []
+
+
+def test_feedback_joins_predictions_becomes_data_and_scores_versions(
+    client: TestClient, workspace: Workspace, sms, tmp_path: Path
+) -> None:
+    ingest_file(workspace, "spam", write_rows(tmp_path / "spam.csv", sms.head(300)))
+    version = train_model(workspace, "spam").production
+    assert version is not None
+    log = PredictionLog.for_workspace(workspace)
+    client.app.state.prediction_log = log  # what the server's predict path records into
+    texts = ["WINNER!! claim your free prize now, call 09061701461", "see you at lunch?"]
+    log.record("r1", "spam", version, texts)
+    log.record("r2", "spam", version, ["are you coming tonight"], ["ham"])
+
+    def send(body: dict) -> tuple[int, dict]:
+        response = client.post("/v1/models/spam/feedback", json=body, headers=AUTH)
+        return response.status_code, response.json()
+
+    assert send({"request_id": "r1", "label": "spam"})[0] == 422  # two inputs: which one?
+    status, joined = send({"request_id": "r1", "label": "spam", "index": 0})
+    assert status == 200 and joined["version"] == version and joined["index"] == 0
+    assert send({"request_id": "r1", "label": "ham", "index": 0})[0] == 409
+    assert send({"request_id": "r1", "label": "ham", "index": 5})[0] == 422
+    assert send({"request_id": "r2", "label": "eggs"})[1]["error"]["code"] == "drop_rejected"
+    assert send({"request_id": "unknown", "label": "ham"})[0] == 404
+    status, joined = send({"request_id": "r2", "label": "spam"})
+    assert status == 200 and joined["predicted"] == "ham"
+
+    scores = feedback_accuracy(workspace, "spam", log)
+    assert set(scores) == {version} and scores[version][0] == 2
+    assert scores[version][1] in (0.0, 0.5)  # r2 was answered "ham" but is spam; r1 is re-predicted
+
+    before = len(workspace.registry.drops("spam"))
+    result = ingest_feedback(workspace, log, "spam")
+    assert result is not None and result.created and result.drop.n_rows == 2
+    assert result.drop.source.startswith("feedback")
+    assert len(workspace.registry.drops("spam")) == before + 1
+    assert ingest_feedback(workspace, log, "spam") is None  # nothing pending any more
+    log.close()
+
+
+def test_the_prediction_log_is_bounded(workspace: Workspace, tmp_path: Path, sms) -> None:
+    ingest_file(workspace, "spam", write_rows(tmp_path / "spam.csv", sms.head(20)))
+    log = PredictionLog(workspace.registry.engine, max_rows=5)
+    for i in range(8):
+        log.record(f"req-{i}", "spam", 1, [f"text {i}"])
+    assert log.flush() == 8  # written, then the oldest beyond max_rows pruned
+    with pytest.raises(ValueError, match=r"req-2.* is in the log"):
+        log.add_feedback("spam", "req-2", "ham")
+    assert log.add_feedback("spam", "req-3", "ham").text == "text 3"
+    log.retention = timedelta(0)
+    assert log.prune() == 5
+    log.close()
