@@ -17,6 +17,18 @@ FLEET_FILE = "shoal.yaml"
 TASKS = ("text-classification", "regression", "forecasting", "embedding")
 Task = Literal["text-classification", "regression", "forecasting", "embedding"]
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "macro_recall", "mcc")
+REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
+FORECAST_METRICS = ("mase", "smape", "mae")
+EMBEDDING_METRICS = ("spearman",)
+#: the season length a frequency implies when `season_length` is not given (pandas offset name prefix)
+SEASONS = {"MS": 12, "ME": 12, "M": 12, "QS": 4, "QE": 4, "Q": 4, "W": 52, "D": 7, "B": 5, "h": 24, "H": 24}
+#: what a model of each task gets when the fleet file leaves `metric` or `families` out
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "text-classification": {"metric": "accuracy", "families": ["majority", "tfidf-logreg", "tfidf-svm"]},
+    "regression": {"metric": "mae", "families": ["mean", "ridge", "gbm"]},
+    "forecasting": {"metric": "mase", "families": ["seasonal-naive", "auto-ets", "auto-arima", "gbm-lags"]},
+    "embedding": {"metric": "spearman", "families": ["static-embed", "minilm-embed"]},
+}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _F1_OF_CLASS = re.compile(r"^f1:(?P<label>.+)$")
 
@@ -87,6 +99,17 @@ class ModelSpec(_Strict):
     text_column: str = "text"
     label_column: str = "label"
     labels: list[str] | None = Field(None, description="declared label set; other labels are rejected")
+    target_column: str | None = Field(None, description="regression: the numeric column to predict")
+    pair_column: str = Field("text_pair", description="embedding: the second text of an evaluation pair")
+    score_column: str = Field("score", description="embedding: the pair's similarity (any numeric scale)")
+    id_column: str | None = Field(None, description="forecasting: the series id column (none: a single series)")
+    time_column: str = Field("timestamp", description="forecasting: the timestamp column")
+    value_column: str = Field("value", description="forecasting: the observed value column")
+    freq: str | None = Field(None, description="forecasting: the series' pandas frequency, e.g. 'MS' or 'D'")
+    horizon: int | None = Field(None, ge=1, le=10_000, description="forecasting: points forecast ahead")
+    season_length: int | None = Field(None, ge=1, description="forecasting: periods per season (default: by freq)")
+    backtest_windows: int = Field(3, ge=1, le=100, description="forecasting: the most recent windows tested")
+    max_gap: int = Field(1, ge=0, description="forecasting: missing periods in a row tolerated (interpolated)")
     metric: str = "accuracy"
     families: list[str] = Field(default_factory=lambda: ["majority", "tfidf-logreg", "tfidf-svm"])
     cv_folds: int = Field(3, ge=2, le=10, description="folds of the search on training data")
@@ -100,6 +123,15 @@ class ModelSpec(_Strict):
     gate: GateSpec = Field(default_factory=GateSpec)
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """`metric` and `families` default to what suits the model's task."""
+        if isinstance(data, dict) and data.get("task") in TASK_DEFAULTS:
+            missing = {k: v for k, v in TASK_DEFAULTS[data["task"]].items() if k not in data}
+            return {**data, **missing} if missing else data
+        return data
 
     @field_validator("families")
     @classmethod
@@ -120,7 +152,36 @@ class ModelSpec(_Strict):
                 )
             if match and self.labels is not None and match["label"] not in self.labels:
                 raise ValueError(f"metric {self.metric!r} names a label that is not in labels")
+        if self.task == "regression":
+            if self.metric not in REGRESSION_METRICS:
+                raise ValueError(f"metric {self.metric!r} is not one of {', '.join(REGRESSION_METRICS)}")
+            if not self.target_column:
+                raise ValueError("a regression model needs target_column (shoal add --target COLUMN)")
+        if self.task == "forecasting":
+            self._check_forecasting()
+        if self.task == "embedding" and self.metric not in EMBEDDING_METRICS:
+            raise ValueError(f"metric {self.metric!r} is not one of {', '.join(EMBEDDING_METRICS)}")
         return self
+
+    def _check_forecasting(self) -> None:
+        if self.metric not in FORECAST_METRICS:
+            raise ValueError(f"metric {self.metric!r} is not one of {', '.join(FORECAST_METRICS)}")
+        if self.freq is None or self.horizon is None:
+            raise ValueError("a forecasting model needs freq and horizon (shoal add --freq MS --horizon 12)")
+        from pandas.tseries.frequencies import to_offset
+
+        try:
+            to_offset(self.freq)
+        except ValueError:
+            raise ValueError(f"freq {self.freq!r} is not a pandas frequency such as 'D', 'W', 'MS', 'h'") from None
+
+    @property
+    def season(self) -> int:
+        """Periods per season: `season_length`, else what `freq` implies (1: no seasonality)."""
+        if self.season_length is not None:
+            return self.season_length
+        name = (self.freq or "").lstrip("0123456789")
+        return SEASONS.get(name, SEASONS.get(name.split("-")[0], 1))
 
     @property
     def positive_label(self) -> str | None:

@@ -26,7 +26,7 @@ workspace:
 
 models:
   spam:
-    task: text-classification              # also reserved: regression, forecasting, embedding
+    task: text-classification              # or regression, forecasting, embedding
     text_column: text
     label_column: label
     labels: [ham, spam]                    # optional: other labels are rejected at ingest

@@ -3,17 +3,17 @@
 A challenger is promoted when its gain is at least `min_improvement`, a paired test finds it significantly
 better at level `alpha`, and it fits the latency and size budgets. With a `non_inferiority_margin`, a
 challenger at least 2x cheaper may also win when its metric is provably no worse than that margin.
-A first version must significantly beat the `majority` floor.
+A first version must significantly beat its task's floor (`majority`, `mean`). The paired test is the task's:
+its Δ is always oriented so that > 0 means the challenger is better (an error metric's Δ is the reduction).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from shoal.evaluate.classification import paired_test
 from shoal.fleet import GateSpec
 
 CHEAPER_FACTOR = 2.0
@@ -53,20 +53,8 @@ def budget_problems(spec: GateSpec, p95_ms: float, size_mb: float) -> list[str]:
     return problems
 
 
-def decide(
-    spec: GateSpec,
-    metric: str,
-    labels: list[str],
-    truth: np.ndarray,
-    challenger: Contender,
-    champion: Contender,
-    *,
-    bootstrap: int,
-    seed: int,
-) -> Decision:
-    stats = paired_test(
-        truth, challenger.predictions, champion.predictions, labels, metric, bootstrap=bootstrap, seed=seed
-    )
+def decide(spec: GateSpec, metric: str, challenger: Contender, champion: Contender, stats: dict[str, Any]) -> Decision:
+    """`stats`: the task's paired test of the two contenders' predictions on the same test rows."""
     delta, ci, p = stats["delta"], stats["ci"], stats["p_value"]
     against = (
         f"{challenger.name} vs {champion.name} on {metric}: Δ {delta:+.4f} (95% CI {ci[0]:+.4f}..{ci[1]:+.4f}), "
@@ -95,3 +83,13 @@ def decide(
     if delta < spec.min_improvement:
         return decision(False, f"kept the champion: gain below the minimum {spec.min_improvement:g}")
     return decision(False, f"kept the champion: not significant at alpha={spec.alpha:g}")
+
+
+def refreshed(decision: Decision, version: int, family: str, champion: int) -> Decision:
+    """Promote the champion's own recipe refit on newer data: the champion's output is out of date (its forecasts
+    start before the latest observation) and no candidate recipe beat its recipe on the current test."""
+    why = (
+        f"promoted: v{version} refits the production family {family} on the latest data "
+        f"(v{champion}'s forecasts start before the latest observation)"
+    )
+    return replace(decision, promote=True, reason=f"{why}; gate on the recipes: {decision.reason}")

@@ -12,7 +12,7 @@ from rich.table import Table
 from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
 from shoal.data.ingest import SplitMode, ingest_file
 from shoal.registry import PRODUCTION, RegistryError
-from shoal.train.trainer import LABEL_ISSUES_FILE
+from shoal.train.audit import LABEL_ISSUES_FILE
 
 data_app = typer.Typer(help="Inspect a model's data drops and label issues.", no_args_is_help=True)
 
@@ -89,6 +89,8 @@ def issues(
         version = versions[-1].number
     record = registry.version(model, version)
     folder = registry.artifacts.open(record.artifact_uri, record.checksum)
+    if not (folder / LABEL_ISSUES_FILE).exists():
+        raise RegistryError(f"{model} v{version} has no label audit (only text-classification models have one)")
     found = json.loads((folder / LABEL_ISSUES_FILE).read_text(encoding="utf-8"))
     if as_json:
         print_json({"version": version, "label_error_rate": record.label_error_rate, "issues": found[:limit]})

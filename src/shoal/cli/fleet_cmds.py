@@ -27,7 +27,19 @@ def add(
     task: Annotated[str, typer.Option(help=f"One of: {', '.join(TASKS)}.")] = "text-classification",
     text_column: Annotated[str | None, typer.Option(help="Column holding the input text.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Column holding the label.")] = None,
-    metric: Annotated[str | None, typer.Option(help="accuracy, macro_f1, macro_recall, mcc or f1:<label>.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="regression: the numeric column to predict.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="forecasting: the series id column (none: one series).")] = None,
+    time_column: Annotated[str | None, typer.Option(help="forecasting: the timestamp column (ISO 8601).")] = None,
+    value_column: Annotated[str | None, typer.Option(help="forecasting: the observed value column.")] = None,
+    freq: Annotated[str | None, typer.Option(help="forecasting: pandas frequency, e.g. D, W, MS, h.")] = None,
+    horizon: Annotated[int | None, typer.Option(help="forecasting: points to forecast ahead.")] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="classification: accuracy, macro_f1, macro_recall, mcc, f1:<label>; regression: mae, rmse, r2, "
+            "mape; forecasting: mase, smape, mae. Default: the task's."
+        ),
+    ] = None,
     families: Annotated[str | None, typer.Option(help="Comma-separated candidate families.")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma-separated declared label set.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite a model of that name.")] = False,
@@ -42,6 +54,12 @@ def add(
             "task": task,
             "text_column": text_column,
             "label_column": label_column,
+            "target_column": target,
+            "id_column": id_column,
+            "time_column": time_column,
+            "value_column": value_column,
+            "freq": freq,
+            "horizon": horizon,
             "metric": metric,
             "families": split(families),
             "labels": split(labels),

@@ -105,8 +105,8 @@ def eval_report(v: Version) -> dict[str, Any]:
         "metric": m["metric"],
         **{k: m[k] for k in keys},
         "ci": m["ci"],
-        "per_class": m["per_class"],
-        "confusion": m["confusion"],
+        "per_class": m.get("per_class", {}),
+        "confusion": m.get("confusion"),
         "profile": m["profile"],
         "label_error_rate": v.label_error_rate,
         "size_bytes": v.size_bytes,
@@ -133,7 +133,8 @@ def eval_(
     table.add_row(
         f"{metric} (fleet metric)", f"{report[metric]:.4f}  95% CI {report['ci'][0]:.4f}..{report['ci'][1]:.4f}"
     )
-    for key in ("accuracy", "macro_f1", "macro_recall", "mcc", "ece", "train_seconds"):
+    extra = ("accuracy", "macro_f1", "macro_recall", "mcc", "ece", "mae", "rmse", "r2", "mape", "interval_coverage")
+    for key in (*extra, "train_seconds"):
         if key in report and key != metric:
             table.add_row(key, f"{report[key]:.4f}")
     table.add_row("latency batch 1 p50 / p95", f"{p['p50_ms_batch1']:.2f} / {p['p95_ms_batch1']:.2f} ms")
@@ -146,6 +147,8 @@ def eval_(
     table.add_row("label-error rate (train)", f"{report['label_error_rate'] or 0:.2%}")
     table.add_row("test rows / test hash", f"{report['n_test']} / {report['test_hash'][:12]}")
     console.print(table)
+    if not report["per_class"]:
+        return
     classes = Table("class", "precision", "recall", "f1", "support")
     for label, row in report["per_class"].items():
         classes.add_row(

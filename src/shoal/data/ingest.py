@@ -13,7 +13,6 @@ from typing import Literal
 import pandas as pd
 
 from shoal.data.readers import read_table
-from shoal.data.split import assign_split
 from shoal.registry import Drop
 from shoal.tasks import TaskKind, get_task
 from shoal.workspace import Workspace
@@ -46,13 +45,14 @@ def ingest_frame(
 ) -> IngestResult:
     spec = ws.model(model)
     task = get_task(spec.task)
-    validated = task.validate(frame, spec, source, skip_invalid=skip_invalid)
+    stored = stored_rows(ws, model)
+    validated = task.validate(frame, spec, source, skip_invalid=skip_invalid, stored=stored)
     rows = validated.frame
-    rows["split"] = assign_split(task.split_keys(rows), split, spec.split.test_fraction)
+    rows["split"] = task.assign_split(rows, split, spec.split.test_fraction)
     warnings = list(validated.warnings)
     if validated.skipped:
         warnings.append(f"{len(validated.skipped)} invalid row(s) left out (--skip-invalid)")
-    warnings += _cross_split_duplicates(ws, model, rows, task)
+    warnings += _cross_split_duplicates(stored, rows, task)
     drop, created = ws.registry.add_drop(
         model, spec.task, rows, content_hash=content_hash(rows), source=source, split=split, warnings=warnings
     )
@@ -68,9 +68,15 @@ def ingest_file(
     )
 
 
-def _cross_split_duplicates(ws: Workspace, model: str, rows: pd.DataFrame, task: TaskKind) -> list[str]:
+def stored_rows(ws: Workspace, model: str) -> pd.DataFrame | None:
+    """Every row of the model's drops so far (None before its first drop)."""
     registry = ws.registry
-    frame = pd.concat([registry.load_drops(registry.drops(model)), rows], ignore_index=True)
+    drops = registry.drops(model) if model in registry.model_names() else []
+    return registry.load_drops(drops) if drops else None
+
+
+def _cross_split_duplicates(stored: pd.DataFrame | None, rows: pd.DataFrame, task: TaskKind) -> list[str]:
+    frame = pd.concat([stored, rows], ignore_index=True) if stored is not None else rows
     keys = task.split_keys(frame)
     both = len(set(keys[frame["split"] == "train"]) & set(keys[frame["split"] == "test"]))
     return [f"{both} text(s) appear in both train and test (they are left out of training)"] if both else []

@@ -7,15 +7,26 @@ import importlib
 from shoal.families.base import Family, Params, Predictor
 
 _REGISTRY: dict[str, type[Family]] = {}
-#: built-in families and the module that defines each; imported on first use so heavy ones stay lazy
+#: built-in families: the module that defines each (imported on first use so heavy ones stay lazy) and its task
+_TC, _REG, _FC, _EMB = "text-classification", "regression", "forecasting", "embedding"
 _BUILTIN = {
-    "majority": "shoal.families.majority",
-    "minilm-logreg": "shoal.families.minilm_logreg",
-    "minilm-logreg-int8": "shoal.families.minilm_logreg",
-    "setfit": "shoal.families.setfit",
-    "static-logreg": "shoal.families.static_logreg",
-    "tfidf-logreg": "shoal.families.tfidf_logreg",
-    "tfidf-svm": "shoal.families.tfidf_svm",
+    "majority": ("shoal.families.majority", _TC),
+    "minilm-logreg": ("shoal.families.minilm_logreg", _TC),
+    "minilm-logreg-int8": ("shoal.families.minilm_logreg", _TC),
+    "setfit": ("shoal.families.setfit", _TC),
+    "static-logreg": ("shoal.families.static_logreg", _TC),
+    "tfidf-logreg": ("shoal.families.tfidf_logreg", _TC),
+    "tfidf-svm": ("shoal.families.tfidf_svm", _TC),
+    "mean": ("shoal.families.mean", _REG),
+    "ridge": ("shoal.families.ridge", _REG),
+    "gbm": ("shoal.families.gbm", _REG),
+    "seasonal-naive": ("shoal.families.seasonal_naive", _FC),
+    "auto-ets": ("shoal.families.auto_ets", _FC),
+    "auto-arima": ("shoal.families.auto_arima", _FC),
+    "gbm-lags": ("shoal.families.gbm_lags", _FC),
+    "static-embed": ("shoal.families.sentence_embedder", _EMB),
+    "minilm-embed": ("shoal.families.sentence_embedder", _EMB),
+    "minilm-embed-int8": ("shoal.families.sentence_embedder", _EMB),
 }
 
 
@@ -25,13 +36,15 @@ def register(cls: type[Family]) -> type[Family]:
     return cls
 
 
-def family_names() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_REGISTRY))
+def family_names(task: str | None = None) -> list[str]:
+    """Every family, or those of one task."""
+    tasks = {name: task for name, (_, task) in _BUILTIN.items()} | {n: c.task for n, c in _REGISTRY.items()}
+    return sorted(name for name, of in tasks.items() if task is None or of == task)
 
 
 def get_family(name: str) -> Family:
     if name not in _REGISTRY and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
+        importlib.import_module(_BUILTIN[name][0])
     try:
         return _REGISTRY[name]()
     except KeyError:
@@ -42,7 +55,7 @@ def check_families(task: str, names: list[str]) -> str | None:
     """Why these families cannot serve `task`, or None when they all can."""
     for name in names:
         if name not in family_names():
-            return f"unknown family {name!r}; allowed: {', '.join(family_names())}"
+            return f"unknown family {name!r}; allowed: {', '.join(family_names(task))}"
         family = get_family(name)
         if family.task != task:
             return f"family {name!r} is for task {family.task!r}, not {task!r}"

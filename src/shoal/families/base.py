@@ -18,13 +18,15 @@ Params = dict[str, Any]
 
 
 class Predictor(ABC):
-    """A fitted model. `labels` are the class names in the order of `predict_proba`'s columns."""
+    """A fitted model. `labels` name the columns of `predict_proba`'s output: the class names of a classifier;
+    for other tasks the columns of their output (a regressor's `value`, `lower`, `upper`)."""
 
     labels: list[str]
 
     @abstractmethod
-    def predict_proba(self, inputs: Sequence[str]) -> np.ndarray:
-        """Class probabilities, shape (len(inputs), len(labels))."""
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Output for a batch, shape (len(inputs), len(labels)): class probabilities for a classifier. The
+        server's batcher and the latency profile call this for every task."""
 
     @abstractmethod
     def save(self, folder: Path) -> None:
@@ -33,6 +35,14 @@ class Predictor(ABC):
     @abstractmethod
     def n_parameters(self) -> int:
         """Number of learned numbers (weights, vocabulary entries, priors)."""
+
+    def warm_up_inputs(self) -> list[Any]:
+        """One input the server predicts before it serves a freshly loaded version."""
+        return ["warm-up request"]
+
+    def check_inputs(self, inputs: Sequence[Any]) -> list[str]:
+        """Why a request's inputs cannot be predicted (the server answers 422 with these), or []."""
+        return []
 
     def predict(self, inputs: Sequence[str]) -> list[str]:
         proba = self.predict_proba(inputs)

@@ -33,7 +33,7 @@ class SklearnPredictor(Predictor):
         return np.asarray(self.estimator.predict_proba(list(inputs)), dtype=np.float64)
 
     def save(self, folder: Path) -> None:
-        sio.dump(self.estimator, folder / MODEL_FILE, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+        dump_skops(self.estimator, folder / MODEL_FILE)
         write_json(folder / "labels.json", self.labels)
 
     def n_parameters(self) -> int:
@@ -42,13 +42,22 @@ class SklearnPredictor(Predictor):
     @classmethod
     def load(cls, folder: Path) -> SklearnPredictor:
         path = folder / MODEL_FILE
-        untrusted = set(sio.get_untrusted_types(file=path)) - set(cls.extra_trusted)
-        if untrusted:
-            raise UntrustedArtifact(f"{path} contains types shoal does not load: {', '.join(sorted(untrusted))}")
-        predictor = cls(sio.load(path, trusted=list(cls.extra_trusted)))
+        predictor = cls(load_skops(path, cls.extra_trusted))
         if predictor.labels != read_json(folder / "labels.json"):
             raise UntrustedArtifact(f"{path}: classes do not match labels.json")
         return predictor
+
+
+def dump_skops(estimator: Any, path: Path) -> None:
+    sio.dump(estimator, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+
+
+def load_skops(path: Path, extra_trusted: tuple[str, ...]) -> Any:
+    """Load a skops file holding only skops' default trusted types and `extra_trusted` (never anything else)."""
+    untrusted = set(sio.get_untrusted_types(file=path)) - set(extra_trusted)
+    if untrusted:
+        raise UntrustedArtifact(f"{path} contains types shoal does not load: {', '.join(sorted(untrusted))}")
+    return sio.load(path, trusted=list(extra_trusted))
 
 
 def count_parameters(estimator: Any) -> int:

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from shoal.registry import PRODUCTION
-from shoal.train.trainer import LABEL_ISSUES_FILE
+from shoal.tasks import get_task
+from shoal.train.audit import LABEL_ISSUES_FILE
 from shoal.workspace import Workspace
 
 DECISION_KINDS = ("promoted", "rejected", "rolled_back", "failed")
@@ -55,8 +56,9 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
             }
         )
     scored = [c for c in candidates if c["metric"] is not None and c["p95_ms_batch1"] is not None]
-    latency_front = pareto_front([(c["p95_ms_batch1"], c["metric"]) for c in scored])
-    size_front = pareto_front([(c["size_mb"], c["metric"]) for c in scored])
+    task = get_task(spec.task)  # an error metric (MAE) is better when lower: the front needs "higher is better"
+    latency_front = pareto_front([(c["p95_ms_batch1"], task.better(spec.metric, c["metric"])) for c in scored])
+    size_front = pareto_front([(c["size_mb"], task.better(spec.metric, c["metric"])) for c in scored])
     for i, c in enumerate(scored):
         c["pareto_latency"] = i in latency_front
         c["pareto_size"] = i in size_front

@@ -22,7 +22,6 @@ from shoal.serve.metrics import Metrics
 from shoal.workspace import Workspace
 
 log = logging.getLogger("shoal.serve")
-WARM_UP = ["warm-up request"]
 
 
 @dataclass
@@ -154,7 +153,7 @@ class ModelPool:
     def _load(self, name: str, number: int) -> Loaded:
         version = self.ws.registry.version(name, number)
         predictor = self.ws.load_predictor(version)
-        proba = predictor.predict_proba(WARM_UP)
+        proba = predictor.predict_proba(predictor.warm_up_inputs())
         if proba.shape != (1, len(predictor.labels)):
             raise ValueError(f"warm-up returned shape {proba.shape}, expected (1, {len(predictor.labels)})")
         return Loaded(version, predictor, datetime.now(UTC))

@@ -1,8 +1,9 @@
-"""`POST /v1/models/{name}/predict`: the hot path.
+"""`POST /v1/models/{name}/predict`: the hot path, for every task kind.
 
-The body is parsed with orjson and checked by a fast path that accepts exactly what `PredictRequest`
-accepts; anything else goes through `PredictRequest` itself so the 422 message names the problem. The answer
-is serialized with orjson. The OpenAPI schema documents the request and response models all the same.
+The model's task picks the codec (`shoal.serve.codecs`) that reads the body — a fast path that accepts
+exactly what the documented request model accepts, the pydantic model itself otherwise so a 422 names the
+problem — and writes the answers. The answer is serialized with orjson. The OpenAPI schema documents the
+request and response models of every task all the same.
 """
 
 from __future__ import annotations
@@ -13,66 +14,28 @@ import re
 import time
 from typing import Any
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import ValidationError
 from starlette.responses import Response
 
 from shoal.serve.auth import bearer, check_token
-from shoal.serve.errors import ServeError, error_response, unavailable, validation_message
+from shoal.serve.codecs import CODECS, codec_for
+from shoal.serve.errors import ServeError, error_response, unavailable
 from shoal.serve.metrics import UNKNOWN_MODEL
-from shoal.serve.schemas import ErrorResponse, PredictRequest, PredictResponse
+from shoal.serve.schemas import (
+    EmbedRequest,
+    EmbedResponse,
+    ErrorResponse,
+    ForecastResponse,
+    PredictResponse,
+    RegressionPredictResponse,
+)
 from shoal.serve.state import ServeState, get_state
 
-_KEYS = frozenset(PredictRequest.model_fields)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _PREFIX = os.urandom(4).hex()
 _counter = itertools.count(1)
-
-
-def parse(body: bytes) -> tuple[list[str], int | None, bool]:
-    """(inputs, top_k, return_probabilities) of a predict body, or a 422 `ServeError`."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ServeError(
-            422, "invalid_request", 'the body is not valid JSON; send {"inputs": ["a text", ...]}'
-        ) from None
-    if type(data) is dict and data.keys() <= _KEYS:
-        inputs = data.get("inputs")
-        top_k = data.get("top_k")
-        probabilities = data.get("return_probabilities", False)
-        if (
-            type(inputs) is list
-            and inputs
-            and (top_k is None or (type(top_k) is int and top_k >= 1))
-            and type(probabilities) is bool
-            and all(type(text) is str and text for text in inputs)
-        ):
-            return inputs, top_k, probabilities
-    try:
-        request = PredictRequest.model_validate(data)
-    except ValidationError as error:
-        raise ServeError(422, "invalid_request", validation_message(list(error.errors()))) from None
-    return request.inputs, request.top_k, request.return_probabilities
-
-
-def predictions(proba: np.ndarray, labels: list[str], top_k: int | None, probabilities: bool) -> list[dict[str, Any]]:
-    best = proba.argmax(axis=1)
-    scores = proba[np.arange(len(best)), best].tolist()
-    answers = [{"label": labels[i], "probability": p} for i, p in zip(best.tolist(), scores, strict=True)]
-    if top_k:
-        k = min(top_k, len(labels))
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-        ranked = np.take_along_axis(proba, order, axis=1)
-        for answer, indices, values in zip(answers, order.tolist(), ranked.tolist(), strict=True):
-            answer["top_k"] = [{"label": labels[i], "probability": v} for i, v in zip(indices, values, strict=True)]
-    if probabilities:
-        for answer, row in zip(answers, proba.tolist(), strict=True):
-            answer["probabilities"] = dict(zip(labels, row, strict=True))
-    return answers
 
 
 def _request_id(request: Request) -> str:
@@ -91,11 +54,21 @@ def _unknown(state: ServeState, name: str) -> ServeError:
     return ServeError(404, "not_found", message)
 
 
-async def _answer(state: ServeState, name: str, request: Request, request_id: str) -> tuple[Response, str]:
+async def _answer(
+    state: ServeState, name: str, request: Request, request_id: str, endpoint: str
+) -> tuple[Response, str]:
     slot = state.pool.slots.get(name)
     if slot is None:
         raise _unknown(state, name)
-    inputs, top_k, probabilities = parse(await request.body())
+    codec = codec_for(slot.task)
+    if codec.endpoint != endpoint:
+        raise ServeError(
+            422,
+            "wrong_endpoint",
+            f"model {name!r} is a {slot.task} model: use POST /v1/models/{name}/{codec.endpoint}",
+        )
+    parsed = codec.parse(await request.body())
+    inputs = parsed.inputs
     if len(inputs) > slot.max_inputs:
         raise ServeError(
             413,
@@ -106,21 +79,34 @@ async def _answer(state: ServeState, name: str, request: Request, request_id: st
     loaded = slot.current
     if loaded is None:
         raise unavailable("not_ready", f"model {name!r} is still loading; retry after the Retry-After delay")
-    proba = await slot.batcher.predict(loaded, inputs)
-    answers = predictions(proba, loaded.labels, top_k, probabilities)
-    request.app.state.prediction_log.record(request_id, name, loaded.number, inputs, [a["label"] for a in answers])
-    body = {"model": name, "version": loaded.number, "request_id": request_id, "predictions": answers}
+    problems = loaded.predictor.check_inputs(inputs)
+    if problems:
+        more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ServeError(422, "invalid_request", "; ".join(problems[:5]) + more)
+    outputs = await slot.batcher.predict(loaded, inputs)
+    answers = codec.answers(outputs, loaded.predictor, parsed)
+    request.app.state.prediction_log.record(request_id, name, loaded.number, *codec.logged(inputs, answers))
+    body = {"model": name, "version": loaded.number, "request_id": request_id, codec.result_key: answers}
     headers = {"X-Request-ID": request_id}
     return Response(orjson.dumps(body), media_type="application/json", headers=headers), str(loaded.number)
 
 
 async def predict(name: str, request: Request) -> Response:
-    """Classify one or many texts with the model's production version."""
+    """Predict one or many inputs with the model's production version."""
+    return await _serve(name, request, "predict")
+
+
+async def embed(name: str, request: Request) -> Response:
+    """Embed one or many texts with an embedding model's production version."""
+    return await _serve(name, request, "embed")
+
+
+async def _serve(name: str, request: Request, endpoint: str) -> Response:
     started = time.perf_counter()
     state = get_state(request)
     request_id = _request_id(request)
     try:
-        response, version = await _answer(state, name, request, request_id)
+        response, version = await _answer(state, name, request, request_id, endpoint)
     except ServeError as error:
         slot = state.pool.slots.get(name)
         model = name if slot is not None else UNKNOWN_MODEL
@@ -138,10 +124,21 @@ async def _protected_predict(
     return await predict(name, request)
 
 
+async def _protected_embed(
+    name: str, request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+) -> Response:
+    check_token(request, credentials)
+    return await embed(name, request)
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "no such model is served"},
     413: {"model": ErrorResponse, "description": "more inputs than serve.max_inputs, or the body is too large"},
-    422: {"model": ErrorResponse, "description": "the body is not a valid PredictRequest"},
+    422: {
+        "model": ErrorResponse,
+        "description": "the body is not a valid request for the model's task, or the model's task is served "
+        "by the other endpoint (predict / embed)",
+    },
     500: {"model": ErrorResponse, "description": "the model itself failed on this input (details in the server log)"},
     503: {
         "model": ErrorResponse,
@@ -154,27 +151,50 @@ _REQUEST_ID_HEADER = {"description": "the client's X-Request-ID if valid, else a
 
 
 def router(protect: bool) -> APIRouter:
-    """The predict route; with `protect`, it requires the bearer token."""
+    """The predict and embed routes; with `protect`, they require the bearer token."""
     routes = APIRouter(tags=["predict"])
-    body_schema = PredictRequest.model_json_schema()
     responses = dict(_ERRORS)
     if protect:
         responses[401] = {"model": ErrorResponse, "description": "missing or wrong bearer token"}
+    predicting = [codec for codec in CODECS.values() if codec.endpoint == "predict"]
     routes.add_api_route(
         "/v1/models/{name}/predict",
         _protected_predict if protect else predict,
         methods=["POST"],
         summary="Predict",
-        description="Classify one or many texts with the model's production version.",
+        description="Predict with the model's production version: texts to classify "
+        "(text-classification), rows of feature values (regression) or series ids (forecasting).",
         response_model=None,
         responses={
             200: {
-                "model": PredictResponse,
-                "description": "one prediction per input",
+                "model": PredictResponse | RegressionPredictResponse | ForecastResponse,  # type: ignore[dict-item]
+                "description": "one prediction per input: a label (text-classification), a value with its "
+                "interval (regression), or the next horizon points of a series (forecasting)",
                 "headers": {"X-Request-ID": _REQUEST_ID_HEADER},
             },
             **responses,
         },
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+        openapi_extra=_body({"anyOf": [codec.request.model_json_schema() for codec in predicting]}),
+    )
+    routes.add_api_route(
+        "/v1/models/{name}/embed",
+        _protected_embed if protect else embed,
+        methods=["POST"],
+        summary="Embed",
+        description="Sentence embeddings from an embedding model's production version, batched like predict.",
+        response_model=None,
+        responses={
+            200: {
+                "model": EmbedResponse,
+                "description": "one unit-length vector per input",
+                "headers": {"X-Request-ID": _REQUEST_ID_HEADER},
+            },
+            **responses,
+        },
+        openapi_extra=_body(EmbedRequest.model_json_schema()),
     )
     return routes
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -48,6 +48,80 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction] = Field(description="one per input, in the order of the inputs")
 
 
+Row = dict[str, float | str | None]
+
+
+class RegressionPredictRequest(BaseModel):
+    """Feature rows to predict with a regression model's production version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Row] = Field(
+        min_length=1,
+        description="one object per row with every feature column: a number (numeric column), a string "
+        "(categorical column) or null (unknown value); more than the model's max_inputs answers 413",
+    )
+
+
+class ValuePrediction(BaseModel):
+    """The predicted value of one row and its prediction interval (null when the family has none)."""
+
+    value: float
+    lower: float | None = Field(None, description="lower bound of the interval")
+    upper: float | None = Field(None, description="upper bound of the interval")
+    level: float | None = Field(None, description="the interval's nominal coverage, e.g. 0.9")
+
+
+class RegressionPredictResponse(BaseModel):
+    model: str
+    version: int = Field(description="the version that answered")
+    request_id: str = Field(description="also in the X-Request-ID header")
+    predictions: list[ValuePrediction] = Field(description="one per input row, in order")
+
+
+class ForecastRequest(BaseModel):
+    """Series to forecast with a forecasting model's production version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Text] = Field(min_length=1, description="series ids ('series' for a model with a single series)")
+
+
+class ForecastPoint(BaseModel):
+    timestamp: str
+    value: float
+    lower: float = Field(description="lower bound of the interval")
+    upper: float = Field(description="upper bound of the interval")
+
+
+class SeriesForecast(BaseModel):
+    series: str
+    level: float = Field(description="nominal coverage of the intervals, e.g. 0.9")
+    forecast: list[ForecastPoint] = Field(description="the next horizon points after the latest observation")
+
+
+class ForecastResponse(BaseModel):
+    model: str
+    version: int = Field(description="the version that answered")
+    request_id: str = Field(description="also in the X-Request-ID header")
+    predictions: list[SeriesForecast] = Field(description="one per requested series, in order")
+
+
+class EmbedRequest(BaseModel):
+    """Texts to embed with an embedding model's production version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Text] = Field(min_length=1, description="texts; more than the model's max_inputs answers 413")
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    version: int = Field(description="the version that answered")
+    request_id: str = Field(description="also in the X-Request-ID header")
+    embeddings: list[list[float]] = Field(description="one unit-length vector per input, in order")
+
+
 class ErrorBody(BaseModel):
     code: str = Field(description="stable machine-readable code, e.g. not_found, invalid_request, overloaded")
     message: str = Field(description="what went wrong and what to do next")

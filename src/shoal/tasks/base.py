@@ -1,12 +1,21 @@
-"""What a task kind defines: the columns of its data, how a drop is validated, how examples are split."""
+"""What a task kind defines: its data (columns, validation, split rule) and how its models are judged
+(cross-validation outputs, metrics with CIs, the floor, the paired test the gate runs).
+
+The trainer, evaluator and gate only call these methods, so a new kind of model is one module here plus its
+families; nothing downstream branches on the task's name.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
+from shoal.data.split import assign_split
 from shoal.fleet import ModelSpec
 
 
@@ -19,19 +28,118 @@ class Validated:
     skipped: list[str] = field(default_factory=list)
 
 
+@dataclass
+class TestSet:
+    """The frozen test set as every candidate sees it."""
+
+    inputs: list[Any]  # what a predictor takes: texts, or feature rows (dicts)
+    truth: np.ndarray  # classification: index into `labels`; regression: the target values
+    hash: str
+    labels: list[str] = field(default_factory=list)  # classification: the global label list (train ∪ test)
+    context: Any = None  # what else the task's scoring needs (forecasting: the series and backtest windows)
+
+
+@dataclass
+class TrainSet:
+    inputs: list[Any]
+    targets: list[Any]
+
+
 class TaskKind(ABC):
     name: str
-    #: the canonical columns a validated drop holds (besides `split`)
+    #: the canonical columns a validated drop holds (besides `split`); empty when they depend on the data
     columns: tuple[str, ...]
+    #: metrics where lower is better (errors); every other metric is maximised
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()
+    #: how the gate names the floor a first version must beat
+    floor_name: ClassVar[str]
 
+    # -- data --------------------------------------------------------------------------------------
     @abstractmethod
-    def validate(self, frame: pd.DataFrame, spec: ModelSpec, source: str, *, skip_invalid: bool) -> Validated:
-        """Check a drop's raw rows; raise DropRejected (nothing written) or return canonical rows."""
+    def validate(
+        self,
+        frame: pd.DataFrame,
+        spec: ModelSpec,
+        source: str,
+        *,
+        skip_invalid: bool,
+        stored: pd.DataFrame | None = None,
+    ) -> Validated:
+        """Check a drop's raw rows; raise DropRejected (nothing written) or return canonical rows.
+
+        `stored` holds the rows of the model's drops so far (None before its first drop): a task whose schema
+        is inferred from the first drop enforces it; a time series checks the new rows against the stored."""
 
     @abstractmethod
     def split_keys(self, frame: pd.DataFrame) -> pd.Series:
         """The string hashed to place each example in train or test (stable as data grows)."""
 
+    def assign_split(self, rows: pd.DataFrame, mode: str, test_fraction: float) -> pd.Series:
+        """Each validated row's split: by `mode`, or for `auto` by a hash of its key."""
+        return assign_split(self.split_keys(rows), mode, test_fraction)
+
     @abstractmethod
-    def assemble(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    def assemble(
+        self, frame: pd.DataFrame, spec: ModelSpec | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
         """All drops' rows -> (train, test, notes), de-duplicated and leak-free."""
+
+    @abstractmethod
+    def train_set(self, train: pd.DataFrame, spec: ModelSpec | None = None) -> TrainSet:
+        """Assembled training rows -> what families fit on; raises ValueError when they cannot be trained."""
+
+    @abstractmethod
+    def test_set(self, train: pd.DataFrame, test: pd.DataFrame, spec: ModelSpec | None = None) -> TestSet:
+        """Assembled test rows -> the frozen test set (its hash names it in every version)."""
+
+    # -- judging -----------------------------------------------------------------------------------
+    def better(self, metric: str, value: float) -> float:
+        """A number that grows as `metric` improves (for ranking candidates and CV settings)."""
+        return -value if metric in self.lower_is_better else value
+
+    @abstractmethod
+    def cv_folds(self, targets: Sequence[Any], folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(train, held-out) index pairs of the search on training data."""
+
+    @abstractmethod
+    def fold_outputs(self, predictor: Any, inputs: list[Any], labels: list[str]) -> np.ndarray:
+        """A fitted fold model's outputs on held-out rows, aligned so folds can be stacked."""
+
+    @abstractmethod
+    def cv_score(self, targets: Sequence[Any], oof: np.ndarray, metric: str, labels: list[str]) -> float:
+        """The metric of out-of-fold outputs."""
+
+    @abstractmethod
+    def gate_outputs(self, predictor: Any, test: TestSet) -> np.ndarray:
+        """What the gate compares on the test set: predicted label indices, or predicted values."""
+
+    @abstractmethod
+    def score(
+        self, predictor: Any, test: TestSet, metric: str, *, bootstrap: int, seed: int
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """(every quality number with the fleet metric's 95% bootstrap CI, the gate outputs)."""
+
+    @abstractmethod
+    def floor(self, train: TrainSet, test: TestSet) -> np.ndarray:
+        """Gate outputs of the floor a first version must significantly beat."""
+
+    @abstractmethod
+    def paired_test(
+        self, test: TestSet, challenger: np.ndarray, champion: np.ndarray, metric: str, *, bootstrap: int, seed: int
+    ) -> dict[str, Any]:
+        """Is the challenger better on the same test rows? {test, delta (> 0: better), ci, p_value, ...}."""
+
+    def after_fit(
+        self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]
+    ) -> tuple[float | None, dict]:
+        """Use the search's out-of-fold outputs once the final model is fit: (label-error rate, files to store)."""
+        return None, {}
+
+    def is_stale(self, champion_metrics: dict[str, Any], test: TestSet) -> bool:
+        """Whether the production version's output is out of date on the current data whatever its quality
+        (a forecast that starts before the latest observation): its own recipe refit on this data replaces it."""
+        return False
+
+    def profile_inputs(self, test: TestSet) -> list[Any]:
+        """Inputs for the latency profile, in the form a served request carries."""
+        return test.inputs

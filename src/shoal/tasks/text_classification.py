@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.evaluate.classification import confusion, metric_value, paired_test, score
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, Validated
+from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated
 
 _SPACE = re.compile(r"\s+")
 IMBALANCE_RATIO = 20
@@ -25,8 +31,17 @@ def normalize(text: str) -> str:
 class TextClassification(TaskKind):
     name = "text-classification"
     columns = ("text", "label")
+    floor_name = "the majority floor"
 
-    def validate(self, frame: pd.DataFrame, spec: ModelSpec, source: str, *, skip_invalid: bool) -> Validated:
+    def validate(
+        self,
+        frame: pd.DataFrame,
+        spec: ModelSpec,
+        source: str,
+        *,
+        skip_invalid: bool,
+        stored: pd.DataFrame | None = None,
+    ) -> Validated:
         missing = [c for c in (spec.text_column, spec.label_column) if c not in frame.columns]
         if missing:
             present = ", ".join(c for c in frame.columns if c != LINE) or "none"
@@ -84,7 +99,9 @@ class TextClassification(TaskKind):
     def split_keys(self, frame: pd.DataFrame) -> pd.Series:
         return frame["text"].map(normalize)
 
-    def assemble(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    def assemble(
+        self, frame: pd.DataFrame, spec: ModelSpec | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
         notes: list[str] = []
         frame = frame.assign(key=frame["text"].map(normalize))
         test = frame[frame["split"] == "test"]
@@ -99,6 +116,80 @@ class TextClassification(TaskKind):
         train = deduped[~leaking]
         columns = ["text", "label"]
         return train[columns].reset_index(drop=True), test[columns].reset_index(drop=True), notes
+
+    def train_set(self, train: pd.DataFrame, spec: ModelSpec | None = None) -> TrainSet:
+        if train["label"].nunique() < 2:
+            raise ValueError("needs at least two labels in its training data")
+        return TrainSet(train["text"].tolist(), train["label"].tolist())
+
+    def test_set(self, train: pd.DataFrame, test: pd.DataFrame, spec: ModelSpec | None = None) -> TestSet:
+        texts, labels = test["text"].tolist(), test["label"].tolist()
+        label_set = sorted(set(train["label"]) | set(labels))
+        digest = hashlib.sha256()
+        for text, label in sorted(zip(texts, labels, strict=True)):
+            digest.update(text.encode() + b"\0" + label.encode() + b"\n")
+        truth = np.array([label_set.index(label) for label in labels])
+        return TestSet(texts, truth, digest.hexdigest(), label_set)
+
+    def cv_folds(self, targets: Sequence[Any], folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        y = np.asarray(targets, dtype=object)
+        counts = np.unique(y, return_counts=True)[1]
+        folds = max(2, min(folds, len(y)))
+        splitter = (
+            StratifiedKFold(folds, shuffle=True, random_state=seed)
+            if counts.min() >= folds
+            else KFold(folds, shuffle=True, random_state=seed)
+        )
+        return list(splitter.split(np.zeros(len(y)), y))
+
+    def fold_outputs(self, predictor: Any, inputs: list[Any], labels: list[str]) -> np.ndarray:
+        return align(predictor.predict_proba(inputs), predictor.labels, labels)
+
+    def cv_score(self, targets: Sequence[Any], oof: np.ndarray, metric: str, labels: list[str]) -> float:
+        truth = np.array([labels.index(label) for label in targets])
+        return float(metric_value(confusion(truth, oof.argmax(axis=1), len(labels)), metric, labels))
+
+    def gate_outputs(self, predictor: Any, test: TestSet) -> np.ndarray:
+        return predict_indices(predictor, test)[0]
+
+    def score(
+        self, predictor: Any, test: TestSet, metric: str, *, bootstrap: int, seed: int
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        pred, proba = predict_indices(predictor, test)
+        return score(test.truth, pred, proba, test.labels, metric, bootstrap=bootstrap, seed=seed), pred
+
+    def floor(self, train: TrainSet, test: TestSet) -> np.ndarray:
+        from shoal.families import get_family
+
+        predictor = get_family("majority").fit([""] * len(train.targets), train.targets, {}, 0)
+        return predict_indices(predictor, test)[0]
+
+    def paired_test(
+        self, test: TestSet, challenger: np.ndarray, champion: np.ndarray, metric: str, *, bootstrap: int, seed: int
+    ) -> dict[str, Any]:
+        return paired_test(test.truth, challenger, champion, test.labels, metric, bootstrap=bootstrap, seed=seed)
+
+    def after_fit(
+        self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]
+    ) -> tuple[float | None, dict]:
+        from shoal.train.audit import LABEL_ISSUES_FILE, label_issues
+
+        error_rate, issues = label_issues(train.inputs, train.targets, labels, oof)
+        return error_rate, {LABEL_ISSUES_FILE: issues}
+
+
+def align(proba: np.ndarray, model_labels: list[str], labels: list[str]) -> np.ndarray:
+    """Re-order probability columns from a model's labels to the global label list."""
+    out = np.zeros((proba.shape[0], len(labels)))
+    out[:, [labels.index(label) for label in model_labels]] = proba
+    return out
+
+
+def predict_indices(predictor: Any, test: TestSet) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted label indices in the global label list, probabilities in the predictor's columns)."""
+    proba = predictor.predict_proba(test.inputs)
+    mapping = np.array([test.labels.index(label) if label in test.labels else -1 for label in predictor.labels])
+    return mapping[proba.argmax(axis=1)], proba
 
 
 def _as_text(value: object) -> str | None:

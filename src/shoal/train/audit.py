@@ -8,6 +8,7 @@ import numpy as np
 from cleanlab.filter import find_label_issues
 
 MAX_LISTED = 200
+LABEL_ISSUES_FILE = "label_issues.json"
 
 
 def label_issues(

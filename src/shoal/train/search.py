@@ -1,7 +1,8 @@
 """Hyper-parameter search by cross-validation on the training data only (never the test set).
 
-Every (fold, params) fit runs in parallel; the best params' out-of-fold probabilities are kept for the
-label audit, so the search and the audit share one set of fits.
+Every (fold, params) fit runs in parallel; the best params' out-of-fold outputs are kept for the task's
+`after_fit` (the label audit of text classification, the prediction intervals of regression), so the search
+and those share one set of fits. The task kind decides the folds, the outputs and the score.
 """
 
 from __future__ import annotations
@@ -11,30 +12,23 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.model_selection import KFold, StratifiedKFold
 
-from shoal.evaluate.classification import confusion, metric_value
 from shoal.families import Family, Params
+from shoal.tasks.base import TaskKind
 
 
 @dataclass
 class SearchResult:
     params: Params
-    cv_score: float
+    cv_score: float | None
     scores: list[dict[str, Any]]
-    oof_proba: np.ndarray  # (n, len(labels)) for the best params
-
-
-def align(proba: np.ndarray, model_labels: list[str], labels: list[str]) -> np.ndarray:
-    """Re-order probability columns from a model's labels to the global label list."""
-    out = np.zeros((proba.shape[0], len(labels)))
-    out[:, [labels.index(label) for label in model_labels]] = proba
-    return out
+    oof: np.ndarray  # out-of-fold outputs for the best params (classification: (n, len(labels)) probabilities)
 
 
 def _fold_fit(
+    task: TaskKind,
     family: Family,
-    texts: np.ndarray,
+    inputs: np.ndarray,
     targets: np.ndarray,
     train: np.ndarray,
     held: np.ndarray,
@@ -42,48 +36,49 @@ def _fold_fit(
     seed: int,
     labels: list[str],
 ) -> np.ndarray:
-    model = family.fit(texts[train].tolist(), targets[train].tolist(), params, seed)
-    return align(model.predict_proba(texts[held].tolist()), model.labels, labels)
+    model = family.fit(inputs[train].tolist(), targets[train].tolist(), params, seed)
+    return task.fold_outputs(model, inputs[held].tolist(), labels)
 
 
 def search(
     family: Family,
-    texts: list[str],
-    targets: list[str],
+    inputs: list[Any],
+    targets: list[Any],
     labels: list[str],
     metric: str,
     *,
     folds: int,
     seed: int,
     n_jobs: int,
+    task: TaskKind | None = None,
 ) -> SearchResult:
-    x, y = np.asarray(texts, dtype=object), np.asarray(targets, dtype=object)
-    counts = np.unique(y, return_counts=True)[1]
-    folds = max(2, min(folds, len(y)))
-    splitter = (
-        StratifiedKFold(folds, shuffle=True, random_state=seed)
-        if counts.min() >= folds
-        else KFold(folds, shuffle=True, random_state=seed)
-    )
-    splits = list(splitter.split(x, y))
+    """The best of `family.grid` by cross-validated `metric` (`task` defaults to text classification)."""
+    if task is None:
+        from shoal.tasks.text_classification import TextClassification
+
+        task = TextClassification()
+    x, y = np.empty(len(inputs), dtype=object), np.empty(len(targets), dtype=object)
+    x[:], y[:] = inputs, targets  # element-wise: rows that are dicts stay dicts
+    splits = task.cv_folds(targets, folds, seed)
     grid = family.grid(len(y))
+    if not splits:  # a task without folds (forecasting: the backtest judges) takes the family's first setting
+        return SearchResult(params=grid[0], cv_score=None, scores=[], oof=np.empty(0))
     jobs = [(p, f) for p in range(len(grid)) for f in range(len(splits))]
     outputs = Parallel(n_jobs=min(n_jobs, len(jobs)))(
-        delayed(_fold_fit)(family, x, y, splits[f][0], splits[f][1], grid[p], seed, labels) for p, f in jobs
+        delayed(_fold_fit)(task, family, x, y, splits[f][0], splits[f][1], grid[p], seed, labels) for p, f in jobs
     )
-    truth = np.array([labels.index(label) for label in y])
     results = []
     for p, params in enumerate(grid):
-        oof = np.zeros((len(y), len(labels)))
-        for (q, f), proba in zip(jobs, outputs, strict=True):
-            if q == p:
-                oof[splits[f][1]] = proba
-        value = float(metric_value(confusion(truth, oof.argmax(axis=1), len(labels)), metric, labels))
-        results.append((value, params, oof))
-    best = max(range(len(results)), key=lambda i: results[i][0])  # first best: grids list cheap first
+        parts = {f: out for (q, f), out in zip(jobs, outputs, strict=True) if q == p}
+        oof = np.zeros((len(y), *parts[0].shape[1:]))
+        for f, out in parts.items():
+            oof[splits[f][1]] = out
+        results.append((task.cv_score(targets, oof, metric, labels), params, oof))
+    # first best: grids list cheap first
+    best = max(range(len(results)), key=lambda i: task.better(metric, results[i][0]))
     return SearchResult(
         params=results[best][1],
         cv_score=results[best][0],
         scores=[{"params": params, "cv_score": value} for value, params, _ in results],
-        oof_proba=results[best][2],
+        oof=results[best][2],
     )

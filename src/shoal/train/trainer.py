@@ -6,7 +6,6 @@ A failing family or model is recorded in the event log with its error and never 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 import traceback
@@ -14,21 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from shoal import __version__
-from shoal.evaluate import TestSet, evaluate, predict_indices
+from shoal.evaluate import evaluate
 from shoal.families import get_family
 from shoal.families.base import write_json
 from shoal.fleet import ModelSpec
-from shoal.gate import Contender, Decision, budget_problems, decide
+from shoal.gate import Contender, Decision, budget_problems, decide, refreshed
 from shoal.registry import PRODUCTION, Version
-from shoal.tasks import get_task
-from shoal.train.audit import label_issues
+from shoal.tasks import TaskKind, TestSet, TrainSet, get_task
 from shoal.train.search import search
 from shoal.workspace import Workspace
 
-LABEL_ISSUES_FILE = "label_issues.json"
 Step = Callable[[str, str], None]  # (model, what is happening now)
 
 
@@ -58,13 +53,6 @@ class ModelReport:
     seconds: float = 0.0
 
 
-def _test_hash(texts: list[str], labels: list[str]) -> str:
-    digest = hashlib.sha256()
-    for text, label in sorted(zip(texts, labels, strict=True)):
-        digest.update(text.encode() + b"\0" + label.encode() + b"\n")
-    return digest.hexdigest()
-
-
 def budget_skip(family_name: str, spec: ModelSpec, n_rows: int) -> str | None:
     """Why a family cannot meet this model's budgets, from the family's declared costs (None: try it)."""
     family = get_family(family_name)
@@ -80,7 +68,8 @@ def quantization_problem(version: Version, siblings: dict[str, Version], spec: M
     base = get_family(version.family).quantized_from
     if base is None or base not in siblings:
         return None
-    loss = siblings[base].metrics[spec.metric] - version.metrics[spec.metric]
+    better = get_task(spec.task).better
+    loss = better(spec.metric, siblings[base].metrics[spec.metric]) - better(spec.metric, version.metrics[spec.metric])
     if loss > spec.quantization_tolerance:
         return f"v{version.number} ({version.family}) loses {loss:.4f} {spec.metric} against {base}"
     return None
@@ -92,37 +81,39 @@ def _fit_candidate(
     spec: ModelSpec,
     family_name: str,
     dataset_version: str,
-    train_texts: list[str],
-    train_labels: list[str],
+    train: TrainSet,
     test: TestSet,
 ) -> Version:
     settings = ws.fleet.workspace
+    task = get_task(spec.task)
     family = get_family(family_name)
     started = time.perf_counter()
     found = search(
         family,
-        train_texts,
-        train_labels,
+        train.inputs,
+        train.targets,
         test.labels,
         spec.metric,
         folds=spec.cv_folds,
         seed=settings.seed,
         n_jobs=settings.n_jobs,
+        task=task,
     )
-    error_rate, issues = label_issues(train_texts, train_labels, test.labels, found.oof_proba)
-    predictor = family.fit(train_texts, train_labels, found.params, settings.seed)
+    predictor = family.fit(train.inputs, train.targets, found.params, settings.seed)
+    error_rate, files = task.after_fit(predictor, train, found.oof, test.labels)
     train_seconds = time.perf_counter() - started
     staged = ws.registry.artifacts.stage()
     try:
         predictor.save(staged)
-        write_json(staged / LABEL_ISSUES_FILE, issues)
+        for file_name, content in files.items():
+            write_json(staged / file_name, content)
         size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
         evaluated = time.perf_counter()
-        metrics, _ = evaluate(predictor, family_name, staged, test, spec.metric, settings, size)
+        metrics, _ = evaluate(task, predictor, family_name, staged, test, spec.metric, settings, size)
         metrics["train_seconds"] = train_seconds
         metrics["eval_seconds"] = time.perf_counter() - evaluated
         metrics["cv"] = {"folds": spec.cv_folds, "score": found.cv_score, "grid": found.scores}
-        metrics["n_train"] = len(train_texts)
+        metrics["n_train"] = len(train.inputs)
         version, _ = ws.registry.register_version(
             name,
             family=family_name,
@@ -139,19 +130,13 @@ def _fit_candidate(
         shutil.rmtree(staged, ignore_errors=True)
 
 
-def _contender(ws: Workspace, version: Version, test: TestSet) -> Contender:
+def _contender(ws: Workspace, task: TaskKind, version: Version, test: TestSet) -> Contender:
     """A version re-scored on the current test set (never its cached numbers)."""
-    pred, _ = predict_indices(ws.load_predictor(version), test)
+    outputs = task.gate_outputs(ws.load_predictor(version), test)
     profile = version.metrics["profile"]
     return Contender(
-        f"v{version.number}", pred, profile["p95_ms_batch1"], version.size_bytes / 1e6, profile["cost_per_million"]
+        f"v{version.number}", outputs, profile["p95_ms_batch1"], version.size_bytes / 1e6, profile["cost_per_million"]
     )
-
-
-def _majority_floor(train_labels: list[str], test: TestSet) -> Contender:
-    predictor = get_family("majority").fit([""] * len(train_labels), train_labels, {}, 0)
-    pred, _ = predict_indices(predictor, test)
-    return Contender("the majority floor", pred, 0.0, 0.0, 0.0)
 
 
 def _cost(version: Version) -> tuple[float, float]:
@@ -160,9 +145,10 @@ def _cost(version: Version) -> tuple[float, float]:
 
 
 def _gate(
-    ws: Workspace, name: str, spec: ModelSpec, candidates: list[Version], train_labels: list[str], test: TestSet
+    ws: Workspace, name: str, spec: ModelSpec, candidates: list[Version], train: TrainSet, test: TestSet
 ) -> Decision | None:
     registry, settings = ws.registry, ws.fleet.workspace
+    task = get_task(spec.task)
     siblings = {v.family: v for v in candidates}
     eligible = []
     for v in candidates:
@@ -172,32 +158,49 @@ def _gate(
         elif not budget_problems(spec.gate, v.metrics["profile"]["p95_ms_batch1"], v.size_bytes / 1e6):
             eligible.append(v)
     pool = eligible or candidates
-    best = max(pool, key=lambda v: (round(v.metrics[spec.metric], 9), tuple(-c for c in _cost(v))))
+    best = max(
+        pool,
+        key=lambda v: (round(task.better(spec.metric, v.metrics[spec.metric]), 9), tuple(-c for c in _cost(v))),
+    )
     current = registry.alias(name, PRODUCTION)
     if current == best.number:
         registry.record_event(name, "rejected", f"v{best.number} is already in production", version=best.number)
         return None
     champion = (
-        _contender(ws, registry.version(name, current), test)
+        _contender(ws, task, registry.version(name, current), test)
         if current is not None
-        else _majority_floor(train_labels, test)
+        else Contender(task.floor_name, task.floor(train, test), 0.0, 0.0, 0.0)
     )
-    decision = decide(
-        spec.gate,
+    challenger = _contender(ws, task, best, test)
+    evaluation = settings.evaluation
+    stats = task.paired_test(
+        test,
+        challenger.predictions,
+        champion.predictions,
         spec.metric,
-        test.labels,
-        test.truth,
-        _contender(ws, best, test),
-        champion,
-        bootstrap=settings.evaluation.bootstrap,
+        bootstrap=evaluation.bootstrap,
         seed=settings.seed,
     )
+    decision = decide(spec.gate, spec.metric, challenger, champion, stats)
+    if not decision.promote and current is not None:
+        fresh = _refresh(task, registry.version(name, current), siblings, test)
+        if fresh is not None:
+            best, decision = fresh, refreshed(decision, fresh.number, fresh.family, current)
     payload: dict[str, Any] = {"decision": decision.as_dict(), "champion": current}
     if decision.promote:
         registry.set_alias(name, best.number, actor="gate", reason=decision.reason, payload=payload)
     else:
         registry.record_event(name, "rejected", decision.reason, version=best.number, payload=payload)
     return decision
+
+
+def _refresh(task: TaskKind, champion: Version, siblings: dict[str, Version], test: TestSet) -> Version | None:
+    """The champion's own family refit on the current data, when the champion's output is stale (a forecast
+    that starts before the latest observation) and no other candidate beat it."""
+    fresh = siblings.get(champion.family)
+    if fresh is None or fresh.number == champion.number or not task.is_stale(champion.metrics, test):
+        return None
+    return fresh
 
 
 def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None) -> ModelReport:
@@ -210,19 +213,15 @@ def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None)
     if not drops:
         raise TrainError(f"model {name!r} has no data; add some with 'shoal ingest {name} FILE'")
     report.dataset_version = registry.dataset_version(name, drops)
-    train, test_frame, report.notes = get_task(spec.task).assemble(registry.load_drops(drops))
+    task = get_task(spec.task)
+    train_frame, test_frame, report.notes = task.assemble(registry.load_drops(drops), spec)
     if test_frame.empty:
         raise TrainError(f"model {name!r} has no test rows; ingest a drop with --split test or --split auto")
-    if train["label"].nunique() < 2:
-        raise TrainError(f"model {name!r} needs at least two labels in its training data")
-    texts, labels = train["text"].tolist(), train["label"].tolist()
-    label_set = sorted(set(labels) | set(test_frame["label"]))
-    test = TestSet(
-        test_frame["text"].tolist(),
-        label_set,
-        np.array([label_set.index(label) for label in test_frame["label"]]),
-        _test_hash(test_frame["text"].tolist(), test_frame["label"].tolist()),
-    )
+    try:
+        train = task.train_set(train_frame, spec)
+    except ValueError as error:
+        raise TrainError(f"model {name!r} {error}") from None
+    test = task.test_set(train_frame, test_frame, spec)
     existing = {v.family: v for v in registry.versions(name) if v.dataset_version == report.dataset_version}
     for family_name in spec.families:
         result = CandidateResult(family_name)
@@ -231,13 +230,13 @@ def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None)
         if family_name in existing:
             result.version, result.reused = existing[family_name], True
             continue
-        result.skipped = budget_skip(family_name, spec, len(texts))
+        result.skipped = budget_skip(family_name, spec, len(train.inputs))
         if result.skipped:
             registry.record_event(name, "skipped", result.skipped, payload={"family": family_name})
             continue
         step(name, f"training {family_name}")
         try:
-            result.version = _fit_candidate(ws, name, spec, family_name, report.dataset_version, texts, labels, test)
+            result.version = _fit_candidate(ws, name, spec, family_name, report.dataset_version, train, test)
         except Exception as error:  # isolate: one family's failure never stops the others
             result.error = f"{type(error).__name__}: {error}"
             registry.record_event(
@@ -250,7 +249,7 @@ def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None)
     versions = [c.version for c in report.candidates if c.version is not None]
     if versions:
         step(name, "gating")
-        report.decision = _gate(ws, name, spec, versions, labels, test)
+        report.decision = _gate(ws, name, spec, versions, train, test)
     report.production = registry.alias(name, PRODUCTION)
     report.seconds = time.perf_counter() - started
     return report

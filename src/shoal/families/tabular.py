@@ -1,0 +1,160 @@
+"""What the regression families share: rows (dicts) -> a typed frame, a scikit-learn regressor, an interval.
+
+A `TabularPredictor` takes feature rows as a predict request carries them (`{"column": value, ...}`), builds
+a frame with the training schema's column types, and returns `[value, lower, upper]` per row. The interval
+is value ± a quantile of the absolute out-of-fold residuals of the search (`set_interval`), so it is the same
+for every row and honest about the family's error. Saved as skops (trusted types only) + JSON.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shoal.families.base import Family, Params, Predictor, read_json, write_json
+from shoal.families.sklearn_predictor import MODEL_FILE, count_parameters, dump_skops, load_skops
+from shoal.families.threads import single_thread
+
+NUMERIC, CATEGORICAL = "numeric", "categorical"
+MISSING_CATEGORY = "__missing__"
+SCHEMA_FILE, INTERVAL_FILE = "schema.json", "interval.json"
+INTERVAL_LEVEL = 0.9
+#: skops types the tabular pipelines hold beyond skops' defaults (checked on every load)
+TRUSTED = (
+    "functools.partial",  # of check_array below; skops still checks the function a partial wraps
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+)
+
+Schema = dict[str, str]
+
+
+def schema_of_rows(rows: Sequence[dict[str, Any]]) -> Schema:
+    """Training rows -> schema: a column holding any string is categorical, else numeric."""
+    columns = list(rows[0]) if rows else []
+    return {c: CATEGORICAL if any(isinstance(row.get(c), str) for row in rows) else NUMERIC for c in columns}
+
+
+def _number(value: Any) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _category(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING_CATEGORY
+    return str(value)
+
+
+def check_rows(schema: Schema, rows: Sequence[Any]) -> list[str]:
+    """Why rows do not fit the schema (for a 422), or []: every column present, nothing else, right types."""
+    problems = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problems.append(f"inputs[{i}]: expected an object of feature values, got {type(row).__name__}")
+            continue
+        missing = [c for c in schema if c not in row]
+        unknown = [c for c in row if c not in schema]
+        if missing:
+            problems.append(f"inputs[{i}]: missing feature(s) {', '.join(missing)} (send null for an unknown value)")
+        if unknown:
+            problems.append(f"inputs[{i}]: unknown feature(s) {', '.join(unknown)}")
+        for column, kind in schema.items():
+            value = row.get(column)
+            if value is None:
+                continue
+            if kind == NUMERIC and (isinstance(value, bool) or not isinstance(value, int | float)):
+                problems.append(f"inputs[{i}].{column}: expected a number or null, got {value!r}")
+            elif kind == CATEGORICAL and not isinstance(value, str):
+                problems.append(f"inputs[{i}].{column}: expected a string or null, got {value!r}")
+    return problems
+
+
+class TabularPredictor(Predictor):
+    def __init__(self, estimator: Any, schema: Schema, half_width: float | None = None) -> None:
+        self.labels = ["value", "lower", "upper"]
+        self.estimator = estimator
+        self.schema = schema
+        self.half_width = half_width
+
+    def frame(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+        data: dict[str, np.ndarray] = {}
+        for column, kind in self.schema.items():
+            if kind == NUMERIC:
+                data[column] = np.array([_number(row.get(column)) for row in rows], dtype=np.float64)
+            else:
+                data[column] = np.array([_category(row.get(column)) for row in rows], dtype=object)
+        return pd.DataFrame(data)
+
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Shape (n, 3): the predicted value and the interval's lower and upper bounds (NaN before
+        `set_interval`). The name is the batcher's entry point shared by every task."""
+        with single_thread():
+            value = np.asarray(self.estimator.predict(self.frame(inputs)), dtype=np.float64)
+        width = np.nan if self.half_width is None else self.half_width
+        return np.column_stack([value, value - width, value + width])
+
+    def warm_up_inputs(self) -> list[Any]:
+        return [dict.fromkeys(self.schema)]
+
+    def check_inputs(self, inputs: Sequence[Any]) -> list[str]:
+        return check_rows(self.schema, inputs)
+
+    def set_interval(self, residuals: np.ndarray, level: float = INTERVAL_LEVEL) -> None:
+        """Half-width of the `level` interval: the conformal quantile of absolute held-out residuals."""
+        errors = np.abs(residuals[np.isfinite(residuals)])
+        if len(errors):
+            q = min(1.0, level * (len(errors) + 1) / len(errors))
+            self.half_width = float(np.quantile(errors, q))
+
+    def save(self, folder: Path) -> None:
+        dump_skops(self.estimator, folder / MODEL_FILE)
+        write_json(folder / SCHEMA_FILE, list(self.schema.items()))
+        write_json(folder / INTERVAL_FILE, {"level": INTERVAL_LEVEL, "half_width": self.half_width})
+
+    def n_parameters(self) -> int:
+        return count_parameters(self.estimator) + _tree_nodes(self.estimator)
+
+    @classmethod
+    def load(cls, folder: Path) -> TabularPredictor:
+        schema = dict(read_json(folder / SCHEMA_FILE))
+        interval = read_json(folder / INTERVAL_FILE)
+        return cls(load_skops(folder / MODEL_FILE, TRUSTED), schema, interval["half_width"])
+
+
+def _tree_nodes(estimator: Any) -> int:
+    model = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    trees = getattr(model, "_predictors", None) or []
+    return sum(tree.nodes.size for iteration in trees for tree in iteration)
+
+
+class TabularFamily(Family):
+    """A scikit-learn regressor over the typed frame; subclasses build the estimator."""
+
+    task = "regression"
+    expected_p95_ms = 5.0
+    expected_size_mb = 5.0
+    expected_train_seconds_per_1k_rows = 0.5
+
+    @abstractmethod
+    def estimator(self, schema: Schema, params: Params, seed: int) -> Any:
+        """An unfitted estimator taking the typed frame."""
+
+    def fit(self, inputs: Sequence[Any], targets: Sequence[Any], params: Params, seed: int) -> TabularPredictor:
+        predictor = TabularPredictor(None, schema_of_rows(inputs))
+        x = predictor.frame(inputs)
+        with single_thread():
+            predictor.estimator = self.estimator(predictor.schema, params, seed).fit(x, np.asarray(targets, float))
+        return predictor
+
+    def load(self, folder: Path) -> TabularPredictor:
+        return TabularPredictor.load(folder)
+
+
+def columns_of(schema: Schema, kind: str) -> list[str]:
+    return [c for c, k in schema.items() if k == kind]

@@ -1,0 +1,312 @@
+"""Time-series forecasting: long-format rows (series id, timestamp, value), one or many series on a declared
+frequency, forecast `horizon` points ahead.
+
+A drop is rejected whole, with file, line and reason, for an unparseable timestamp, a timestamp off the
+frequency's grid, a missing or non-numeric value, a timestamp twice in one series (or already stored with
+another value), or a gap of more than `max_gap` missing periods (smaller gaps are interpolated, with a warning).
+There is no hash split: the frozen test is the most recent `backtest_windows` windows of `horizon` points,
+so it moves forward only when new data extends the series. Each family is judged by a rolling-origin backtest
+(refit at each window's origin on the data before it), and the production version is the family refit on all
+the data: its stored forecasts start right after the latest observation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shoal.data.errors import DropRejected, Problem
+from shoal.data.readers import LINE
+from shoal.evaluate import forecasting as metrics
+from shoal.families import get_family
+from shoal.families.forecast import ForecastFamily, Series
+from shoal.fleet import ModelSpec
+from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated
+from shoal.tasks.regression import as_number, is_missing
+
+SERIES, DS, Y = "series", "ds", "y"
+SINGLE = "series"  # the id of the one series of a model without id_column
+MIN_HISTORY = 8  # points before the first backtest origin, beyond two seasons
+MEMO_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """The rolling-origin windows: per series, `windows` origins `horizon` apart, the last window ending at the
+    series' last point."""
+
+    series: list[Series]
+    windows: int
+    horizon: int
+
+    def origins(self, s: Series) -> list[int]:
+        n = len(s.values)
+        return [n - self.horizon * (self.windows - j) for j in range(self.windows)]
+
+    @property
+    def data_end(self) -> str:
+        return max(s.timestamps[-1] for s in self.series).isoformat()
+
+
+def parse_times(values: pd.Series) -> pd.Series:
+    """ISO 8601 timestamps (a zone is converted to UTC and dropped); NaT where a value is not one."""
+    text = values.map(lambda v: None if is_missing(v) else str(v).strip())
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    return parsed.dt.tz_convert(None)
+
+
+class Forecasting(TaskKind):
+    name = "forecasting"
+    columns = (SERIES, DS, Y)
+    lower_is_better = frozenset(metrics.METRICS)
+    floor_name = "the seasonal-naive floor"
+
+    # -- data --------------------------------------------------------------------------------------
+    def validate(
+        self,
+        frame: pd.DataFrame,
+        spec: ModelSpec,
+        source: str,
+        *,
+        skip_invalid: bool,
+        stored: pd.DataFrame | None = None,
+    ) -> Validated:
+        needed = [spec.time_column, spec.value_column, *([spec.id_column] if spec.id_column else [])]
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            present = ", ".join(c for c in frame.columns if c != LINE) or "none"
+            raise DropRejected(
+                source,
+                [
+                    Problem(
+                        None,
+                        f"missing column(s) {', '.join(missing)} (columns present: {present}); set "
+                        "time_column / value_column / id_column in shoal.yaml",
+                    )
+                ],
+            )
+        if frame.empty:
+            raise DropRejected(source, [Problem(None, "the file has no rows")])
+        lines = frame[LINE].tolist()
+        ids = frame[spec.id_column].map(str).tolist() if spec.id_column else [SINGLE] * len(frame)
+        times = parse_times(frame[spec.time_column]).tolist()
+        known = _stored_values(stored)
+        problems: list[Problem] = []
+        seen: dict[tuple[str, pd.Timestamp], int] = {}
+        values: list[float] = []
+        for line, series, raw, ts, value in zip(
+            lines, ids, frame[spec.time_column], times, frame[spec.value_column], strict=True
+        ):
+            number = None if is_missing(value) else as_number(value)
+            values.append(np.nan if number is None else number)
+            if pd.isna(ts):
+                problems.append(Problem(line, f"column {spec.time_column!r}: {raw!r} is not an ISO 8601 timestamp"))
+                continue
+            if number is None:
+                why = "missing" if is_missing(value) else f"{value!r} is not a finite number"
+                problems.append(Problem(line, f"column {spec.value_column!r}: {why}"))
+            first = seen.setdefault((series, ts), line)
+            if first != line:
+                problems.append(
+                    Problem(line, f"duplicate timestamp {ts.isoformat()} in series {series!r} (first at line {first})")
+                )
+            before = known.get((series, ts))
+            if before is not None and number is not None and before != number:
+                problems.append(
+                    Problem(
+                        line, f"series {series!r} already has {before:g} at {ts.isoformat()}; an observation is final"
+                    )
+                )
+        if problems and not skip_invalid:
+            raise DropRejected(source, problems)
+        bad = {p.line for p in problems}
+        keep = [line not in bad for line in lines]
+        clean = pd.DataFrame(
+            {
+                SERIES: [s for s, k in zip(ids, keep, strict=True) if k],
+                DS: pd.to_datetime([t for t, k in zip(times, keep, strict=True) if k]),
+                Y: np.asarray([v for v, k in zip(values, keep, strict=True) if k], dtype=np.float64),
+            }
+        )
+        if clean.empty:
+            raise DropRejected(source, [*problems, Problem(None, "no valid rows left")])
+        new_lines = {(s, t): line for s, t, line, k in zip(ids, times, lines, keep, strict=True) if k}
+        warnings = _check_grid(source, spec, clean, stored, new_lines)
+        return Validated(clean, warnings, [str(p) for p in problems])
+
+    def split_keys(self, frame: pd.DataFrame) -> pd.Series:
+        return frame[SERIES].astype(str) + "|" + pd.to_datetime(frame[DS]).map(lambda t: t.isoformat())
+
+    def assign_split(self, rows: pd.DataFrame, mode: str, test_fraction: float) -> pd.Series:
+        """Every row is history: the test is the most recent windows, chosen when the model is trained."""
+        return pd.Series(["train"] * len(rows), index=rows.index, dtype=object)
+
+    def assemble(
+        self, frame: pd.DataFrame, spec: ModelSpec | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        assert spec is not None and spec.horizon is not None
+        frame = frame.assign(**{DS: pd.to_datetime(frame[DS])})
+        rows = frame.drop_duplicates([SERIES, DS], keep="last").sort_values([SERIES, DS], kind="stable")
+        rows = rows[[SERIES, DS, Y]].reset_index(drop=True)
+        tested = spec.horizon * spec.backtest_windows
+        test = rows.groupby(SERIES, sort=False).tail(tested).reset_index(drop=True)
+        notes = [
+            f"backtest: the last {spec.backtest_windows} window(s) of {spec.horizon} points of each series "
+            f"(test from {test[DS].min().isoformat()} to {test[DS].max().isoformat()})"
+        ]
+        return rows, test, notes
+
+    def train_set(self, train: pd.DataFrame, spec: ModelSpec | None = None) -> TrainSet:
+        assert spec is not None and spec.horizon is not None
+        series = regular_series(train, spec)
+        needed = spec.horizon * spec.backtest_windows + max(2 * spec.season, MIN_HISTORY)
+        short = [f"{s.id} ({len(s.values)})" for s in series if len(s.values) < needed]
+        if short:
+            raise ValueError(
+                f"needs at least {needed} points per series for {spec.backtest_windows} backtest window(s) of "
+                f"{spec.horizon}; too short: {', '.join(short[:10])}"
+            )
+        return TrainSet(list(series), [s.id for s in series])
+
+    def test_set(self, train: pd.DataFrame, test: pd.DataFrame, spec: ModelSpec | None = None) -> TestSet:
+        assert spec is not None and spec.horizon is not None
+        backtest = Backtest(regular_series(train, spec), spec.backtest_windows, spec.horizon)
+        truth, scale, digest = [], [], hashlib.sha256()
+        for s in backtest.series:
+            for origin in backtest.origins(s):
+                actual = s.values[origin : origin + backtest.horizon]
+                truth.append(actual)
+                scale.append(np.full(len(actual), metrics.seasonal_scale(s.values[:origin], s.season)))
+                digest.update(f"{s.id}|{s.timestamps[origin].isoformat()}|".encode() + actual.tobytes())
+        context = {"backtest": backtest, "scale": np.concatenate(scale)}
+        return TestSet([s.id for s in backtest.series], np.concatenate(truth), digest.hexdigest(), context=context)
+
+    # -- judging -----------------------------------------------------------------------------------
+    def cv_folds(self, targets: Sequence[Any], folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        return []  # forecasting families choose their own orders; the backtest is the only judge
+
+    def fold_outputs(self, predictor: Any, inputs: list[Any], labels: list[str]) -> np.ndarray:
+        raise NotImplementedError("forecasting has no cross-validation folds")
+
+    def cv_score(self, targets: Sequence[Any], oof: np.ndarray, metric: str, labels: list[str]) -> float:
+        raise NotImplementedError("forecasting has no cross-validation folds")
+
+    def gate_outputs(self, predictor: Any, test: TestSet) -> np.ndarray:
+        return backtest(predictor.family, predictor.params, test)[0]
+
+    def score(
+        self, predictor: Any, test: TestSet, metric: str, *, bootstrap: int, seed: int
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        mean, lower, upper = backtest(predictor.family, predictor.params, test)
+        scale = test.context["scale"]
+        result = metrics.score(
+            test.truth, mean, scale, metric, bootstrap=bootstrap, seed=seed, lower=lower, upper=upper
+        )
+        plan: Backtest = test.context["backtest"]
+        result["data_end"] = plan.data_end
+        result["backtest"] = {
+            "windows": plan.windows,
+            "horizon": plan.horizon,
+            "series": len(plan.series),
+            "first_origin": min(s.timestamps[plan.origins(s)[0]] for s in plan.series).isoformat(),
+        }
+        return result, mean
+
+    def floor(self, train: TrainSet, test: TestSet) -> np.ndarray:
+        return backtest("seasonal-naive", {}, test)[0]
+
+    def paired_test(
+        self, test: TestSet, challenger: np.ndarray, champion: np.ndarray, metric: str, *, bootstrap: int, seed: int
+    ) -> dict[str, Any]:
+        scale = test.context["scale"]
+        return metrics.paired_test(test.truth, scale, challenger, champion, metric, bootstrap=bootstrap, seed=seed)
+
+    def is_stale(self, champion_metrics: dict[str, Any], test: TestSet) -> bool:
+        end = champion_metrics.get("data_end")
+        return end is not None and end < test.context["backtest"].data_end
+
+
+def _stored_values(stored: pd.DataFrame | None) -> dict[tuple[str, pd.Timestamp], float]:
+    if stored is None or stored.empty:
+        return {}
+    stamps = pd.to_datetime(stored[DS])
+    return dict(zip(zip(stored[SERIES].astype(str), stamps, strict=True), stored[Y].astype(float), strict=True))
+
+
+def _check_grid(
+    source: str,
+    spec: ModelSpec,
+    clean: pd.DataFrame,
+    stored: pd.DataFrame | None,
+    new_lines: dict[tuple[str, pd.Timestamp], int],
+) -> list[str]:
+    """Reject timestamps off the series' grid and gaps over `max_gap`; warn about the gaps interpolated."""
+    rows = clean if stored is None else pd.concat([stored[[SERIES, DS, Y]], clean], ignore_index=True)
+    rows = rows.assign(**{DS: pd.to_datetime(rows[DS])})
+    problems, warnings = [], []
+    for series, group in rows.groupby(SERIES, sort=True):
+        stamps = pd.DatetimeIndex(sorted(set(group[DS])))
+        grid = pd.date_range(stamps[0], stamps[-1], freq=spec.freq)
+        position = grid.get_indexer(stamps)
+        for ts in stamps[position < 0]:
+            problems.append(
+                Problem(
+                    new_lines.get((str(series), ts)),
+                    f"{ts.isoformat()} is not on the {spec.freq} grid of series "
+                    f"{series!r} (which starts at {stamps[0].isoformat()})",
+                )
+            )
+        on_grid = position >= 0
+        steps, stamps = np.diff(position[on_grid]), stamps[on_grid]
+        for i in np.flatnonzero(steps > 1):
+            gap, after = int(steps[i] - 1), stamps[i + 1]
+            what = f"series {series!r}: {gap} missing period(s) between {stamps[i].isoformat()} and {after.isoformat()}"
+            if gap > spec.max_gap:
+                problems.append(Problem(new_lines.get((str(series), after)), f"{what} (max_gap {spec.max_gap})"))
+            else:
+                warnings.append(f"{what}: interpolated")
+    if problems:
+        raise DropRejected(source, problems)
+    return warnings
+
+
+def regular_series(rows: pd.DataFrame, spec: ModelSpec) -> list[Series]:
+    """Each series on its full grid, the (tolerated) gaps filled by linear interpolation."""
+    assert spec.freq is not None and spec.horizon is not None
+    out = []
+    for series, group in rows.groupby(SERIES, sort=True):
+        values = group.set_index(pd.to_datetime(group[DS]))[Y].astype(float)
+        grid = pd.date_range(values.index.min(), values.index.max(), freq=spec.freq)
+        filled = values.reindex(grid).interpolate(limit_direction="both")
+        out.append(Series(str(series), grid[0], filled.to_numpy(), spec.freq, spec.season, spec.horizon))
+    return out
+
+
+_MEMO: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def backtest(family_name: str, params: dict[str, Any], test: TestSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, lower, upper) of the family refit at every origin, in the order of `test.truth`. Memoised per
+    (family, params, test set): the evaluation and the gate ask for the same backtest."""
+    key = (family_name, json.dumps(params, sort_keys=True), test.hash)
+    if key not in _MEMO:
+        plan: Backtest = test.context["backtest"]
+        family = get_family(family_name)
+        assert isinstance(family, ForecastFamily)
+        parts: dict[tuple[int, int], Any] = {}
+        for window in range(plan.windows):
+            heads = [s.head(plan.origins(s)[window]) for s in plan.series]
+            for i, forecast in enumerate(family.forecast(heads, params, 0)):
+                parts[i, window] = forecast
+        ordered = [parts[i, w] for i in range(len(plan.series)) for w in range(plan.windows)]
+        result = tuple(np.concatenate([getattr(f, name) for f in ordered]) for name in ("mean", "lower", "upper"))
+        while len(_MEMO) >= MEMO_SIZE:
+            del _MEMO[next(iter(_MEMO))]
+        _MEMO[key] = result  # type: ignore[assignment]
+    return _MEMO[key]
