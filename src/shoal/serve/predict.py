@@ -174,7 +174,7 @@ def router(protect: bool) -> APIRouter:
             },
             **responses,
         },
-        openapi_extra=_body({"anyOf": [codec.request.model_json_schema() for codec in predicting]}),
+        openapi_extra=_body(merged_request([codec.request.model_json_schema() for codec in predicting])),
     )
     routes.add_api_route(
         "/v1/models/{name}/embed",
@@ -194,6 +194,29 @@ def router(protect: bool) -> APIRouter:
         openapi_extra=_body(EmbedRequest.model_json_schema()),
     )
     return routes
+
+
+def merged_request(schemas: list[dict[str, Any]]) -> dict[str, Any]:
+    """One object schema for the predict body of every task: the union of the tasks' fields, with `inputs` any of
+    the tasks' input lists (which one a model takes depends on its task)."""
+    properties: dict[str, Any] = {}
+    inputs: list[dict[str, Any]] = []
+    for schema in schemas:
+        for key, value in schema["properties"].items():
+            if key == "inputs":
+                if value not in inputs:
+                    inputs.append(value)
+            else:
+                properties.setdefault(key, value)
+    return {
+        "title": "PredictRequest",
+        "description": "texts (text-classification), feature rows (regression) or series ids (forecasting); "
+        "top_k and return_probabilities apply to text-classification only",
+        "type": "object",
+        "properties": {"inputs": {"anyOf": inputs}, **properties},
+        "required": ["inputs"],
+        "additionalProperties": False,
+    }
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
