@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BusinessDay, Day, Tick
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -35,13 +36,12 @@ def lag_set(series: Sequence[Series]) -> list[int]:
 
 def calendar(series: Series, timestamps: Sequence[object]) -> np.ndarray:
     """Month, and for daily or finer data the day of year (as a circle) and weekday."""
-    index = list(timestamps)
-    months = np.array([t.month for t in index], dtype=np.float64)  # type: ignore[attr-defined]
+    index = pd.DatetimeIndex(timestamps)
+    months = index.month.to_numpy(dtype=np.float64)
     if not isinstance(to_offset(series.freq), Tick | Day | BusinessDay):  # pandas 3: a Day is not a Tick
         return months[:, None]
-    day = np.array([t.dayofyear for t in index], dtype=np.float64)  # type: ignore[attr-defined]
-    weekday = np.array([t.dayofweek for t in index], dtype=np.float64)  # type: ignore[attr-defined]
-    angle = 2 * np.pi * day / 365.25
+    angle = 2 * np.pi * index.day_of_year.to_numpy(dtype=np.float64) / 365.25
+    weekday = index.day_of_week.to_numpy(dtype=np.float64)
     return np.column_stack([months, np.sin(angle), np.cos(angle), weekday])
 
 

@@ -14,6 +14,8 @@ from shoal.families.forecast import LEVEL, Forecast, ForecastFamily, Series
 
 #: longer seasons are fit without seasonality (ETS and seasonal ARIMA are impractical beyond this)
 MAX_SEASON = 24
+#: points of history a model is fit on (the most recent): AutoARIMA on ten years of daily data takes minutes
+MAX_HISTORY = 1000
 
 
 class StatsForecastFamily(ForecastFamily):
@@ -25,7 +27,8 @@ class StatsForecastFamily(ForecastFamily):
         out = []
         for s in series:
             season = s.season if 1 < s.season <= MAX_SEASON and len(s.values) >= 2 * s.season else 1
-            result = self.model(season).forecast(y=s.values.astype(np.float64), h=s.horizon, level=[LEVEL])
+            history = s.values[-MAX_HISTORY:].astype(np.float64)
+            result = self.model(season).forecast(y=history, h=s.horizon, level=[LEVEL])
             out.append(Forecast(result["mean"], result[f"lo-{LEVEL}"], result[f"hi-{LEVEL}"]))
         return out
 
