@@ -43,8 +43,7 @@ def data(banking: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[pd.DataFrame, pd.D
 def fitted(data: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, Predictor]:
     train, _ = data
     return {
-        name: get_family(name).fit(train["text"].tolist(), train["label"].tolist(), {"C": 10.0}, 0)
-        for name in FAMILIES
+        name: get_family(name).fit(train["text"].tolist(), train["label"].tolist(), {"C": 10.0}, 0) for name in FAMILIES
     }
 
 
@@ -57,8 +56,9 @@ def test_learns_well_above_chance(name: str, fitted: dict[str, Predictor], data:
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_save_load_round_trip(name: str, fitted: dict[str, Predictor], data: tuple[pd.DataFrame, pd.DataFrame],
-                              tmp_path: Path):
+def test_save_load_round_trip(
+    name: str, fitted: dict[str, Predictor], data: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+):
     texts = [*data[1]["text"].tolist(), "", "!!!"]
     fitted[name].save(tmp_path)
     assert not list(tmp_path.glob("*.pkl")) and not list(tmp_path.glob("*.pickle"))
