@@ -120,3 +120,24 @@ def test_int8_encoder_is_smaller_and_close(fitted: dict[str, Predictor], data: t
     assert int8.model_path.stat().st_size < fp32.model_path.stat().st_size / 3
     cosine = np.sum(fp32.encode(texts) * int8.encode(texts), axis=1)
     assert cosine.mean() > 0.9
+
+
+def test_int8_variant_is_eligible_only_within_tolerance_of_fp32() -> None:
+    from datetime import UTC, datetime
+
+    from shoal.fleet import ModelSpec
+    from shoal.registry.records import Version
+    from shoal.train.trainer import quantization_problem
+
+    def version(number: int, family: str, accuracy: float) -> Version:
+        return Version(
+            "m", number, family, {}, "", "d", "c", {"accuracy": accuracy}, "", "", 0, "", None, datetime.now(UTC)
+        )
+
+    spec = ModelSpec(task="text-classification", quantization_tolerance=0.01)
+    fp32 = version(1, "minilm-logreg", 0.930)
+    close, far = version(2, "minilm-logreg-int8", 0.925), version(3, "minilm-logreg-int8", 0.915)
+    assert quantization_problem(close, {"minilm-logreg": fp32}, spec) is None
+    problem = quantization_problem(far, {"minilm-logreg": fp32}, spec)
+    assert problem is not None and "loses 0.0150 accuracy against minilm-logreg" in problem
+    assert quantization_problem(far, {}, spec) is None  # no fp32 sibling trained: nothing to compare with
