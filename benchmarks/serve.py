@@ -1,8 +1,11 @@
-"""Serving throughput and latency, side by side in one run: shoal vs plain FastAPI vs a fixed-window batcher,
-with the in-process limit (the model called in batches of 64).
+"""Serving throughput and latency, side by side in one run: shoal vs plain FastAPI vs a fixed-window batcher vs
+LitServe and BentoML (each with its own batching), with the in-process limit (the model called in batches of 64).
 
     .venv/bin/python benchmarks/serve.py [--workspace benchmarks/.work/lifecycle] [--duration 20]
-                                         [--concurrency 1,16,64,256]
+                                         [--concurrency 1,16,64,256] [--peers litserve,bentoml]
+
+The peers are installed only for the benchmark, each in its own venv under benchmarks/.work/venvs/ (made on first
+use: shoal's core plus the pinned peer), and serve the very same predictor object (benchmarks/peers/).
 
 Needs `wrk` (Debian package) and a workspace whose `banking77` model has a production version (made by
 benchmarks/lifecycle.py). Every request body is one Banking77 test text, cycled by a Lua script; traffic goes to
@@ -34,6 +37,27 @@ from shoal.workspace import Workspace
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "banking77"
 ROUTE = f"/v1/models/{MODEL}/predict"
+PEERS = {"litserve": "litserve==0.2.19", "bentoml": "bentoml==1.4.40"}
+PEER_DIR = ROOT / "benchmarks" / "peers"
+
+
+def peer_venv(name: str) -> Path:
+    """The peer's own venv (shoal core + the peer), created on first use; returns its bin folder."""
+    venv = ROOT / "benchmarks" / ".work" / "venvs" / name
+    if not (venv / ".ready").exists():
+        print(f"installing {PEERS[name]} into {venv} (once)", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "-e", str(ROOT), PEERS[name]], check=True)
+        (venv / ".ready").touch()
+    return venv / "bin"
+
+
+def peer_command(name: str) -> list[str]:
+    bin_dir = peer_venv(name)
+    if name == "litserve":
+        return [str(bin_dir / "python"), str(PEER_DIR / "litserve_app.py")]
+    return [str(bin_dir / "bentoml"), "serve", "bentoml_app:Banking77", "--working-dir", str(PEER_DIR), "--port"]
 
 
 def free_port() -> int:
@@ -54,16 +78,19 @@ def lua_script(texts: list[str], folder: Path) -> Path:
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+def server(
+    command: list[str], env: dict[str, str], port: int, *, route: str = ROUTE, timeout: float = 120
+) -> Iterator[tuple[str, int]]:
+    """Start a server in its own session; yield (url, pid) once it answers and /readyz is not 503."""
     process = subprocess.Popen(
         command, env={**os.environ, **env}, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                answered = httpx.post(url + ROUTE, json={"inputs": ["warm up"]}, timeout=5).status_code == 200
+                answered = httpx.post(url + route, json={"inputs": ["warm up"]}, timeout=5).status_code == 200
                 # shoal also serves the workspace's other models: wait until all are loaded (/readyz)
                 if answered and httpx.get(url + "/readyz", timeout=5).status_code != 503:
                     break
@@ -71,8 +98,8 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
             except httpx.HTTPError:
                 time.sleep(0.3)
         else:
-            raise RuntimeError(f"{command} did not answer within 120 s")
-        yield url
+            raise RuntimeError(f"{command} did not answer within {timeout:.0f} s")
+        yield url, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
@@ -119,6 +146,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--concurrency", default="1,16,64,256")
+    parser.add_argument("--peers", default="litserve,bentoml", help="comma-separated, of: " + ", ".join(PEERS))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -154,6 +182,8 @@ def main() -> None:
         "plain FastAPI (2 workers)": (uvicorn, ["--workers", "2"], {"SHOAL_BASELINE": "plain"}),
         "fixed window 64 / 2 ms": (uvicorn, [], {"SHOAL_BASELINE": "window"}),
     }
+    for peer in filter(None, args.peers.split(",")):
+        servers[f"{peer} {PEERS[peer].split('==')[1]} (batch 64)"] = (peer_command(peer), [], {})
     print(f"load before: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; {args.duration} s per run", flush=True)
     limit = in_process(ws, texts)
     results: dict[str, dict[int, dict[str, float]]] = {}
@@ -161,7 +191,7 @@ def main() -> None:
         script = lua_script(texts, Path(folder))
         for name, (command, extra, env) in servers.items():
             port = free_port()
-            with server([*command, str(port), *extra], {**base_env, **env}, port) as url:
+            with server([*command, str(port), *extra], {**base_env, **env}, port) as (url, _):
                 results[name] = {c: wrk(url, script, c, args.duration) for c in levels}
             print(f"measured {name}", file=sys.stderr, flush=True)
     print(f"\nin-process limit (batches of 64): {limit:,.0f} texts/s\n")

@@ -21,9 +21,22 @@ def free_port() -> int:
 def test_demo_runs_the_whole_loop_and_exits(tmp_path: Path) -> None:
     workspace = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "shoal", "demo", "-w", str(workspace), "--port", str(free_port()),
-         "--exit-after-retrain", "--retrain-timeout", "240"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "shoal",
+            "demo",
+            "-w",
+            str(workspace),
+            "--port",
+            str(free_port()),
+            "--exit-after-retrain",
+            "--retrain-timeout",
+            "240",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout

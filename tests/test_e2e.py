@@ -36,9 +36,16 @@ def running(make_workspace, banking, tmp_path: Path):
     train, test = banking
     intents = sorted(train["label"].unique())[:INTENTS]
     train, test = train[train["label"].isin(intents)], test[test["label"].isin(intents)]
-    ws = make_workspace({"bank": {"task": "text-classification", "metric": "accuracy",
-                                  "families": ["majority", "tfidf-logreg"],
-                                  "retrain": {"min_new_rows": 1, "debounce_seconds": 0}}})
+    ws = make_workspace(
+        {
+            "bank": {
+                "task": "text-classification",
+                "metric": "accuracy",
+                "families": ["majority", "tfidf-logreg"],
+                "retrain": {"min_new_rows": 1, "debounce_seconds": 0},
+            }
+        }
+    )
     ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
     ingest_file(ws, "bank", write_rows(tmp_path / "small.csv", train.groupby("label").head(5)), split="train")
     train_models(ws)

@@ -43,8 +43,7 @@ def data(banking: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[pd.DataFrame, pd.D
 def fitted(data: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, Predictor]:
     train, _ = data
     return {
-        name: get_family(name).fit(train["text"].tolist(), train["label"].tolist(), {"C": 10.0}, 0)
-        for name in FAMILIES
+        name: get_family(name).fit(train["text"].tolist(), train["label"].tolist(), {"C": 10.0}, 0) for name in FAMILIES
     }
 
 
@@ -57,8 +56,9 @@ def test_learns_well_above_chance(name: str, fitted: dict[str, Predictor], data:
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_save_load_round_trip(name: str, fitted: dict[str, Predictor], data: tuple[pd.DataFrame, pd.DataFrame],
-                              tmp_path: Path):
+def test_save_load_round_trip(
+    name: str, fitted: dict[str, Predictor], data: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+):
     texts = [*data[1]["text"].tolist(), "", "!!!"]
     fitted[name].save(tmp_path)
     assert not list(tmp_path.glob("*.pkl")) and not list(tmp_path.glob("*.pickle"))
@@ -120,3 +120,24 @@ def test_int8_encoder_is_smaller_and_close(fitted: dict[str, Predictor], data: t
     assert int8.model_path.stat().st_size < fp32.model_path.stat().st_size / 3
     cosine = np.sum(fp32.encode(texts) * int8.encode(texts), axis=1)
     assert cosine.mean() > 0.9
+
+
+def test_int8_variant_is_eligible_only_within_tolerance_of_fp32() -> None:
+    from datetime import UTC, datetime
+
+    from shoal.fleet import ModelSpec
+    from shoal.registry.records import Version
+    from shoal.train.trainer import quantization_problem
+
+    def version(number: int, family: str, accuracy: float) -> Version:
+        return Version(
+            "m", number, family, {}, "", "d", "c", {"accuracy": accuracy}, "", "", 0, "", None, datetime.now(UTC)
+        )
+
+    spec = ModelSpec(task="text-classification", quantization_tolerance=0.01)
+    fp32 = version(1, "minilm-logreg", 0.930)
+    close, far = version(2, "minilm-logreg-int8", 0.925), version(3, "minilm-logreg-int8", 0.915)
+    assert quantization_problem(close, {"minilm-logreg": fp32}, spec) is None
+    problem = quantization_problem(far, {"minilm-logreg": fp32}, spec)
+    assert problem is not None and "loses 0.0150 accuracy against minilm-logreg" in problem
+    assert quantization_problem(far, {}, spec) is None  # no fp32 sibling trained: nothing to compare with

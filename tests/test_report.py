@@ -35,7 +35,8 @@ def trained(tmp_path_factory, sms):
     root = tmp_path_factory.mktemp("report")
     (root / "shoal.yaml").write_text(
         "workspace:\n  evaluation: {latency_calls: 20, bootstrap: 200, measure_rss: false}\n"
-        f"models:\n  spam: {json.dumps(spam_model(families=['majority', 'tfidf-logreg', 'tfidf-svm']))}\n")
+        f"models:\n  spam: {json.dumps(spam_model(families=['majority', 'tfidf-logreg', 'tfidf-svm']))}\n"
+    )
     ws = Workspace(root)
     ingest_file(ws, "spam", write_rows(root / "sms.csv", sms.head(1500)))
     train_models(ws)
@@ -65,11 +66,24 @@ def test_html_report_renders_its_plots_in_headless_chromium(trained, tmp_path: P
     assert page in pages and (tmp_path / "out" / "index.html").exists()
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900", f"--screenshot={shot}",
-         page.as_uri()],
-        check=True, capture_output=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,900",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     image = Image.open(shot).convert("RGB")
     colours = image.getcolors(maxcolors=1 << 20) or []

@@ -55,8 +55,9 @@ def test_tunes_within_budget_and_beats_tfidf(fitted: SetFitPredictor, data: tupl
     assert fitted.training["steps"] > 0 and fitted.training["pairs"] == len(train) * 20
     assert fitted.training["seconds"] < BUDGET_S + 15  # the budget is checked before each step
     baseline = get_family("tfidf-logreg").fit(train["text"].tolist(), train["label"].tolist(), {"C": 3.0}, 0)
-    ours, theirs = accuracy(fitted.predict(held["text"].tolist()), held["label"]), accuracy(
-        baseline.predict(held["text"].tolist()), held["label"]
+    ours, theirs = (
+        accuracy(fitted.predict(held["text"].tolist()), held["label"]),
+        accuracy(baseline.predict(held["text"].tolist()), held["label"]),
     )
     assert ours >= theirs and ours > 0.8, f"setfit {ours:.3f} vs tfidf {theirs:.3f} on {len(held)} rows (chance 0.2)"
 

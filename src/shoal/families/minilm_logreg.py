@@ -41,3 +41,4 @@ class MiniLMLogRegInt8(MiniLMLogReg):
     name = "minilm-logreg-int8"
     cost = 15.0
     int8 = True
+    quantized_from = "minilm-logreg"

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
+import sklearn
 import skops.io as sio
+from sklearn.pipeline import FeatureUnion, Pipeline
 
 from shoal.families.base import Predictor, read_json, write_json
 
@@ -28,9 +31,16 @@ class SklearnPredictor(Predictor):
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
         self.labels = [str(label) for label in estimator.classes_]
+        self._transforms, self._final = _inference_steps(estimator)
 
     def predict_proba(self, inputs: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.estimator.predict_proba(list(inputs)), dtype=np.float64)
+        # the fitted pipeline, minus scikit-learn's per-call input and parameter validation and the joblib
+        # dispatch of FeatureUnion: same numbers, a third of the time for a single text
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            features: Any = list(inputs)
+            for transform in self._transforms:
+                features = transform(features)
+            return np.asarray(self._final.predict_proba(features), dtype=np.float64)
 
     def save(self, folder: Path) -> None:
         dump_skops(self.estimator, folder / MODEL_FILE)
@@ -58,6 +68,22 @@ def load_skops(path: Path, extra_trusted: tuple[str, ...]) -> Any:
     if untrusted:
         raise UntrustedArtifact(f"{path} contains types shoal does not load: {', '.join(sorted(untrusted))}")
     return sio.load(path, trusted=list(extra_trusted))
+
+
+def _inference_steps(estimator: Any) -> tuple[list[Any], Any]:
+    """The fitted pipeline as a list of transform callables and the final classifier."""
+    if not isinstance(estimator, Pipeline):
+        return [], estimator
+    transforms = []
+    for _, step in estimator.steps[:-1]:
+        if step is None or step == "passthrough":
+            continue
+        if isinstance(step, FeatureUnion) and step.transformer_weights is None:
+            parts = [part.transform for _, part in step.transformer_list if part not in ("drop", "passthrough")]
+            transforms.append(lambda x, parts=parts: sp.hstack([part(x) for part in parts], format="csr"))
+        else:
+            transforms.append(step.transform)
+    return transforms, estimator.steps[-1][1]
 
 
 def count_parameters(estimator: Any) -> int:

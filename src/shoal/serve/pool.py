@@ -144,7 +144,9 @@ class ModelPool:
         slot.current = loaded  # the switch: new requests use it, queued ones keep the version they hold
         slot.swaps += 1
         # a model is millions of long-lived objects (vocabularies); leaving them in the collector's generations
-        # makes every full collection pause requests for tens of ms, so move what is loaded out of its reach
+        # makes every full collection pause requests for tens of ms, so move what is loaded out of its reach;
+        # unfreezing first lets this collection reclaim a replaced version that sits in a reference cycle
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
         self.metrics.loads.inc((slot.name, str(number), "ok"))

@@ -1,0 +1,121 @@
+"""Issue #6 figures: regression on California housing and forecasting on monthly car sales and daily maximum
+temperatures, each trained from empty through the CLI in a fresh workspace.
+
+    .venv/bin/python benchmarks/tasks.py [--data ../shared/data] [--workspace benchmarks/.work/tasks]
+
+Prints Markdown for benchmarks/RESULTS.md: the promoted regressor's R², MAE (95% CI), RMSE and interval
+coverage on the hash-split test set; and MASE, sMAPE and interval coverage of every forecasting family on the
+rolling-origin backtest (3 windows of 12 months / 30 days), with the gate's decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FORECAST_FAMILIES = ["seasonal-naive", "auto-ets", "auto-arima", "gbm-lags"]
+MODELS: dict[str, dict[str, Any]] = {
+    "house": {"task": "regression", "target_column": "median_house_value", "metric": "mae"},
+    "cars": {
+        "task": "forecasting",
+        "time_column": "Month",
+        "value_column": "Sales",
+        "freq": "MS",
+        "horizon": 12,
+        "families": FORECAST_FAMILIES,
+    },
+    "temps": {
+        "task": "forecasting",
+        "time_column": "Date",
+        "value_column": "Temperature",
+        "freq": "D",
+        "horizon": 30,
+        "families": FORECAST_FAMILIES,
+    },
+}
+FILES = {
+    "house": "california_housing/housing.csv",
+    "cars": "monthly_car_sales/monthly-car-sales.csv",
+    "temps": "daily_max_temperatures/daily-max-temperatures.csv",
+}
+
+
+def shoal(*args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"shoal {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def versions(name: str, w: list[str]) -> list[dict[str, Any]]:
+    return json.loads(shoal("versions", name, "--json", *w).stdout)  # type: ignore[no-any-return]
+
+
+def gate_reason(ws: Path, name: str) -> str:
+    from shoal.workspace import Workspace
+
+    workspace = Workspace(ws)
+    try:
+        events = [e for e in workspace.registry.events(name) if e.kind in ("promoted", "rejected")]
+        return events[-1].message if events else "(no decision)"
+    finally:
+        workspace.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / ".work" / "tasks")
+    args = parser.parse_args()
+    ws = args.workspace.resolve()
+    shutil.rmtree(ws, ignore_errors=True)
+    ws.mkdir(parents=True)
+    fleet = {"workspace": {"n_jobs": 2}, "models": MODELS}
+    (ws / "shoal.yaml").write_text(yaml.safe_dump(fleet, sort_keys=False))
+    w = ["-w", str(ws)]
+    seconds = {}
+    for name, relative in FILES.items():
+        print(shoal("ingest", name, str(args.data / relative), *w).stdout.strip().splitlines()[0], file=sys.stderr)
+        started = time.perf_counter()
+        shoal("train", name, *w)
+        seconds[name] = time.perf_counter() - started
+
+    print(f"\nmachine: {os.cpu_count()} cores; `shoal train MODEL` wall time per model below\n")
+    print("**California housing** (target median_house_value, 20% hash split of the feature values)\n")
+    print("| family | version | R² | MAE (95% CI) | RMSE | 90% interval coverage | p95 ms (b=1) | promoted |")
+    print("|---|---|---|---|---|---|---|---|")
+    for v in versions("house", w):
+        ci = v["ci"]
+        coverage = v.get("interval_coverage")
+        print(
+            f"| {v['family']} | v{v['version']} | {v['r2']:.4f} | {v['mae']:,.0f} ({ci[0]:,.0f}..{ci[1]:,.0f}) | "
+            f"{v['rmse']:,.0f} | {'' if coverage is None else f'{coverage:.3f}'} | "
+            f"{v['profile']['p95_ms_batch1']:.2f} | {'**yes**' if v['production'] else ''} |"
+        )
+    print(f"\ntrain wall {seconds['house']:.0f} s; gate: {gate_reason(ws, 'house')}\n")
+    for name, title in (("cars", "Monthly car sales, h=12"), ("temps", "Daily max temperatures, h=30")):
+        print(f"**{title}** (rolling-origin backtest, the last 3 windows)\n")
+        print("| family | MASE (95% CI) | sMAPE % | MAE | 90% interval coverage | promoted |")
+        print("|---|---|---|---|---|---|")
+        for v in versions(name, w):
+            ci = v["ci"]
+            print(
+                f"| {v['family']} | {v['mase']:.3f} ({ci[0]:.3f}..{ci[1]:.3f}) | {v['smape']:.2f} | "
+                f"{v['mae']:.2f} | {v.get('interval_coverage', float('nan')):.3f} | "
+                f"{'**yes**' if v['production'] else ''} |"
+            )
+        print(f"\ntrain wall {seconds[name]:.0f} s; gate: {gate_reason(ws, name)}\n")
+
+
+if __name__ == "__main__":
+    main()
