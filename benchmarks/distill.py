@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from families import ROOT, fit_and_score, load
+from families import ROOT, fit_and_score, load, print_command
 
 from shoal.evaluate.profile import latency
 
@@ -51,11 +49,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for name, acc, fit_s, lat in rows:
         print(f"| {name} | {acc:.4f} | {acc / teacher_acc:.1%} | {fit_s:.0f} | {lat['p50_ms_batch1']:.2f} |")
-    wall = time.perf_counter() - started
-    print(
-        f"\nCommand: `.venv/bin/python benchmarks/distill.py {' '.join(sys.argv[1:])}` "
-        f"({datetime.now(UTC):%Y-%m-%d}, nproc {os.cpu_count()}; {wall:.0f} s wall)"
-    )
+    print_command(started)
 
 
 if __name__ == "__main__":

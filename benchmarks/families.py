@@ -42,6 +42,15 @@ DATASETS = [
 ]
 
 
+def print_command(started: float) -> None:
+    """The line that says how to reproduce a table: the command, the date, the cores and the wall time."""
+    wall = time.perf_counter() - started
+    print(
+        f"\nCommand: `.venv/bin/python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}` "
+        f"({datetime.now(UTC):%Y-%m-%d}, nproc {os.cpu_count()}; {wall:.0f} s wall)"
+    )
+
+
 def read(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path, keep_default_na=False)
     frame["text"], frame["label"] = frame["text"].astype(str), frame["label"].astype(str)
@@ -126,11 +135,7 @@ def main() -> None:
                 f"{result['train_seconds']:.0f} | {result['cost_per_million']:.4f} |",
                 flush=True,
             )
-    wall = time.perf_counter() - started
-    print(
-        f"\nCommand: `.venv/bin/python benchmarks/families.py {' '.join(sys.argv[1:])}` "
-        f"({datetime.now(UTC):%Y-%m-%d}, nproc {os.cpu_count()}; {wall:.0f} s wall)"
-    )
+    print_command(started)
 
 
 if __name__ == "__main__":
