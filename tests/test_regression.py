@@ -98,7 +98,7 @@ def test_the_first_drop_fixes_the_schema_and_bad_drops_are_rejected_whole(
 def test_california_housing_r2_floor_and_the_gate_refuses_a_same_data_retrain(
     make_workspace, housing: pd.DataFrame, tmp_path: Path
 ) -> None:
-    ws = make_workspace({"house": house_model()})
+    ws = make_workspace({"house": house_model()}, n_jobs=1)  # in-process folds: no worker pool to start
     ingest_file(ws, "house", write_rows(tmp_path / "housing.csv", housing))  # split by a hash of the features
     [report] = train_models(ws)
     assert report.error is None, report.error
@@ -131,7 +131,7 @@ def test_california_housing_r2_floor_and_the_gate_refuses_a_same_data_retrain(
 def test_served_regressor_answers_values_with_intervals_and_422_for_bad_rows(
     make_workspace, housing: pd.DataFrame, tmp_path: Path
 ) -> None:
-    ws = make_workspace({"house": house_model(families=["mean", "gbm"])}, server={"poll_interval_s": 0.2})
+    ws = make_workspace({"house": house_model(families=["mean", "gbm"])}, n_jobs=1, server={"poll_interval_s": 0.2})
     ingest_file(ws, "house", write_rows(tmp_path / "housing.csv", housing.head(3000)))
     [report] = train_models(ws)
     assert report.decision is not None and report.decision.promote, report.decision
