@@ -171,6 +171,19 @@ def test_served_regressor_answers_values_with_intervals_and_422_for_bad_rows(
         assert "inputs[0].median_income: expected a number" in message
         assert httpx.post(endpoint, content=b"{not json").status_code == 422
 
+        # new rows over HTTP go through the same validation as a file drop
+        data = f"{url}/v1/models/house/data"
+        refused = httpx.post(
+            data, json={"rows": [{**row, TARGET: 452600}, {**row, "median_income": "rich", TARGET: 1}]}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["problems"][0] == {
+            "row": 2,
+            "reason": "column 'median_income': 'rich' is not a number (numeric column)",
+        }
+        stored = httpx.post(data, json={"rows": [{**row, TARGET: 452600}], "split": "train"})
+        assert stored.status_code == 200 and stored.json()["n_rows"] == 1, stored.text
+
 
 def test_shoal_add_takes_a_target_and_fills_the_task_defaults(make_workspace) -> None:
     ws = make_workspace({})

@@ -144,7 +144,8 @@ def eval_(
     table.add_row("artifact size", f"{report['size_bytes'] / 1e6:.2f} MB")
     table.add_row("peak RSS load + predict", f"{p['peak_rss_mb']:.0f} MB" if p.get("peak_rss_mb") else "n/a")
     table.add_row("parameters", f"{p['n_parameters']:,}")
-    table.add_row("label-error rate (train)", f"{report['label_error_rate'] or 0:.2%}")
+    rate = report["label_error_rate"]
+    table.add_row("label-error rate (train)", "n/a" if rate is None else f"{rate:.2%}")
     table.add_row("test rows / test hash", f"{report['n_test']} / {report['test_hash'][:12]}")
     console.print(table)
     if not report["per_class"]:
