@@ -195,3 +195,31 @@ def test_statsforecast_families_forecast_with_intervals(name: str, cars: pd.Data
     assert error < 2.0  # within twice the in-sample seasonal naive error, one year ahead
     predictor = get_family(name).fit([history], ["series"], {}, 0)
     assert predictor.timestamps("series")[0] == "1968-01-01T00:00:00"
+
+
+def test_shoal_add_takes_the_forecasting_columns_freq_and_horizon(make_workspace) -> None:
+    from typer.testing import CliRunner
+
+    from shoal.cli import app
+
+    ws, runner = make_workspace({}), CliRunner()
+    args = ["add", "sales", "--task", "forecasting", "--id-column", "region", "--time-column", "Month"]
+    added = runner.invoke(
+        app, [*args, "--value-column", "Sales", "--freq", "MS", "--horizon", "12", "-w", str(ws.root)]
+    )
+    assert added.exit_code == 0, added.output
+    spec = ws.reload().model("sales")
+    assert (spec.id_column, spec.time_column, spec.value_column, spec.freq, spec.horizon) == (
+        "region",
+        "Month",
+        "Sales",
+        "MS",
+        12,
+    )
+    assert spec.metric == "mase" and spec.families[0] == "seasonal-naive" and spec.season == 12
+    no_horizon = runner.invoke(app, ["add", "other", "--task", "forecasting", "--freq", "MS", "-w", str(ws.root)])
+    assert no_horizon.exit_code != 0 and "needs freq and horizon" in str(no_horizon.exception)
+    bad = runner.invoke(
+        app, ["add", "bad", "--task", "forecasting", "--freq", "fortnightly", "--horizon", "2", "-w", str(ws.root)]
+    )
+    assert bad.exit_code != 0 and "not a pandas frequency" in str(bad.exception)
