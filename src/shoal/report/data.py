@@ -26,6 +26,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def model_report(ws: Workspace, name: str) -> dict[str, Any]:
     registry = ws.registry
     spec = ws.model(name)
+    task = get_task(spec.task)
     production = registry.alias(name, PRODUCTION)
     candidates = []
     for v in registry.versions(name):
@@ -43,6 +44,7 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
                 "macro_f1": m.get("macro_f1"),
                 "mcc": m.get("mcc"),
                 "ece": m.get("ece"),
+                "columns": [m.get(key) for key, _ in task.report_columns],
                 "p50_ms_batch1": profile.get("p50_ms_batch1"),
                 "p95_ms_batch1": profile.get("p95_ms_batch1"),
                 "throughput_per_s": profile.get("throughput_per_s"),
@@ -56,7 +58,7 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
             }
         )
     scored = [c for c in candidates if c["metric"] is not None and c["p95_ms_batch1"] is not None]
-    task = get_task(spec.task)  # an error metric (MAE) is better when lower: the front needs "higher is better"
+    # an error metric (MAE) is better when lower: the front needs "higher is better"
     latency_front = pareto_front([(c["p95_ms_batch1"], task.better(spec.metric, c["metric"])) for c in scored])
     size_front = pareto_front([(c["size_mb"], task.better(spec.metric, c["metric"])) for c in scored])
     for i, c in enumerate(scored):
@@ -85,6 +87,7 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
         "model": name,
         "task": spec.task,
         "metric": spec.metric,
+        "columns": [title for _, title in task.report_columns],
         "production": production,
         "why": why,
         "candidates": candidates,

@@ -79,8 +79,9 @@ def model_page(report: dict[str, Any]) -> str:
         ci = c["ci"] or [None, None]
         rows.append(
             f'<tr class="{"prod" if c["production"] else ""}"><td>v{c["version"]} {escape(c["family"])}</td>'
-            f"<td>{_fmt(c['metric'])}</td><td>{_fmt(ci[0])}..{_fmt(ci[1])}</td><td>{_fmt(c['accuracy'])}</td>"
-            f"<td>{_fmt(c['macro_f1'])}</td><td>{_fmt(c['ece'], 3)}</td><td>{_fmt(c['p50_ms_batch1'], 2)}</td>"
+            f"<td>{_fmt(c['metric'])}</td><td>{_fmt(ci[0])}..{_fmt(ci[1])}</td>"
+            + "".join(f"<td>{_fmt(value)}</td>" for value in c["columns"])
+            + f"<td>{_fmt(c['p50_ms_batch1'], 2)}</td>"
             f"<td>{_fmt(c['p95_ms_batch1'], 2)}</td><td>{_fmt(c['throughput_per_s'], 0)}</td>"
             f"<td>{_fmt(c['size_mb'], 2)}</td><td>{_fmt(c['cost_per_million'], 4)}</td>"
             f"<td>{_fmt(c['train_seconds'], 1)}</td><td>{'yes' if c.get('pareto_latency') else ''}</td></tr>"
@@ -98,6 +99,7 @@ def model_page(report: dict[str, Any]) -> str:
         for i in report["label_issues"]
     )
     production = f"v{report['production']}" if report["production"] else "none"
+    columns = "".join(f"<th>{escape(title)}</th>" for title in report["columns"])
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>shoal report: {escape(report["model"])}</title><style>{STYLE}</style></head><body>
 <h1>{escape(report["model"])}</h1>
@@ -111,8 +113,8 @@ the production version is yellow.</p>
 {scatter(report["candidates"], "size_mb", "artifact size (MB)", "pareto_size", metric, "plot-size")}
 </div>
 <h2>Every candidate</h2>
-<table><tr><th>version</th><th>{escape(metric)} (fleet)</th><th>95% CI</th><th>accuracy</th><th>macro-F1</th>
-<th>ECE</th><th>p50 ms</th><th>p95 ms</th><th>inputs/s (b=64)</th><th>MB</th><th>$ / 1M</th><th>train s</th>
+<table><tr><th>version</th><th>{escape(metric)} (fleet)</th><th>95% CI</th>{columns}<th>p50 ms</th>
+<th>p95 ms</th><th>inputs/s (b=64)</th><th>MB</th><th>$ / 1M</th><th>train s</th>
 <th>Pareto</th></tr>{"".join(rows)}</table>
 <p>$ per million predictions at {report["cost_per_core_hour"]} $ per core-hour, from measured CPU time at batch 64.</p>
 <h2>Decisions</h2><table><tr><th>time</th><th>event</th><th>version</th><th>why</th></tr>{decisions}</table>

@@ -53,6 +53,8 @@ class TaskKind(ABC):
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
     #: how the gate names the floor a first version must beat
     floor_name: ClassVar[str]
+    #: (metric key, column title) of the quality numbers a report shows beside the fleet metric
+    report_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     # -- data --------------------------------------------------------------------------------------
     @abstractmethod

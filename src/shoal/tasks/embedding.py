@@ -43,6 +43,7 @@ class Embedding(TaskKind):
     name = "embedding"
     columns = (TEXT, PAIR, SCORE)
     floor_name = "the word-overlap floor"
+    report_columns = (("pearson", "Pearson r"),)
 
     def validate(
         self,

@@ -66,6 +66,7 @@ class Forecasting(TaskKind):
     columns = (SERIES, DS, Y)
     lower_is_better = frozenset(metrics.METRICS)
     floor_name = "the seasonal-naive floor"
+    report_columns = (("smape", "sMAPE %"), ("mae", "MAE"), ("interval_coverage", "90% coverage"))
 
     # -- data --------------------------------------------------------------------------------------
     def validate(

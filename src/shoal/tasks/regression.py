@@ -110,6 +110,7 @@ class Regression(TaskKind):
     columns = ()
     lower_is_better = metrics.LOWER_IS_BETTER
     floor_name = "the mean floor"
+    report_columns = (("r2", "R²"), ("rmse", "RMSE"), ("interval_coverage", "90% coverage"))
 
     # -- data --------------------------------------------------------------------------------------
     def validate(

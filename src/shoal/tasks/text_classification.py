@@ -32,6 +32,7 @@ class TextClassification(TaskKind):
     name = "text-classification"
     columns = ("text", "label")
     floor_name = "the majority floor"
+    report_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE"))
 
     def validate(
         self,
