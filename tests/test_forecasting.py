@@ -167,7 +167,11 @@ def test_a_new_month_in_the_inbox_retrains_and_repromotes_while_worker_and_serve
             seconds = time.monotonic() - started
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
     assert (inbox / "processed" / "1968-01.csv").exists()
     second = ws.registry.alias("cars", PRODUCTION)
     assert second is not None and second != first
