@@ -26,7 +26,7 @@ from shoal.registry import PRODUCTION
 from shoal.train.trainer import train_models
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may come from a model hub
-INTENTS, PAIRS = 12, 240
+INTENTS, PAIRS = 12, 160
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,7 @@ def test_encoders_are_judged_on_pairs_promoted_and_served_at_embed(
     ws = make_workspace(
         {"embed": {"task": "embedding", "families": ["static-embed", "minilm-embed"]}},
         server={"poll_interval_s": 0.2},
+        evaluation={"latency_calls": 10, "bootstrap": 200, "measure_rss": False},  # MiniLM: 10 x 64 texts
     )
     broken = pairs.head(10).astype(str)
     broken.iloc[2, 2] = "very"
