@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from shoal.data.errors import DropRejected, Problem
+from shoal.data.readers import LINE
 from shoal.data.split import assign_split
 from shoal.fleet import ModelSpec
 
@@ -26,6 +28,17 @@ class Validated:
     frame: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+
+
+def require_columns(frame: pd.DataFrame, needed: list[str], source: str, keys: str) -> None:
+    """Reject a drop that lacks a needed column (naming the columns it has and the fleet keys to set) or any row."""
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        present = ", ".join(c for c in frame.columns if c != LINE) or "none"
+        reason = f"missing column(s) {', '.join(missing)} (columns present: {present}); set {keys} in shoal.yaml"
+        raise DropRejected(source, [Problem(None, reason)])
+    if frame.empty:
+        raise DropRejected(source, [Problem(None, "the file has no rows")])
 
 
 @dataclass

@@ -22,7 +22,7 @@ from shoal.data.readers import LINE
 from shoal.data.split import assign_split
 from shoal.evaluate import embedding as metrics
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated
+from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
 from shoal.tasks.regression import as_number, is_missing
 from shoal.tasks.text_classification import normalize
 
@@ -55,21 +55,7 @@ class Embedding(TaskKind):
         stored: pd.DataFrame | None = None,
     ) -> Validated:
         needed = [spec.text_column, spec.pair_column, spec.score_column]
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            present = ", ".join(c for c in frame.columns if c != LINE) or "none"
-            raise DropRejected(
-                source,
-                [
-                    Problem(
-                        None,
-                        f"missing column(s) {', '.join(missing)} (columns present: {present}); set text_column / "
-                        "pair_column / score_column in shoal.yaml",
-                    )
-                ],
-            )
-        if frame.empty:
-            raise DropRejected(source, [Problem(None, "the file has no rows")])
+        require_columns(frame, needed, source, "text_column / pair_column / score_column")
         problems: list[Problem] = []
         rows = []
         for line, a, b, value in zip(

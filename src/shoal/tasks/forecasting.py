@@ -27,7 +27,7 @@ from shoal.evaluate import forecasting as metrics
 from shoal.families import get_family
 from shoal.families.forecast import ForecastFamily, Series
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated
+from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
 from shoal.tasks.regression import as_number, is_missing
 
 SERIES, DS, Y = "series", "ds", "y"
@@ -79,21 +79,7 @@ class Forecasting(TaskKind):
         stored: pd.DataFrame | None = None,
     ) -> Validated:
         needed = [spec.time_column, spec.value_column, *([spec.id_column] if spec.id_column else [])]
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            present = ", ".join(c for c in frame.columns if c != LINE) or "none"
-            raise DropRejected(
-                source,
-                [
-                    Problem(
-                        None,
-                        f"missing column(s) {', '.join(missing)} (columns present: {present}); set "
-                        "time_column / value_column / id_column in shoal.yaml",
-                    )
-                ],
-            )
-        if frame.empty:
-            raise DropRejected(source, [Problem(None, "the file has no rows")])
+        require_columns(frame, needed, source, "time_column / value_column / id_column")
         lines = frame[LINE].tolist()
         ids = frame[spec.id_column].map(str).tolist() if spec.id_column else [SINGLE] * len(frame)
         times = parse_times(frame[spec.time_column]).tolist()

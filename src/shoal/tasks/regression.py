@@ -21,7 +21,7 @@ from shoal.data.readers import LINE
 from shoal.evaluate import regression as metrics
 from shoal.families.tabular import CATEGORICAL, NUMERIC
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated
+from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
 
 TARGET = "__target__"
 #: cell values read as missing (after stripping, case-insensitive)
@@ -124,20 +124,8 @@ class Regression(TaskKind):
     ) -> Validated:
         target = spec.target_column
         assert target is not None  # the fleet file requires it for regression
+        require_columns(frame, [target], source, "target_column")
         present = [c for c in frame.columns if c != LINE]
-        if target not in present:
-            raise DropRejected(
-                source,
-                [
-                    Problem(
-                        None,
-                        f"missing target column {target!r} (columns present: {', '.join(present) or 'none'}); "
-                        "set target_column in shoal.yaml",
-                    )
-                ],
-            )
-        if frame.empty:
-            raise DropRejected(source, [Problem(None, "the file has no rows")])
         features = [c for c in present if c != target]
         warnings: list[str] = []
         if stored is None:

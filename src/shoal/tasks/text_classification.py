@@ -16,7 +16,7 @@ from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
 from shoal.evaluate.classification import confusion, metric_value, paired_test, score
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated
+from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
 
 _SPACE = re.compile(r"\s+")
 IMBALANCE_RATIO = 20
@@ -43,22 +43,7 @@ class TextClassification(TaskKind):
         skip_invalid: bool,
         stored: pd.DataFrame | None = None,
     ) -> Validated:
-        missing = [c for c in (spec.text_column, spec.label_column) if c not in frame.columns]
-        if missing:
-            present = ", ".join(c for c in frame.columns if c != LINE) or "none"
-            raise DropRejected(
-                source,
-                [
-                    Problem(
-                        None,
-                        f"missing column(s) {', '.join(missing)} "
-                        f"(columns present: {present}); set text_column / "
-                        "label_column in shoal.yaml",
-                    )
-                ],
-            )
-        if frame.empty:
-            raise DropRejected(source, [Problem(None, "the file has no rows")])
+        require_columns(frame, [spec.text_column, spec.label_column], source, "text_column / label_column")
         lines = frame[LINE].tolist()
         texts = [_as_text(v) for v in frame[spec.text_column]]
         labels = [_as_text(v) for v in frame[spec.label_column]]
