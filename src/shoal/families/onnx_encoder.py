@@ -23,8 +23,9 @@ MODEL_FILE = "encoder.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 #: sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 MAX_TOKENS = 256
-#: texts per encoder call when embedding many texts (sorted by length so padding stays small)
-CHUNK = 64
+#: texts per encoder call when embedding many texts: sorted by length, in small groups so padding stays small
+#: (8 beats 64 by 1.8x in texts/s for Banking77 on 2 cores: a group of 64 pads every text to the longest)
+CHUNK = 8
 
 
 class OnnxEncoder:
