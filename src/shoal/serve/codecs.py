@@ -9,6 +9,7 @@ the 422 message names the problem.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,6 +51,20 @@ def _validated(model: type[BaseModel], data: Any) -> Any:
         return model.model_validate(data)
     except ValidationError as error:
         raise ServeError(422, "invalid_request", validation_message(list(error.errors()))) from None
+
+
+def _inputs(body: bytes, example: str, request: type[BaseModel], accept: Callable[[Any], bool]) -> Parsed:
+    """`{"inputs": [...]}` whose every item passes `accept` (the fast path), else `request`'s own validation, so a
+    422 names the problem."""
+    data = _json(body, example)
+    items = data.get("inputs") if type(data) is dict and data.keys() == {"inputs"} else None
+    if type(items) is list and items and all(accept(item) for item in items):
+        return Parsed(items)
+    return Parsed(_validated(request, data).inputs)
+
+
+def _text(item: Any) -> bool:
+    return type(item) is str and bool(item)
 
 
 class Codec:
@@ -124,12 +139,8 @@ class RegressionCodec(Codec):
     response = RegressionPredictResponse
 
     def parse(self, body: bytes) -> Parsed:
-        data = _json(body, '{"inputs": [{"feature": value, ...}, ...]}')
-        if type(data) is dict and data.keys() == {"inputs"} and type(data["inputs"]) is list and data["inputs"]:
-            rows = data["inputs"]
-            if all(type(row) is dict for row in rows):
-                return Parsed(rows)
-        return Parsed(_validated(RegressionPredictRequest, data).inputs)
+        example = '{"inputs": [{"feature": value, ...}, ...]}'
+        return _inputs(body, example, RegressionPredictRequest, lambda row: type(row) is dict)
 
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[dict[str, Any]]:
         answers = []
@@ -151,12 +162,7 @@ class ForecastingCodec(Codec):
     response = ForecastResponse
 
     def parse(self, body: bytes) -> Parsed:
-        data = _json(body, '{"inputs": ["a series id", ...]}')
-        if type(data) is dict and data.keys() == {"inputs"} and type(data["inputs"]) is list and data["inputs"]:
-            ids = data["inputs"]
-            if all(type(series) is str and series for series in ids):
-                return Parsed(ids)
-        return Parsed(_validated(ForecastRequest, data).inputs)
+        return _inputs(body, '{"inputs": ["a series id", ...]}', ForecastRequest, _text)
 
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[dict[str, Any]]:
         assert isinstance(predictor, ForecastPredictor)
@@ -185,12 +191,7 @@ class EmbeddingCodec(Codec):
     result_key = "embeddings"
 
     def parse(self, body: bytes) -> Parsed:
-        data = _json(body, '{"inputs": ["a text", ...]}')
-        if type(data) is dict and data.keys() == {"inputs"} and type(data["inputs"]) is list and data["inputs"]:
-            texts = data["inputs"]
-            if all(type(text) is str and text for text in texts):
-                return Parsed(texts)
-        return Parsed(_validated(EmbedRequest, data).inputs)
+        return _inputs(body, '{"inputs": ["a text", ...]}', EmbedRequest, _text)
 
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[Any]:
         return outputs.tolist()  # type: ignore[no-any-return]

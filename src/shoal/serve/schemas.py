@@ -48,6 +48,14 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction] = Field(description="one per input, in the order of the inputs")
 
 
+class AnswerEnvelope(BaseModel):
+    """What every task's answer carries besides its predictions."""
+
+    model: str
+    version: int = Field(description="the version that answered")
+    request_id: str = Field(description="also in the X-Request-ID header")
+
+
 Row = dict[str, float | str | None]
 
 
@@ -72,10 +80,7 @@ class ValuePrediction(BaseModel):
     level: float | None = Field(None, description="the interval's nominal coverage, e.g. 0.9")
 
 
-class RegressionPredictResponse(BaseModel):
-    model: str
-    version: int = Field(description="the version that answered")
-    request_id: str = Field(description="also in the X-Request-ID header")
+class RegressionPredictResponse(AnswerEnvelope):
     predictions: list[ValuePrediction] = Field(description="one per input row, in order")
 
 
@@ -100,10 +105,7 @@ class SeriesForecast(BaseModel):
     forecast: list[ForecastPoint] = Field(description="the next horizon points after the latest observation")
 
 
-class ForecastResponse(BaseModel):
-    model: str
-    version: int = Field(description="the version that answered")
-    request_id: str = Field(description="also in the X-Request-ID header")
+class ForecastResponse(AnswerEnvelope):
     predictions: list[SeriesForecast] = Field(description="one per requested series, in order")
 
 
@@ -115,10 +117,7 @@ class EmbedRequest(BaseModel):
     inputs: list[Text] = Field(min_length=1, description="texts; more than the model's max_inputs answers 413")
 
 
-class EmbedResponse(BaseModel):
-    model: str
-    version: int = Field(description="the version that answered")
-    request_id: str = Field(description="also in the X-Request-ID header")
+class EmbedResponse(AnswerEnvelope):
     embeddings: list[list[float]] = Field(description="one unit-length vector per input, in order")
 
 
