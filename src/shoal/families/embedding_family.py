@@ -8,14 +8,15 @@ profiles stay honest; a held-out fold's texts are therefore embedded again for e
 
 from __future__ import annotations
 
+import tempfile
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from shoal.families.base import Family, Params, Predictor
+from shoal.families.base import Family, Params, Predictor, read_json, write_json
 from shoal.families.linear_head import LinearHead
 
 #: texts whose embeddings a process keeps across fits (~300 MB at 384 float32 dims)
@@ -70,6 +71,32 @@ class EmbeddingPredictor(Predictor):
 
     def n_parameters(self) -> int:
         return self.embedder.n_parameters() + self.head.n_parameters()
+
+
+class TunedPredictor(EmbeddingPredictor):
+    """A fine-tuned encoder + linear head, saved with how the tuning went (`tuning.json`). A freshly fit one keeps its
+    encoder file in a scratch folder, deleted with the predictor."""
+
+    TRAINING_FILE = "tuning.json"
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        head: LinearHead,
+        training: dict[str, Any],
+        scratch: tempfile.TemporaryDirectory[str] | None = None,
+    ) -> None:
+        super().__init__(embedder, head)
+        self.training, self._scratch = training, scratch
+
+    def save(self, folder: Path) -> None:
+        super().save(folder)
+        write_json(folder / self.TRAINING_FILE, self.training)
+
+    @classmethod
+    def load(cls, embedder: Embedder, folder: Path) -> TunedPredictor:
+        """The predictor `save` wrote into `folder`, around the embedder loaded from there."""
+        return cls(embedder, LinearHead.load(folder), read_json(folder / cls.TRAINING_FILE))
 
 
 class EmbeddingFamily(Family):

@@ -2,13 +2,13 @@
 texts within a wall-clock budget (`setfit_tune.py`), exported to ONNX, and a logistic-regression head is fit on the
 tuned embeddings of the training texts.
 
-The artifact is the `minilm-logreg` layout (encoder.onnx, tokenizer.json, head `.npy` arrays) plus `setfit.json`
+The artifact is the `minilm-logreg` layout (encoder.onnx, tokenizer.json, head `.npy` arrays) plus `tuning.json`
 (how the tuning went); loading and predicting use ONNX Runtime + `tokenizers` only, never torch.
 
 Cost: every `fit` tunes a fresh body, so `train/search.py` pays up to `time_budget_s` (plus ~20 s of loading, ONNX
 export and embedding) once per CV fold and once more for the final fit. Given a seed, the pairs, their order, the
 initialisation and dropout are fixed: two fits take identical steps, but when the budget rather than the epoch ends
-tuning, the number of steps depends on the machine's speed (recorded in `setfit.json`).
+tuning, the number of steps depends on the machine's speed (recorded in `tuning.json`).
 """
 
 from __future__ import annotations
@@ -16,36 +16,16 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from shoal.families import register
-from shoal.families.base import Family, Params, read_json, write_json
-from shoal.families.embedding_family import EmbeddingPredictor
+from shoal.families.base import Family, Params
+from shoal.families.embedding_family import TunedPredictor
 from shoal.families.linear_head import LinearHead
 from shoal.families.minilm_source import TOKENIZER_FILE, source_dir
 from shoal.families.onnx_encoder import MODEL_FILE, OnnxEncoder
 
-TRAINING_FILE = "setfit.json"
 #: the one setting searched: the head's C and the tuning knobs of `setfit_tune.TuneSettings`
 DEFAULTS: Params = {"C": 10.0, "time_budget_s": 120.0, "pairs_per_example": 20}
-
-
-class SetFitPredictor(EmbeddingPredictor):
-    """The tuned ONNX encoder + linear head; a freshly fit one keeps its encoder file in a scratch folder."""
-
-    def __init__(
-        self,
-        embedder: OnnxEncoder,
-        head: LinearHead,
-        training: dict[str, Any],
-        scratch: tempfile.TemporaryDirectory[str] | None = None,
-    ) -> None:
-        super().__init__(embedder, head)
-        self.training, self._scratch = training, scratch  # the scratch folder is deleted with the predictor
-
-    def save(self, folder: Path) -> None:
-        super().save(folder)
-        write_json(folder / TRAINING_FILE, self.training)
 
 
 @register
@@ -64,7 +44,7 @@ class SetFit(Family):
     def grid(self, n_rows: int) -> list[Params]:
         return [dict(DEFAULTS)]
 
-    def fit(self, inputs: Sequence[str], targets: Sequence[str], params: Params, seed: int) -> SetFitPredictor:
+    def fit(self, inputs: Sequence[str], targets: Sequence[str], params: Params, seed: int) -> TunedPredictor:
         from shoal.families.setfit_tune import TuneSettings, tune_and_export
 
         params = {**DEFAULTS, **params}
@@ -74,7 +54,7 @@ class SetFit(Family):
         encoder = OnnxEncoder(model_path, source_dir() / TOKENIZER_FILE)
         head = LinearHead.fit(encoder.encode(inputs), targets, params["C"], seed)
         training = {"params": params, "seed": seed, "rows": len(inputs), **report.to_dict()}
-        return SetFitPredictor(encoder, head, training, scratch)
+        return TunedPredictor(encoder, head, training, scratch)
 
-    def load(self, folder: Path) -> SetFitPredictor:
-        return SetFitPredictor(OnnxEncoder.load(folder), LinearHead.load(folder), read_json(folder / TRAINING_FILE))
+    def load(self, folder: Path) -> TunedPredictor:
+        return TunedPredictor.load(OnnxEncoder.load(folder), folder)

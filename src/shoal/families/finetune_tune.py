@@ -1,0 +1,122 @@
+"""Supervised fine-tuning for the `minilm-finetune` family: the all-MiniLM-L6-v2 body and a linear head trained
+together with cross-entropy, then the body exported to ONNX. Training-time only (imports torch at module level;
+`minilm_finetune.py` imports this module inside `fit`).
+
+The head is a cosine classifier: it sees the unit-length embedding times `SCALE`, i.e. exactly the normalized vector
+`OnnxEncoder` serves, so the served `LinearHead` is the trained one with its weights multiplied by `SCALE` and the
+prediction needs no refit. The body (word-embedding table frozen, `torch_body.load_body`) and the head learn at their
+own rates under one linear warm-up/decay schedule over `epochs` passes of shuffled batches, stopping early when
+`time_budget_s` is spent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from shoal.families.linear_head import LinearHead
+from shoal.families.torch_body import (
+    MeanPooled,
+    TuneReport,
+    embed,
+    export,
+    load_body,
+    run_steps,
+    token_ids,
+    torch_threads,
+)
+
+#: logit scale of the cosine head (unit vectors times SCALE before the linear layer)
+SCALE = 20.0
+
+
+@dataclass(frozen=True)
+class FineTuneSettings:
+    epochs: float = 3.0
+    time_budget_s: float = 1800.0
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    head_learning_rate: float = 1e-3
+    #: training-time truncation (prediction truncates at the encoder's 256 tokens); tweets and intents are short
+    max_tokens: int = 64
+    #: torch intra-op threads while tuning (restored afterwards); 0 leaves torch's default (every core)
+    threads: int = 0
+    #: stop after this many steps even within the budget (None: all epochs)
+    max_steps: int | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> FineTuneSettings:
+        return cls(**{key: params[key] for key in cls.__dataclass_fields__ if key in params})
+
+
+def _batches(n_rows: int, settings: FineTuneSettings, seed: int) -> list[np.ndarray]:
+    """Row indices of every planned step: each epoch a fresh permutation cut into batches."""
+    rng = np.random.default_rng(seed)
+    size, batches = settings.batch_size, []
+    for _ in range(math.ceil(settings.epochs)):
+        perm = rng.permutation(n_rows)
+        batches.extend(perm[i : i + size] for i in range(0, n_rows, size))
+    return batches[: math.ceil(settings.epochs * math.ceil(n_rows / size))]
+
+
+@dataclass
+class FineTuned:
+    """A tuned body and its cosine head (torch), the head's labels and how the tuning went."""
+
+    body: MeanPooled
+    head: torch.nn.Linear
+    labels: list[str]
+    report: TuneReport
+
+    def served_head(self) -> LinearHead:
+        """The head as it applies to the served, normalized embeddings: `softmax(unit @ (SCALE * W).T + b)`."""
+        weights, bias = self.head.weight.detach().numpy() * SCALE, self.head.bias.detach().numpy()
+        return LinearHead(weights, bias, self.labels)
+
+    def predict_proba(self, texts: Sequence[str], max_tokens: int = 256) -> np.ndarray:
+        """Class probabilities from torch (the reference the exported encoder + served head must reproduce)."""
+        ids, pad_id = token_ids(texts, max_tokens)
+        self.body.eval()
+        with torch.no_grad():
+            unit = torch.nn.functional.normalize(embed(self.body, ids, np.arange(len(ids)), pad_id))
+            return torch.softmax(self.head(unit * SCALE), dim=1).numpy()
+
+
+def finetune(texts: Sequence[str], targets: Sequence[str], settings: FineTuneSettings, seed: int) -> FineTuned:
+    """The bundled MiniLM body + a cosine head fine-tuned on (texts, targets)."""
+    labels = sorted({str(target) for target in targets})
+    codes = torch.tensor([labels.index(str(target)) for target in targets])
+    with torch_threads(settings.threads):
+        torch.manual_seed(seed)
+        body = load_body(trainable=True)
+        head = torch.nn.Linear(body.bert.config.hidden_size, len(labels))
+        ids, pad_id = token_ids(texts, settings.max_tokens)
+        batches = _batches(len(ids), settings, seed)
+
+        def step_loss(step: int) -> torch.Tensor:
+            rows = batches[step]
+            unit = torch.nn.functional.normalize(embed(body, ids, rows, pad_id))
+            return torch.nn.functional.cross_entropy(head(unit * SCALE), codes[torch.from_numpy(rows)])
+
+        body.train()
+        groups = [
+            {"params": [p for p in body.parameters() if p.requires_grad], "lr": settings.learning_rate},
+            {"params": list(head.parameters()), "lr": settings.head_learning_rate},
+        ]
+        report = run_steps(groups, step_loss, len(batches), settings.max_steps, settings.time_budget_s, len(ids))
+    return FineTuned(body, head, labels, report)
+
+
+def finetune_and_export(
+    texts: Sequence[str], targets: Sequence[str], settings: FineTuneSettings, seed: int, path: Path
+) -> tuple[LinearHead, TuneReport]:
+    """Fine-tune (see `finetune`), write the body to `path` as ONNX, return the served head and the report."""
+    tuned = finetune(texts, targets, settings, seed)
+    export(tuned.body, path)
+    return tuned.served_head(), tuned.report
