@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,23 @@ def test_learns_at_least_as_well_as_tfidf(fitted: TunedPredictor, data: tuple[pd
         accuracy(baseline.predict(held["text"].tolist()), held["label"]),
     )
     assert ours >= theirs and ours > 0.8, f"finetune {ours:.3f} vs tfidf {theirs:.3f} on {len(held)} rows (chance 0.2)"
+
+
+def test_int8_variant_quantizes_the_cached_body(fitted: TunedPredictor, data: tuple[pd.DataFrame, pd.DataFrame]):
+    train, held = data
+    started = time.perf_counter()
+    int8 = get_family("minilm-finetune-int8").fit(
+        train["text"].tolist(),
+        train["label"].tolist(),
+        {**get_family("minilm-finetune-int8").grid(0)[0], "batch_size": 16},
+        0,
+    )
+    assert time.perf_counter() - started < 30  # no second tuning: the fp32 fit's body is in the cache
+    assert int8.training == fitted.training
+    assert int8.embedder.model_path.stat().st_size < fitted.embedder.model_path.stat().st_size / 3
+    texts = held["text"].tolist()[:100]
+    agree = np.mean(np.array(int8.predict(texts)) == np.array(fitted.predict(texts)))
+    assert agree >= 0.95, f"int8 agrees with fp32 on {agree:.0%} of 100 test texts"
 
 
 def test_served_encoder_and_head_reproduce_torch(data: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path):

@@ -14,6 +14,7 @@ _BUILTIN = {
     "minilm-logreg": ("shoal.families.minilm_logreg", _TC),
     "minilm-logreg-int8": ("shoal.families.minilm_logreg", _TC),
     "minilm-finetune": ("shoal.families.minilm_finetune", _TC),
+    "minilm-finetune-int8": ("shoal.families.minilm_finetune", _TC),
     "setfit": ("shoal.families.setfit", _TC),
     "static-logreg": ("shoal.families.static_logreg", _TC),
     "tfidf-logreg": ("shoal.families.tfidf_logreg", _TC),
