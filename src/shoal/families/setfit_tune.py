@@ -14,39 +14,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from shoal.families.torch_body import (
-    MeanPooled,
-    TuneReport,
-    embed,
-    export,
-    load_body,
-    run_steps,
-    token_ids,
-    torch_threads,
-)
+from shoal.families import torch_body
 
 
 @dataclass(frozen=True)
-class TuneSettings:
-    time_budget_s: float = 120.0
-    pairs_per_example: int = 20
-    batch_size: int = 16
-    learning_rate: float = 2e-5
-    #: training-time truncation (prediction truncates at the encoder's 256 tokens); few-shot texts are short
-    max_tokens: int = 64
-    #: torch intra-op threads while tuning (restored afterwards); 1 keeps parallel CV fits from oversubscribing
-    threads: int = 1
-    #: stop after this many steps even within the budget (None: one epoch)
-    max_steps: int | None = None
+class TuneSettings(torch_body.TuningSettings):
+    """`TuningSettings` (1 thread keeps parallel CV fits from oversubscribing; few-shot texts are short) + pairs."""
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> TuneSettings:
-        return cls(**{key: params[key] for key in cls.__dataclass_fields__ if key in params})
+    pairs_per_example: int = 20
 
 
 def make_pairs(targets: Sequence[str], per_example: int, seed: int) -> np.ndarray:
@@ -66,13 +45,15 @@ def make_pairs(targets: Sequence[str], per_example: int, seed: int) -> np.ndarra
     return pairs[rng.permutation(len(pairs))]
 
 
-def _tune(model: MeanPooled, texts: list[str], pairs: np.ndarray, settings: TuneSettings) -> TuneReport:
-    ids, pad_id = token_ids(texts, settings.max_tokens)
+def _tune(
+    model: torch_body.MeanPooled, texts: list[str], pairs: np.ndarray, settings: TuneSettings
+) -> torch_body.TuneReport:
+    ids, pad_id = torch_body.token_ids(texts, settings.max_tokens)
 
     def step_loss(step: int) -> torch.Tensor:
         chunk = pairs[step * settings.batch_size : (step + 1) * settings.batch_size]
         rows = np.concatenate([chunk[:, 0], chunk[:, 1]]).astype(int)
-        left, right = embed(model, ids, rows, pad_id).split(len(chunk))
+        left, right = torch_body.embed(model, ids, rows, pad_id).split(len(chunk))
         cosine = torch.nn.functional.cosine_similarity(left, right)
         return torch.nn.functional.mse_loss(cosine, torch.tensor(chunk[:, 2], dtype=cosine.dtype))
 
@@ -80,24 +61,24 @@ def _tune(model: MeanPooled, texts: list[str], pairs: np.ndarray, settings: Tune
     trained = [p for p in model.parameters() if p.requires_grad]
     planned = -(-len(pairs) // settings.batch_size)
     groups = [{"params": trained, "lr": settings.learning_rate}]
-    return run_steps(groups, step_loss, planned, settings.max_steps, settings.time_budget_s, len(pairs))
+    return torch_body.run_steps(groups, step_loss, planned, settings.max_steps, settings.time_budget_s, len(pairs))
 
 
 def tuned_body(
     texts: Sequence[str], targets: Sequence[str], settings: TuneSettings, seed: int
-) -> tuple[MeanPooled, TuneReport]:
+) -> tuple[torch_body.MeanPooled, torch_body.TuneReport]:
     """The bundled MiniLM body fine-tuned contrastively on (texts, targets), with `settings.threads` torch threads."""
-    with torch_threads(settings.threads):
+    with torch_body.torch_threads(settings.threads):
         torch.manual_seed(seed)
-        model = load_body(trainable=True)
+        model = torch_body.load_body(trainable=True)
         report = _tune(model, list(texts), make_pairs(targets, settings.pairs_per_example, seed), settings)
     return model, report
 
 
 def tune_and_export(
     texts: Sequence[str], targets: Sequence[str], settings: TuneSettings, seed: int, path: Path
-) -> TuneReport:
+) -> torch_body.TuneReport:
     """Fine-tune the bundled MiniLM body on (texts, targets) and write the tuned encoder to `path`."""
     model, report = tuned_body(texts, targets, settings, seed)
-    export(model, path)
+    torch_body.export(model, path)
     return report

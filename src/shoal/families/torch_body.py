@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -28,6 +28,25 @@ SUB = 8
 #: learning-rate warm-up: this share of the planned steps (as sentence-transformers' WarmupLinear), capped in steps
 #: because a time budget often ends tuning long before the planned steps on CPU
 WARMUP, MAX_WARMUP_STEPS = 0.1, 10
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """Knobs every fine-tuning family shares; each family's settings subclass this with its own defaults."""
+
+    time_budget_s: float = 120.0
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    #: training-time truncation (prediction truncates at the encoder's 256 tokens)
+    max_tokens: int = 64
+    #: torch intra-op threads while tuning (restored afterwards); 0 leaves torch's default (every core)
+    threads: int = 1
+    #: stop after this many steps even within the budget (None: all planned steps)
+    max_steps: int | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Self:
+        return cls(**{key: params[key] for key in cls.__dataclass_fields__ if key in params})
 
 
 @dataclass(frozen=True)
