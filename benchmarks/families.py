@@ -31,7 +31,15 @@ from shoal.train.search import search
 
 ROOT = Path(__file__).resolve().parents[1]
 SPAM_TEST_FRACTION = 0.2  # the fleet default (SplitSpec.test_fraction)
-FAMILIES = ["static-logreg", "minilm-logreg-int8", "minilm-logreg", "tfidf-logreg", "tfidf-svm"]
+FAMILIES = [
+    "static-logreg",
+    "minilm-logreg-int8",
+    "minilm-logreg",
+    "minilm-finetune-int8",
+    "minilm-finetune",
+    "tfidf-logreg",
+    "tfidf-svm",
+]
 # (name, folder, metric, published reference)
 DATASETS = [
     ("banking77", "banking77", "accuracy", "BERT-Large 93.66"),
