@@ -32,7 +32,7 @@ def test_demo_runs_the_whole_loop_and_exits(tmp_path: Path) -> None:
             str(free_port()),
             "--exit-after-retrain",
             "--retrain-timeout",
-            "420",  # generous: a busy 2-core machine retrains banking77 in ~60-200 s
+            "420",  # generous: a busy machine (CI beside a benchmark) retrains slowly
         ],
         capture_output=True,
         text=True,
