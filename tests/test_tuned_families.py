@@ -1,7 +1,7 @@
 """The families that fine-tune MiniLM, on a small real slice of Banking77 (5 intents x 16 rows): `setfit`
 (contrastive, 20 s budget) and `minilm-finetune` (cross-entropy, 3 epochs) each learn at least as well as TF-IDF on
-the same rows, round-trip through save/load exactly and predict without importing torch; the int8 variant quantizes
-the cached fine-tuned body; the served encoder + head reproduce torch; pairs, steps and budgets follow the settings.
+the same rows, round-trip through save/load exactly and predict without importing torch; their int8 variants
+quantize the cached tuned body; the served encoder + head reproduce torch; pairs, steps and budgets follow the settings.
 
 Skipped without the `embeddings` extra (torch, transformers, onnxruntime, the bundled weights).
 """
@@ -99,13 +99,15 @@ def test_predicting_never_imports_torch(name: str, fitted: dict[str, TunedPredic
     assert report["onnxruntime"] and not (report["torch"] or report["transformers"] or report["sentence_transformers"])
 
 
+@pytest.mark.parametrize("name", FAMILIES)
 def test_int8_variant_quantizes_the_cached_body(
-    fitted: dict[str, TunedPredictor], data: tuple[pd.DataFrame, pd.DataFrame]
+    name: str, fitted: dict[str, TunedPredictor], data: tuple[pd.DataFrame, pd.DataFrame]
 ):
     train, held = data
-    fp32, family = fitted["minilm-finetune"], get_family("minilm-finetune-int8")
+    fp32, family = fitted[name], get_family(f"{name}-int8")
+    assert family.quantized_from == name
     started = time.perf_counter()
-    params = {**family.grid(len(train))[0], **FAMILIES["minilm-finetune"]}
+    params = {**family.grid(len(train))[0], **FAMILIES[name]}
     int8 = family.fit(train["text"].tolist(), train["label"].tolist(), params, 0)
     assert time.perf_counter() - started < 30  # no second tuning: the fp32 fit's body is in the cache
     assert int8.training == fp32.training

@@ -16,6 +16,7 @@ _BUILTIN = {
     "minilm-finetune": ("shoal.families.minilm_finetune", _TC),
     "minilm-finetune-int8": ("shoal.families.minilm_finetune", _TC),
     "setfit": ("shoal.families.setfit", _TC),
+    "setfit-int8": ("shoal.families.setfit", _TC),
     "static-logreg": ("shoal.families.static_logreg", _TC),
     "tfidf-logreg": ("shoal.families.tfidf_logreg", _TC),
     "tfidf-svm": ("shoal.families.tfidf_svm", _TC),

@@ -8,53 +8,48 @@ The artifact is the `minilm-logreg` layout (encoder.onnx, tokenizer.json, head `
 Cost: every `fit` tunes a fresh body, so `train/search.py` pays up to `time_budget_s` (plus ~20 s of loading, ONNX
 export and embedding) once per CV fold and once more for the final fit. Given a seed, the pairs, their order, the
 initialisation and dropout are fixed: two fits take identical steps, but when the budget rather than the epoch ends
-tuning, the number of steps depends on the machine's speed (recorded in `tuning.json`).
+tuning, the number of steps depends on the machine's speed (recorded in `tuning.json`). `setfit-int8` quantizes the
+tuned body of the `setfit` fit with the same data, settings and seed (`tuned_family.py`) instead of tuning its own.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from shoal.families import register
-from shoal.families.base import Family, Params
-from shoal.families.embedding_family import TunedPredictor
+from shoal.families.base import Params
 from shoal.families.linear_head import LinearHead
 from shoal.families.minilm_source import TOKENIZER_FILE, source_dir
 from shoal.families.onnx_encoder import MODEL_FILE, OnnxEncoder
-
-#: the one setting searched: the head's C and the tuning knobs of `setfit_tune.TuneSettings`
-DEFAULTS: Params = {"C": 10.0, "time_budget_s": 120.0, "pairs_per_example": 20}
+from shoal.families.tuned_family import TunedFamily
 
 
 @register
-class SetFit(Family):
+class SetFit(TunedFamily):
     name = "setfit"
-    task = "text-classification"
     cost = 300.0
-    #: the MiniLM fp32 encoder at batch 1: p95 31 ms measured on 2 busy cores (load ~6); the artifact is 91 MB
-    expected_p95_ms = 30.0
-    expected_size_mb = 95.0
     #: each fit is ~min(time budget, one epoch) + ~20 s (139 s for 770 rows at the default 120 s budget), so a 3-fold
     #: search + final fit is ~560 s almost whatever the row count; declared per 1k rows at the few-shot scale, which
     #: also keeps the trainer from choosing it for large data
     expected_train_seconds_per_1k_rows = 1000.0
+    #: the head's C and the tuning knobs of `setfit_tune.TuneSettings`
+    defaults: ClassVar[Params] = {"C": 10.0, "time_budget_s": 120.0, "pairs_per_example": 20}
 
-    def grid(self, n_rows: int) -> list[Params]:
-        return [dict(DEFAULTS)]
-
-    def fit(self, inputs: Sequence[str], targets: Sequence[str], params: Params, seed: int) -> TunedPredictor:
+    def tune(self, inputs: Sequence[str], targets: Sequence[str], params: Params, seed: int, folder: Path) -> dict:
         from shoal.families.setfit_tune import TuneSettings, tune_and_export
 
-        params = {**DEFAULTS, **params}
-        scratch = tempfile.TemporaryDirectory(prefix="shoal-setfit-")
-        model_path = Path(scratch.name) / MODEL_FILE
-        report = tune_and_export(inputs, targets, TuneSettings.from_params(params), seed, model_path)
-        encoder = OnnxEncoder(model_path, source_dir() / TOKENIZER_FILE)
-        head = LinearHead.fit(encoder.encode(inputs), targets, params["C"], seed)
-        training = {"params": params, "seed": seed, "rows": len(inputs), **report.to_dict()}
-        return TunedPredictor(encoder, head, training, scratch)
+        report = tune_and_export(inputs, targets, TuneSettings.from_params(params), seed, folder / MODEL_FILE)
+        encoder = OnnxEncoder(folder / MODEL_FILE, source_dir() / TOKENIZER_FILE)
+        LinearHead.fit(encoder.encode(inputs), targets, params["C"], seed).save(folder)
+        return report.to_dict()
 
-    def load(self, folder: Path) -> TunedPredictor:
-        return TunedPredictor.load(OnnxEncoder.load(folder), folder)
+
+@register
+class SetFitInt8(SetFit):
+    name = "setfit-int8"
+    cost = 250.0
+    expected_size_mb = 25.0
+    int8 = True
+    quantized_from = "setfit"
