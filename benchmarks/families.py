@@ -77,15 +77,16 @@ def load(data: Path, folder: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def fit_and_score(
-    family_name: str, train: pd.DataFrame, test: pd.DataFrame, metric: str
+    family_name: str, train: pd.DataFrame, test: pd.DataFrame, metric: str, cv: bool = True
 ) -> tuple[Predictor, float, float]:
-    """(predictor, test metric, training seconds): CV search on `train`, final fit, one pass over `test`."""
+    """(predictor, test metric, training seconds): CV search on `train` (or the family's first setting when not
+    `cv`), final fit, one pass over `test`."""
     family = get_family(family_name)
     texts, targets = train["text"].tolist(), train["label"].tolist()
     labels = sorted(set(targets) | set(test["label"]))
     started = time.perf_counter()
-    found = search(family, texts, targets, labels, metric, folds=3, seed=0, n_jobs=1)
-    predictor = family.fit(texts, targets, found.params, 0)
+    params = search(family, texts, targets, labels, metric, folds=3, seed=0, n_jobs=1).params if cv else None
+    predictor = family.fit(texts, targets, params or family.grid(len(texts))[0], 0)
     train_seconds = time.perf_counter() - started
     proba = predictor.predict_proba(test["text"].tolist())
     pred = np.array([labels.index(predictor.labels[i]) for i in proba.argmax(axis=1)])
