@@ -33,6 +33,8 @@ class FineTuneSettings(torch_body.TuningSettings):
     time_budget_s: float = 1800.0
     batch_size: int = 32
     learning_rate: float = 5e-5
+    #: torch's default: every core alone, one per job in a parallel CV search (joblib sets OMP_NUM_THREADS=1 in its
+    #: workers), so parallel folds do not oversubscribe the cores
     threads: int = 0
     epochs: float = 3.0
     head_learning_rate: float = 1e-3

@@ -21,12 +21,16 @@ def _export(path: Path) -> None:
     export(load_body(trainable=False), path)
 
 
-def _quantize(path: Path) -> None:
+def quantize_int8(source: Path, path: Path) -> None:
+    """Dynamic int8 quantization of an fp32 encoder graph, one scale per output channel: the embeddings stay far
+    closer to fp32 (mean cosine 0.994 vs 0.970 per tensor on Banking77) at the same speed."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # one scale per output channel keeps the embeddings far closer to fp32 (mean cosine 0.994 vs 0.970 per tensor
-    # on Banking77) at the same speed
-    quantize_dynamic(encoder_onnx(), path, weight_type=QuantType.QInt8, per_channel=True)
+    quantize_dynamic(source, path, weight_type=QuantType.QInt8, per_channel=True)
+
+
+def _quantize(path: Path) -> None:
+    quantize_int8(encoder_onnx(), path)
 
 
 def encoder_onnx(int8: bool = False) -> Path:

@@ -28,6 +28,7 @@ from shoal.families.embedding_family import TunedPredictor
 from shoal.families.linear_head import LinearHead
 from shoal.families.minilm_source import TOKENIZER_FILE, cache_dir, source_dir, weights_hash
 from shoal.families.onnx_encoder import MODEL_FILE, OnnxEncoder
+from shoal.families.onnx_export import quantize_int8
 
 #: tuned bodies kept (~90 MB each)
 KEEP = 8
@@ -62,14 +63,12 @@ def cached_tuning(family: str, key: list[Any], build: Callable[[Path], None]) ->
 
 
 def tuned_predictor(folder: Path, int8: bool) -> TunedPredictor:
-    """A predictor from a cache entry: a private copy of its encoder (dynamically quantized to int8 per channel, as
-    `onnx_export`, when asked), its head and its `tuning.json`."""
+    """A predictor from a cache entry: a private copy of its encoder (quantized to int8 by `onnx_export.quantize_int8`
+    when asked), its head and its `tuning.json`."""
     scratch = tempfile.TemporaryDirectory(prefix="shoal-tuned-")
     model_path = Path(scratch.name) / MODEL_FILE
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(folder / MODEL_FILE, model_path, weight_type=QuantType.QInt8, per_channel=True)
+        quantize_int8(folder / MODEL_FILE, model_path)
     else:
         shutil.copyfile(folder / MODEL_FILE, model_path)
     encoder = OnnxEncoder(model_path, source_dir() / TOKENIZER_FILE)
