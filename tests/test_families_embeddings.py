@@ -108,6 +108,26 @@ def test_int8_encoder_is_smaller_and_close(fitted: dict[str, Predictor], data: t
     assert cosine.mean() > 0.9
 
 
+def test_batches_run_in_parallel_chunks_embed_as_one_text_at_a_time(
+    fitted: dict[str, Predictor], data: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+):
+    """Many texts go in padded, length-sorted chunks, side by side on every core: each embedding must be the one the
+    text gets alone (no padding leaks into it, no row lands in another text's place), on one core as on several."""
+    from shoal.families.onnx_encoder import CHUNK, OnnxEncoder
+
+    texts = [*data[1]["text"].tolist()[: 3 * CHUNK + 1], "", "a much longer text " * 20]
+    fp32 = fitted["minilm-logreg"].embedder
+    alone = OnnxEncoder(fp32.model_path, fp32.tokenizer_path)
+    expected = np.concatenate([alone.encode([text]) for text in texts])
+    assert alone.workers == len(os.sched_getaffinity(0))
+    np.testing.assert_allclose(alone.encode(texts), expected, atol=1e-5)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    one_core = OnnxEncoder(fp32.model_path, fp32.tokenizer_path)
+    assert one_core.workers == 1
+    np.testing.assert_allclose(one_core.encode(texts), expected, atol=1e-5)
+    assert one_core.encode([]).shape == (0, alone.dim)
+
+
 def test_int8_variant_is_eligible_only_within_tolerance_of_fp32() -> None:
     from datetime import UTC, datetime
 

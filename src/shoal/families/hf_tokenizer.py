@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from shoal.families.minilm_source import INSTALL_HINT, MissingExtra
 
@@ -12,12 +15,20 @@ except ImportError:
     raise MissingExtra(f"tokenizers is missing; {INSTALL_HINT}") from None
 
 
-def load_tokenizer(path: Path, max_tokens: int, pad: bool) -> Tokenizer:
-    """A tokenizer from tokenizer.json, truncating to `max_tokens`, padding to the longest text or not at all."""
+def load_tokenizer(path: Path, max_tokens: int) -> Tokenizer:
+    """A tokenizer from tokenizer.json, truncating to `max_tokens`, not padding (callers pad their own batches)."""
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.enable_truncation(max_tokens)
-    if pad:
-        tokenizer.enable_padding()
-    else:
-        tokenizer.no_padding()
+    tokenizer.no_padding()
     return tokenizer
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id lists padded with `pad_id` to the longest (int64, as the encoder takes them), and the attention mask."""
+    width = max(len(row) for row in ids)
+    out = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros_like(out)
+    for i, row in enumerate(ids):
+        out[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return out, mask

@@ -42,7 +42,7 @@ def pca(x: np.ndarray, dims: int) -> np.ndarray:
 def _distill(path: Path, dims: int) -> None:
     from shoal.families.onnx_export import encoder_onnx
 
-    tokenizer = load_tokenizer(source_dir() / TOKENIZER_FILE, 512, pad=False)
+    tokenizer = load_tokenizer(source_dir() / TOKENIZER_FILE, 512)
     vocab_size = tokenizer.get_vocab_size()
     cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
     reduced = pca(token_outputs(encoder_onnx(), vocab_size, cls_id, sep_id), dims)

@@ -24,7 +24,7 @@ class StaticEmbedder:
     def __init__(self, table_path: Path, tokenizer_path: Path) -> None:
         self.table_path, self.tokenizer_path = table_path, tokenizer_path
         self.table = np.load(table_path, allow_pickle=False).astype(np.float32)
-        self.tokenizer = load_tokenizer(tokenizer_path, MAX_TOKENS, pad=False)
+        self.tokenizer = load_tokenizer(tokenizer_path, MAX_TOKENS)
         if self.table.shape[0] != self.tokenizer.get_vocab_size():
             raise ValueError(f"{table_path}: {self.table.shape[0]} rows for {self.tokenizer.get_vocab_size()} tokens")
 

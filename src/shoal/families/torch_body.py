@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from transformers import BertModel
 
-from shoal.families.hf_tokenizer import load_tokenizer
+from shoal.families.hf_tokenizer import load_tokenizer, pad_batch
 from shoal.families.minilm_source import TOKENIZER_FILE, source_dir
 
 OPSET = 17
@@ -91,18 +91,13 @@ def load_body(trainable: bool) -> MeanPooled:
 
 def token_ids(texts: Sequence[str], max_tokens: int) -> tuple[list[list[int]], int]:
     """WordPiece ids of each text, unpadded and truncated to `max_tokens`, and the padding id."""
-    tokenizer = load_tokenizer(source_dir() / TOKENIZER_FILE, max_tokens, pad=False)
+    tokenizer = load_tokenizer(source_dir() / TOKENIZER_FILE, max_tokens)
     return [encoding.ids for encoding in tokenizer.encode_batch(list(texts))], tokenizer.token_to_id("[PAD]")
 
 
 def _padded(ids: list[list[int]], rows: np.ndarray, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids[i]) for i in rows)
-    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for k, i in enumerate(rows):
-        out[k, : len(ids[i])] = torch.tensor(ids[i])
-        mask[k, : len(ids[i])] = 1
-    return out, mask
+    out, mask = pad_batch([ids[i] for i in rows], pad_id)
+    return torch.from_numpy(out), torch.from_numpy(mask)
 
 
 def embed(model: MeanPooled, ids: list[list[int]], rows: np.ndarray, pad_id: int) -> torch.Tensor:
