@@ -85,8 +85,11 @@ def fit_and_score(
     texts, targets = train["text"].tolist(), train["label"].tolist()
     labels = sorted(set(targets) | set(test["label"]))
     started = time.perf_counter()
-    params = search(family, texts, targets, labels, metric, folds=3, seed=0, n_jobs=1).params if cv else None
-    predictor = family.fit(texts, targets, params or family.grid(len(texts))[0], 0)
+    if cv:
+        params = search(family, texts, targets, labels, metric, folds=3, seed=0, n_jobs=1).params
+    else:
+        params = family.grid(len(texts))[0]
+    predictor = family.fit(texts, targets, params, 0)
     train_seconds = time.perf_counter() - started
     proba = predictor.predict_proba(test["text"].tolist())
     pred = np.array([labels.index(predictor.labels[i]) for i in proba.argmax(axis=1)])

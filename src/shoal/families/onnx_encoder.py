@@ -31,7 +31,7 @@ MAX_TOKENS = 256
 CHUNK = 8
 
 
-def cores() -> int:
+def _cores() -> int:
     """Cores this process should use: OMP_NUM_THREADS where set (joblib sets 1 in its workers), else its CPUs."""
     limit = os.environ.get("OMP_NUM_THREADS", "")
     return int(limit) if limit.isdigit() and int(limit) > 0 else len(os.sched_getaffinity(0))
@@ -61,7 +61,7 @@ class OnnxEncoder:
     def __init__(self, model_path: Path, tokenizer_path: Path) -> None:
         self.model_path, self.tokenizer_path = model_path, tokenizer_path
         self.tokenizer = load_tokenizer(tokenizer_path, MAX_TOKENS)
-        self.workers = cores()
+        self.workers = _cores()
         self.per_chunk = _session(model_path, 1)
         self.per_call = _session(model_path, self.workers) if self.workers > 1 else self.per_chunk
         self.pad_id = self.tokenizer.token_to_id("[PAD]")
