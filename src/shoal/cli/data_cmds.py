@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
+from shoal.data.audit import LABEL_ISSUES_FILE
 from shoal.data.ingest import SplitMode, ingest_file
 from shoal.registry import PRODUCTION, RegistryError
-from shoal.train.audit import LABEL_ISSUES_FILE
 
 data_app = typer.Typer(help="Inspect a model's data drops and label issues.", no_args_is_help=True)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shoal.data.audit import LABEL_ISSUES_FILE
 from shoal.registry import PRODUCTION
 from shoal.tasks import get_task
-from shoal.train.audit import LABEL_ISSUES_FILE
 from shoal.workspace import Workspace
 
 DECISION_KINDS = ("promoted", "rejected", "rolled_back", "failed")

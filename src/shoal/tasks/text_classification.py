@@ -158,7 +158,7 @@ class TextClassification(TaskKind):
     def after_fit(
         self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]
     ) -> tuple[float | None, dict]:
-        from shoal.train.audit import LABEL_ISSUES_FILE, label_issues
+        from shoal.data.audit import LABEL_ISSUES_FILE, label_issues
 
         error_rate, issues = label_issues(train.inputs, train.targets, labels, oof)
         return error_rate, {LABEL_ISSUES_FILE: issues}
