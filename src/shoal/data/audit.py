@@ -1,11 +1,13 @@
-"""Label-quality audit: confident learning on out-of-fold probabilities lists likely label errors."""
+"""Label-quality audit: confident learning on out-of-fold probabilities lists likely label errors.
+
+cleanlab is imported inside `label_issues`, so readers of `LABEL_ISSUES_FILE` (the report, the CLI) stay light.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from cleanlab.filter import find_label_issues
 
 MAX_LISTED = 200
 LABEL_ISSUES_FILE = "label_issues.json"
@@ -15,6 +17,8 @@ def label_issues(
     texts: list[str], targets: list[str], labels: list[str], oof_proba: np.ndarray
 ) -> tuple[float, list[dict[str, Any]]]:
     """(estimated label-error rate, the most likely mislabelled examples, worst first)."""
+    from cleanlab.filter import find_label_issues
+
     given = np.array([labels.index(label) for label in targets])
     present = np.unique(given)
     if len(present) < 2 or len(given) < 10:
