@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 
 from conftest import spam_model, write_rows
 from shoal.data.ingest import ingest_file
+from shoal.registry.prediction_log import PredictionLog
 from shoal.serve import lifecycle_routes
 from shoal.serve.app import create_app
 from shoal.train.trainer import train_model
 from shoal.worker.feedback import feedback_accuracy, ingest_feedback
-from shoal.worker.prediction_log import PredictionLog
 from shoal.workspace import Workspace
 
 TOKEN = "test-token"

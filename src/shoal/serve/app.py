@@ -13,10 +13,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shoal import __version__
+from shoal.registry.prediction_log import PredictionLog
 from shoal.serve import errors, lifecycle_routes, predict, routes
 from shoal.serve.limits import BodyLimit
 from shoal.serve.state import ServeState
-from shoal.worker.prediction_log import PredictionLog
 from shoal.workspace import Workspace
 
 WORKSPACE_ENV = "SHOAL_WORKSPACE"

@@ -22,12 +22,12 @@ from shoal.data.ingest import SplitMode, ingest_frame
 from shoal.data.readers import LINE
 from shoal.fleet import FleetError, ModelSpec
 from shoal.registry.jobs import JobQueue
+from shoal.registry.prediction_log import FeedbackError, PredictionLog
 from shoal.serve.auth import require_token
 from shoal.serve.errors import ServeError
 from shoal.serve.schemas import ErrorResponse
 from shoal.serve.state import get_state
 from shoal.tasks import get_task
-from shoal.worker.prediction_log import FeedbackError, PredictionLog
 from shoal.workspace import Workspace
 
 router = APIRouter(tags=["lifecycle"])

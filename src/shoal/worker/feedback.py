@@ -8,9 +8,9 @@ import pandas as pd
 from shoal.data.errors import DropRejected
 from shoal.data.ingest import IngestResult, ingest_frame
 from shoal.data.readers import LINE
+from shoal.registry.prediction_log import Feedback, PredictionLog
 from shoal.worker.inbox import record_rejected
 from shoal.worker.logs import emit
-from shoal.worker.prediction_log import Feedback, PredictionLog
 from shoal.workspace import Workspace
 
 SOURCE = "feedback"

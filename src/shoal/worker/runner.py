@@ -22,11 +22,11 @@ from typing import Any
 from shoal.fleet import FleetError, load_fleet
 from shoal.registry import Job
 from shoal.registry.jobs import JobQueue
+from shoal.registry.prediction_log import PredictionLog
 from shoal.train.trainer import ModelReport, TrainError, train_model
 from shoal.worker.feedback import ingest_feedback
 from shoal.worker.inbox import Inbox
 from shoal.worker.logs import emit
-from shoal.worker.prediction_log import PredictionLog
 from shoal.worker.triggers import Triggers
 from shoal.workspace import Workspace
 
