@@ -10,12 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import spam_model, write_rows
+from shoal.data.feedback import ingest_feedback
 from shoal.data.ingest import ingest_file
+from shoal.evaluate.live import live_accuracy
 from shoal.registry.prediction_log import PredictionLog
 from shoal.serve import lifecycle_routes
 from shoal.serve.app import create_app
 from shoal.train.trainer import train_model
-from shoal.worker.feedback import feedback_accuracy, ingest_feedback
 from shoal.workspace import Workspace
 
 TOKEN = "test-token"
@@ -67,7 +68,7 @@ def test_feedback_joins_predictions_becomes_data_and_scores_versions(
     ingest_file(workspace, "spam", write_rows(tmp_path / "spam.csv", sms.head(300)))
     version = train_model(workspace, "spam").production
     assert version is not None
-    log = PredictionLog.for_workspace(workspace)
+    log = PredictionLog.for_registry(workspace.registry)
     client.app.state.prediction_log = log  # what the server's predict path records into
     texts = ["WINNER!! claim your free prize now, call 09061701461", "see you at lunch?"]
     log.record("r1", "spam", version, texts)
@@ -87,7 +88,7 @@ def test_feedback_joins_predictions_becomes_data_and_scores_versions(
     status, joined = send({"request_id": "r2", "label": "spam"})
     assert status == 200 and joined["predicted"] == "ham"
 
-    scores = feedback_accuracy(workspace, "spam", log)
+    scores = live_accuracy(workspace, "spam", log)
     assert set(scores) == {version} and scores[version][0] == 2
     assert scores[version][1] in (0.0, 0.5)  # r2 was answered "ham" but is spam; r1 is re-predicted
 

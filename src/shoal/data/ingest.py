@@ -1,19 +1,23 @@
 """Ingest a data drop: read, validate, split and store it, whole or not at all.
 
-The CLI, the server's data endpoint and the worker's inbox all call `ingest_frame`/`ingest_file`.
+The one way data enters the store: `ingest_frame` validates and stores rows; `ingest_file` (the CLI, the worker's
+inbox), `ingest_rows` (the server's `POST /v1/models/{name}/data`) and feedback (`shoal.data.feedback`) read
+their rows and call it. Every refusal is a `DropRejected` naming the source, row and reason.
+`record_rejected` notes a refusal in the model's history for sources no one watches (the inbox, feedback).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
-from shoal.data.readers import read_table
-from shoal.registry import Drop
+from shoal.data.readers import LINE, read_table
+from shoal.registry import Drop, RegistryError
 from shoal.tasks import TaskKind, get_task
 from shoal.workspace import Workspace
 
@@ -66,6 +70,19 @@ def ingest_file(
     return ingest_frame(
         ws, model, read_table(path, source=path.name), source=path.name, split=split, skip_invalid=skip_invalid
     )
+
+
+def ingest_rows(ws: Workspace, model: str, rows: list[dict[str, Any]], *, split: SplitMode = "auto") -> IngestResult:
+    """Rows sent over HTTP (source "http"; a problem's line is the 1-based position of its row)."""
+    frame = pd.DataFrame(rows)
+    frame[LINE] = range(1, len(frame) + 1)
+    return ingest_frame(ws, model, frame, source="http", split=split)
+
+
+def record_rejected(ws: Workspace, model: str, message: str, payload: dict[str, Any] | None = None) -> None:
+    """A `drop_rejected` event in the model's history (a model with no data yet has none; the log line stays)."""
+    with contextlib.suppress(RegistryError):
+        ws.registry.record_event(model, "drop_rejected", message, payload=payload)
 
 
 def stored_rows(ws: Workspace, model: str) -> pd.DataFrame | None:

@@ -42,8 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from shoal.registry.database import make_engine, now
-from shoal.workspace import Workspace
+from shoal.registry.database import Registry, make_engine, now
 
 URL_ENV = "SHOAL_PREDICTION_LOG_URL"
 RETENTION_ENV = "SHOAL_PREDICTION_RETENTION_HOURS"
@@ -83,11 +82,15 @@ feedback = Table(
 
 
 class FeedbackError(ValueError):
-    """Feedback that cannot be joined: `status` is the HTTP status to answer (404, 409, 422)."""
+    """Feedback that cannot be joined to a logged prediction (the request had several inputs, or fewer)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+
+class NotLogged(FeedbackError):
+    """No prediction with that request id is in the log (never made, or older than the retention)."""
+
+
+class AlreadyLabelled(FeedbackError):
+    """That input of the request already has feedback; the first label sent is kept."""
 
 
 @dataclass(frozen=True)
@@ -131,14 +134,14 @@ class PredictionLog:
         metadata.create_all(engine)
 
     @classmethod
-    def for_workspace(cls, ws: Workspace) -> PredictionLog:
-        """The workspace's log: in the registry database unless SHOAL_PREDICTION_LOG_URL names another."""
+    def for_registry(cls, registry: Registry) -> PredictionLog:
+        """The log beside `registry`: in the registry database unless SHOAL_PREDICTION_LOG_URL names another."""
         retention = timedelta(hours=float(os.environ.get(RETENTION_ENV, "168")))
         max_rows = int(os.environ.get(MAX_ROWS_ENV, "1000000"))
         url = os.environ.get(URL_ENV)
         if url:
             return cls(make_engine(url), retention=retention, max_rows=max_rows, owns_engine=True)
-        return cls(ws.registry.engine, retention=retention, max_rows=max_rows)
+        return cls(registry.engine, retention=retention, max_rows=max_rows)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -217,7 +220,7 @@ class PredictionLog:
 
     # -- feedback -----------------------------------------------------------------------------------
     def add_feedback(self, model: str, request_id: str, label: str, position: int | None = None) -> Feedback:
-        """Join a label to a logged prediction of `model`. Raises FeedbackError (404, 409 or 422)."""
+        """Join a label to a logged prediction of `model`. Raises NotLogged, AlreadyLabelled or FeedbackError."""
         self.flush()
         query = (
             select(predictions)
@@ -227,16 +230,15 @@ class PredictionLog:
         with self.engine.connect() as conn:
             logged = conn.execute(query).all()
         if not logged:
-            raise FeedbackError(
-                404,
+            raise NotLogged(
                 f"no prediction of {model!r} with request id {request_id!r} is in the log (it may be older than "
                 "the retention); send the request_id a predict response returned",
             )
         if position is None and len(logged) > 1:
-            raise FeedbackError(422, f"request {request_id} had {len(logged)} inputs; say which with 'index'")
+            raise FeedbackError(f"request {request_id} had {len(logged)} inputs; say which with 'index'")
         match = [row for row in logged if row.position == (position or 0)]
         if not match:
-            raise FeedbackError(422, f"request {request_id} had {len(logged)} inputs; index must be below that")
+            raise FeedbackError(f"request {request_id} had {len(logged)} inputs; index must be below that")
         row = match[-1]
         values = dict(
             request_id=request_id,
@@ -251,8 +253,8 @@ class PredictionLog:
             with self._write() as conn:
                 feedback_id = conn.execute(insert(feedback).values(**values, at=now())).inserted_primary_key[0]
         except IntegrityError:
-            raise FeedbackError(
-                409, f"input {row.position} of request {request_id} already has feedback; it is kept as first sent"
+            raise AlreadyLabelled(
+                f"input {row.position} of request {request_id} already has feedback; it is kept as first sent"
             ) from None
         return Feedback(id=int(feedback_id), **values)  # type: ignore[arg-type]
 

@@ -42,7 +42,7 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
 
     app = FastAPI(title="shoal", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.shoal = state
-    app.state.prediction_log = PredictionLog.for_workspace(ws)
+    app.state.prediction_log = PredictionLog.for_registry(ws.registry)
     errors.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=state.max_body_bytes)
     app.include_router(predict.router(protect=state.protect_predict))

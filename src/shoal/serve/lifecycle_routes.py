@@ -12,22 +12,20 @@ import threading
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from shoal.data.errors import DropRejected
-from shoal.data.ingest import SplitMode, ingest_frame
-from shoal.data.readers import LINE
+from shoal.data.feedback import add_feedback
+from shoal.data.ingest import SplitMode, ingest_rows
 from shoal.fleet import FleetError, ModelSpec
 from shoal.registry.jobs import JobQueue
-from shoal.registry.prediction_log import FeedbackError, PredictionLog
+from shoal.registry.prediction_log import AlreadyLabelled, FeedbackError, NotLogged, PredictionLog
 from shoal.serve.auth import require_token
 from shoal.serve.errors import ServeError
 from shoal.serve.schemas import ErrorResponse
 from shoal.serve.state import get_state
-from shoal.tasks import get_task
 from shoal.workspace import Workspace
 
 router = APIRouter(tags=["lifecycle"])
@@ -126,7 +124,7 @@ def get_prediction_log(request: Request) -> PredictionLog:
         with _log_lock:
             log = getattr(state, "prediction_log", None)
             if log is None:
-                log = state.prediction_log = PredictionLog.for_workspace(get_state(request).ws)
+                log = state.prediction_log = PredictionLog.for_registry(get_state(request).ws.registry)
     return log
 
 
@@ -157,10 +155,8 @@ def send_data(name: str, body: DataRequest, request: Request) -> DataResponse | 
     `retrain` settings. A drop is refused whole (422, with each problem's row and reason) or stored whole."""
     ws = get_state(request).ws
     _spec(ws, name)
-    frame = pd.DataFrame(body.rows)
-    frame[LINE] = range(1, len(frame) + 1)
     try:
-        result = ingest_frame(ws, name, frame, source="http", split=body.split)
+        result = ingest_rows(ws, name, body.rows, split=body.split)
     except DropRejected as error:
         return _rejected(error)
     drop = result.drop
@@ -191,17 +187,18 @@ def send_data(name: str, body: DataRequest, request: Request) -> DataResponse | 
 def send_feedback(name: str, body: FeedbackRequest, request: Request) -> FeedbackResponse | Response:
     """Give the correct label of a prediction, named by its request id. The label is checked like any data;
     the worker adds joined feedback to the model's data, and it scores each version's live accuracy."""
-    spec = _spec(get_state(request).ws, name)
-    check = pd.DataFrame({spec.text_column: ["feedback"], spec.label_column: [body.label], LINE: [1]})
+    ws = get_state(request).ws
+    _spec(ws, name)
     try:
-        get_task(spec.task).validate(check, spec, "feedback", skip_invalid=False)
+        joined = add_feedback(ws, get_prediction_log(request), name, body.request_id, body.label, body.index)
     except DropRejected as error:
         return _rejected(error)
-    try:
-        joined = get_prediction_log(request).add_feedback(name, body.request_id, body.label, body.index)
+    except NotLogged as error:
+        raise ServeError(404, "not_found", str(error)) from None
+    except AlreadyLabelled as error:
+        raise ServeError(409, "conflict", str(error)) from None
     except FeedbackError as error:
-        code = {404: "not_found", 409: "conflict"}.get(error.status, "invalid_request")
-        raise ServeError(error.status, code, str(error)) from None
+        raise ServeError(422, "invalid_request", str(error)) from None
     return FeedbackResponse(
         model=name,
         request_id=joined.request_id,

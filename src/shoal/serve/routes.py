@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from shoal.evaluate.live import live_accuracy
 from shoal.registry import PRODUCTION, Version
 from shoal.serve.auth import require_token
 from shoal.serve.errors import ServeError, unavailable
@@ -27,7 +28,6 @@ from shoal.serve.schemas import (
     VersionInfo,
 )
 from shoal.serve.state import get_state
-from shoal.worker.feedback import feedback_accuracy
 
 GATE_KINDS = ("promoted", "rejected", "rolled_back", "failed")
 GATE_HISTORY = 50
@@ -88,7 +88,7 @@ async def describe_model(name: str, request: Request) -> ModelDetail:
         asyncio.to_thread(registry.versions, name), asyncio.to_thread(registry.events, name)
     )
     production = await asyncio.to_thread(registry.alias, name, PRODUCTION)
-    live = await asyncio.to_thread(feedback_accuracy, get_state(request).ws, name, request.app.state.prediction_log)
+    live = await asyncio.to_thread(live_accuracy, get_state(request).ws, name, request.app.state.prediction_log)
     serving = slot.current.number if slot.current else None
     return ModelDetail(
         **summary(slot),
@@ -154,7 +154,7 @@ async def metrics(request: Request) -> Response:
     state = get_state(request)
     log = request.app.state.prediction_log
     for name in list(state.pool.slots):
-        live = await asyncio.to_thread(feedback_accuracy, state.ws, name, log)
+        live = await asyncio.to_thread(live_accuracy, state.ws, name, log)
         for version, (count, accuracy) in live.items():
             state.metrics.feedback.set((name, str(version)), count)
             state.metrics.live_accuracy.set((name, str(version)), accuracy)

@@ -7,16 +7,13 @@ same inbox are harmless: ingestion is content-addressed, so the second one finds
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from shoal.data.errors import DropRejected
-from shoal.data.ingest import ingest_file
-from shoal.registry import RegistryError
+from shoal.data.ingest import ingest_file, record_rejected
 from shoal.worker.logs import emit
 from shoal.workspace import Workspace
 
@@ -115,12 +112,6 @@ class Inbox:
             f"{path.name} rejected: {first}; moved to {folder}",
             {"file": path.name, "problems": [str(p) for p in error.problems[:20]]},
         )
-
-
-def record_rejected(ws: Workspace, model: str, message: str, payload: dict[str, Any] | None = None) -> None:
-    """A `drop_rejected` event in the model's history (a model with no data yet has none; the log line stays)."""
-    with contextlib.suppress(RegistryError):
-        ws.registry.record_event(model, "drop_rejected", message, payload=payload)
 
 
 def _move(path: Path, folder: Path) -> Path | None:

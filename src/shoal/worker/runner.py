@@ -24,7 +24,7 @@ from shoal.registry import Job
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import PredictionLog
 from shoal.train.trainer import ModelReport, TrainError, train_model
-from shoal.worker.feedback import ingest_feedback
+from shoal.worker.feedback import process_feedback
 from shoal.worker.inbox import Inbox
 from shoal.worker.logs import emit
 from shoal.worker.triggers import Triggers
@@ -82,7 +82,7 @@ class Worker:
         self.queue = JobQueue(ws.registry, lease_seconds=lease_seconds)
         self.inbox = Inbox(ws, settle_seconds)
         self.triggers = Triggers(ws, self.queue)
-        self.predictions = PredictionLog.for_workspace(ws)
+        self.predictions = PredictionLog.for_registry(ws.registry)
         self._fleet_mtime = self._mtime()
 
     def run(self, *, once: bool = False) -> int:
@@ -121,7 +121,7 @@ class Worker:
         for model in self.ws.fleet.models:
             try:
                 self.inbox.process(model)
-                ingest_feedback(self.ws, self.predictions, model)
+                process_feedback(self.ws, self.predictions, model)
                 self.triggers.check(model)
             except Exception as error:  # isolate: one model's trouble never stops the others
                 emit("scan_failed", 40, model=model, error=f"{type(error).__name__}: {error}")

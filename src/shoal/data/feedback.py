@@ -1,0 +1,54 @@
+"""Feedback as data: a label sent for a logged prediction is checked like any row of the model's data and joined
+to that prediction; joined labels later become a data drop through the same validation as any file."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from shoal.data.errors import DropRejected
+from shoal.data.ingest import IngestResult, ingest_frame, record_rejected
+from shoal.data.readers import LINE
+from shoal.registry.prediction_log import Feedback, PredictionLog
+from shoal.tasks import get_task
+from shoal.workspace import Workspace
+
+SOURCE = "feedback"
+SPLIT = "auto"  # like any new data: a share (by text hash) joins the test set, so the gate sees production texts
+
+
+def add_feedback(
+    ws: Workspace, log: PredictionLog, model: str, request_id: str, label: str, index: int | None = None
+) -> Feedback:
+    """Join `label` to input `index` of a logged request of `model`. Raises DropRejected for a label the model's
+    data may not hold, and FeedbackError (NotLogged, AlreadyLabelled) when it cannot be joined."""
+    spec = ws.model(model)
+    check = pd.DataFrame({spec.text_column: ["feedback"], spec.label_column: [label], LINE: [1]})
+    get_task(spec.task).validate(check, spec, SOURCE, skip_invalid=False)
+    return log.add_feedback(model, request_id, label, index)
+
+
+def ingest_feedback(ws: Workspace, log: PredictionLog, model: str) -> IngestResult | None:
+    """Turn `model`'s pending feedback into one data drop (rows a drop may not hold are left out and listed);
+    None when there was none. Feedback refused whole is settled as such, noted in the model's history, and the
+    DropRejected is raised."""
+    pending = log.feedback(model, pending=True)
+    if not pending:
+        return None
+    spec = ws.model(model)
+    frame = pd.DataFrame(
+        {
+            spec.text_column: [f.text for f in pending],
+            spec.label_column: [f.label for f in pending],
+            LINE: [f.id for f in pending],
+        }
+    )
+    source = f"{SOURCE} ({len(pending)} label(s), ids {pending[0].id}..{pending[-1].id})"
+    ids = [f.id for f in pending]
+    try:
+        result = ingest_frame(ws, model, frame, source=source, split=SPLIT, skip_invalid=True)
+    except DropRejected as error:
+        log.settle_feedback(ids, f"rejected: {error.problems[-1]}")
+        record_rejected(ws, model, f"{source} rejected: {error.problems[0]}")
+        raise
+    log.settle_feedback(ids, result.drop.hash)
+    return result

@@ -1,0 +1,32 @@
+"""Live accuracy: how often each version's answers matched the labels users sent back as feedback."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from shoal.registry.prediction_log import Feedback, PredictionLog
+from shoal.workspace import Workspace
+
+
+class LiveAccuracy(NamedTuple):
+    labels: int  # feedback labels received for the version's answers
+    accuracy: float  # the share of them the version got right
+
+
+def live_accuracy(ws: Workspace, model: str, log: PredictionLog) -> dict[int, LiveAccuracy]:
+    """Live accuracy of each version of `model` that has feedback, by version number. Predictions logged
+    without their label are predicted again by that version (models are deterministic)."""
+    by_version: dict[int, list[Feedback]] = {}
+    for item in log.feedback(model):
+        by_version.setdefault(item.version, []).append(item)
+    scores = {}
+    for version, items in sorted(by_version.items()):
+        predicted = [item.predicted for item in items]
+        missing = [i for i, label in enumerate(predicted) if label is None]
+        if missing:
+            predictor = ws.load_predictor(ws.registry.version(model, version))
+            for i, label in zip(missing, predictor.predict([items[i].text for i in missing]), strict=True):
+                predicted[i] = label
+        right = sum(label == item.label for label, item in zip(predicted, items, strict=True))
+        scores[version] = LiveAccuracy(len(items), right / len(items))
+    return scores
