@@ -113,3 +113,17 @@ def test_the_prediction_log_is_bounded(workspace: Workspace, tmp_path: Path, sms
     log.retention = timedelta(0)
     assert log.prune() == 5
     log.close()
+
+
+def test_metrics_count_the_predictions_the_log_dropped(client: TestClient) -> None:
+    log: PredictionLog = client.app.state.prediction_log
+    log.flush_seconds, log.max_buffered = 3600, 2  # no background flush; a buffer of two rows
+    log.record("r1", "spam", 1, ["a fine text", "lone \ud800 surrogate"])
+    assert log.flush() == 1  # the surrogate is refused
+    for i in range(3):
+        log.record(f"later-{i}", "spam", 1, [f"text {i}"])  # one too many: the oldest goes
+    metrics = client.get("/metrics").text
+    assert 'shoal_prediction_log_dropped_total{reason="refused"} 1' in metrics
+    assert 'shoal_prediction_log_dropped_total{reason="overflow"} 1' in metrics
+    assert "shoal_prediction_log_buffered{} 2" in metrics
+    log.close()

@@ -44,12 +44,13 @@ def params_hash(params: dict[str, Any]) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for `url`. Its errors never show the statement's parameters (they hold users' texts)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 120, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": 120, "check_same_thread": False}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:

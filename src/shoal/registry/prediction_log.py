@@ -5,6 +5,11 @@ memory and written by a background thread in batches, so the predict path never 
 older than the retention (or beyond the row limit) are deleted. Feedback names a request id (and which of its
 inputs); it is joined to the logged prediction and kept until the worker turns it into a data drop.
 
+A row the database refuses (a NUL character on PostgreSQL, a lone surrogate anywhere) is dropped alone and
+counted; the rest are written. A database that cannot be reached keeps the rows buffered for the next flush. The
+buffer holds at most SHOAL_PREDICTION_MAX_BUFFERED rows (default 100000): beyond that the oldest are dropped and
+counted (`dropped`, shown in the server's /metrics). Log lines name counts and error types, never users' texts.
+
 The tables live in the registry database by default (so every server and worker share them); set
 SHOAL_PREDICTION_LOG_URL to use another database, SHOAL_PREDICTION_RETENTION_HOURS (default 168) and
 SHOAL_PREDICTION_MAX_ROWS (default 1000000) to bound it.
@@ -14,9 +19,11 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,14 +47,19 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from shoal.registry.database import Registry, make_engine, now
 
 URL_ENV = "SHOAL_PREDICTION_LOG_URL"
 RETENTION_ENV = "SHOAL_PREDICTION_RETENTION_HOURS"
 MAX_ROWS_ENV = "SHOAL_PREDICTION_MAX_ROWS"
+MAX_BUFFERED_ENV = "SHOAL_PREDICTION_MAX_BUFFERED"
 PRUNE_EVERY_S = 60.0
+REFUSED, OVERFLOW = "refused", "overflow"  # why a prediction was not logged
+ROW_ERRORS = (DataError, IntegrityError, UnicodeError)  # what one row's values cause, unlike an outage
+
+logger = logging.getLogger("shoal.prediction_log")
 
 metadata = MetaData()
 predictions = Table(
@@ -106,7 +118,7 @@ class Feedback:
 
 
 def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class PredictionLog:
@@ -119,14 +131,18 @@ class PredictionLog:
         retention: timedelta = timedelta(days=7),
         max_rows: int = 1_000_000,
         flush_seconds: float = 0.5,
+        max_buffered: int = 100_000,
         owns_engine: bool = False,
     ) -> None:
         self.engine = engine
         self.retention = retention
         self.max_rows = max_rows
         self.flush_seconds = flush_seconds
+        self.max_buffered = max_buffered
         self._owns_engine = owns_engine
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._dropped = {REFUSED: 0, OVERFLOW: 0}
+        self._reported = dict(self._dropped)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -137,11 +153,26 @@ class PredictionLog:
     def for_registry(cls, registry: Registry) -> PredictionLog:
         """The log beside `registry`: in the registry database unless SHOAL_PREDICTION_LOG_URL names another."""
         retention = timedelta(hours=float(os.environ.get(RETENTION_ENV, "168")))
-        max_rows = int(os.environ.get(MAX_ROWS_ENV, "1000000"))
+        bounds = {
+            "retention": retention,
+            "max_rows": int(os.environ.get(MAX_ROWS_ENV, "1000000")),
+            "max_buffered": int(os.environ.get(MAX_BUFFERED_ENV, "100000")),
+        }
         url = os.environ.get(URL_ENV)
         if url:
-            return cls(make_engine(url), retention=retention, max_rows=max_rows, owns_engine=True)
-        return cls(registry.engine, retention=retention, max_rows=max_rows)
+            return cls(make_engine(url), owns_engine=True, **bounds)
+        return cls(registry.engine, **bounds)
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Predictions not logged since start, by reason: refused (by the database), overflow (buffer full)."""
+        with self._lock:
+            return dict(self._dropped)
+
+    @property
+    def buffered(self) -> int:
+        """Rows waiting for the next flush."""
+        return len(self._buffer)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -169,33 +200,93 @@ class PredictionLog:
         ]
         with self._lock:
             self._buffer.extend(rows)
+            self._trim()
             if self._flusher is None:
                 self._flusher = threading.Thread(target=self._flush_loop, name="prediction-log", daemon=True)
                 self._flusher.start()
                 atexit.register(self.close)  # a server stopping normally writes what is buffered
 
+    def _trim(self) -> None:
+        """Drop the oldest rows beyond `max_buffered` (the lock is held)."""
+        over = len(self._buffer) - self.max_buffered
+        for _ in range(over):
+            self._buffer.popleft()
+        if over > 0:
+            self._dropped[OVERFLOW] += over
+
     def _flush_loop(self) -> None:
+        failing = False
         while not self._stop.wait(self.flush_seconds):
             try:
                 self.flush()
-            except Exception:  # a busy database: keep the rows and try again at the next tick
+            except Exception as error:  # the database is away: keep the rows and try again at the next tick
+                if not failing:
+                    logger.warning(
+                        "prediction log: cannot write (%s); %d row(s) kept for the next try",
+                        type(error).__name__,
+                        self.buffered,
+                    )
+                failing = True
                 time.sleep(self.flush_seconds)
+            else:
+                if failing:
+                    logger.info("prediction log: writing again")
+                failing = False
 
     def flush(self) -> int:
-        """Write buffered rows now (and prune old ones at most once a minute); returns how many were written."""
+        """Write buffered rows now (and prune old ones at most once a minute); returns how many were written.
+        Rows the database refuses are dropped and counted; if it cannot be reached, the rows stay buffered and
+        the error is raised."""
         with self._lock:
-            rows, self._buffer = self._buffer, []
-        if rows:
-            try:
-                with self._write() as conn:
-                    conn.execute(insert(predictions), rows)
-            except Exception:
-                with self._lock:
-                    self._buffer[:0] = rows
-                raise
+            rows = list(self._buffer)
+            self._buffer.clear()
+        try:
+            written = self._insert(rows) if rows else 0
+        finally:
+            self._report()
         if time.monotonic() - self._pruned >= PRUNE_EVERY_S:
             self.prune()
-        return len(rows)
+        return written
+
+    def _insert(self, rows: list[dict[str, Any]]) -> int:
+        """Insert `rows` in order; returns how many were written. A batch the database refuses is halved until
+        each refused row is alone, and that row dropped. Any other failure puts the rows not yet written back at
+        the head of the buffer and raises."""
+        written = 0
+        todo = [rows]  # batches still to write, the next one last
+        while todo:
+            batch = todo.pop()
+            try:
+                with self._write() as conn:
+                    conn.execute(insert(predictions), batch)
+            except ROW_ERRORS:
+                if len(batch) == 1:
+                    with self._lock:
+                        self._dropped[REFUSED] += 1
+                else:
+                    half = len(batch) // 2
+                    todo += [batch[half:], batch[:half]]
+                continue
+            except Exception:
+                unwritten = [row for part in [batch, *reversed(todo)] for row in part]
+                with self._lock:
+                    self._buffer.extendleft(reversed(unwritten))
+                    self._trim()
+                raise
+            written += len(batch)
+        return written
+
+    def _report(self) -> None:
+        """Log how many predictions were dropped since the last report (counts only, never texts)."""
+        with self._lock:
+            new = {reason: count - self._reported[reason] for reason, count in self._dropped.items()}
+            self._reported = dict(self._dropped)
+        if new[REFUSED]:
+            logger.warning("prediction log: the database refused %d row(s); they are not logged", new[REFUSED])
+        if new[OVERFLOW]:
+            logger.warning(
+                "prediction log: %d row(s) dropped, the buffer of %d rows was full", new[OVERFLOW], self.max_buffered
+            )
 
     def prune(self) -> int:
         """Delete predictions older than the retention and beyond the row limit; returns how many went."""
@@ -214,7 +305,10 @@ class PredictionLog:
         self._stop.set()
         if self._flusher is not None:
             self._flusher.join()
-        self.flush()
+        try:
+            self.flush()
+        except Exception as error:
+            logger.error("prediction log: %d row(s) not written at shutdown (%s)", self.buffered, type(error).__name__)
         if self._owns_engine:
             self.engine.dispose()
 

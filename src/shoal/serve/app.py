@@ -16,6 +16,7 @@ from shoal import __version__
 from shoal.registry.prediction_log import PredictionLog
 from shoal.serve import errors, lifecycle_routes, predict, routes
 from shoal.serve.limits import BodyLimit
+from shoal.serve.metrics import Metrics
 from shoal.serve.state import ServeState
 from shoal.workspace import Workspace
 
@@ -43,6 +44,7 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
     app = FastAPI(title="shoal", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.shoal = state
     app.state.prediction_log = PredictionLog.for_registry(ws.registry)
+    state.metrics.gauges.append(lambda metrics: _sample_log(metrics, app.state.prediction_log))
     errors.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=state.max_body_bytes)
     app.include_router(predict.router(protect=state.protect_predict))
@@ -50,6 +52,12 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
     app.include_router(routes.operations)
     app.include_router(lifecycle_routes.router)
     return app
+
+
+def _sample_log(metrics: Metrics, log: PredictionLog) -> None:
+    for reason, count in log.dropped.items():
+        metrics.log_dropped.set((reason,), count)
+    metrics.log_buffered.set((), log.buffered)
 
 
 def app_from_env() -> FastAPI:

@@ -2,7 +2,8 @@
 
 Everything is updated on the event loop thread, so no locks are needed and an update costs a dict lookup.
 Labels are bounded: `model` (a served model, or `_unknown` for requests naming no served model), `version`,
-`code` (HTTP status), and the fixed sets `reason` (why a batch was flushed) and `result` (of a load).
+`code` (HTTP status), and the fixed sets `reason` (why a batch was flushed, or a prediction not logged) and
+`result` (of a load).
 With `--workers N` every worker process keeps and exposes its own series.
 """
 
@@ -110,6 +111,13 @@ class Metrics:
             "shoal_live_accuracy", "gauge", "Share of feedback labels the version predicted.", mv
         )
         self.feedback = Family("shoal_feedback_labels", "gauge", "Feedback labels received per version.", mv)
+        self.log_dropped = Family(
+            "shoal_prediction_log_dropped_total",
+            "counter",
+            "Predictions not logged, by reason: refused (by the database), overflow (the write buffer was full).",
+            ("reason",),
+        )
+        self.log_buffered = Family("shoal_prediction_log_buffered", "gauge", "Predictions waiting to be logged.", ())
         self.gauges: list[Callable[[Metrics], None]] = []
 
     def request(self, model: str, version: str, code: int, seconds: float) -> None:

@@ -1,0 +1,89 @@
+"""The prediction log on SQLite and PostgreSQL: a row the database refuses (NUL on PostgreSQL, a lone surrogate
+anywhere) is dropped and counted while the log keeps working, the write buffer is bounded, an outage is not
+mistaken for bad rows, and users' texts never reach the logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, IntegrityError
+
+from shoal.registry.database import make_engine, now
+from shoal.registry.prediction_log import FeedbackError, NotLogged, PredictionLog, predictions
+
+NUL_TEXT = "poison \x00 here"
+SURROGATE_TEXT = "lone \ud800 zebra"
+
+
+@pytest.fixture
+def log(registry_url: str) -> Iterator[PredictionLog]:
+    prediction_log = PredictionLog(make_engine(registry_url), flush_seconds=3600, max_buffered=5, owns_engine=True)
+    yield prediction_log
+    prediction_log.close()
+
+
+def test_a_refused_row_is_dropped_counted_and_never_printed(
+    log: PredictionLog, registry_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = 2 if registry_url.startswith("postgresql") else 1  # SQLite stores NUL; no database takes a surrogate
+    log.record("before", "spam", 1, ["a fine text"])
+    log.record("bad", "spam", 1, ["fine first input", NUL_TEXT, SURROGATE_TEXT])
+    log.record("after", "spam", 1, ["another fine text"])
+    with caplog.at_level(logging.DEBUG, logger="shoal"):
+        assert log.flush() == 5 - refused
+    assert log.dropped == {"refused": refused, "overflow": 0} and log.buffered == 0
+    assert "refused" in caplog.text
+    assert "poison" not in caplog.text and "zebra" not in caplog.text
+
+    assert log.add_feedback("spam", "before", "ham").text == "a fine text"
+    assert log.add_feedback("spam", "bad", "spam", 0).text == "fine first input"
+    with pytest.raises(FeedbackError, match="index must be below"):
+        log.add_feedback("spam", "bad", "spam", 2)  # the surrogate was never logged
+    log.record("later", "spam", 1, ["still logging"])
+    assert log.flush() == 1
+    assert log.add_feedback("spam", "later", "ham").version == 1
+
+
+def test_the_write_buffer_is_bounded_and_drops_the_oldest(log: PredictionLog) -> None:
+    for i in range(8):
+        log.record(f"req-{i}", "spam", 1, [f"text {i}"])
+    assert log.buffered == 5 and log.dropped == {"refused": 0, "overflow": 3}
+    assert log.flush() == 5
+    with pytest.raises(NotLogged):
+        log.add_feedback("spam", "req-2", "ham")
+    assert log.add_feedback("spam", "req-3", "ham").text == "text 3"
+
+
+def test_an_outage_keeps_the_rows_for_the_next_flush(log: PredictionLog, registry_url: str) -> None:
+    url = make_url(registry_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("closing the database to new connections is a PostgreSQL test")
+    log.record("req-1", "spam", 1, ["kept through the outage"])
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS false'))
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"), {"db": url.database}
+        )
+    try:
+        with pytest.raises(Exception, match="connection"):
+            log.flush()
+        assert log.buffered == 1 and log.dropped == {"refused": 0, "overflow": 0}
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+    assert log.flush() == 1
+    assert log.add_feedback("spam", "req-1", "ham").text == "kept through the outage"
+
+
+def test_database_errors_never_show_the_rows_values(log: PredictionLog) -> None:
+    # refused before it reaches the server: a NUL on PostgreSQL, the missing position on SQLite
+    row = {"request_id": "r\x00", "position": None, "model": "spam", "version": 1, "text_hash": "h", "at": now()}
+    with pytest.raises((DataError, IntegrityError)) as refused, log.engine.begin() as conn:
+        conn.execute(insert(predictions), [{**row, "text": "a private message"}])
+    assert "private" not in str(refused.value)
