@@ -3,6 +3,7 @@ and feedback joined to logged predictions, turned into a data drop and scored as
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from shoal.registry.prediction_log import PredictionLog
 from shoal.serve import lifecycle_routes
 from shoal.serve.app import create_app
 from shoal.train.trainer import train_model
+from shoal.worker.feedback import process_feedback
 from shoal.workspace import Workspace
 
 TOKEN = "test-token"
@@ -126,4 +128,21 @@ def test_metrics_count_the_predictions_the_log_dropped(client: TestClient) -> No
     assert 'shoal_prediction_log_dropped_total{reason="refused"} 1' in metrics
     assert 'shoal_prediction_log_dropped_total{reason="overflow"} 1' in metrics
     assert "shoal_prediction_log_buffered{} 2" in metrics
+    log.close()
+
+
+def test_feedback_refused_whole_is_settled_recorded_and_logged(
+    workspace: Workspace, tmp_path: Path, sms, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest_file(workspace, "spam", write_rows(tmp_path / "spam.csv", sms.head(20)))
+    log = PredictionLog.for_registry(workspace.registry)
+    log.record("r1", "spam", 1, ["are you coming tonight"])
+    log.add_feedback("spam", "r1", "eggs")  # the log joins any label (as if the fleet's labels changed since)
+    drops = len(workspace.registry.drops("spam"))
+    with caplog.at_level(logging.INFO, logger="shoal.worker"):
+        process_feedback(workspace, log, "spam")  # the worker's pass: logs, never raises
+    assert "feedback_rejected" in caplog.text
+    assert log.feedback("spam", pending=True) == []  # settled: not retried at every scan
+    assert len(workspace.registry.drops("spam")) == drops
+    assert workspace.registry.events("spam")[-1].kind == "drop_rejected"
     log.close()
