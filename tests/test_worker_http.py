@@ -7,14 +7,16 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from conftest import spam_model, write_rows
+from serve_fixtures import Trained, copy_workspace, running
 from shoal.data.feedback import ingest_feedback
 from shoal.data.ingest import ingest_file
 from shoal.evaluate.live import live_accuracy
-from shoal.registry.prediction_log import PredictionLog
+from shoal.registry.prediction_log import URL_ENV, PredictionLog
 from shoal.serve import lifecycle_routes
 from shoal.serve.app import create_app
 from shoal.train.trainer import train_model
@@ -146,3 +148,36 @@ def test_feedback_refused_whole_is_settled_recorded_and_logged(
     assert len(workspace.registry.drops("spam")) == drops
     assert workspace.registry.events("spam")[-1].kind == "drop_rejected"
     log.close()
+
+
+def test_a_poisoned_prediction_leaves_the_log_and_feedback_working(
+    trained: Trained,
+    registry_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 12: on PostgreSQL a NUL in a predicted text made every later write and feedback call fail."""
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    monkeypatch.setenv(URL_ENV, registry_url)  # the prediction log in its own database: SQLite or PostgreSQL
+    refused = 1 if registry_url.startswith("postgresql") else 0  # SQLite stores NUL
+    with caplog.at_level(logging.INFO, logger="shoal"), running(copy_workspace(trained, tmp_path)) as url:
+
+        def predict(text: str) -> str:
+            answer = httpx.post(f"{url}/v1/models/spam/predict", json={"inputs": [text]}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            return str(answer.json()["request_id"])
+
+        def feedback(request_id: str) -> int:
+            body = {"request_id": request_id, "label": "ham"}
+            return httpx.post(f"{url}/v1/models/spam/feedback", json=body, timeout=30).status_code
+
+        before = predict("see you at lunch?")
+        poisoned = predict("poison \u0000 zebra")
+        after = predict("are you coming tonight")
+        assert (feedback(before), feedback(after)) == (200, 200)
+        assert feedback(poisoned) == (404 if refused else 200)
+        assert feedback(predict("still logging")) == 200
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+    assert f'shoal_prediction_log_dropped_total{{reason="refused"}} {refused}' in metrics
+    assert "zebra" not in caplog.text
