@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated
+from shoal.tasks.base import TaskKind, Validated
 
 #: implemented task kinds and the class defining each; imported on first use
 _KINDS = {
@@ -22,4 +22,4 @@ def get_task(name: str) -> TaskKind:
     return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]
 
 
-__all__ = ["TaskKind", "TestSet", "TrainSet", "Validated", "get_task"]
+__all__ = ["TaskKind", "Validated", "get_task"]

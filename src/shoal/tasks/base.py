@@ -17,6 +17,7 @@ import pandas as pd
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.data.split import assign_split
 from shoal.fleet import ModelSpec
 
@@ -39,23 +40,6 @@ def require_columns(frame: pd.DataFrame, needed: list[str], source: str, keys: s
         raise DropRejected(source, [Problem(None, reason)])
     if frame.empty:
         raise DropRejected(source, [Problem(None, "the file has no rows")])
-
-
-@dataclass
-class TestSet:
-    """The frozen test set as every candidate sees it."""
-
-    inputs: list[Any]  # what a predictor takes: texts, or feature rows (dicts)
-    truth: np.ndarray  # classification: index into `labels`; regression: the target values
-    hash: str
-    labels: list[str] = field(default_factory=list)  # classification: the global label list (train ∪ test)
-    context: Any = None  # what else the task's scoring needs (forecasting: the series and backtest windows)
-
-
-@dataclass
-class TrainSet:
-    inputs: list[Any]
-    targets: list[Any]
 
 
 class TaskKind(ABC):

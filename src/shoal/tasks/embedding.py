@@ -19,10 +19,11 @@ import pandas as pd
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.data.split import assign_split
 from shoal.evaluate import embedding as metrics
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
+from shoal.tasks.base import TaskKind, Validated, require_columns
 from shoal.tasks.regression import as_number, is_missing
 from shoal.tasks.text_classification import normalize
 

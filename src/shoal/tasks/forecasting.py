@@ -23,11 +23,12 @@ import pandas as pd
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate import forecasting as metrics
 from shoal.families import get_family
 from shoal.families.forecast import ForecastFamily, Series
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
+from shoal.tasks.base import TaskKind, Validated, require_columns
 from shoal.tasks.regression import as_number, is_missing
 
 SERIES, DS, Y = "series", "ds", "y"

@@ -18,10 +18,11 @@ from sklearn.model_selection import KFold
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate import regression as metrics
 from shoal.families.tabular import CATEGORICAL, NUMERIC
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
+from shoal.tasks.base import TaskKind, Validated, require_columns
 
 TARGET = "__target__"
 #: cell values read as missing (after stripping, case-insensitive)

@@ -14,9 +14,10 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate.classification import confusion, metric_value, paired_test, score
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
+from shoal.tasks.base import TaskKind, Validated, require_columns
 
 _SPACE = re.compile(r"\s+")
 IMBALANCE_RATIO = 20
