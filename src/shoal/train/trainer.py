@@ -21,7 +21,8 @@ from shoal.families.base import write_json
 from shoal.fleet import ModelSpec
 from shoal.gate import Contender, Decision, budget_problems, decide, refreshed
 from shoal.registry import PRODUCTION, Version
-from shoal.tasks import TaskKind, get_task
+from shoal.tasks import get_task
+from shoal.tasks.base import TaskKind
 from shoal.train.search import search
 from shoal.workspace import Workspace
 

@@ -1,9 +1,8 @@
-"""Text classification: a text column and a label column; one label per text."""
+"""Text classification's data and judging: one label per text; the majority floor; cleanlab's label audit."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -18,15 +17,11 @@ from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate.classification import confusion, metric_value, paired_test, score
 from shoal.fleet import ModelSpec
 from shoal.tasks.base import TaskKind, Validated, require_columns
+from shoal.tasks.text_classification import normalize
+from shoal.tasks.text_classification.spec import TextClassificationSpec
 
-_SPACE = re.compile(r"\s+")
 IMBALANCE_RATIO = 20
 TINY_CLASS = 5
-
-
-def normalize(text: str) -> str:
-    """The form two texts must share to count as the same example."""
-    return _SPACE.sub(" ", text).strip().lower()
 
 
 class TextClassification(TaskKind):
@@ -44,6 +39,7 @@ class TextClassification(TaskKind):
         skip_invalid: bool,
         stored: pd.DataFrame | None = None,
     ) -> Validated:
+        assert isinstance(spec, TextClassificationSpec)
         require_columns(frame, [spec.text_column, spec.label_column], source, "text_column / label_column")
         lines = frame[LINE].tolist()
         texts = [_as_text(v) for v in frame[spec.text_column]]
