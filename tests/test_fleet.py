@@ -205,6 +205,7 @@ assert not http, http
 def test_add_sets_any_key_of_the_task_spec(tmp_path: Path) -> None:
     args = ["add", "sales", "--task", "forecasting", "--set", "freq=MS", "--set", "horizon=12"]
     more = ["--set", "season_length=7", "--set", "families=[seasonal-naive, gbm-lags]", "--set", "gate.alpha=0.1"]
+    more += ["--set", "gate.min_improvement=0.02"]  # a second key of the same section
     result = runner.invoke(app, [*args, *more, "-w", str(tmp_path)])
     assert result.exit_code == 0, result.output
     spec = load_fleet(tmp_path / "shoal.yaml").model("sales")
@@ -215,7 +216,7 @@ def test_add_sets_any_key_of_the_task_spec(tmp_path: Path) -> None:
         ["seasonal-naive", "gbm-lags"],
         0.1,
     )
-    assert spec.gate.min_improvement == 0.0  # a dotted key sets one key of its section
+    assert spec.gate.min_improvement == 0.02 and spec.gate.non_inferiority_margin == 0.0
     unknown = runner.invoke(app, ["add", "other", "--set", "colour=red", "-w", str(tmp_path)])
     assert unknown.exit_code != 0 and "models.other.colour: unknown key" in str(unknown.exception)
     wrong_task = runner.invoke(app, ["add", "other", "--task", "regression", "--set", "horizon=3", "-w", str(tmp_path)])

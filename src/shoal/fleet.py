@@ -161,12 +161,8 @@ class WorkspaceSpec(_Strict):
 ModelName = Annotated[str, Field(pattern=_NAME.pattern)]
 
 
-def _any_model_spec() -> Any:
-    """Every task's spec, told apart by `task` (the task kinds' specs subclass `ModelSpec` above)."""
-    return Annotated[reduce(operator.or_, model_specs().values()), Field(discriminator="task")]
-
-
-AnyModelSpec = _any_model_spec()
+#: a model entry: the spec of its `task` (each task kind's spec subclasses `ModelSpec` above)
+AnyModelSpec = Annotated[reduce(operator.or_, model_specs().values()), Field(discriminator="task")]
 
 
 class Fleet(_Strict):

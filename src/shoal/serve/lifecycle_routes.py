@@ -192,9 +192,9 @@ def send_feedback(name: str, body: FeedbackRequest, request: Request) -> Feedbac
     """Give the correct label of a prediction, named by its request id. The label is checked like any data;
     the worker adds joined feedback to the model's data, and it scores each version's live accuracy."""
     spec = _spec(get_state(request).ws, name)
-    check = pd.DataFrame({spec.text_column: ["feedback"], spec.label_column: [body.label], LINE: [1]})
+    task = get_task(spec.task)
     try:
-        get_task(spec.task).validate(check, spec, "feedback", skip_invalid=False)
+        task.validate(task.feedback_rows(spec, ["feedback"], [body.label], [1]), spec, "feedback", skip_invalid=False)
     except DropRejected as error:
         return _rejected(error)
     try:

@@ -128,6 +128,11 @@ class TaskKind(ABC):
     ) -> dict[str, Any]:
         """Is the challenger better on the same test rows? {test, delta (> 0: better), ci, p_value, ...}."""
 
+    def feedback_rows(self, spec: ModelSpec, texts: list[str], labels: list[str], lines: list[int]) -> pd.DataFrame:
+        """Raw drop rows that give these logged inputs their correct labels (feedback), in the columns the fleet
+        file names; a task whose answers are not labels rejects feedback."""
+        raise DropRejected("feedback", [Problem(None, f"a {self.name} model takes no label feedback")])
+
     def after_fit(
         self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]
     ) -> tuple[float | None, dict]:

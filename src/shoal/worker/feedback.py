@@ -3,11 +3,9 @@ file, and each version's accuracy on the labels users sent back can be computed 
 
 from __future__ import annotations
 
-import pandas as pd
-
 from shoal.data.errors import DropRejected
 from shoal.data.ingest import IngestResult, ingest_frame
-from shoal.data.readers import LINE
+from shoal.tasks import get_task
 from shoal.worker.inbox import record_rejected
 from shoal.worker.logs import emit
 from shoal.worker.prediction_log import Feedback, PredictionLog
@@ -24,13 +22,8 @@ def ingest_feedback(ws: Workspace, log: PredictionLog, model: str) -> IngestResu
     if not pending:
         return None
     spec = ws.model(model)
-    frame = pd.DataFrame(
-        {
-            spec.text_column: [f.text for f in pending],
-            spec.label_column: [f.label for f in pending],
-            LINE: [f.id for f in pending],
-        }
-    )
+    texts, labels, lines = [f.text for f in pending], [f.label for f in pending], [f.id for f in pending]
+    frame = get_task(spec.task).feedback_rows(spec, texts, labels, lines)
     source = f"{SOURCE} ({len(pending)} label(s), ids {pending[0].id}..{pending[-1].id})"
     ids = [f.id for f in pending]
     try:

@@ -152,6 +152,10 @@ class TextClassification(TaskKind):
     ) -> dict[str, Any]:
         return paired_test(test.truth, challenger, champion, test.labels, metric, bootstrap=bootstrap, seed=seed)
 
+    def feedback_rows(self, spec: ModelSpec, texts: list[str], labels: list[str], lines: list[int]) -> pd.DataFrame:
+        assert isinstance(spec, TextClassificationSpec)
+        return pd.DataFrame({spec.text_column: texts, spec.label_column: labels, LINE: lines})
+
     def after_fit(
         self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]
     ) -> tuple[float | None, dict]:
