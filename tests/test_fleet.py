@@ -190,10 +190,11 @@ def test_the_fleet_file_loads_without_the_training_or_serving_stack() -> None:
 
 @pytest.mark.parametrize("package", ["text_classification", "regression", "forecasting", "embedding"])
 def test_a_task_imports_first_without_a_cycle_and_its_codec_knows_no_http(package: str) -> None:
-    """A task's kind imported before anything else (its spec subclasses fleet's ModelSpec while fleet builds
-    its union from the specs); its codec needs no HTTP library."""
+    """A task's spec imported before anything else (it subclasses fleet's ModelSpec while fleet builds its
+    union from the specs); its codec needs no HTTP library."""
     script = f"""
 import sys
+import shoal.tasks.{package}.spec
 import shoal.tasks.{package}.kind
 import shoal.tasks.{package}.codec
 http = sorted({{"fastapi", "starlette"}} & set(sys.modules))
