@@ -154,6 +154,7 @@ def router(protect: bool) -> APIRouter:
         routes.add_api_route(
             f"/v1/models/{{name}}/{endpoint}",
             _handler(endpoint, protect),
+            name=endpoint,  # the operation id stays predict_v1_models__name__predict_post
             methods=["POST"],
             summary=endpoint.capitalize(),
             description=f"{endpoint.capitalize()} with the model's production version, batched: "
