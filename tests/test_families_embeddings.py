@@ -132,8 +132,8 @@ def test_batches_run_in_parallel_chunks_embed_as_one_text_at_a_time(
 def test_int8_variant_is_eligible_only_within_tolerance_of_fp32() -> None:
     from datetime import UTC, datetime
 
-    from shoal.fleet import ModelSpec
     from shoal.registry.records import Version
+    from shoal.tasks.text_classification.spec import TextClassificationSpec
     from shoal.train.trainer import quantization_problem
 
     def version(number: int, family: str, accuracy: float) -> Version:
@@ -141,7 +141,7 @@ def test_int8_variant_is_eligible_only_within_tolerance_of_fp32() -> None:
             "m", number, family, {}, "", "d", "c", {"accuracy": accuracy}, "", "", 0, "", None, datetime.now(UTC)
         )
 
-    spec = ModelSpec(task="text-classification", quantization_tolerance=0.01)
+    spec = TextClassificationSpec(task="text-classification", quantization_tolerance=0.01)
     fp32 = version(1, "minilm-logreg", 0.930)
     close, far = version(2, "minilm-logreg-int8", 0.925), version(3, "minilm-logreg-int8", 0.915)
     assert quantization_problem(close, {"minilm-logreg": fp32}, spec) is None

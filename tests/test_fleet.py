@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from shoal.cli import app
 from shoal.fleet import FleetError, load_fleet
 from shoal.fleet_edit import EXAMPLE
+from shoal.tasks import get_codec, get_task, model_specs, task_names
+from shoal.tasks.codec import Codec
 
 runner = CliRunner()
 
@@ -31,8 +37,27 @@ def test_example_is_valid_and_has_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("models:\n  m:\n    task: text-classification\n    metric: auc\n", "models.m: metric 'auc' is not one of"),
-        ("models:\n  m:\n    task: vision\n", "models.m.task: Input should be 'text-classification'"),
+        (
+            "models:\n  m:\n    task: text-classification\n    metric: auc\n",
+            "models.m.metric: metric 'auc' is not one of",
+        ),
+        (
+            "models:\n  m:\n    task: vision\n",
+            "models.m.task: Input should be 'text-classification', 'regression', 'forecasting' or 'embedding'",
+        ),
+        ("models:\n  m:\n    metric: mae\n", "models.m.task: Field required"),
+        (
+            "models:\n  m:\n    task: regression\n    target_column: y\n    text_column: t\n",
+            "models.m.text_column: unknown key",
+        ),
+        (
+            "models:\n  m:\n    task: embedding\n    metric: mae\n",
+            "models.m.metric: metric 'mae' is not one of spearman",
+        ),
+        (
+            "models:\n  m:\n    task: forecasting\n    freq: MS\n    horizon: 0\n",
+            "models.m.horizon: Input should be greater than or equal to 1",
+        ),
         (
             "models:\n  m:\n    task: text-classification\n    families: [tfidf-logreg, bert-huge]\n",
             "models.m.families: unknown family 'bert-huge'; allowed: majority",
@@ -113,3 +138,92 @@ def test_every_command_has_help() -> None:
     ):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, command
+
+
+def test_each_task_validates_with_its_own_spec_and_defaults(tmp_path: Path) -> None:
+    fleet = load_fleet(
+        write(
+            tmp_path,
+            "models:\n  t:\n    task: text-classification\n  r:\n    task: regression\n    target_column: y\n"
+            "  f:\n    task: forecasting\n    freq: MS\n    horizon: 12\n  e:\n    task: embedding\n",
+        )
+    )
+    specs = model_specs()
+    assert {name: type(spec) for name, spec in fleet.models.items()} == {
+        "t": specs["text-classification"],
+        "r": specs["regression"],
+        "f": specs["forecasting"],
+        "e": specs["embedding"],
+    }
+    assert {name: (spec.metric, spec.families) for name, spec in fleet.models.items()} == {
+        "t": ("accuracy", ["majority", "tfidf-logreg", "tfidf-svm"]),
+        "r": ("mae", ["mean", "ridge", "gbm"]),
+        "f": ("mase", ["seasonal-naive", "auto-ets", "auto-arima", "gbm-lags"]),
+        "e": ("spearman", ["static-embed", "minilm-embed"]),
+    }
+    forecast = fleet.model("f")
+    assert isinstance(forecast, specs["forecasting"]) and forecast.season == 12
+
+
+@pytest.mark.parametrize("task", task_names())
+def test_a_task_home_holds_its_spec_kind_and_codec(task: str) -> None:
+    spec = model_specs()[task]
+    assert spec.model_fields["task"].annotation == Literal[task]  # the tag the fleet file's union dispatches on
+    assert spec.metrics and all(spec.allows_metric(metric) for metric in spec.metrics)
+    kind = get_task(task)
+    assert kind.name == task and all(title for _, title in kind.report_columns)
+    codec = get_codec(task)
+    assert isinstance(codec, Codec) and issubclass(codec.request, BaseModel) and codec.endpoint in ("predict", "embed")
+
+
+LIGHT = """
+import sys
+import shoal.fleet
+heavy = sorted({"pandas", "sklearn", "torch", "fastapi", "starlette"} & set(sys.modules))
+assert not heavy, heavy
+"""
+
+
+def test_the_fleet_file_loads_without_the_training_or_serving_stack() -> None:
+    subprocess.run([sys.executable, "-c", LIGHT], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("package", ["text_classification", "regression", "forecasting", "embedding"])
+def test_a_task_imports_first_without_a_cycle_and_its_codec_knows_no_http(package: str) -> None:
+    """A task's spec imported before anything else (it subclasses fleet's ModelSpec while fleet builds its
+    union from the specs); its codec needs no HTTP library."""
+    script = f"""
+import sys
+import shoal.tasks.{package}.spec
+import shoal.tasks.{package}.kind
+import shoal.tasks.{package}.codec
+http = sorted({{"fastapi", "starlette"}} & set(sys.modules))
+assert not http, http
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_add_sets_any_key_of_the_task_spec(tmp_path: Path) -> None:
+    args = ["add", "sales", "--task", "forecasting", "--set", "freq=MS", "--set", "horizon=12"]
+    more = ["--set", "season_length=7", "--set", "families=[seasonal-naive, gbm-lags]", "--set", "gate.alpha=0.1"]
+    more += ["--set", "gate.min_improvement=0.02"]  # a second key of the same section
+    result = runner.invoke(app, [*args, *more, "-w", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    spec = load_fleet(tmp_path / "shoal.yaml").model("sales")
+    assert (spec.freq, spec.horizon, spec.season, spec.families, spec.gate.alpha) == (  # type: ignore[attr-defined]
+        "MS",
+        12,
+        7,
+        ["seasonal-naive", "gbm-lags"],
+        0.1,
+    )
+    assert spec.gate.min_improvement == 0.02 and spec.gate.non_inferiority_margin == 0.0
+    unknown = runner.invoke(app, ["add", "other", "--set", "colour=red", "-w", str(tmp_path)])
+    assert unknown.exit_code != 0 and "models.other.colour: unknown key" in str(unknown.exception)
+    wrong_task = runner.invoke(app, ["add", "other", "--task", "regression", "--set", "horizon=3", "-w", str(tmp_path)])
+    assert wrong_task.exit_code != 0 and "a regression model needs target_column" in str(wrong_task.exception)
+    malformed = runner.invoke(app, ["add", "other", "--set", "horizon", "-w", str(tmp_path)])
+    assert malformed.exit_code != 0 and "write KEY=VALUE" in str(malformed.exception)
+    vision = runner.invoke(app, ["add", "other", "--task", "vision", "-w", str(tmp_path)])
+    assert vision.exit_code == 2 and "forecasting" in vision.output  # a usage error listing the tasks
+    assert set(load_fleet(tmp_path / "shoal.yaml").models) == {"sales"}

@@ -184,6 +184,12 @@ def test_served_regressor_answers_values_with_intervals_and_422_for_bad_rows(
         stored = httpx.post(data, json={"rows": [{**row, TARGET: 452600}], "split": "train"})
         assert stored.status_code == 200 and stored.json()["n_rows"] == 1, stored.text
 
+        # feedback corrects a label: a regression model's answers have none
+        request_id = answer.headers["x-request-id"]
+        feedback = httpx.post(f"{url}/v1/models/house/feedback", json={"request_id": request_id, "label": "1"})
+        assert feedback.status_code == 422, feedback.text
+        assert feedback.json()["error"]["problems"][0]["reason"] == "a regression model takes no label feedback"
+
 
 def test_shoal_add_takes_a_target_and_fills_the_task_defaults(make_workspace) -> None:
     ws = make_workspace({})

@@ -1,5 +1,6 @@
 """Schemathesis against the live server: generated requests for every documented operation never get a 5xx,
-and every answer matches the OpenAPI schema (status codes, content types, headers, bodies and auth)."""
+and every answer matches the OpenAPI schema (status codes, content types, headers, bodies and auth). The
+documented predict and embed routes are the ones the task codecs declare."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 
 from serve_fixtures import Trained, copy_workspace, running
+from shoal.serve.predict import router
 
 TOKEN = "schema-test-token"
 
@@ -32,3 +35,31 @@ def test_no_server_errors_and_answers_match_the_schema(
                 assert response.status_code < 500
 
             check()
+
+
+def test_the_routes_and_their_documented_models_come_from_the_task_codecs() -> None:
+    app = FastAPI()
+    app.include_router(router(protect=False))
+    schema = app.openapi()
+    components = schema["components"]["schemas"]
+
+    def answers(path: str) -> dict[str, str]:
+        """Each documented response of a route -> the schema of one of its answers."""
+        body = schema["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        out = {}
+        for ref in [item["$ref"] for item in body.get("anyOf", [body])]:
+            name = ref.rsplit("/", 1)[1]
+            (key,) = set(components[name]["properties"]) - {"model", "version", "request_id"}
+            items = components[name]["properties"][key]["items"]
+            out[f"{name}.{key}"] = items["$ref"].rsplit("/", 1)[1] if "$ref" in items else items["type"]
+        return out
+
+    assert answers("/v1/models/{name}/predict") == {
+        "TextClassificationResponse.predictions": "Prediction",
+        "RegressionResponse.predictions": "ValuePrediction",
+        "ForecastingResponse.predictions": "SeriesForecast",
+    }
+    assert answers("/v1/models/{name}/embed") == {"EmbeddingResponse.embeddings": "array"}
+    predict = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert len(predict["schema"]["properties"]["inputs"]["anyOf"]) == 3  # texts, feature rows, series ids
+    assert "top_k applies to text-classification only" in predict["schema"]["description"]

@@ -1,36 +1,27 @@
 """The fleet file (`shoal.yaml`): a validated pydantic model of every model shoal runs.
 
-`load_fleet` turns YAML into a `Fleet`; every error names the file, the key path and what is allowed.
+This module holds what every model shares (gate, retrain, serve, split, the `ModelSpec` base) and the
+workspace; each task kind's own fields, metrics and defaults live in its spec (`shoal.tasks.<kind>.spec`),
+and a model's `task` picks which one validates it. `load_fleet` turns YAML into a `Fleet`; every error
+names the file, the key path and what is allowed.
 """
 
 from __future__ import annotations
 
+import operator
 import re
+from functools import reduce
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from shoal.tasks import model_specs, task_names
+
 FLEET_FILE = "shoal.yaml"
-TASKS = ("text-classification", "regression", "forecasting", "embedding")
-Task = Literal["text-classification", "regression", "forecasting", "embedding"]
-CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "macro_recall", "mcc")
-REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
-FORECAST_METRICS = ("mase", "smape", "mae")
-EMBEDDING_METRICS = ("spearman",)
-#: the season length a frequency implies when `season_length` is not given (pandas offset name prefix)
-SEASONS = {"MS": 12, "ME": 12, "M": 12, "QS": 4, "QE": 4, "Q": 4, "W": 52, "D": 7, "B": 5, "h": 24, "H": 24}
-#: what a model of each task gets when the fleet file leaves `metric` or `families` out
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "text-classification": {"metric": "accuracy", "families": ["majority", "tfidf-logreg", "tfidf-svm"]},
-    "regression": {"metric": "mae", "families": ["mean", "ridge", "gbm"]},
-    "forecasting": {"metric": "mase", "families": ["seasonal-naive", "auto-ets", "auto-arima", "gbm-lags"]},
-    "embedding": {"metric": "spearman", "families": ["static-embed", "minilm-embed"]},
-}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_F1_OF_CLASS = re.compile(r"^f1:(?P<label>.+)$")
 
 
 class FleetError(ValueError):
@@ -92,26 +83,16 @@ class SplitSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    """One model of the fleet."""
+    """What every model of the fleet has, whatever its task. Each task kind's spec (`shoal.tasks.<kind>.spec`)
+    adds its own fields, metrics and defaults; the fleet file picks one by the model's `task`."""
 
-    task: Task
+    #: the fleet metrics this task's models may be judged on
+    metrics: ClassVar[tuple[str, ...]] = ()
+
+    task: str
     data: str | None = Field(None, description="folder of this model's inbox (default: inbox/<name>)")
-    text_column: str = "text"
-    label_column: str = "label"
-    labels: list[str] | None = Field(None, description="declared label set; other labels are rejected")
-    target_column: str | None = Field(None, description="regression: the numeric column to predict")
-    pair_column: str = Field("text_pair", description="embedding: the second text of an evaluation pair")
-    score_column: str = Field("score", description="embedding: the pair's similarity (any numeric scale)")
-    id_column: str | None = Field(None, description="forecasting: the series id column (none: a single series)")
-    time_column: str = Field("timestamp", description="forecasting: the timestamp column")
-    value_column: str = Field("value", description="forecasting: the observed value column")
-    freq: str | None = Field(None, description="forecasting: the series' pandas frequency, e.g. 'MS' or 'D'")
-    horizon: int | None = Field(None, ge=1, le=10_000, description="forecasting: points forecast ahead")
-    season_length: int | None = Field(None, ge=1, description="forecasting: periods per season (default: by freq)")
-    backtest_windows: int = Field(3, ge=1, le=100, description="forecasting: the most recent windows tested")
-    max_gap: int = Field(1, ge=0, description="forecasting: missing periods in a row tolerated (interpolated)")
-    metric: str = "accuracy"
-    families: list[str] = Field(default_factory=lambda: ["majority", "tfidf-logreg", "tfidf-svm"])
+    metric: str
+    families: list[str]
     cv_folds: int = Field(3, ge=2, le=10, description="folds of the search on training data")
     max_train_seconds: float | None = Field(
         None, gt=0, description="skip families whose declared training cost exceeds this budget"
@@ -124,14 +105,21 @@ class ModelSpec(_Strict):
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
 
-    @model_validator(mode="before")
     @classmethod
-    def _task_defaults(cls, data: Any) -> Any:
-        """`metric` and `families` default to what suits the model's task."""
-        if isinstance(data, dict) and data.get("task") in TASK_DEFAULTS:
-            missing = {k: v for k, v in TASK_DEFAULTS[data["task"]].items() if k not in data}
-            return {**data, **missing} if missing else data
-        return data
+    def metric_choices(cls) -> str:
+        """The metrics allowed, as an error message or a help text lists them."""
+        return ", ".join(cls.metrics)
+
+    @classmethod
+    def allows_metric(cls, metric: str) -> bool:
+        return metric in cls.metrics
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if not cls.allows_metric(value):
+            raise ValueError(f"metric {value!r} is not one of {cls.metric_choices()}")
+        return value
 
     @field_validator("families")
     @classmethod
@@ -141,52 +129,6 @@ class ModelSpec(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("a family is listed twice")
         return value
-
-    @model_validator(mode="after")
-    def _metric_fits_task(self) -> ModelSpec:
-        if self.task == "text-classification":
-            match = _F1_OF_CLASS.match(self.metric)
-            if self.metric not in CLASSIFICATION_METRICS and not match:
-                raise ValueError(
-                    f"metric {self.metric!r} is not one of {', '.join(CLASSIFICATION_METRICS)} or 'f1:<label>'"
-                )
-            if match and self.labels is not None and match["label"] not in self.labels:
-                raise ValueError(f"metric {self.metric!r} names a label that is not in labels")
-        if self.task == "regression":
-            if self.metric not in REGRESSION_METRICS:
-                raise ValueError(f"metric {self.metric!r} is not one of {', '.join(REGRESSION_METRICS)}")
-            if not self.target_column:
-                raise ValueError("a regression model needs target_column (shoal add --target COLUMN)")
-        if self.task == "forecasting":
-            self._check_forecasting()
-        if self.task == "embedding" and self.metric not in EMBEDDING_METRICS:
-            raise ValueError(f"metric {self.metric!r} is not one of {', '.join(EMBEDDING_METRICS)}")
-        return self
-
-    def _check_forecasting(self) -> None:
-        if self.metric not in FORECAST_METRICS:
-            raise ValueError(f"metric {self.metric!r} is not one of {', '.join(FORECAST_METRICS)}")
-        if self.freq is None or self.horizon is None:
-            raise ValueError("a forecasting model needs freq and horizon (shoal add --freq MS --horizon 12)")
-        from pandas.tseries.frequencies import to_offset
-
-        try:
-            to_offset(self.freq)
-        except ValueError:
-            raise ValueError(f"freq {self.freq!r} is not a pandas frequency such as 'D', 'W', 'MS', 'h'") from None
-
-    @property
-    def season(self) -> int:
-        """Periods per season: `season_length`, else what `freq` implies (1: no seasonality)."""
-        if self.season_length is not None:
-            return self.season_length
-        name = (self.freq or "").lstrip("0123456789")
-        return SEASONS.get(name, SEASONS.get(name.split("-")[0], 1))
-
-    @property
-    def positive_label(self) -> str | None:
-        match = _F1_OF_CLASS.match(self.metric)
-        return match["label"] if match else None
 
 
 class EvaluationSpec(_Strict):
@@ -219,11 +161,15 @@ class WorkspaceSpec(_Strict):
 ModelName = Annotated[str, Field(pattern=_NAME.pattern)]
 
 
+#: a model entry: the spec of its `task` (each task kind's spec subclasses `ModelSpec` above)
+AnyModelSpec = Annotated[reduce(operator.or_, model_specs().values()), Field(discriminator="task")]
+
+
 class Fleet(_Strict):
     """The whole fleet file."""
 
     workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
-    models: dict[ModelName, ModelSpec] = Field(default_factory=dict)
+    models: dict[ModelName, AnyModelSpec] = Field(default_factory=dict)
 
     def model(self, name: str) -> ModelSpec:
         try:
@@ -234,15 +180,24 @@ class Fleet(_Strict):
 
 
 def _format_errors(path: Path, error: ValidationError) -> str:
+    tasks = task_names()
     lines = [f"{path}: {error.error_count()} problem(s) in the fleet file"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        loc = [str(part) for part in item["loc"]]
+        if loc[:1] == ["models"] and len(loc) > 2 and loc[2] in tasks:
+            del loc[2]  # the task tag pydantic puts after the model's name
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         if item["type"] == "string_pattern_mismatch":
             message = "names are lowercase letters, digits, '-' and '_' (up to 63)"
-        lines.append(f"  {key}: {message}")
+        if item["type"] == "union_tag_invalid":
+            loc.append("task")
+            message = "Input should be " + ", ".join(repr(t) for t in tasks[:-1]) + f" or {tasks[-1]!r}"
+        if item["type"] == "union_tag_not_found":
+            loc.append("task")
+            message = "Field required"
+        lines.append(f"  {'.'.join(loc) or '(top level)'}: {message}")
     return "\n".join(lines)
 
 

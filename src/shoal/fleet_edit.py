@@ -8,6 +8,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
 
 from shoal.fleet import FleetError, parse_fleet, read_yaml
 
@@ -63,6 +64,29 @@ def write_example(path: Path, *, force: bool = False) -> None:
     if path.exists() and not force:
         raise FleetError(f"{path} already exists; pass --force to overwrite it")
     path.write_text(EXAMPLE, encoding="utf-8")
+
+
+def with_settings(fields: dict[str, Any], settings: list[str]) -> dict[str, Any]:
+    """`fields` with each `KEY=VALUE` set (a dotted key reaches into a section: `gate.alpha=0.1`); the value is
+    read as YAML (`12`, `true`, `[a, b]`, `null`). The task's spec validates the result."""
+    out = dict(fields)
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or not key.strip():
+            raise FleetError(f"--set {setting!r}: write KEY=VALUE, e.g. --set horizon=12 or --set gate.alpha=0.1")
+        try:
+            value = YAML(typ="safe").load(text)
+        except YAMLError as error:
+            raise FleetError(f"--set {setting!r}: the value is not valid YAML: {error}") from None
+        *sections, last = key.strip().split(".")
+        target = out
+        for section in sections:
+            inner = target.get(section)
+            inner = dict(inner) if isinstance(inner, dict) else {}
+            target[section] = inner
+            target = inner
+        target[last] = value
+    return out
 
 
 def add_model(path: Path, name: str, fields: dict[str, Any], *, replace: bool = False) -> None:

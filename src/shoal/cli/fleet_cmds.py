@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
 import typer
 
 from shoal.cli.common import WorkspaceOption, console, open_workspace
-from shoal.fleet import TASKS
-from shoal.fleet_edit import add_model, write_example
+from shoal.fleet_edit import add_model, with_settings, write_example
+from shoal.tasks import model_specs, task_names
+
+#: the task kinds `--task` takes
+TaskName = Enum("TaskName", [(name, name) for name in task_names()], type=str)  # type: ignore[misc]
+_METRICS = "; ".join(f"{task}: {spec.metric_choices()}" for task, spec in model_specs().items())
 
 
 def init(
@@ -24,7 +29,7 @@ def init(
 
 def add(
     model: Annotated[str, typer.Argument(help="Name of the new model (lowercase, digits, '-', '_').")],
-    task: Annotated[str, typer.Option(help=f"One of: {', '.join(TASKS)}.")] = "text-classification",
+    task: Annotated[TaskName, typer.Option(help="The model's task.")] = TaskName("text-classification"),
     text_column: Annotated[str | None, typer.Option(help="Column holding the input text.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Column holding the label.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="regression: the numeric column to predict.")] = None,
@@ -33,39 +38,37 @@ def add(
     value_column: Annotated[str | None, typer.Option(help="forecasting: the observed value column.")] = None,
     freq: Annotated[str | None, typer.Option(help="forecasting: pandas frequency, e.g. D, W, MS, h.")] = None,
     horizon: Annotated[int | None, typer.Option(help="forecasting: points to forecast ahead.")] = None,
-    metric: Annotated[
-        str | None,
-        typer.Option(
-            help="classification: accuracy, macro_f1, macro_recall, mcc, f1:<label>; regression: mae, rmse, r2, "
-            "mape; forecasting: mase, smape, mae. Default: the task's."
-        ),
-    ] = None,
+    metric: Annotated[str | None, typer.Option(help=f"{_METRICS}. Default: the task's.")] = None,
     families: Annotated[str | None, typer.Option(help="Comma-separated candidate families.")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma-separated declared label set.")] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE: any other key of the task's model entry (repeatable; the value is YAML; a dotted key "
+            "sets a section's key), e.g. --set season_length=7 --set gate.alpha=0.1.",
+        ),
+    ] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite a model of that name.")] = False,
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Add a model to shoal.yaml, keeping the file's comments."""
     ws = open_workspace(workspace)
-    add_model(
-        ws.fleet_path,
-        model,
-        {
-            "task": task,
-            "text_column": text_column,
-            "label_column": label_column,
-            "target_column": target,
-            "id_column": id_column,
-            "time_column": time_column,
-            "value_column": value_column,
-            "freq": freq,
-            "horizon": horizon,
-            "metric": metric,
-            "families": split(families),
-            "labels": split(labels),
-        },
-        replace=replace,
-    )
+    fields = {
+        "task": task.value,
+        "text_column": text_column,
+        "label_column": label_column,
+        "target_column": target,
+        "id_column": id_column,
+        "time_column": time_column,
+        "value_column": value_column,
+        "freq": freq,
+        "horizon": horizon,
+        "metric": metric,
+        "families": split(families),
+        "labels": split(labels),
+    }
+    add_model(ws.fleet_path, model, with_settings(fields, settings or []), replace=replace)
     console.print(f"added model {model!r} to {ws.fleet_path}")
 
 

@@ -3,11 +3,8 @@ to that prediction; joined labels later become a data drop through the same vali
 
 from __future__ import annotations
 
-import pandas as pd
-
 from shoal.data.errors import DropRejected
 from shoal.data.ingest import IngestResult, ingest_frame, record_rejected
-from shoal.data.readers import LINE
 from shoal.registry.prediction_log import Feedback, PredictionLog
 from shoal.tasks import get_task
 from shoal.workspace import Workspace
@@ -22,8 +19,8 @@ def add_feedback(
     """Join `label` to input `index` of a logged request of `model`. Raises DropRejected for a label the model's
     data may not hold, and FeedbackError (NotLogged, AlreadyLabelled) when it cannot be joined."""
     spec = ws.model(model)
-    check = pd.DataFrame({spec.text_column: ["feedback"], spec.label_column: [label], LINE: [1]})
-    get_task(spec.task).validate(check, spec, SOURCE, skip_invalid=False)
+    task = get_task(spec.task)
+    task.validate(task.feedback_rows(spec, ["feedback"], [label], [1]), spec, SOURCE, skip_invalid=False)
     return log.add_feedback(model, request_id, label, index)
 
 
@@ -35,13 +32,8 @@ def ingest_feedback(ws: Workspace, log: PredictionLog, model: str) -> IngestResu
     if not pending:
         return None
     spec = ws.model(model)
-    frame = pd.DataFrame(
-        {
-            spec.text_column: [f.text for f in pending],
-            spec.label_column: [f.label for f in pending],
-            LINE: [f.id for f in pending],
-        }
-    )
+    texts, labels, lines = [f.text for f in pending], [f.label for f in pending], [f.id for f in pending]
+    frame = get_task(spec.task).feedback_rows(spec, texts, labels, lines)
     source = f"{SOURCE} ({len(pending)} label(s), ids {pending[0].id}..{pending[-1].id})"
     ids = [f.id for f in pending]
     try:

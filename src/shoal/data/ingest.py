@@ -18,7 +18,8 @@ import pandas as pd
 
 from shoal.data.readers import LINE, read_table
 from shoal.registry import Drop, RegistryError
-from shoal.tasks import TaskKind, get_task
+from shoal.tasks import get_task
+from shoal.tasks.base import TaskKind
 from shoal.workspace import Workspace
 
 SplitMode = Literal["train", "test", "auto"]

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from shoal.data.sets import TestSet
 from shoal.evaluate.profile import profile
 from shoal.families import Predictor
 from shoal.fleet import WorkspaceSpec
-from shoal.tasks.base import TaskKind, TestSet
+from shoal.tasks.base import TaskKind
 
 
 def evaluate(

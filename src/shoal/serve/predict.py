@@ -1,17 +1,20 @@
-"""`POST /v1/models/{name}/predict`: the hot path, for every task kind.
+"""`POST /v1/models/{name}/predict` (and `/embed`): the hot path, for every task kind.
 
-The model's task picks the codec (`shoal.serve.codecs`) that reads the body — a fast path that accepts
-exactly what the documented request model accepts, the pydantic model itself otherwise so a 422 names the
-problem — and writes the answers. The answer is serialized with orjson. The OpenAPI schema documents the
-request and response models of every task all the same.
+The model's task picks the codec (`shoal.tasks.<kind>.codec`, read through `shoal.serve.codecs`) that reads
+the body — a fast path that accepts exactly what the documented request model accepts, the pydantic model
+itself otherwise so a 422 names the problem — and writes the answers. The answer is serialized with orjson.
+The routes, and the request and response models the OpenAPI schema documents, come from the tasks' codecs.
 """
 
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable, Iterable
+from functools import reduce
 from typing import Any
 
 import orjson
@@ -20,18 +23,13 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.responses import Response
 
 from shoal.serve.auth import bearer, check_token
-from shoal.serve.codecs import CODECS, codec_for
+from shoal.serve.codecs import answer, codec_for, parse, response_model
 from shoal.serve.errors import ServeError, error_response, unavailable
 from shoal.serve.metrics import UNKNOWN_MODEL
-from shoal.serve.schemas import (
-    EmbedRequest,
-    EmbedResponse,
-    ErrorResponse,
-    ForecastResponse,
-    PredictResponse,
-    RegressionPredictResponse,
-)
+from shoal.serve.schemas import ErrorResponse
 from shoal.serve.state import ServeState, get_state
+from shoal.tasks import get_codec, task_names
+from shoal.tasks.codec import Codec
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _PREFIX = os.urandom(4).hex()
@@ -67,7 +65,7 @@ async def _answer(
             "wrong_endpoint",
             f"model {name!r} is a {slot.task} model: use POST /v1/models/{name}/{codec.endpoint}",
         )
-    parsed = codec.parse(await request.body())
+    parsed = parse(codec, await request.body())
     inputs = parsed.inputs
     if len(inputs) > slot.max_inputs:
         raise ServeError(
@@ -86,19 +84,9 @@ async def _answer(
     outputs = await slot.batcher.predict(loaded, inputs)
     answers = codec.answers(outputs, loaded.predictor, parsed)
     request.app.state.prediction_log.record(request_id, name, loaded.number, *codec.logged(inputs, answers))
-    body = {"model": name, "version": loaded.number, "request_id": request_id, codec.result_key: answers}
+    body = answer(name, loaded.number, request_id, codec, answers)
     headers = {"X-Request-ID": request_id}
     return Response(orjson.dumps(body), media_type="application/json", headers=headers), str(loaded.number)
-
-
-async def predict(name: str, request: Request) -> Response:
-    """Predict one or many inputs with the model's production version."""
-    return await _serve(name, request, "predict")
-
-
-async def embed(name: str, request: Request) -> Response:
-    """Embed one or many texts with an embedding model's production version."""
-    return await _serve(name, request, "embed")
 
 
 async def _serve(name: str, request: Request, endpoint: str) -> Response:
@@ -117,18 +105,19 @@ async def _serve(name: str, request: Request, endpoint: str) -> Response:
     return response
 
 
-async def _protected_predict(
-    name: str, request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
-) -> Response:
-    check_token(request, credentials)
-    return await predict(name, request)
+def _handler(endpoint: str, protect: bool) -> Callable[..., Awaitable[Response]]:
+    """The route function of one endpoint; with `protect`, it requires the bearer token."""
 
+    async def serve(name: str, request: Request) -> Response:
+        return await _serve(name, request, endpoint)
 
-async def _protected_embed(
-    name: str, request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
-) -> Response:
-    check_token(request, credentials)
-    return await embed(name, request)
+    async def protected(
+        name: str, request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+    ) -> Response:
+        check_token(request, credentials)
+        return await _serve(name, request, endpoint)
+
+    return protected if protect else serve
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -151,67 +140,67 @@ _REQUEST_ID_HEADER = {"description": "the client's X-Request-ID if valid, else a
 
 
 def router(protect: bool) -> APIRouter:
-    """The predict and embed routes; with `protect`, they require the bearer token."""
+    """One route per endpoint the tasks' codecs name (predict, embed); with `protect`, they require the token."""
     routes = APIRouter(tags=["predict"])
     responses = dict(_ERRORS)
     if protect:
         responses[401] = {"model": ErrorResponse, "description": "missing or wrong bearer token"}
-    predicting = [codec for codec in CODECS.values() if codec.endpoint == "predict"]
-    routes.add_api_route(
-        "/v1/models/{name}/predict",
-        _protected_predict if protect else predict,
-        methods=["POST"],
-        summary="Predict",
-        description="Predict with the model's production version: texts to classify "
-        "(text-classification), rows of feature values (regression) or series ids (forecasting).",
-        response_model=None,
-        responses={
-            200: {
-                "model": PredictResponse | RegressionPredictResponse | ForecastResponse,  # type: ignore[dict-item]
-                "description": "one prediction per input: a label (text-classification), a value with its "
-                "interval (regression), or the next horizon points of a series (forecasting)",
-                "headers": {"X-Request-ID": _REQUEST_ID_HEADER},
+    endpoints: dict[str, dict[str, Codec]] = {}
+    for task in task_names():
+        codec = get_codec(task)
+        endpoints.setdefault(codec.endpoint, {})[task] = codec
+    for endpoint, codecs in endpoints.items():
+        models = [response_model(task) for task in codecs]
+        routes.add_api_route(
+            f"/v1/models/{{name}}/{endpoint}",
+            _handler(endpoint, protect),
+            name=endpoint,  # the operation id stays predict_v1_models__name__predict_post
+            methods=["POST"],
+            summary=endpoint.capitalize(),
+            description=f"{endpoint.capitalize()} with the model's production version, batched: "
+            + _listing(f"{codec.inputs_doc} ({task})" for task, codec in codecs.items())
+            + ".",
+            response_model=None,
+            responses={
+                200: {
+                    "model": reduce(operator.or_, models),
+                    "description": "one answer per input: "
+                    + _listing(f"{codec.answer_doc} ({task})" for task, codec in codecs.items()),
+                    "headers": {"X-Request-ID": _REQUEST_ID_HEADER},
+                },
+                **responses,
             },
-            **responses,
-        },
-        openapi_extra=_body(merged_request([codec.request.model_json_schema() for codec in predicting])),
-    )
-    routes.add_api_route(
-        "/v1/models/{name}/embed",
-        _protected_embed if protect else embed,
-        methods=["POST"],
-        summary="Embed",
-        description="Sentence embeddings from an embedding model's production version, batched like predict.",
-        response_model=None,
-        responses={
-            200: {
-                "model": EmbedResponse,
-                "description": "one unit-length vector per input",
-                "headers": {"X-Request-ID": _REQUEST_ID_HEADER},
-            },
-            **responses,
-        },
-        openapi_extra=_body(EmbedRequest.model_json_schema()),
-    )
+            openapi_extra=_body(merged_request(codecs)),
+        )
     return routes
 
 
-def merged_request(schemas: list[dict[str, Any]]) -> dict[str, Any]:
-    """One object schema for the predict body of every task: the union of the tasks' fields, with `inputs` any of
-    the tasks' input lists (which one a model takes depends on its task)."""
+def _listing(items: Iterable[str]) -> str:
+    """'a, b or c'."""
+    parts = list(items)
+    return ", ".join(parts[:-1]) + " or " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
+def merged_request(codecs: dict[str, Codec]) -> dict[str, Any]:
+    """One object schema for the body of every task an endpoint serves: the union of the tasks' fields, with
+    `inputs` any of the tasks' input lists (which one a model takes depends on its task)."""
+    if len(codecs) == 1:
+        return next(iter(codecs.values())).request.model_json_schema()
     properties: dict[str, Any] = {}
     inputs: list[dict[str, Any]] = []
-    for schema in schemas:
-        for key, value in schema["properties"].items():
+    options: dict[str, list[str]] = {}
+    for task, codec in codecs.items():
+        for key, value in codec.request.model_json_schema()["properties"].items():
             if key == "inputs":
                 if value not in inputs:
                     inputs.append(value)
             else:
                 properties.setdefault(key, value)
+                options.setdefault(key, []).append(task)
+    notes = [f"{key} applies to {_listing(tasks)} only" for key, tasks in options.items() if len(tasks) < len(codecs)]
     return {
         "title": "PredictRequest",
-        "description": "texts (text-classification), feature rows (regression) or series ids (forecasting); "
-        "top_k and return_probabilities apply to text-classification only",
+        "description": "; ".join([_listing(f"{codec.inputs_doc} ({task})" for task, codec in codecs.items()), *notes]),
         "type": "object",
         "properties": {"inputs": {"anyOf": inputs}, **properties},
         "required": ["inputs"],

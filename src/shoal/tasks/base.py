@@ -17,6 +17,7 @@ import pandas as pd
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.data.split import assign_split
 from shoal.fleet import ModelSpec
 
@@ -39,23 +40,6 @@ def require_columns(frame: pd.DataFrame, needed: list[str], source: str, keys: s
         raise DropRejected(source, [Problem(None, reason)])
     if frame.empty:
         raise DropRejected(source, [Problem(None, "the file has no rows")])
-
-
-@dataclass
-class TestSet:
-    """The frozen test set as every candidate sees it."""
-
-    inputs: list[Any]  # what a predictor takes: texts, or feature rows (dicts)
-    truth: np.ndarray  # classification: index into `labels`; regression: the target values
-    hash: str
-    labels: list[str] = field(default_factory=list)  # classification: the global label list (train ∪ test)
-    context: Any = None  # what else the task's scoring needs (forecasting: the series and backtest windows)
-
-
-@dataclass
-class TrainSet:
-    inputs: list[Any]
-    targets: list[Any]
 
 
 class TaskKind(ABC):
@@ -143,6 +127,11 @@ class TaskKind(ABC):
         self, test: TestSet, challenger: np.ndarray, champion: np.ndarray, metric: str, *, bootstrap: int, seed: int
     ) -> dict[str, Any]:
         """Is the challenger better on the same test rows? {test, delta (> 0: better), ci, p_value, ...}."""
+
+    def feedback_rows(self, spec: ModelSpec, texts: list[str], labels: list[str], lines: list[int]) -> pd.DataFrame:
+        """Raw drop rows that give these logged inputs their correct labels (feedback), in the columns the fleet
+        file names; a task whose answers are not labels rejects feedback."""
+        raise DropRejected("feedback", [Problem(None, f"a {self.name} model takes no label feedback")])
 
     def after_fit(
         self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]

@@ -54,7 +54,7 @@ def search(
 ) -> SearchResult:
     """The best of `family.grid` by cross-validated `metric` (`task` defaults to text classification)."""
     if task is None:
-        from shoal.tasks.text_classification import TextClassification
+        from shoal.tasks.text_classification.kind import TextClassification
 
         task = TextClassification()
     x, y = np.empty(len(inputs), dtype=object), np.empty(len(targets), dtype=object)

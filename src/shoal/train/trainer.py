@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal import __version__
+from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate import evaluate
 from shoal.families import get_family
 from shoal.families.base import write_json
 from shoal.fleet import ModelSpec
 from shoal.gate import Contender, Decision, budget_problems, decide, refreshed
 from shoal.registry import PRODUCTION, Version
-from shoal.tasks import TaskKind, TestSet, TrainSet, get_task
+from shoal.tasks import get_task
+from shoal.tasks.base import TaskKind
 from shoal.train.search import search
 from shoal.workspace import Workspace
 

@@ -19,11 +19,13 @@ import pandas as pd
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.data.split import assign_split
 from shoal.evaluate import embedding as metrics
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
-from shoal.tasks.regression import as_number, is_missing
+from shoal.tasks.base import TaskKind, Validated, require_columns
+from shoal.tasks.embedding.spec import EmbeddingSpec
+from shoal.tasks.regression.kind import as_number, is_missing
 from shoal.tasks.text_classification import normalize
 
 TEXT, PAIR, SCORE = "text", "text_pair", "score"
@@ -54,6 +56,7 @@ class Embedding(TaskKind):
         skip_invalid: bool,
         stored: pd.DataFrame | None = None,
     ) -> Validated:
+        assert isinstance(spec, EmbeddingSpec)
         needed = [spec.text_column, spec.pair_column, spec.score_column]
         require_columns(frame, needed, source, "text_column / pair_column / score_column")
         problems: list[Problem] = []

@@ -1,5 +1,5 @@
-"""Time-series forecasting: long-format rows (series id, timestamp, value), one or many series on a declared
-frequency, forecast `horizon` points ahead.
+"""Time-series forecasting's data and judging: long-format rows (series id, timestamp, value), one or many
+series on a declared frequency, forecast `horizon` points ahead.
 
 A drop is rejected whole, with file, line and reason, for an unparseable timestamp, a timestamp off the
 frequency's grid, a missing or non-numeric value, a timestamp twice in one series (or already stored with
@@ -23,12 +23,14 @@ import pandas as pd
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate import forecasting as metrics
 from shoal.families import get_family
 from shoal.families.forecast import ForecastFamily, Series
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
-from shoal.tasks.regression import as_number, is_missing
+from shoal.tasks.base import TaskKind, Validated, require_columns
+from shoal.tasks.forecasting.spec import ForecastingSpec
+from shoal.tasks.regression.kind import as_number, is_missing
 
 SERIES, DS, Y = "series", "ds", "y"
 SINGLE = "series"  # the id of the one series of a model without id_column
@@ -78,6 +80,7 @@ class Forecasting(TaskKind):
         skip_invalid: bool,
         stored: pd.DataFrame | None = None,
     ) -> Validated:
+        assert isinstance(spec, ForecastingSpec)
         needed = [spec.time_column, spec.value_column, *([spec.id_column] if spec.id_column else [])]
         require_columns(frame, needed, source, "time_column / value_column / id_column")
         lines = frame[LINE].tolist()
@@ -137,7 +140,7 @@ class Forecasting(TaskKind):
     def assemble(
         self, frame: pd.DataFrame, spec: ModelSpec | None = None
     ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-        assert spec is not None and spec.horizon is not None
+        assert isinstance(spec, ForecastingSpec)
         frame = frame.assign(**{DS: pd.to_datetime(frame[DS])})
         rows = frame.drop_duplicates([SERIES, DS], keep="last").sort_values([SERIES, DS], kind="stable")
         rows = rows[[SERIES, DS, Y]].reset_index(drop=True)
@@ -150,7 +153,7 @@ class Forecasting(TaskKind):
         return rows, test, notes
 
     def train_set(self, train: pd.DataFrame, spec: ModelSpec | None = None) -> TrainSet:
-        assert spec is not None and spec.horizon is not None
+        assert isinstance(spec, ForecastingSpec)
         series = regular_series(train, spec)
         needed = spec.horizon * spec.backtest_windows + max(2 * spec.season, MIN_HISTORY)
         short = [f"{s.id} ({len(s.values)})" for s in series if len(s.values) < needed]
@@ -162,7 +165,7 @@ class Forecasting(TaskKind):
         return TrainSet(list(series), [s.id for s in series])
 
     def test_set(self, train: pd.DataFrame, test: pd.DataFrame, spec: ModelSpec | None = None) -> TestSet:
-        assert spec is not None and spec.horizon is not None
+        assert isinstance(spec, ForecastingSpec)
         backtest = Backtest(regular_series(train, spec), spec.backtest_windows, spec.horizon)
         truth, scale, digest = [], [], hashlib.sha256()
         for s in backtest.series:
@@ -228,7 +231,7 @@ def _stored_values(stored: pd.DataFrame | None) -> dict[tuple[str, pd.Timestamp]
 
 def _check_grid(
     source: str,
-    spec: ModelSpec,
+    spec: ForecastingSpec,
     clean: pd.DataFrame,
     stored: pd.DataFrame | None,
     new_lines: dict[tuple[str, pd.Timestamp], int],
@@ -263,9 +266,8 @@ def _check_grid(
     return warnings
 
 
-def regular_series(rows: pd.DataFrame, spec: ModelSpec) -> list[Series]:
+def regular_series(rows: pd.DataFrame, spec: ForecastingSpec) -> list[Series]:
     """Each series on its full grid, the (tolerated) gaps filled by linear interpolation."""
-    assert spec.freq is not None and spec.horizon is not None
     out = []
     for series, group in rows.groupby(SERIES, sort=True):
         values = group.set_index(pd.to_datetime(group[DS]))[Y].astype(float)

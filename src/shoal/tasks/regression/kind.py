@@ -1,4 +1,4 @@
-"""Tabular regression: numeric and categorical feature columns and a numeric target.
+"""Tabular regression's data and judging: numeric and categorical feature columns and a numeric target.
 
 The schema (each feature numeric or categorical) is inferred from the model's first drop and stored with it
 (the stored drops' column types); every later drop must have exactly those columns with values of those types,
@@ -18,10 +18,12 @@ from sklearn.model_selection import KFold
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate import regression as metrics
 from shoal.families.tabular import CATEGORICAL, NUMERIC
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
+from shoal.tasks.base import TaskKind, Validated, require_columns
+from shoal.tasks.regression.spec import RegressionSpec
 
 TARGET = "__target__"
 #: cell values read as missing (after stripping, case-insensitive)
@@ -122,8 +124,8 @@ class Regression(TaskKind):
         skip_invalid: bool,
         stored: pd.DataFrame | None = None,
     ) -> Validated:
+        assert isinstance(spec, RegressionSpec)
         target = spec.target_column
-        assert target is not None  # the fleet file requires it for regression
         require_columns(frame, [target], source, "target_column")
         present = [c for c in frame.columns if c != LINE]
         features = [c for c in present if c != target]

@@ -1,9 +1,8 @@
-"""Text classification: a text column and a label column; one label per text."""
+"""Text classification's data and judging: one label per text; the majority floor; cleanlab's label audit."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -14,18 +13,15 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
+from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate.classification import confusion, metric_value, paired_test, score
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, TestSet, TrainSet, Validated, require_columns
+from shoal.tasks.base import TaskKind, Validated, require_columns
+from shoal.tasks.text_classification import normalize
+from shoal.tasks.text_classification.spec import TextClassificationSpec
 
-_SPACE = re.compile(r"\s+")
 IMBALANCE_RATIO = 20
 TINY_CLASS = 5
-
-
-def normalize(text: str) -> str:
-    """The form two texts must share to count as the same example."""
-    return _SPACE.sub(" ", text).strip().lower()
 
 
 class TextClassification(TaskKind):
@@ -43,6 +39,7 @@ class TextClassification(TaskKind):
         skip_invalid: bool,
         stored: pd.DataFrame | None = None,
     ) -> Validated:
+        assert isinstance(spec, TextClassificationSpec)
         require_columns(frame, [spec.text_column, spec.label_column], source, "text_column / label_column")
         lines = frame[LINE].tolist()
         texts = [_as_text(v) for v in frame[spec.text_column]]
@@ -154,6 +151,10 @@ class TextClassification(TaskKind):
         self, test: TestSet, challenger: np.ndarray, champion: np.ndarray, metric: str, *, bootstrap: int, seed: int
     ) -> dict[str, Any]:
         return paired_test(test.truth, challenger, champion, test.labels, metric, bootstrap=bootstrap, seed=seed)
+
+    def feedback_rows(self, spec: ModelSpec, texts: list[str], labels: list[str], lines: list[int]) -> pd.DataFrame:
+        assert isinstance(spec, TextClassificationSpec)
+        return pd.DataFrame({spec.text_column: texts, spec.label_column: labels, LINE: lines})
 
     def after_fit(
         self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]

@@ -1,0 +1,1 @@
+"""Tabular regression: numeric and categorical feature columns and a numeric target."""

@@ -1,0 +1,43 @@
+"""A text-classification model in the fleet file."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from shoal.fleet import ModelSpec
+
+_F1_OF_CLASS = re.compile(r"^f1:(?P<label>.+)$")
+
+
+class TextClassificationSpec(ModelSpec):
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "macro_recall", "mcc")
+
+    task: Literal["text-classification"]
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: list[str] | None = Field(None, description="declared label set; other labels are rejected")
+    metric: str = "accuracy"
+    families: list[str] = Field(default_factory=lambda: ["majority", "tfidf-logreg", "tfidf-svm"])
+
+    @classmethod
+    def metric_choices(cls) -> str:
+        return f"{super().metric_choices()} or 'f1:<label>'"
+
+    @classmethod
+    def allows_metric(cls, metric: str) -> bool:
+        return super().allows_metric(metric) or _F1_OF_CLASS.match(metric) is not None
+
+    @model_validator(mode="after")
+    def _f1_label_is_declared(self) -> TextClassificationSpec:
+        label = self.positive_label
+        if label is not None and self.labels is not None and label not in self.labels:
+            raise ValueError(f"metric {self.metric!r} names a label that is not in labels")
+        return self
+
+    @property
+    def positive_label(self) -> str | None:
+        match = _F1_OF_CLASS.match(self.metric)
+        return match["label"] if match else None
