@@ -133,8 +133,8 @@ def test_int8_variant_is_eligible_only_within_tolerance_of_fp32() -> None:
     from datetime import UTC, datetime
 
     from shoal.fleet import ModelSpec
+    from shoal.gate import quantization_problem
     from shoal.registry.records import Version
-    from shoal.train.trainer import quantization_problem
 
     def version(number: int, family: str, accuracy: float) -> Version:
         return Version(
