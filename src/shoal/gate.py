@@ -4,7 +4,7 @@ test examples -> a decision with its reason, recorded in the registry. `run` is 
 Choosing the challenger: a quantized variant is eligible only within `quantization_tolerance` of its
 full-precision sibling, and a version over the latency or size budget only when no candidate fits them; the
 best metric wins, ties going to the cheaper. The champion is re-scored on the current test set (never its
-cached numbers); a first version must significantly beat its task's floor (`majority`, `mean`, ...).
+cached numbers); a first version faces its task's floor (`majority`, `mean`, `seasonal-naive`).
 
 `decide`: a challenger is promoted when its gain is at least `min_improvement`, a paired test finds it
 significantly better at level `alpha`, and it fits the latency and size budgets. With a `non_inferiority_margin`,
@@ -12,8 +12,10 @@ a challenger at least 2x cheaper may also win when its metric is provably no wor
 test is the task's: its Δ is always oriented so that > 0 means the challenger is better (an error metric's Δ is
 the reduction).
 
-When the challenger is refused, the champion's own recipe refit on newer data may still be promoted, when the
-champion's output is stale (a forecast that starts before the latest observation).
+When the challenger is refused, two things may still be promoted: the champion's own recipe refit on newer data
+when the champion's output is stale (a forecast that starts before the latest observation), and, for a first
+version of a task whose floor is itself a useful answer (a seasonal-naive forecast), the floor's version, so
+such a model always serves.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ def run(
         fresh = _refresh(task, champion, siblings, test)
         if fresh is not None:
             best, decision = fresh, refreshed(decision, fresh.number, fresh.family, champion.number)
+    elif not decision.promote and task.serving_floor in siblings:
+        best = siblings[task.serving_floor]
+        decision = floor_served(decision, best.number, task.floor_name)
     payload: dict[str, Any] = {"decision": decision.as_dict(), "champion": current}
     if decision.promote:
         registry.set_alias(name, best.number, actor="gate", reason=decision.reason, payload=payload)
@@ -199,3 +204,10 @@ def refreshed(decision: Decision, version: int, family: str, champion: int) -> D
         f"(v{champion}'s forecasts start before the latest observation)"
     )
     return replace(decision, promote=True, reason=f"{why}; gate on the recipes: {decision.reason}")
+
+
+def floor_served(decision: Decision, version: int, floor_name: str) -> Decision:
+    """Promote a first version that is the floor itself: the task's floor is a useful answer (a seasonal-naive
+    forecast) and no candidate beat it, so the model serves the floor rather than nothing."""
+    why = f"promoted {floor_name} (v{version}): no candidate beats it and it is a useful answer"
+    return replace(decision, promote=True, reason=f"{why}; gate on the best candidate: {decision.reason}")

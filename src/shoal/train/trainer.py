@@ -143,13 +143,20 @@ def _load_data(ws: Workspace, name: str, spec: ModelSpec) -> ModelData:
     return ModelData(registry.dataset_version(name, drops), train, test, notes)
 
 
+def candidate_families(spec: ModelSpec) -> list[str]:
+    """The fleet's families, plus the task's serving floor when it is not listed: a model whose floor is a
+    useful answer (a seasonal-naive forecast) always has a version to serve."""
+    floor = get_task(spec.task).serving_floor
+    return [*spec.families, *([floor] if floor is not None and floor not in spec.families else [])]
+
+
 def _train_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, step: Step) -> list[CandidateResult]:
     """Every candidate family on this data: reused when already trained, skipped when its declared costs are
     over budget, and isolated when it fails."""
     registry = ws.registry
     existing = {v.family: v for v in registry.versions(name) if v.dataset_version == data.dataset_version}
     results = []
-    for family_name in spec.families:
+    for family_name in candidate_families(spec):
         result = CandidateResult(family_name)
         results.append(result)
         t0 = time.perf_counter()
