@@ -132,9 +132,9 @@ def test_batches_run_in_parallel_chunks_embed_as_one_text_at_a_time(
 def test_int8_variant_is_eligible_only_within_tolerance_of_fp32() -> None:
     from datetime import UTC, datetime
 
+    from shoal.gate import quantization_problem
     from shoal.registry.records import Version
     from shoal.tasks.text_classification.spec import TextClassificationSpec
-    from shoal.train.trainer import quantization_problem
 
     def version(number: int, family: str, accuracy: float) -> Version:
         return Version(

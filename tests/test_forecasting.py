@@ -132,9 +132,7 @@ def test_a_new_month_in_the_inbox_retrains_and_repromotes_while_worker_and_serve
     [report] = train_models(ws)
     assert report.error is None, report.error
     first = ws.registry.alias("cars", PRODUCTION)
-    if first is None:  # on car sales no family beats the seasonal-naive floor significantly: promote the best by hand
-        first = min(ws.registry.versions("cars"), key=lambda v: v.metrics["mase"]).number
-        ws.registry.set_alias("cars", first, actor="manual", reason="test setup")
+    assert first is not None  # no family beats the seasonal-naive floor here: the floor serves
     family = ws.registry.version("cars", first).family
     inbox = ws.inbox("cars")
     inbox.mkdir(parents=True)
@@ -180,6 +178,36 @@ def test_a_new_month_in_the_inbox_retrains_and_repromotes_while_worker_and_serve
     [promoted] = [e for e in ws.registry.events("cars") if e.kind == "promoted" and e.version == second]
     assert "promoted" in promoted.message
     assert seconds < 120
+
+
+def test_a_forecaster_no_family_beats_serves_the_seasonal_naive_floor(
+    make_workspace, cars: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Monthly car sales: no family beats the seasonal-naive floor, yet the model serves. For forecasting the
+    floor is a real forecaster: it is trained even when the fleet file leaves it out, and promoted as the floor."""
+    from typer.testing import CliRunner
+
+    from shoal.cli import app
+
+    ws = make_workspace({"cars": car_model(families=["gbm-lags"])})
+    ingest_file(ws, "cars", write_rows(tmp_path / "cars.csv", cars))
+    [report] = train_models(ws)
+    assert report.error is None, report.error
+    versions = {c.family: c.version for c in report.candidates if c.version is not None}
+    assert [c.family for c in report.candidates] == ["gbm-lags", "seasonal-naive"] and len(versions) == 2
+    floor, gbm = versions["seasonal-naive"], versions["gbm-lags"]
+    assert floor.metrics["mase"] == pytest.approx(0.926, abs=0.001) and floor.metrics["mase"] < gbm.metrics["mase"]
+    decision = report.decision
+    assert decision is not None and decision.promote
+    assert decision.reason.startswith(f"promoted the seasonal-naive floor (v{floor.number}): no candidate beats it")
+    assert "challenger makes the same predictions" in decision.reason
+    assert ws.registry.alias("cars", PRODUCTION) == report.production == floor.number
+    [promoted] = [e for e in ws.registry.events("cars") if e.kind == "promoted"]
+    assert promoted.version == floor.number and promoted.message == decision.reason
+    assert promoted.payload["decision"]["promote"] is True and promoted.payload["champion"] is None
+    shown = CliRunner().invoke(app, ["eval", "cars", "--json", "-w", str(ws.root)])
+    assert shown.exit_code == 0, shown.output
+    assert '"family": "seasonal-naive"' in shown.output
 
 
 @pytest.mark.parametrize("name", ["auto-ets", "auto-arima"])

@@ -75,6 +75,38 @@ def test_gate_promotes_only_significant_gains_and_rollback_restores(make_workspa
     assert {"ingested", "trained", "promoted", "rejected", "rolled_back"} <= set(kinds)
 
 
+def test_a_retrain_on_the_same_data_with_another_seed_is_decided_by_the_paired_test(
+    make_workspace, subset, tmp_path: Path
+) -> None:
+    """The same training rows in another order, with another seed: the SVM's solver and calibration folds move a
+    little, so the challenger's predictions differ from the champion's (the identical-predictions shortcut does
+    not apply) and McNemar's test finds the small gain not significant."""
+    train, test = subset
+    ws = make_workspace({"bank": bank_model(["tfidf-svm"])}, seed=1)
+    rows = train.groupby("label").head(5)
+    ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
+    ingest_file(ws, "bank", write_rows(tmp_path / "train.csv", rows.sample(frac=1.0, random_state=1)), split="train")
+    [first] = train_models(ws)
+    assert first.decision is not None and first.decision.promote, first.decision
+    champion = ws.registry.alias("bank")
+
+    ws.fleet.workspace.seed = 2
+    ingest_file(ws, "bank", write_rows(tmp_path / "again.csv", rows.sample(frac=1.0, random_state=2)), split="train")
+    [again] = train_models(ws)
+    [candidate] = again.candidates
+    assert candidate.version is not None and not candidate.reused
+    assert candidate.version.params == ws.registry.version("bank", champion).params  # the same recipe
+    decision = again.decision
+    assert decision is not None and not decision.promote
+    assert decision.reason.startswith("kept the champion: not significant at alpha=0.05"), decision.reason
+    assert decision.test == "mcnemar" and decision.delta > 0 and 0.05 < decision.p_value < 1
+    assert f"p={decision.p_value:.3g}" in decision.reason
+    assert ws.registry.alias("bank") == champion
+    rejected = [e for e in ws.registry.events("bank") if e.kind == "rejected"][-1]
+    assert rejected.version == candidate.version.number and rejected.payload["champion"] == champion
+    assert rejected.payload["decision"]["p_value"] == decision.p_value
+
+
 def test_a_worse_family_on_the_same_data_is_refused(make_workspace, subset, tmp_path: Path) -> None:
     train, test = subset
     ws = make_workspace({"bank": bank_model(["tfidf-logreg"])})

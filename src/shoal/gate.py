@@ -1,10 +1,21 @@
-"""The promotion gate: challenger vs champion on the same test examples -> a decision with its reason.
+"""The promotion gate, whole: the trainer's candidates -> the challenger -> challenger vs champion on the same
+test examples -> a decision with its reason, recorded in the registry. `run` is the one entry point.
 
-A challenger is promoted when its gain is at least `min_improvement`, a paired test finds it significantly
-better at level `alpha`, and it fits the latency and size budgets. With a `non_inferiority_margin`, a
-challenger at least 2x cheaper may also win when its metric is provably no worse than that margin.
-A first version must significantly beat its task's floor (`majority`, `mean`). The paired test is the task's:
-its Δ is always oriented so that > 0 means the challenger is better (an error metric's Δ is the reduction).
+Choosing the challenger: a quantized variant is eligible only within `quantization_tolerance` of its
+full-precision sibling, and a version over the latency or size budget only when no candidate fits them; the
+best metric wins, ties going to the cheaper. The champion is re-scored on the current test set (never its
+cached numbers); a first version faces its task's floor (`majority`, `mean`, `seasonal-naive`).
+
+`decide`: a challenger is promoted when its gain is at least `min_improvement`, a paired test finds it
+significantly better at level `alpha`, and it fits the latency and size budgets. With a `non_inferiority_margin`,
+a challenger at least 2x cheaper may also win when its metric is provably no worse than that margin. The paired
+test is the task's: its Δ is always oriented so that > 0 means the challenger is better (an error metric's Δ is
+the reduction).
+
+When the challenger is refused, two things may still be promoted: the champion's own recipe refit on newer data
+when the champion's output is stale (a forecast that starts before the latest observation), and, for a first
+version of a task whose floor is itself a useful answer (a seasonal-naive forecast), the floor's version, so
+such a model always serves.
 """
 
 from __future__ import annotations
@@ -14,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from shoal.fleet import GateSpec
+from shoal.data.sets import TestSet, TrainSet
+from shoal.families import get_family
+from shoal.fleet import GateSpec, ModelSpec
+from shoal.registry import PRODUCTION, Registry, Version
+from shoal.tasks import get_task
+from shoal.tasks.base import TaskKind
+from shoal.workspace import Workspace
 
 CHEAPER_FACTOR = 2.0
 
@@ -23,7 +40,7 @@ CHEAPER_FACTOR = 2.0
 class Contender:
     """A version as the gate sees it: its predictions on the current test set and its costs."""
 
-    name: str  # "v3", or "majority floor"
+    name: str  # "v3", or "the majority floor"
     predictions: np.ndarray
     p95_ms: float
     size_mb: float
@@ -44,6 +61,50 @@ class Decision:
         return asdict(self)
 
 
+def run(
+    ws: Workspace, name: str, spec: ModelSpec, candidates: list[Version], train: TrainSet, test: TestSet
+) -> Decision | None:
+    """Gate this training's candidate versions against production and record the outcome (an alias change or
+    a `rejected` event). None when the best candidate is already in production."""
+    registry, settings = ws.registry, ws.fleet.workspace
+    task = get_task(spec.task)
+    best = _challenger(registry, name, spec, task, candidates)
+    current = registry.alias(name, PRODUCTION)
+    if current == best.number:
+        registry.record_event(name, "rejected", f"v{best.number} is already in production", version=best.number)
+        return None
+    champion = registry.version(name, current) if current is not None else None
+    opponent = (
+        _contender(ws, task, champion, test)
+        if champion is not None
+        else Contender(task.floor_name, task.floor(train, test), 0.0, 0.0, 0.0)
+    )
+    challenger = _contender(ws, task, best, test)
+    stats = task.paired_test(
+        test,
+        challenger.predictions,
+        opponent.predictions,
+        spec.metric,
+        bootstrap=settings.evaluation.bootstrap,
+        seed=settings.seed,
+    )
+    decision = decide(spec.gate, spec.metric, challenger, opponent, stats)
+    siblings = {v.family: v for v in candidates}
+    if not decision.promote and champion is not None:
+        fresh = _refresh(task, champion, siblings, test)
+        if fresh is not None:
+            best, decision = fresh, refreshed(decision, fresh.number, fresh.family, champion.number)
+    elif not decision.promote and task.serving_floor in siblings:
+        best = siblings[task.serving_floor]
+        decision = floor_served(decision, best.number, task.floor_name)
+    payload: dict[str, Any] = {"decision": decision.as_dict(), "champion": current}
+    if decision.promote:
+        registry.set_alias(name, best.number, actor="gate", reason=decision.reason, payload=payload)
+    else:
+        registry.record_event(name, "rejected", decision.reason, version=best.number, payload=payload)
+    return decision
+
+
 def budget_problems(spec: GateSpec, p95_ms: float, size_mb: float) -> list[str]:
     problems = []
     if spec.max_p95_latency_ms is not None and p95_ms > spec.max_p95_latency_ms:
@@ -51,6 +112,58 @@ def budget_problems(spec: GateSpec, p95_ms: float, size_mb: float) -> list[str]:
     if spec.max_size_mb is not None and size_mb > spec.max_size_mb:
         problems.append(f"size {size_mb:.1f} MB > budget {spec.max_size_mb:g} MB")
     return problems
+
+
+def quantization_problem(version: Version, siblings: dict[str, Version], spec: ModelSpec) -> str | None:
+    """A quantized variant is eligible only within `quantization_tolerance` of its full-precision sibling."""
+    base = get_family(version.family).quantized_from
+    if base is None or base not in siblings:
+        return None
+    better = get_task(spec.task).better
+    loss = better(spec.metric, siblings[base].metrics[spec.metric]) - better(spec.metric, version.metrics[spec.metric])
+    if loss > spec.quantization_tolerance:
+        return f"v{version.number} ({version.family}) loses {loss:.4f} {spec.metric} against {base}"
+    return None
+
+
+def _challenger(registry: Registry, name: str, spec: ModelSpec, task: TaskKind, candidates: list[Version]) -> Version:
+    """The best eligible candidate (ineligible quantized variants are recorded as such)."""
+    siblings = {v.family: v for v in candidates}
+    eligible = []
+    for v in candidates:
+        problem = quantization_problem(v, siblings, spec)
+        if problem:
+            registry.record_event(name, "ineligible", problem, version=v.number)
+        elif not budget_problems(spec.gate, v.metrics["profile"]["p95_ms_batch1"], v.size_bytes / 1e6):
+            eligible.append(v)
+    pool = eligible or candidates
+    return max(
+        pool,
+        key=lambda v: (round(task.better(spec.metric, v.metrics[spec.metric]), 9), tuple(-c for c in _cost(v))),
+    )
+
+
+def _contender(ws: Workspace, task: TaskKind, version: Version, test: TestSet) -> Contender:
+    """A version re-scored on the current test set (never its cached numbers)."""
+    outputs = task.gate_outputs(ws.load_predictor(version), test)
+    profile = version.metrics["profile"]
+    return Contender(
+        f"v{version.number}", outputs, profile["p95_ms_batch1"], version.size_bytes / 1e6, profile["cost_per_million"]
+    )
+
+
+def _cost(version: Version) -> tuple[float, float]:
+    profile = version.metrics["profile"]
+    return profile["cost_per_million"], version.size_bytes
+
+
+def _refresh(task: TaskKind, champion: Version, siblings: dict[str, Version], test: TestSet) -> Version | None:
+    """The champion's own family refit on the current data, when the champion's output is stale (a forecast
+    that starts before the latest observation) and no other candidate beat it."""
+    fresh = siblings.get(champion.family)
+    if fresh is None or fresh.number == champion.number or not task.is_stale(champion.metrics, test):
+        return None
+    return fresh
 
 
 def decide(spec: GateSpec, metric: str, challenger: Contender, champion: Contender, stats: dict[str, Any]) -> Decision:
@@ -93,3 +206,10 @@ def refreshed(decision: Decision, version: int, family: str, champion: int) -> D
         f"(v{champion}'s forecasts start before the latest observation)"
     )
     return replace(decision, promote=True, reason=f"{why}; gate on the recipes: {decision.reason}")
+
+
+def floor_served(decision: Decision, version: int, floor_name: str) -> Decision:
+    """Promote a first version that is the floor itself: the task's floor is a useful answer (a seasonal-naive
+    forecast) and no candidate beat it, so the model serves the floor rather than nothing."""
+    why = f"promoted {floor_name} (v{version}): no candidate beats it and it is a useful answer"
+    return replace(decision, promote=True, reason=f"{why}; gate on the best candidate: {decision.reason}")

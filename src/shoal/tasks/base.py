@@ -50,6 +50,10 @@ class TaskKind(ABC):
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
     #: how the gate names the floor a first version must beat
     floor_name: ClassVar[str]
+    #: the family whose version serves when no candidate beats the floor, for a task whose floor is itself a
+    #: useful answer (a seasonal-naive forecast); None: the floor (the majority class, the mean) only sets the
+    #: bar a first version must significantly clear, and a model with no candidate above it serves nothing
+    serving_floor: ClassVar[str | None] = None
     #: (metric key, column title) of the quality numbers a report shows beside the fleet metric
     report_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
 

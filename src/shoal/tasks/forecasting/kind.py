@@ -36,6 +36,7 @@ SERIES, DS, Y = "series", "ds", "y"
 SINGLE = "series"  # the id of the one series of a model without id_column
 MIN_HISTORY = 8  # points before the first backtest origin, beyond two seasons
 MEMO_SIZE = 64
+FLOOR = "seasonal-naive"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Forecasting(TaskKind):
     columns = (SERIES, DS, Y)
     lower_is_better = frozenset(metrics.METRICS)
     floor_name = "the seasonal-naive floor"
+    serving_floor = FLOOR
     report_columns = (("smape", "sMAPE %"), ("mae", "MAE"), ("interval_coverage", "90% coverage"))
 
     # -- data --------------------------------------------------------------------------------------
@@ -209,7 +211,7 @@ class Forecasting(TaskKind):
         return result, mean
 
     def floor(self, train: TrainSet, test: TestSet) -> np.ndarray:
-        return backtest("seasonal-naive", {}, test)[0]
+        return backtest(FLOOR, {}, test)[0]
 
     def paired_test(
         self, test: TestSet, challenger: np.ndarray, champion: np.ndarray, metric: str, *, bootstrap: int, seed: int
