@@ -17,6 +17,7 @@ from shoal import __version__
 from shoal.evaluate import evaluate
 from shoal.families import get_family
 from shoal.families.base import write_json
+from shoal.faults import checkpoint
 from shoal.fleet import ModelSpec
 from shoal.gate import Contender, Decision, budget_problems, decide, refreshed
 from shoal.registry import PRODUCTION, Version
@@ -114,6 +115,7 @@ def _fit_candidate(
         metrics["eval_seconds"] = time.perf_counter() - evaluated
         metrics["cv"] = {"folds": spec.cv_folds, "score": found.cv_score, "grid": found.scores}
         metrics["n_train"] = len(train.inputs)
+        checkpoint("artifact_written")
         version, _ = ws.registry.register_version(
             name,
             family=family_name,
@@ -125,6 +127,7 @@ def _fit_candidate(
             test_hash=test.hash,
             label_error_rate=error_rate,
         )
+        checkpoint("registered")
         return version
     finally:
         shutil.rmtree(staged, ignore_errors=True)
@@ -147,6 +150,7 @@ def _cost(version: Version) -> tuple[float, float]:
 def _gate(
     ws: Workspace, name: str, spec: ModelSpec, candidates: list[Version], train: TrainSet, test: TestSet
 ) -> Decision | None:
+    checkpoint("gate")
     registry, settings = ws.registry, ws.fleet.workspace
     task = get_task(spec.task)
     siblings = {v.family: v for v in candidates}
