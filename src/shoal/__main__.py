@@ -2,4 +2,5 @@
 
 from shoal.cli import main
 
-main()
+if __name__ == "__main__":  # a spawned child process imports this module again, as `__mp_main__`
+    main()
