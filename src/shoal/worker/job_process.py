@@ -1,24 +1,24 @@
 """One job's training in a child process of its own, so that it can always be stopped.
 
-The child is started with `spawn` (a fresh interpreter: never a fork of the worker, which has threads), leads
-its own session so the processes it starts belong to it, is signalled when the worker dies (Linux) and then
-takes its whole session down, and sends its steps and its `ModelReport` back over a pipe. Past its wall-clock
-budget, or when the worker is stopped, the whole process tree is killed.
+The child is a fresh interpreter (`python -m shoal.worker.job_process`, started like multiprocessing's `spawn`
+but without re-importing the worker's main module, the whole CLI): never a fork of the worker, which has threads.
+It leads its own session so the processes it starts belong to it, is signalled when the worker dies (Linux) and
+then takes its whole session down, and sends its steps and its `ModelReport` back over a pipe. Past its
+wall-clock budget, or when the worker is stopped, the whole process tree is killed.
 """
 
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
 from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
@@ -30,6 +30,7 @@ from shoal.workspace import Workspace
 
 _PR_SET_PDEATHSIG = 1
 _REAP_SECONDS = 10.0
+_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -45,11 +46,16 @@ class JobFailed(Exception):
 
 def train_in_child(root: Path, name: str, step: Step, budget_seconds: float) -> ModelReport:
     """`train_model(Workspace(root), name, step)` in a child process, stopped after `budget_seconds`."""
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(str(root), name, send, os.getpid()), name=f"shoal-job-{name}")
-    process.start()
-    send.close()
+    read, write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(root), name, str(write), str(os.getpid())],
+            pass_fds=(write,),
+            start_new_session=True,
+        )
+    finally:
+        os.close(write)
+    receive = Connection(read, writable=False)
     try:
         return _receive(process, receive, step, time.monotonic() + budget_seconds, budget_seconds)
     finally:
@@ -57,16 +63,17 @@ def train_in_child(root: Path, name: str, step: Step, budget_seconds: float) -> 
         _stop(process)
 
 
-def _receive(process: BaseProcess, receive: Connection, step: Step, deadline: float, budget: float) -> ModelReport:
+def _receive(
+    process: subprocess.Popen[bytes], receive: Connection, step: Step, deadline: float, budget: float
+) -> ModelReport:
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise JobFailed(f"the job exceeded its wall-clock budget of {budget:g} s and was stopped")
-        ready = wait([receive, process.sentinel], timeout=left)
-        if receive not in ready and not receive.poll(0):
-            if process.sentinel in ready:
-                raise _ended(process)
+        if not wait([receive], timeout=min(left, _CHECK_SECONDS)) and process.poll() is None:
             continue
+        if not receive.poll(0):  # the child ended, and sent nothing more
+            raise _ended(process)
         try:
             kind, *message = receive.recv()
         except EOFError:
@@ -79,12 +86,13 @@ def _receive(process: BaseProcess, receive: Connection, step: Step, deadline: fl
             raise JobFailed(*message)
 
 
-def _ended(process: BaseProcess) -> JobFailed:
-    process.join(_REAP_SECONDS)
-    return JobFailed(f"the training process ended (exit code {process.exitcode}) without a result")
+def _ended(process: subprocess.Popen[bytes]) -> JobFailed:
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(_REAP_SECONDS)
+    return JobFailed(f"the training process ended (exit code {process.returncode}) without a result")
 
 
-def _stop(process: BaseProcess) -> None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL the child, its process group and every descendant (a no-op for what has ended); reap them."""
     try:
         descendants = psutil.Process(process.pid).children(recursive=True)
@@ -93,7 +101,8 @@ def _stop(process: BaseProcess) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)  # the child leads its own group: this reaches its pool workers
     process.kill()
-    process.join(_REAP_SECONDS)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(_REAP_SECONDS)
     for descendant in descendants:
         with suppress(psutil.NoSuchProcess):
             descendant.kill()
@@ -101,7 +110,6 @@ def _stop(process: BaseProcess) -> None:
 
 
 def _child(root: str, name: str, send: Connection, parent: int) -> None:
-    os.setsid()
     _die_with_parent(parent)
     log_forks()
     ws = Workspace(root)
@@ -128,3 +136,8 @@ def _die_with_parent(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the worker died before the signal was armed
         os.killpg(0, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    _root, _name, _fd, _parent = sys.argv[1:]
+    _child(_root, _name, Connection(int(_fd), readable=False), int(_parent))
