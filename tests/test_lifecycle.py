@@ -7,14 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from conftest import write_rows
+from processes import POINTS, assert_stopped_at, assert_store_consistent, paused_pid
 from shoal.data.ingest import ingest_file
+from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
 from shoal.registry import PRODUCTION
 from shoal.train.trainer import train_models
 
@@ -142,49 +143,43 @@ def test_failures_are_isolated_per_family_and_per_model(make_workspace, subset, 
     assert failed and "tfidf-svm failed" in failed[0].message
 
 
-def _all_versions_verify(ws) -> None:
-    for version in ws.registry.versions("bank"):
-        ws.registry.artifacts.open(version.artifact_uri, version.checksum)
-        ws.load_predictor(version)
-
-
-@pytest.mark.parametrize("delay", [1.5, 4.0])
-def test_kill_minus_9_during_train_leaves_no_half_written_version(
-    make_workspace, banking, tmp_path: Path, delay: float
+@pytest.mark.parametrize("point", POINTS)
+def test_kill_minus_9_of_shoal_train_at_each_point_leaves_a_consistent_store(
+    make_workspace, subset, registry_url: str, tmp_path: Path, point: str
 ) -> None:
-    train, test = banking
-    ws = make_workspace({"bank": bank_model(["majority", "tfidf-logreg", "tfidf-svm"])})
-    ingest_file(ws, "bank", write_rows(tmp_path / "train.csv", train.sample(4000, random_state=0)), split="train")
-    ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test.sample(800, random_state=0)), split="test")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "train", "-w", str(ws.root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    time.sleep(delay)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    _all_versions_verify(ws)
-    registered = {v.artifact_uri.removeprefix("local:") for v in ws.registry.versions("bank")}
-    committed = (
-        {str(p.relative_to(ws.artifact_root)) for p in (ws.artifact_root / "models" / "bank").glob("*")}
-        if (ws.artifact_root / "models" / "bank").exists()
-        else set()
-    )
-    assert registered <= committed
-    # a new run completes and promotes, reusing whatever the killed run had finished
-    [report] = train_models(ws)
-    assert report.error is None and ws.registry.alias("bank") is not None
-    _all_versions_verify(ws)
-    assert len({(v.family, v.dataset_version) for v in ws.registry.versions("bank")}) == len(
-        ws.registry.versions("bank")
-    )
-
-
-def test_two_train_processes_at_once_make_no_duplicates(make_workspace, subset, tmp_path: Path) -> None:
     train, test = subset
-    ws = make_workspace({"bank": bank_model(["majority", "tfidf-logreg"])})
+    families = ["majority", "tfidf-logreg"]
+    ws = make_workspace({"bank": bank_model(families)}, registry=registry_url)
+    ingest_file(ws, "bank", write_rows(tmp_path / "train.csv", train.groupby("label").head(20)), split="train")
+    ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
+    pause = tmp_path / "paused"
+    env = {**os.environ, PAUSE_AT_ENV: point, PAUSE_FILE_ENV: str(pause)}
+    command = [sys.executable, "-m", "shoal", "train", "-w", str(ws.root)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        assert paused_pid(pause, 120, point) == process.pid
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # no cleanup at all
+        process.wait(timeout=30)
+    assert_stopped_at(ws, "bank", point, families)
+    assert_store_consistent(ws, "bank")
+
+    # the next run (the pause file exists: it does not stop again) completes, reusing what the killed run finished
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert ws.registry.alias("bank") is not None
+    assert_store_consistent(ws, "bank")
+    assert sorted(v.family for v in ws.registry.versions("bank")) == families  # none made twice
+
+
+def test_two_train_processes_at_once_both_succeed_for_every_family_with_no_duplicates(
+    make_workspace, subset, registry_url: str, tmp_path: Path
+) -> None:
+    train, test = subset
+    families = ["majority", "tfidf-logreg"]
+    ws = make_workspace({"bank": bank_model(families)}, registry=registry_url)
     ingest_file(ws, "bank", write_rows(tmp_path / "train.csv", train.groupby("label").head(20)), split="train")
     ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
     command = [sys.executable, "-m", "shoal", "train", "-w", str(ws.root)]
@@ -192,10 +187,12 @@ def test_two_train_processes_at_once_make_no_duplicates(make_workspace, subset, 
     outputs = [p.communicate(timeout=240) for p in processes]
     for process, (out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, out + err
-        assert "locked" not in out + err
+        assert "locked" not in out + err and "failed" not in out + err
+    failed = [e.message for e in ws.registry.events("bank") if e.kind == "failed"]
+    assert failed == []  # no family failed in either process
     versions = ws.registry.versions("bank")
-    assert sorted(v.family for v in versions) == ["majority", "tfidf-logreg"]
-    assert ws.registry.alias("bank") is not None
+    assert sorted(v.family for v in versions) == families
+    assert ws.registry.alias("bank") in {v.number for v in versions}
 
 
 def test_families_that_cannot_meet_the_budgets_are_skipped_with_a_reason(make_workspace, subset, tmp_path) -> None:

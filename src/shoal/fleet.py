@@ -53,6 +53,11 @@ class RetrainSpec(_Strict):
     min_new_rows: int = Field(1, ge=1, description="retrain once this many new rows have arrived ...")
     debounce_seconds: float = Field(5.0, ge=0, description="... or this long after the last new drop")
     schedule: str | None = Field(None, description="cron expression ('0 3 * * *') or interval ('6h', '30m')")
+    max_job_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="wall-clock budget of one retrain job; a job still running then is stopped and recorded as failed",
+    )
 
     @field_validator("schedule")
     @classmethod

@@ -27,6 +27,7 @@ import numpy as np
 
 from shoal.data.sets import TestSet, TrainSet
 from shoal.families import get_family
+from shoal.faults import checkpoint
 from shoal.fleet import GateSpec, ModelSpec
 from shoal.registry import PRODUCTION, Registry, Version
 from shoal.tasks import get_task
@@ -66,6 +67,7 @@ def run(
 ) -> Decision | None:
     """Gate this training's candidate versions against production and record the outcome (an alias change or
     a `rejected` event). None when the best candidate is already in production."""
+    checkpoint("gate")
     registry, settings = ws.registry, ws.fleet.workspace
     task = get_task(spec.task)
     best = _challenger(registry, name, spec, task, candidates)

@@ -31,6 +31,7 @@ def label_issues(
         np.array([column[g] for g in given]),
         proba,
         return_indices_ranked_by="self_confidence",
+        n_jobs=1,  # more would fork a multiprocessing.Pool from a process with threads: a child can hang for ever
     )
     issues = [
         {

@@ -14,6 +14,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from shoal.families import Family, Params
+from shoal.faults import checkpoint
 from shoal.tasks.base import TaskKind
 
 
@@ -64,7 +65,8 @@ def search(
     if not splits:  # a task without folds (forecasting: the backtest judges) takes the family's first setting
         return SearchResult(params=grid[0], cv_score=None, scores=[], oof=np.empty(0))
     jobs = [(p, f) for p in range(len(grid)) for f in range(len(splits))]
-    outputs = Parallel(n_jobs=min(n_jobs, len(jobs)))(
+    # loky starts its workers with fork+exec, never a bare fork of this (threaded) process
+    outputs = Parallel(n_jobs=min(n_jobs, len(jobs)), backend="loky")(
         delayed(_fold_fit)(task, family, x, y, splits[f][0], splits[f][1], grid[p], seed, labels) for p, f in jobs
     )
     results = []
@@ -74,6 +76,7 @@ def search(
         for f, out in parts.items():
             oof[splits[f][1]] = out
         results.append((task.cv_score(targets, oof, metric, labels), params, oof))
+    checkpoint("search")
     # first best: grids list cheap first
     best = max(range(len(results)), key=lambda i: task.better(metric, results[i][0]))
     return SearchResult(

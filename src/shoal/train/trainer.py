@@ -17,6 +17,7 @@ from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate import evaluate
 from shoal.families import get_family
 from shoal.families.base import write_json
+from shoal.faults import checkpoint
 from shoal.fleet import ModelSpec
 from shoal.registry import PRODUCTION, Version
 from shoal.tasks import get_task
@@ -101,6 +102,7 @@ def _fit_candidate(
         metrics["eval_seconds"] = time.perf_counter() - evaluated
         metrics["cv"] = {"folds": spec.cv_folds, "score": found.cv_score, "grid": found.scores}
         metrics["n_train"] = len(train.inputs)
+        checkpoint("artifact_written")
         version, _ = ws.registry.register_version(
             name,
             family=family_name,
@@ -112,6 +114,7 @@ def _fit_candidate(
             test_hash=test.hash,
             label_error_rate=error_rate,
         )
+        checkpoint("registered")
         return version
     finally:
         shutil.rmtree(staged, ignore_errors=True)

@@ -1,8 +1,10 @@
 """The worker loop: watch inboxes and feedback, turn triggers into jobs, claim jobs and run them under a lease.
 
 A job runs `train_model` (every family, evaluation, gate; promotion goes through the registry alias, which
-the server polls). A thread renews the lease while it runs; a worker killed outright stops renewing and another
-worker claims the job once the lease expires. Ctrl-C or SIGTERM hands the current job back to the queue.
+the server polls) in a child process (`job_process`), stopped and recorded as failed past the model's
+`retrain.max_job_seconds`. A thread renews the lease while it runs; a worker killed outright stops renewing (its
+child dies with it) and another worker claims the job once the lease expires. Ctrl-C or SIGTERM stops the child
+and hands the current job back to the queue.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from shoal.fleet import FleetError, load_fleet
 from shoal.registry import Job
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import PredictionLog
-from shoal.train.trainer import ModelReport, TrainError, train_model
+from shoal.train.trainer import ModelReport
 from shoal.worker.feedback import process_feedback
 from shoal.worker.inbox import Inbox
+from shoal.worker.job_process import JobFailed, train_in_child
 from shoal.worker.logs import emit
 from shoal.worker.triggers import Triggers
 from shoal.workspace import Workspace
@@ -136,17 +139,22 @@ class Worker:
         try:
             emit("job_started", model=job.model, job=job.id, attempt=job.attempts, reason=job.reason)
             with Heartbeat(self.queue, job, self.worker_id):
-                report = train_model(self.ws, job.model, step)
+                budget = self.ws.model(job.model).retrain.max_job_seconds
+                report = train_in_child(self.ws.root, job.model, step, budget)
         except KeyboardInterrupt:
             self.queue.release(job.id, self.worker_id, "the worker was stopped")
             emit("job_released", model=job.model, job=job.id)
             raise
+        except JobFailed as failed:
+            self._finish(
+                job,
+                started,
+                error=failed.message,
+                payload={"traceback": failed.traceback} if failed.traceback else None,
+            )
+            return
         except Exception as error:
-            if _STOP.is_set():  # the stop signal surfaced as another error (e.g. a killed training pool)
-                self.queue.release(job.id, self.worker_id, "the worker was stopped")
-                emit("job_released", model=job.model, job=job.id)
-                raise KeyboardInterrupt from error
-            message = str(error) if isinstance(error, TrainError) else f"{type(error).__name__}: {error}"
+            message = f"{type(error).__name__}: {error}"
             self._finish(job, started, error=message, payload={"traceback": traceback.format_exc()})
             return
         failures = [f"{c.family}: {c.error}" for c in report.candidates if c.error]
@@ -237,13 +245,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
-    owner = os.getpid()
-
-    def interrupt(signum: int, _frame: FrameType | None) -> None:
-        if os.getpid() != owner:  # a forked child (a training pool) inherited this handler: end as SIGTERM would
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
         _STOP.set()
         raise KeyboardInterrupt
 

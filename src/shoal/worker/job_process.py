@@ -1,0 +1,143 @@
+"""One job's training in a child process of its own, so that it can always be stopped.
+
+The child is a fresh interpreter (`python -m shoal.worker.job_process`, started like multiprocessing's `spawn`
+but without re-importing the worker's main module, the whole CLI): never a fork of the worker, which has threads.
+It leads its own session so the processes it starts belong to it, is signalled when the worker dies (Linux) and
+then takes its whole session down, and sends its steps and its `ModelReport` back over a pipe. Past its
+wall-clock budget, or when the worker is stopped, the whole process tree is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from contextlib import suppress
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from types import FrameType
+
+import psutil
+
+from shoal.faults import log_forks
+from shoal.train.trainer import ModelReport, Step, TrainError, train_model
+from shoal.workspace import Workspace
+
+_PR_SET_PDEATHSIG = 1
+_REAP_SECONDS = 10.0
+_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class JobFailed(Exception):
+    """The training did not produce a report: why, and the child's traceback when it raised."""
+
+    message: str
+    traceback: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def train_in_child(root: Path, name: str, step: Step, budget_seconds: float) -> ModelReport:
+    """`train_model(Workspace(root), name, step)` in a child process, stopped after `budget_seconds`."""
+    read, write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(root), name, str(write), str(os.getpid())],
+            pass_fds=(write,),
+            start_new_session=True,
+        )
+    finally:
+        os.close(write)
+    receive = Connection(read, writable=False)
+    try:
+        return _receive(process, receive, step, time.monotonic() + budget_seconds, budget_seconds)
+    finally:
+        receive.close()
+        _stop(process)
+
+
+def _receive(
+    process: subprocess.Popen[bytes], receive: Connection, step: Step, deadline: float, budget: float
+) -> ModelReport:
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise JobFailed(f"the job exceeded its wall-clock budget of {budget:g} s and was stopped")
+        if not wait([receive], timeout=min(left, _CHECK_SECONDS)) and process.poll() is None:
+            continue
+        if not receive.poll(0):  # the child ended, and sent nothing more
+            raise _ended(process)
+        try:
+            kind, *message = receive.recv()
+        except EOFError:
+            raise _ended(process) from None
+        if kind == "step":
+            step(*message)
+        elif kind == "report":
+            return message[0]
+        else:
+            raise JobFailed(*message)
+
+
+def _ended(process: subprocess.Popen[bytes]) -> JobFailed:
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(_REAP_SECONDS)
+    return JobFailed(f"the training process ended (exit code {process.returncode}) without a result")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child, its process group and every descendant (a no-op for what has ended); reap them."""
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # the child leads its own group: this reaches its pool workers
+    process.kill()
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(_REAP_SECONDS)
+    for descendant in descendants:
+        with suppress(psutil.NoSuchProcess):
+            descendant.kill()
+    psutil.wait_procs(descendants, timeout=_REAP_SECONDS)
+
+
+def _child(root: str, name: str, send: Connection, parent: int) -> None:
+    _die_with_parent(parent)
+    log_forks()
+    ws = Workspace(root)
+    try:
+        report = train_model(ws, name, lambda model, what: send.send(("step", model, what)))
+        send.send(("report", report))
+    except TrainError as error:
+        send.send(("error", str(error)))
+    except Exception as error:
+        send.send(("error", f"{type(error).__name__}: {error}", traceback.format_exc()))
+    finally:
+        ws.close()
+        send.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """When the worker dies (even by SIGKILL) the kernel sends this child SIGTERM; it then kills its session."""
+
+    def end_session(_signum: int, _frame: FrameType | None) -> None:
+        os.killpg(0, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, end_session)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the worker died before the signal was armed
+        os.killpg(0, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    _root, _name, _fd, _parent = sys.argv[1:]
+    _child(_root, _name, Connection(int(_fd), readable=False), int(_parent))

@@ -1,0 +1,120 @@
+"""The worker's job path on real SMS spam data: a job past its wall-clock budget is stopped with its whole
+process tree and recorded as failed, and the worker goes on; many jobs in a row in a process with busy threads
+finish, and nothing on the job path forks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import spam_model, write_rows
+from processes import assert_gone, paused_pid, process_tree
+from shoal.data.ingest import ingest_file
+from shoal.faults import FORK_LOG_ENV, PAUSE_AT_ENV, PAUSE_FILE_ENV
+from shoal.registry.jobs import DONE, FAILED, TRAIN, JobQueue
+from shoal.worker.runner import Worker
+
+BUDGET = 90  # the job must reach its search first: a fresh interpreter and two fold workers, on a busy machine too
+JOBS = 20
+
+
+@pytest.fixture
+def spam(sms: pd.DataFrame) -> pd.DataFrame:
+    return sms.head(300)
+
+
+def test_a_job_past_its_budget_is_stopped_with_its_process_tree_and_the_worker_goes_on(
+    make_workspace, spam, registry_url: str, tmp_path: Path
+) -> None:
+    slow = spam_model(retrain={"min_new_rows": 1, "debounce_seconds": 0, "max_job_seconds": BUDGET})
+    fast = spam_model(retrain={"min_new_rows": 1, "debounce_seconds": 0, "max_job_seconds": 150})
+    ws = make_workspace({"slow": slow, "fast": fast}, registry=registry_url, n_jobs=2)
+    for name in ("slow", "fast"):
+        ingest_file(ws, name, write_rows(tmp_path / f"{name}.csv", spam))
+    pause = tmp_path / "paused"
+    env = {**os.environ, PAUSE_AT_ENV: "search", PAUSE_FILE_ENV: str(pause)}
+    command = [sys.executable, "-m", "shoal", "worker", "--once", "--poll", "0.2", "-w", str(ws.root)]
+    worker = subprocess.Popen(command, env=env, stdout=(tmp_path / "worker.log").open("wb"), start_new_session=True)
+    try:
+        pid = paused_pid(pause, 120, "search")
+        tree = process_tree(pid)  # the job's child and the fold workers it started
+        assert tree[0].ppid() == worker.pid and len(tree) > 1, [p.cmdline() for p in tree]
+        assert worker.wait(timeout=250) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    assert_gone(tree, 10)
+
+    queue = JobQueue(ws.registry)
+    [stopped], [done] = queue.jobs("slow"), queue.jobs("fast")
+    assert stopped.status == FAILED and stopped.lease_expires is None
+    assert f"exceeded its wall-clock budget of {BUDGET} s" in (stopped.error or "")
+    assert ws.registry.versions("slow") == [] and ws.registry.alias("slow") is None
+    assert done.status == DONE and done.finished_at > stopped.finished_at
+    assert ws.registry.alias("fast") is not None
+    # the lease is given back: a retry of the stopped job is claimable at once
+    queue.enqueue("slow", TRAIN, stopped.dataset_version, "manual", retry_failed=True)
+    claimed = queue.claim("another worker")
+    assert claimed is not None and claimed.id == stopped.id
+
+
+def _busy_threads(stop: threading.Event) -> tuple[list[threading.Thread], ThreadPoolExecutor]:
+    """A thread cycling a lock and a thread pool whose workers multiply matrices (BLAS) until `stop`."""
+    lock = threading.Lock()
+
+    def cycle() -> None:
+        while not stop.is_set():
+            with lock:
+                pass
+
+    def multiply() -> None:
+        a = np.random.default_rng(0).random((120, 120))
+        while not stop.is_set():
+            a @ a
+
+    threads = [threading.Thread(target=cycle, daemon=True)]
+    threads[0].start()
+    pool = ThreadPoolExecutor(2, thread_name_prefix="busy")
+    for _ in range(2):
+        pool.submit(multiply)
+    return threads, pool
+
+
+def test_many_jobs_in_a_row_beside_busy_threads_finish_and_nothing_forks(
+    make_workspace, spam, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = {f"m{i:02d}": spam_model(labels=["ham", "spam"]) for i in range(JOBS)}
+    ws = make_workspace(models, n_jobs=1)
+    rows = write_rows(tmp_path / "spam.csv", spam)
+    for name in models:
+        ingest_file(ws, name, rows)
+    forks_here: list[int] = []
+    os.register_at_fork(before=lambda: forks_here.append(os.getpid()))
+    fork_log = tmp_path / "forks.log"
+    monkeypatch.setenv(FORK_LOG_ENV, str(fork_log))  # the job children log their own forks
+    stop = threading.Event()
+    threads, pool = _busy_threads(stop)
+    try:
+        ran = Worker(ws, worker_id="w", settle_seconds=0).run(once=True)
+    finally:
+        stop.set()
+        pool.shutdown(wait=True)
+        for thread in threads:
+            thread.join(timeout=10)
+
+    assert ran == JOBS
+    jobs = JobQueue(ws.registry).jobs()
+    assert [j.status for j in jobs] == [DONE] * JOBS, [j.error for j in jobs]
+    assert all(ws.registry.alias(name) is not None for name in models)
+    assert forks_here == [], "the worker forked"
+    assert not fork_log.exists(), f"a job's training forked: {fork_log.read_text()}"
