@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import read_csv, write_rows
+from conftest import read_csv, require_statsforecast, write_rows
 from serve_fixtures import running, wait_until
 from shoal.data.errors import DropRejected
 from shoal.data.ingest import ingest_file
@@ -182,10 +182,11 @@ def test_a_new_month_in_the_inbox_retrains_and_repromotes_while_worker_and_serve
     assert seconds < 120
 
 
+@pytest.mark.forecasting
 @pytest.mark.parametrize("name", ["auto-ets", "auto-arima"])
 def test_statsforecast_families_forecast_with_intervals(name: str, cars: pd.DataFrame) -> None:
-    """Needs the `forecasting` extra (statsforecast); skipped without it."""
-    pytest.importorskip("statsforecast")
+    """Needs the `forecasting` extra (statsforecast): skipped without it, run by `make test-forecasting`."""
+    require_statsforecast()
     from shoal.families import get_family
     from shoal.families.forecast import Series
 
