@@ -106,7 +106,7 @@ def bad_files(sms: pd.DataFrame) -> dict[str, BadFile]:
         BadFile("nolabel.csv", _rows(fresh.drop(columns=["label"])), "missing column(s) label"),
         BadFile("emptytext.csv", _rows(empty_text), "line 4: empty text in column 'text'"),
         BadFile("emptylabel.jsonl", _jsonl(empty_label.to_dict("records")), "line 4: empty label in column 'label'"),
-        BadFile("latin1.csv", b"text,label\nhello there,ham\nbad \xff\xfe bytes,spam\n", "bytes that are not UTF-8"),
+        BadFile("latin1.csv", b"text,label\nhi,ham\nbad \xff\xfe bytes,spam\n", "line 3: bytes that are not UTF-8"),
         BadFile("eggs.csv", _rows(outside), "line 6: label 'eggs' is not in the declared labels"),
         BadFile("twolabels.parquet", _parquet(conflict), "line 8: the same text is labelled"),
     ]
