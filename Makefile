@@ -1,8 +1,11 @@
 # Two entry points: `make demo` (set up, then train, evaluate, promote and serve the demo fleet, and retrain
 # it live) and `make test` (set up with the dev and embeddings extras, then lint and run the test suite).
 # Both create .venv on first use; the demo needs only the core (no torch).
+# `make test` first runs the statsforecast families' tests (auto-ets, auto-arima) in a second venv,
+# .venv-forecast: statsforecast needs pandas<3, which the main suite does not use.
 PYTHON ?= python3
 VENV := .venv
+FORECAST_VENV := .venv-forecast
 SHOAL_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export SHOAL_TEST_POSTGRES_URL
 
@@ -18,13 +21,27 @@ $(VENV)/.dev: pyproject.toml | $(VENV)/bin/pip
 	$(VENV)/bin/pip install --quiet -e ".[dev,embeddings]"
 	touch $@ $(VENV)/.core
 
-.PHONY: demo test lint
+$(FORECAST_VENV)/bin/pip:
+	$(PYTHON) -m venv $(FORECAST_VENV)
+	$(FORECAST_VENV)/bin/pip install --quiet --upgrade pip
+
+$(FORECAST_VENV)/.forecast: pyproject.toml | $(FORECAST_VENV)/bin/pip
+	$(FORECAST_VENV)/bin/pip install --quiet -e ".[dev,forecasting]" "pandas<3"
+	touch $@
+
+.PHONY: demo test test-forecasting lint
 demo: $(VENV)/.core
 	$(VENV)/bin/shoal demo
 
+# the main suite runs last, so the final pytest summary line is the main suite's
 test: $(VENV)/.dev
+	$(MAKE) test-forecasting
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/pytest
+
+# SHOAL_TEST_FORECASTING=1 turns a missing statsforecast into a failure instead of a skip
+test-forecasting: $(FORECAST_VENV)/.forecast
+	SHOAL_TEST_FORECASTING=1 $(FORECAST_VENV)/bin/pytest -m forecasting tests/test_forecasting.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -17,8 +17,19 @@ import yaml
 from shoal.workspace import REGISTRY_ENV, Workspace
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SHOAL_SHARED_DATA", REPO.parent / "shared" / "data"))
 POSTGRES_ENV = "SHOAL_TEST_POSTGRES_URL"
+FORECASTING_ENV = "SHOAL_TEST_FORECASTING"  # set by `make test-forecasting`: statsforecast must be there
+SKIP_POSTGRES = f"{POSTGRES_ENV} is not set"
+SKIP_CHROMIUM = "chromium is not installed"
+SKIP_STATSFORECAST = "statsforecast is not installed"
+# what each loud skip needs, shown at the end of every run that skipped it
+ENABLE = {
+    SKIP_POSTGRES: f"PostgreSQL: set {POSTGRES_ENV}=postgresql+psycopg://postgres@127.0.0.1:5432/test "
+    "(make test sets it; the server must accept connections)",
+    SKIP_CHROMIUM: "the HTML report in a browser: apt-get install chromium (.ci/run does)",
+    SKIP_STATSFORECAST: "auto-ets / auto-arima: make test-forecasting (its own venv with pandas<3 and statsforecast)",
+}
+DATA = Path(os.environ.get("SHOAL_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 FAST_WORKSPACE: dict[str, Any] = {
     "n_jobs": 2,
@@ -49,6 +60,15 @@ def modules_after_predicting(family: str, folder: Path) -> dict[str, bool]:
         [sys.executable, "-c", code, family, str(folder)], capture_output=True, text=True, check=True, timeout=120
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def require_statsforecast() -> None:
+    """Skip without statsforecast (the `forecasting` extra), except in the environment made for it, where its
+    absence is a failure."""
+    if os.environ.get(FORECASTING_ENV):
+        import statsforecast  # noqa: F401  (an ImportError fails the test)
+    else:
+        pytest.importorskip("statsforecast", reason=SKIP_STATSFORECAST)
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +126,7 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     base = os.environ.get(POSTGRES_ENV)
     if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set")
+        pytest.skip(SKIP_POSTGRES)
     import uuid
 
     from sqlalchemy import create_engine, text
@@ -126,3 +146,19 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 # the serve tests (tests/test_serve_*.py) share the fixtures of serve_fixtures.py
 pytest_plugins = ["serve_fixtures"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly what did not run and how to run it: PostgreSQL, Chromium, statsforecast, and any other skip."""
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        key = next((skip for skip in ENABLE if skip in reason), reason.removeprefix("Skipped: "))
+        counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return
+    terminalreporter.write_sep("!", f"NOT TESTED: {sum(counts.values())} skipped test(s)", red=True, bold=True)
+    for reason, count in counts.items():
+        terminalreporter.write_line(f"{count:4d} skipped: {reason}", red=True, bold=True)
+        if reason in ENABLE:
+            terminalreporter.write_line(f"      to run them: {ENABLE[reason]}", red=True)

@@ -34,8 +34,9 @@ def test_teacher_labels_new_texts_only(make_workspace: Callable[..., Workspace],
     stored = ws.registry.load_drops([result.ingest.drop])
     assert len(stored) == result.read - result.known - result.repeated - result.unsure
     truth = dict(zip(sms["text"], sms["label"], strict=True))
-    agree = sum(truth[text] == label for text, label in zip(stored["text"], stored["label"], strict=True))
-    assert agree / len(stored) > 0.9
+    agree = sum(truth[text] == label for text, label in zip(stored["text"], stored["label"], strict=True)) / len(stored)
+    floor = max(pd.Series([truth[text] for text in stored["text"]]).value_counts(normalize=True))  # all "ham"
+    assert 1 - agree <= (1 - floor) / 2, f"the teacher agrees with the truth on {agree:.3f}; always-ham: {floor:.3f}"
 
 
 def test_cli_with_a_confidence_floor(make_workspace: Callable[..., Workspace], sms: pd.DataFrame, tmp_path: Path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 
 from shoal.families import get_family
 
@@ -26,4 +27,8 @@ def test_lean_prediction_equals_the_pipeline_before_and_after_a_round_trip(
     loaded = family.load(tmp_path)
     np.testing.assert_allclose(loaded.predict_proba(texts), expected, rtol=1e-6, atol=1e-9)
     if family_name != "majority":  # a real model, not the floor: it must separate spam from ham
-        assert (np.array(loaded.predict(texts)) == test["label"].to_numpy()).mean() > 0.9
+        truth, predicted = test["label"].to_numpy(), np.array(loaded.predict(texts))
+        floor = (truth == "ham").mean()  # always answering "ham" (0.87 on these rows)
+        accuracy = (predicted == truth).mean()
+        assert 1 - accuracy <= (1 - floor) / 2, f"accuracy {accuracy:.3f}: not half the errors of {floor:.3f}"
+        assert f1_score(truth, predicted, pos_label="spam") > 0.8  # the floor scores 0

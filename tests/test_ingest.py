@@ -1,4 +1,5 @@
-"""Data drops: formats, content addressing, stable hash splits, and whole-drop rejection that writes nothing."""
+"""Data drops: formats, content addressing, stable hash splits, --skip-invalid and warnings (whole-drop rejection
+through every entry point: test_rejected_drops.py)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,6 @@ from shoal.data.errors import DropRejected
 from shoal.data.ingest import ingest_file
 from shoal.data.split import hash_fraction
 from shoal.tasks.text_classification import normalize
-
-
-def store_state(ws) -> tuple[list, list[str]]:
-    """Everything a drop could have written: registry rows and artifact files."""
-    drops = ws.registry.drops("spam") if "spam" in ws.registry.model_names() else []
-    files = sorted(
-        str(p.relative_to(ws.root)) for p in ws.root.rglob("*") if p.is_file() and "registry.db" not in p.name
-    )
-    return drops, files
 
 
 def test_same_rows_in_every_format_make_one_drop(make_workspace, sms, tmp_path: Path) -> None:
@@ -60,45 +52,6 @@ def test_test_tagged_drop_goes_to_test_as_is(make_workspace, sms, tmp_path: Path
     ws = make_workspace({"spam": spam_model()})
     result = ingest_file(ws, "spam", write_rows(tmp_path / "t.csv", sms.head(50)), split="test")
     assert (result.drop.n_test, result.drop.n_train) == (50, 0)
-
-
-def _bad_files(tmp_path: Path, sms: pd.DataFrame) -> dict[str, tuple[Path, str]]:
-    good = sms.head(20).copy()
-    missing = tmp_path / "missing.csv"
-    good.rename(columns={"label": "category"}).to_csv(missing, index=False)
-    empty = good.copy()
-    empty.loc[2, "text"] = "   "
-    undecodable = tmp_path / "undecodable.csv"
-    undecodable.write_bytes(b"text,label\nhello there,ham\nbad \xff\xfe bytes,spam\n")
-    outside = good.copy()
-    outside.loc[4, "label"] = "eggs"
-    conflict = good.copy()
-    conflict.loc[7, "text"] = conflict.loc[1, "text"]
-    conflict.loc[7, "label"] = "spam" if conflict.loc[1, "label"] == "ham" else "ham"
-    return {
-        "missing column": (missing, "missing column(s) label"),
-        "empty text": (write_rows(tmp_path / "empty.csv", empty), "line 4: empty text"),
-        "undecodable": (undecodable, "line 3: bytes that are not UTF-8"),
-        "label outside set": (write_rows(tmp_path / "outside.csv", outside), "line 6: label 'eggs' is not in"),
-        "conflicting labels": (write_rows(tmp_path / "conflict.csv", conflict), "line 9: the same text is labelled"),
-    }
-
-
-@pytest.mark.parametrize(
-    "case", ["missing column", "empty text", "undecodable", "label outside set", "conflicting labels"]
-)
-def test_each_rejection_names_file_line_reason_and_writes_nothing(
-    make_workspace, sms, tmp_path: Path, case: str
-) -> None:
-    ws = make_workspace({"spam": spam_model(labels=["ham", "spam"])})
-    ingest_file(ws, "spam", write_rows(tmp_path / "base.csv", sms.iloc[100:300]))
-    before = store_state(ws)
-    path, expected = _bad_files(tmp_path, sms)[case]
-    with pytest.raises(DropRejected) as caught:
-        ingest_file(ws, "spam", path)
-    message = str(caught.value)
-    assert path.name in message and expected in message and "nothing was written" in message
-    assert store_state(ws) == before
 
 
 def test_skip_invalid_keeps_the_good_rows_and_lists_the_bad(make_workspace, sms, tmp_path: Path) -> None:

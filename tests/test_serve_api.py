@@ -119,7 +119,7 @@ def test_models_list_and_detail(served: tuple[str, Trained]) -> None:
     assert summary["name"] == "spam" and summary["task"] == "text-classification"
     assert summary["production_version"] == summary["serving_version"] == trained.production
     assert summary["status"] == "ready"
-    assert summary["metrics"]["metric"] == "f1:spam" and 0 <= summary["metrics"]["value"] <= 1
+    assert summary["metrics"]["metric"] == "f1:spam" and summary["metrics"]["value"] > 0.5  # the majority floor: 0
     detail = httpx.get(f"{url}/v1/models/spam").json()
     assert {v["number"] for v in detail["versions"]} == {trained.production, trained.other}
     assert [v["number"] for v in detail["versions"] if v["serving"]] == [trained.production]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from client_load import Load
 from serve_fixtures import Trained, copy_workspace, running, wait_until
 from shoal.registry import Version
 
@@ -35,41 +36,26 @@ def corrupt(ws_root: Path, version: Version) -> None:
 
 
 def test_promotion_by_another_process_is_served_without_a_single_failure(trained: Trained, tmp_path: Path) -> None:
+    """16 concurrent clients across a promotion made by another process: not one failed request (non-2xx,
+    connection error, timeout, dead client), each client switches once, and the swap happens under load."""
     ws = copy_workspace(trained, tmp_path)
+    old, new = trained.production, trained.other
     with running(ws) as url:
-        statuses: list[int] = []
-        versions: list[int] = []
-        stop = threading.Event()
-
-        def keep_asking() -> None:
-            with httpx.Client(base_url=url) as http:
-                while not stop.is_set():
-                    response = http.post("/v1/models/spam/predict", json=BODY)
-                    statuses.append(response.status_code)
-                    if response.status_code == 200:
-                        versions.append(response.json()["version"])
-
-        client = threading.Thread(target=keep_asking)
-        client.start()
-        try:
-            wait_until(lambda: len(versions) > 10, "the client got no answers")
-            subprocess.run([sys.executable, "-c", PROMOTE, str(ws.root), str(trained.other)], check=True, timeout=60)
+        with Load(f"{url}/v1/models/spam/predict", BODY) as load:
+            load.wait(lambda _: load.every_client_got(old, 5), "the clients got no answers", timeout_s=30)
+            subprocess.run([sys.executable, "-c", PROMOTE, str(ws.root), str(new)], check=True, timeout=60)
             promoted = time.monotonic()
-            wait_until(lambda: versions[-1] == trained.other, "the new version was not served", timeout=3)
-            assert time.monotonic() - promoted < 3
-            time.sleep(0.3)
-        finally:
-            stop.set()
-            client.join(10)
-        assert set(statuses) == {200}, f"non-2xx during the swap: {sorted(set(statuses))}"
-        switch = versions.index(trained.other)
-        assert set(versions[:switch]) == {trained.production} and set(versions[switch:]) == {trained.other}
+            load.wait(lambda answers: answers[-1].version == new, "the new version was not served", timeout_s=3)
+            # keep every client sending across the swap until each has had answers from the new version
+            load.wait(lambda _: load.every_client_got(new, 5), "not every client reached the new version", timeout_s=30)
+        assert load.failures == [], load.failures[:10]
+        assert load.check_switch(old, new) - promoted < 3
         detail = httpx.get(f"{url}/v1/models/spam").json()
-        assert detail["serving_version"] == detail["production_version"] == trained.other
+        assert detail["serving_version"] == detail["production_version"] == new
         assert detail["swap"]["swaps"] == 2 and detail["status"] == "ready"
         metrics = httpx.get(f"{url}/metrics").text
-        assert f'shoal_model_serving{{model="spam",version="{trained.other}"}} 1' in metrics
-        assert f'shoal_model_serving{{model="spam",version="{trained.production}"}}' not in metrics
+        assert f'shoal_model_serving{{model="spam",version="{new}"}} 1' in metrics
+        assert f'shoal_model_serving{{model="spam",version="{old}"}}' not in metrics
 
 
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(trained: Trained, tmp_path: Path) -> None:
