@@ -17,7 +17,8 @@ import os
 import time
 from pathlib import Path
 
-from families import ROOT, fit_and_score, load, print_command
+from families import ROOT, fit_and_score, load
+from machine import print_command, print_machine
 
 from shoal.evaluate.profile import latency
 
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--students", default="tfidf-logreg,static-logreg")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    started = time.perf_counter()
+    started = print_machine()
     train, test = load(args.data, "banking77")
     teacher, teacher_acc, teacher_s = fit_and_score(args.teacher, train, test, "accuracy")
     texts = test["text"].tolist()
