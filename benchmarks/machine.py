@@ -76,12 +76,13 @@ def print_machine() -> float:
 
 
 def print_command(started: float) -> None:
-    """The line that says how to reproduce a table: the command, the date, the load at the end and the wall time."""
+    """How to reproduce a table: the command (with PYTHONPATH and SHOAL_* variables), the date, the load at the end and
+    the wall time."""
     wall = time.perf_counter() - started
-    path = os.environ.get("PYTHONPATH")
-    command = shlex.join([sys.executable, *sys.argv])
+    env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k == "PYTHONPATH" or k.startswith("SHOAL_")]
+    command = shlex.join([*env, sys.executable, *sys.argv])
     print(
-        f"\nCommand: `{f'PYTHONPATH={path} ' if path else ''}{command}` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
+        f"\nCommand: `{command}` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
         f"{wall:.0f} s wall; at the end: {load_average()})",
         flush=True,
     )
