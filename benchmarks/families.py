@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import print_command, print_machine
 
 from shoal.data.split import assign_split
 from shoal.evaluate.classification import confusion, metric_value
@@ -48,15 +47,6 @@ DATASETS = [
     ("offensive", "tweeteval_offensive", "macro_f1", "RoBERTa-Base 79.5"),
     ("spam", "sms_spam", "mcc", "linear SVM 0.893"),
 ]
-
-
-def print_command(started: float) -> None:
-    """The line that says how to reproduce a table: the command, the date, the cores and the wall time."""
-    wall = time.perf_counter() - started
-    print(
-        f"\nCommand: `.venv/bin/python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}` "
-        f"({datetime.now(UTC):%Y-%m-%d}, nproc {os.cpu_count()}; {wall:.0f} s wall)"
-    )
 
 
 def read(path: Path) -> pd.DataFrame:
@@ -124,7 +114,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100, help="timed calls per batch size")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    started = time.perf_counter()
+    started = print_machine()
     print(
         "| dataset | metric | family | score | published | p50 ms (batch 1) | inputs/s (batch 64) | size MB | "
         "peak RSS MB | train s | $/1M |"

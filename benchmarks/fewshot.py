@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
-from families import FAMILIES, ROOT, fit_and_score, print_command, read
+from families import FAMILIES, ROOT, fit_and_score, read
+from machine import print_command, print_machine
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     train, test = read(args.data / "banking77" / "train.csv"), read(args.data / "banking77" / "test.csv")
-    started = time.perf_counter()
+    started = print_machine()
     print("| family | seeds | accuracy % (mean ± std) | fit s (mean) |")
     print("|---|---|---|---|", flush=True)
     for family_name in args.families.split(","):

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import yaml
+from machine import print_command, print_machine
 
 from shoal.data.ingest import ingest_file
 from shoal.data.split import hash_fraction
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--families", default="tfidf-logreg")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
+    begun = print_machine()
     root = args.workspace.resolve()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -154,6 +156,7 @@ def main() -> None:
     print(f"| **total** | **{total:.1f}** |")
     version = ws.registry.alias("banking77")
     print(f"\nserved v{version}: accuracy {ws.registry.version('banking77', version).metrics['accuracy']:.4f}")
+    print_command(begun)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+from machine import print_command, print_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ["majority", "tfidf-logreg", "tfidf-svm"]
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / ".work" / "lifecycle")
     args = parser.parse_args()
+    begun = print_machine()
     ws = args.workspace.resolve()
     shutil.rmtree(ws, ignore_errors=True)
     ws.mkdir(parents=True)
@@ -81,6 +83,7 @@ def main() -> None:
             f"| {name} | {metric} | {report['family']} v{report['version']} | "
             f"{report[metric]:.4f} ({ci[0]:.4f}..{ci[1]:.4f}){extra} | {published} |"
         )
+    print_command(begun)
 
 
 if __name__ == "__main__":

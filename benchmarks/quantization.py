@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from families import ROOT, fit_and_score, load, print_command
+from families import ROOT, fit_and_score, load
+from machine import load_average, print_command, print_machine
 
 from shoal.families.minilm_logreg import training_encoder
 from shoal.families.onnx_encoder import OnnxEncoder
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--no-accuracy", action="store_true", help="speed only (skip the two families' fits)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    started = time.perf_counter()
+    started = print_machine()
     texts = pd.read_csv(args.data / "banking77" / "test.csv", keep_default_na=False)["text"].tolist()
     encoders = {"fp32": training_encoder(False), "int8": training_encoder(True)}
     singles = [[texts[i % len(texts)]] for i in range(args.calls)]
@@ -53,7 +54,7 @@ def main() -> None:
             part = slice(round_ * args.calls // 4, (round_ + 1) * args.calls // 4)
             results[name]["one"].extend(timed(encoder, singles[part]))
             results[name]["batch"].extend(timed(encoder, batches[part]))
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}\n")
+    print(f"\nafter the speed runs: {load_average()}\n")
     print("| encoder | size MB | p50 ms (1 text) | texts/s (calls of 64) |")
     print("|---|---:|---:|---:|")
     rate = {}

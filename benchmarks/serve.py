@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+from machine import print_command, print_machine
 
 from shoal.workspace import Workspace
 
@@ -175,21 +176,23 @@ def main() -> None:
         "--port",
     ]
     base_env = {"SHOAL_WORKSPACE": str(root)}
+    # name: (command, extra arguments, environment, server processes)
     servers = {
-        "shoal (1 worker)": (shoal, ["--workers", "1"], {}),
-        "shoal (2 workers)": (shoal, ["--workers", "2"], {}),
-        "plain FastAPI (1 worker)": (uvicorn, [], {"SHOAL_BASELINE": "plain"}),
-        "plain FastAPI (2 workers)": (uvicorn, ["--workers", "2"], {"SHOAL_BASELINE": "plain"}),
-        "fixed window 64 / 2 ms": (uvicorn, [], {"SHOAL_BASELINE": "window"}),
+        "shoal (1 worker)": (shoal, ["--workers", "1"], {}, 1),
+        "shoal (2 workers)": (shoal, ["--workers", "2"], {}, 2),
+        "plain FastAPI (1 worker)": (uvicorn, [], {"SHOAL_BASELINE": "plain"}, 1),
+        "plain FastAPI (2 workers)": (uvicorn, ["--workers", "2"], {"SHOAL_BASELINE": "plain"}, 2),
+        "fixed window 64 / 2 ms": (uvicorn, [], {"SHOAL_BASELINE": "window"}, 1),
     }
     for peer in filter(None, args.peers.split(",")):
-        servers[f"{peer} {PEERS[peer].split('==')[1]} (batch 64)"] = (peer_command(peer), [], {})
-    print(f"load before: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; {args.duration} s per run", flush=True)
+        servers[f"{peer} {PEERS[peer].split('==')[1]} (batch 64)"] = (peer_command(peer), [], {}, 1)
+    begun = print_machine()
+    print(f"{args.duration} s per run", flush=True)
     limit = in_process(ws, texts)
     results: dict[str, dict[int, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         script = lua_script(texts, Path(folder))
-        for name, (command, extra, env) in servers.items():
+        for name, (command, extra, env, _) in servers.items():
             port = free_port()
             with server([*command, str(port), *extra], {**base_env, **env}, port) as (url, _):
                 results[name] = {c: wrk(url, script, c, args.duration) for c in levels}
@@ -200,15 +203,17 @@ def main() -> None:
     for name, by_level in results.items():
         cells = [f"{r['rps']:,.0f} ({r['p50']:.2f} / {r['p99']:.1f})" for r in by_level.values()]
         print(f"| {name} | " + " | ".join(cells) + f" | {sum(r['failed'] for r in by_level.values()):.0f} |")
-    best = max(("shoal (1 worker)", "shoal (2 workers)"), key=lambda n: results[n][max(levels)]["rps"])
-    print(f"\nratios, {best} / other, requests/s:\n")
-    print("| other | " + " | ".join(f"c={c}" for c in levels) + " |")
+    shoal_of = {1: "shoal (1 worker)", 2: "shoal (2 workers)"}
+    print("\nratios of requests/s, shoal / other with the same number of server processes:\n")
+    print("| shoal / other | " + " | ".join(f"c={c}" for c in levels) + " |")
     print("|---|" + "---|" * len(levels))
     for name, by_level in results.items():
-        if name.startswith("shoal"):
+        processes = servers[name][3]
+        if name.startswith("shoal") or processes not in shoal_of:
             continue
-        cells = [f"{results[best][c]['rps'] / by_level[c]['rps']:.2f}x" for c in levels]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        cells = [f"{results[shoal_of[processes]][c]['rps'] / by_level[c]['rps']:.2f}x" for c in levels]
+        print(f"| {shoal_of[processes]} / {name} | " + " | ".join(cells) + " |")
+    print_command(begun)
 
 
 if __name__ == "__main__":

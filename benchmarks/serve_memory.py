@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 import yaml
+from machine import print_command, print_machine
 from serve import MODEL, ROOT, free_port, server
 
 from shoal.workspace import Workspace
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / ".work" / "lifecycle")
     parser.add_argument("--counts", default="1,10,50")
     args = parser.parse_args()
+    begun = print_machine()
     source = Workspace(args.workspace.resolve())
     if source.registry.alias(MODEL) is None:
         sys.exit(f"{args.workspace} has no production {MODEL}; run benchmarks/lifecycle.py first")
@@ -81,6 +83,7 @@ def main() -> None:
     for count, rss in rows:
         extra = (rss - base) / (count - rows[0][0]) if count != rows[0][0] else float("nan")
         print(f"| {count} | {rss:,.0f} | {'-' if count == rows[0][0] else f'{extra:.1f}'} |")
+    print_command(begun)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+from machine import print_command, print_machine
 from serve import MODEL, ROOT, ROUTE, free_port, lua_script, server, wrk
 
 from shoal.workspace import Workspace
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
+    begun = print_machine()
     texts = pd.read_csv(args.data / "banking77" / "test.csv", keep_default_na=False)["text"].tolist()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "ws"
@@ -92,6 +94,7 @@ def main() -> None:
         f"| {len(changes)} | {switches} |"
     )
     print(f"\nversions answering the sampler: {dict(Counter(v for _, v in seen))}")
+    print_command(begun)
     if results["failed"]:
         sys.exit(1)
 

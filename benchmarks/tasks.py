@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from machine import print_command, print_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 FORECAST_FAMILIES = ["seasonal-naive", "auto-ets", "auto-arima", "gbm-lags"]
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / ".work" / "tasks")
     args = parser.parse_args()
+    begun = print_machine()
     ws = args.workspace.resolve()
     shutil.rmtree(ws, ignore_errors=True)
     ws.mkdir(parents=True)
@@ -90,7 +91,7 @@ def main() -> None:
         shoal("train", name, *w)
         seconds[name] = time.perf_counter() - started
 
-    print(f"\nmachine: {os.cpu_count()} cores; `shoal train MODEL` wall time per model below\n")
+    print("\n`shoal train MODEL` wall time per model below\n")
     print("**California housing** (target median_house_value, 20% hash split of the feature values)\n")
     print("| family | version | R² | MAE (95% CI) | RMSE | 90% interval coverage | p95 ms (b=1) | promoted |")
     print("|---|---|---|---|---|---|---|---|")
@@ -115,6 +116,7 @@ def main() -> None:
                 f"{'**yes**' if v['production'] else ''} |"
             )
         print(f"\ntrain wall {seconds[name]:.0f} s; gate: {gate_reason(ws, name)}\n")
+    print_command(begun)
 
 
 if __name__ == "__main__":
