@@ -6,11 +6,9 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from shoal.families import Predictor, get_family
 from shoal.fleet import FLEET_FILE, Fleet, ModelSpec, load_fleet
-from shoal.registry import Registry, Version
+from shoal.registry import Registry, Version, resolve_url
 
 REGISTRY_ENV = "SHOAL_REGISTRY_URL"
 
@@ -35,13 +33,7 @@ class Workspace:
 
     @property
     def registry_url(self) -> str:
-        url = os.environ.get(REGISTRY_ENV) or self.fleet.workspace.registry
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-            database = Path(parsed.database)
-            if not database.is_absolute():
-                return str(parsed.set(database=str(self.root / database)))
-        return url
+        return resolve_url(os.environ.get(REGISTRY_ENV) or self.fleet.workspace.registry, self.root)
 
     @property
     def artifact_root(self) -> Path:

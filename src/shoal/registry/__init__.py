@@ -1,7 +1,7 @@
 """The registry: versions, aliases, data drops, events and jobs in a database; artifacts in a store."""
 
 from shoal.registry.artifacts import ArtifactError, ArtifactStore
-from shoal.registry.database import PRODUCTION, Registry, RegistryError, params_hash
+from shoal.registry.database import PRODUCTION, Registry, RegistryError, params_hash, resolve_url
 from shoal.registry.records import AliasChange, Drop, Event, Job, Version
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "RegistryError",
     "Version",
     "params_hash",
+    "resolve_url",
 ]

@@ -43,6 +43,16 @@ def params_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
+def resolve_url(url: str, root: Path) -> str:
+    """A registry URL with a relative SQLite file path made absolute against `root` (the workspace folder)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        database = Path(parsed.database)
+        if not database.is_absolute():
+            return str(parsed.set(database=str(root / database)))
+    return url
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`. Its errors never show the statement's parameters (they hold users' texts)."""
     parsed = make_url(url)
