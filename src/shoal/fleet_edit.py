@@ -67,7 +67,7 @@ def write_example(path: Path, *, force: bool = False) -> None:
 
 def add_model(path: Path, name: str, fields: dict[str, Any], *, replace: bool = False) -> None:
     """Add (or with `replace`, overwrite) one model, validating the result before writing it."""
-    document = read_yaml(path) if path.exists() else CommentedMap()
+    document = read_yaml(path)
     if document is None:
         document = CommentedMap()
     models = document.setdefault("models", CommentedMap())

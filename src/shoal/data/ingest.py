@@ -8,16 +8,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
 from shoal.data.readers import read_table
+from shoal.data.split_mode import SplitMode
 from shoal.registry import Drop
 from shoal.tasks import TaskKind, get_task
 from shoal.workspace import Workspace
-
-SplitMode = Literal["train", "test", "auto"]
 
 
 @dataclass

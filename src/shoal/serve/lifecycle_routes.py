@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from shoal.data.errors import DropRejected
-from shoal.data.ingest import SplitMode, ingest_frame
+from shoal.data.ingest import ingest_frame
 from shoal.data.readers import LINE
+from shoal.data.split_mode import SplitMode
 from shoal.fleet import FleetError, ModelSpec
 from shoal.registry.jobs import JobQueue
 from shoal.serve.auth import require_token

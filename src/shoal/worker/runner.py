@@ -22,7 +22,8 @@ from typing import Any
 from shoal.fleet import FleetError, load_fleet
 from shoal.registry import Job
 from shoal.registry.jobs import JobQueue
-from shoal.train.trainer import ModelReport, TrainError, train_model
+from shoal.train.errors import TrainError
+from shoal.train.trainer import ModelReport, train_model
 from shoal.worker.feedback import ingest_feedback
 from shoal.worker.inbox import Inbox
 from shoal.worker.logs import emit
