@@ -21,7 +21,7 @@ import pandas as pd
 from families import ROOT, fit_and_score, load, print_command
 
 from shoal.families.minilm_logreg import training_encoder
-from shoal.families.onnx_encoder import OnnxEncoder
+from shoal.families.runtime.onnx_encoder import OnnxEncoder
 
 
 def timed(encoder: OnnxEncoder, batches: list[list[str]]) -> np.ndarray:

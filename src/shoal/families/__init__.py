@@ -1,4 +1,9 @@
-"""Model families, registered by name. `get_family("tfidf-logreg")` returns an instance."""
+"""Model families, registered by name. `get_family("tfidf-logreg")` returns an instance.
+
+One module per family (an fp32 family and its int8 form share one), beside the bases families of a kind share
+(`base`, `tabular`, `forecast`, `statsforecast_family`, `embedding_family`, `tuned_family`). What the families run on
+(encoders, tokenizer, torch body, linear head, ...) is in `runtime/`, which registers nothing.
+"""
 
 from __future__ import annotations
 

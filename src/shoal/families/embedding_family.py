@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from shoal.families.base import Family, Params, Predictor, read_json, write_json
-from shoal.families.linear_head import LinearHead
+from shoal.families.runtime.linear_head import LinearHead
 
 #: texts whose embeddings a process keeps across fits (~300 MB at 384 float32 dims)
 MEMO_TEXTS = 200_000
