@@ -31,11 +31,6 @@ class Embedder(Protocol):
     def n_parameters(self) -> int: ...
 
 
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 class EmbeddingMemo:
     """Embeddings per (embedder key, text), computed only for texts not seen before."""
 
