@@ -22,7 +22,7 @@ from families import ROOT, fit_and_score, load
 from machine import load_average, print_command, print_machine
 
 from shoal.families.minilm_logreg import training_encoder
-from shoal.families.onnx_encoder import OnnxEncoder
+from shoal.families.runtime.onnx_encoder import OnnxEncoder
 
 
 def timed(encoder: OnnxEncoder, batches: list[list[str]]) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The CLI end to end on real SMS spam data: ingest, train, eval (table and JSON), history, label issues,
-promote and rollback; errors exit non-zero with a message that says what to do."""
+promote and rollback; errors exit non-zero with a message that says what to do; start-up and the commands that do
+not train load no training stack."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 from typer.testing import CliRunner
 
 from conftest import spam_model, write_rows
@@ -15,9 +17,61 @@ from shoal.cli import app
 
 runner = CliRunner()
 
+#: what only training needs: never imported by `shoal --help` or by a command that does not train
+TRAINING_STACK = (
+    "cleanlab",
+    "sklearn",
+    "joblib",
+    "skops",
+    "torch",
+    "transformers",
+    "onnxruntime",
+    "statsforecast",
+    "shoal.train.trainer",
+    "shoal.train.search",
+)
+#: what only the commands that open the registry need: not imported to print help
+REGISTRY_STACK = ("sqlalchemy", "pandas")
+#: runs `shoal ARGS...` like the console script, then writes the names of the modules it imported on stderr's last line
+RUN_AND_LIST_MODULES = """
+import json, sys
+from shoal.cli import main
+sys.argv = ["shoal", *sys.argv[1:]]
+code = 0
+try:
+    main()
+except SystemExit as stop:
+    code = stop.code
+sys.stderr.write("\\n" + json.dumps(sorted(sys.modules)) + "\\n")
+sys.exit(code)
+"""
+
 
 def shoal(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True, timeout=300)
+
+
+def shoal_listing_modules(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """`shoal ARGS...` in a fresh process, and the modules that process imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST_MODULES, *args], capture_output=True, text=True, timeout=300
+    )
+    return done, set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def loaded(modules: set[str], packages: tuple[str, ...]) -> set[str]:
+    """Which of `packages` (or their submodules) are among `modules`."""
+    return {p for p in packages if any(m == p or m.startswith(p + ".") for m in modules)}
+
+
+def test_start_up_and_help_load_neither_the_training_nor_the_registry_stack() -> None:
+    code = "import json, sys\nimport shoal.cli\nprint(json.dumps(sorted(sys.modules)))"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert loaded(set(json.loads(imported.stdout)), TRAINING_STACK + REGISTRY_STACK) == set()
+    for args in (["--help"], ["versions", "--help"], ["train", "--help"], ["data", "issues", "--help"]):
+        done, modules = shoal_listing_modules(*args)
+        assert done.returncode == 0 and "Usage" in done.stdout, (args, done.stderr)
+        assert loaded(modules, TRAINING_STACK + REGISTRY_STACK) == set(), args
 
 
 def test_full_cycle_through_the_cli(make_workspace, sms, tmp_path: Path) -> None:
@@ -59,6 +113,23 @@ def test_full_cycle_through_the_cli(make_workspace, sms, tmp_path: Path) -> None
     manual = [e for e in history if e["kind"] == "promoted" and e["payload"]["actor"] == "manual"]
     assert manual and manual[0]["version"] == other
 
+    for args in (
+        ["check"],
+        ["versions", "spam"],
+        ["eval", "spam"],
+        ["eval", "spam", "--json"],
+        ["history", "spam"],
+        ["data", "list", "spam"],
+        ["promote", "spam", str(other)],
+        ["rollback", "spam"],
+        ["retrain", "spam"],
+        ["jobs"],
+    ):
+        done, modules = shoal_listing_modules(*args, "-w", w)
+        assert done.returncode == 0, (args, done.stderr)
+        assert loaded(modules, TRAINING_STACK) == set(), args
+    assert json.loads(runner.invoke(app, ["eval", "spam", "--json", "-w", w]).output)["version"] == production
+
 
 def test_errors_exit_non_zero_and_say_what_to_do(make_workspace, tmp_path: Path) -> None:
     ws = make_workspace({"spam": spam_model()})
@@ -70,3 +141,23 @@ def test_errors_exit_non_zero_and_say_what_to_do(make_workspace, tmp_path: Path)
     assert rejected.returncode == 1 and "missing column(s) text" in rejected.stderr
     missing = shoal("eval", "spam", "-w", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "shoal init" in missing.stderr
+
+
+def test_a_workspace_folder_without_a_fleet_file_says_to_run_init(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    data = write_rows(tmp_path / "rows.csv", pd.DataFrame({"text": ["hi"], "label": ["ham"]}))
+    for folder in (tmp_path / "not" / "there", empty):
+        for args in (
+            ["add", "spam", "--text-column", "text", "--label-column", "label"],
+            ["check"],
+            ["ingest", "spam", str(data)],
+            ["train"],
+            ["versions", "spam"],
+            ["worker", "--once"],
+            ["serve"],
+        ):
+            done = shoal(*args, "-w", str(folder))
+            expected = f"error: no fleet file in {folder}; create one with 'shoal init -w {folder}'\n"
+            assert (done.returncode, done.stderr) == (1, expected), (args, done.stderr)
+    assert not (tmp_path / "not").exists() and list(empty.iterdir()) == []

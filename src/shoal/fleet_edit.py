@@ -91,7 +91,7 @@ def with_settings(fields: dict[str, Any], settings: list[str]) -> dict[str, Any]
 
 def add_model(path: Path, name: str, fields: dict[str, Any], *, replace: bool = False) -> None:
     """Add (or with `replace`, overwrite) one model, validating the result before writing it."""
-    document = read_yaml(path) if path.exists() else CommentedMap()
+    document = read_yaml(path)
     if document is None:
         document = CommentedMap()
     models = document.setdefault("models", CommentedMap())

@@ -19,10 +19,6 @@ from shoal.cli import (
     worker_cmds,
 )
 from shoal.cli.common import errors
-from shoal.data.errors import DropRejected
-from shoal.fleet import FleetError
-from shoal.registry import ArtifactError, RegistryError
-from shoal.train.trainer import TrainError
 
 app = typer.Typer(
     name="shoal",
@@ -45,8 +41,6 @@ for module in (
 ):
     module.register(app)
 
-KNOWN_ERRORS = (FleetError, DropRejected, RegistryError, ArtifactError, TrainError)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -61,9 +55,23 @@ def _root(
     """shoal: many small models in production, trained and promoted with no human step."""
 
 
+def known_errors() -> tuple[type[Exception], ...]:
+    """The errors printed as one line instead of a traceback; imported only once a command has failed."""
+    from shoal.data.errors import DropRejected
+    from shoal.fleet import FleetError
+    from shoal.registry import ArtifactError, RegistryError
+    from shoal.train.errors import TrainError
+
+    return (FleetError, DropRejected, RegistryError, ArtifactError, TrainError)
+
+
 def main() -> None:
+    """Every command module imports only typer and rich at the top, and what a command needs inside the command,
+    so `shoal --help` and the commands that do not train never load the training stack."""
     try:
         app()
-    except KNOWN_ERRORS as error:
+    except Exception as error:
+        if not isinstance(error, known_errors()):
+            raise
         errors.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from shoal.workspace import Workspace
+if TYPE_CHECKING:
+    from shoal.workspace import Workspace
 
 console = Console(soft_wrap=True)  # long lines (curl commands, reasons) stay whole for copy-paste
 errors = Console(stderr=True)
@@ -25,6 +26,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def open_workspace(path: Path) -> Workspace:
+    from shoal.workspace import Workspace  # the registry stack (SQLAlchemy, pandas) only for commands that use it
+
     return Workspace(path)
 
 

@@ -10,9 +10,7 @@ import typer
 from rich.table import Table
 
 from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
-from shoal.data.audit import LABEL_ISSUES_FILE
-from shoal.data.ingest import SplitMode, ingest_file
-from shoal.registry import PRODUCTION, RegistryError
+from shoal.data.split_mode import SplitMode
 
 data_app = typer.Typer(help="Inspect a model's data drops and label issues.", no_args_is_help=True)
 
@@ -30,6 +28,8 @@ def ingest(
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Validate a file and record it as an immutable, content-addressed data drop."""
+    from shoal.data.ingest import ingest_file
+
     result = ingest_file(open_workspace(workspace), model, file, split=split, skip_invalid=skip_invalid)
     drop = result.drop
     state = "stored" if result.created else "already stored"
@@ -78,6 +78,9 @@ def issues(
     as_json: JsonOption = False,
 ) -> None:
     """Likely mislabelled training examples (confident learning on out-of-fold predictions)."""
+    from shoal.data.audit import LABEL_ISSUES_FILE
+    from shoal.registry import PRODUCTION, RegistryError
+
     ws = open_workspace(workspace)
     registry = ws.registry
     if version is None:

@@ -10,7 +10,6 @@ import typer
 
 from shoal.cli.common import console
 from shoal.cli.train_cmds import run_training
-from shoal.demo import Demo
 
 
 def demo(
@@ -27,6 +26,8 @@ def demo(
     """Train, evaluate and promote a demo fleet (SMS spam, Banking77, TweetEval emotion) from data shipped
     with shoal, serve it, then drop new data into an inbox and watch a gated promotion go live.
     Ctrl-C stops everything."""
+    from shoal.demo import Demo
+
     started = time.perf_counter()
     runner = Demo(workspace.resolve(), port, console)
     try:

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from shoal.cli.common import WorkspaceOption, console, open_workspace
-from shoal.train.distill import distill as distill_drop
 
 
 def distill(
@@ -27,6 +26,8 @@ def distill(
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Label unlabeled texts with a teacher and store them as a training drop; then run `shoal train`."""
+    from shoal.train.distill import distill as distill_drop
+
     result = distill_drop(
         open_workspace(workspace), model, teacher, unlabeled, text_column=text_column, min_confidence=min_confidence
     )

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
-from shoal.report import model_report, write_reports
 
 
 def report(
@@ -19,6 +18,8 @@ def report(
 ) -> None:
     """Every candidate on quality vs latency and vs size (Pareto front marked), the full metrics table with CIs,
     the chosen version and why, and the label-issue list."""
+    from shoal.report import model_report, write_reports
+
     ws = open_workspace(workspace)
     names = models or list(ws.fleet.models)
     for name in names:

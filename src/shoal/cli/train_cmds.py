@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
-from shoal.registry import PRODUCTION, RegistryError, Version
-from shoal.train.trainer import ModelReport, train_models
-from shoal.workspace import Workspace
+
+if TYPE_CHECKING:
+    from shoal.registry import Version
+    from shoal.train.trainer import ModelReport
+    from shoal.workspace import Workspace
 
 
 def run_training(ws: Workspace, names: list[str]) -> list[ModelReport]:
     """Train `names` with a progress bar, then print each model's candidates and gate decision."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from shoal.train.trainer import train_models
+
     for name in names:
         ws.model(name)
     total = sum(len(ws.model(name).families) + 2 for name in names)
@@ -85,6 +90,8 @@ def _print_reports(reports: list[ModelReport]) -> None:
 
 
 def _resolve(ws: Workspace, model: str, version: int | None) -> Version:
+    from shoal.registry import PRODUCTION, RegistryError
+
     number = version if version is not None else ws.registry.alias(model, PRODUCTION)
     if number is None:
         raise RegistryError(f"model {model!r} has no production version; name a version or run 'shoal train'")
@@ -164,6 +171,8 @@ def versions(
     as_json: JsonOption = False,
 ) -> None:
     """List a model's versions."""
+    from shoal.registry import PRODUCTION
+
     ws = open_workspace(workspace)
     production = ws.registry.alias(model, PRODUCTION)
     found = ws.registry.versions(model)

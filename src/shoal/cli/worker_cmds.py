@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
-from shoal.registry import Job
-from shoal.registry.jobs import DONE, QUEUED, RUNNING, TRAIN, JobQueue
-from shoal.train.trainer import TrainError
-from shoal.worker.logs import configure
-from shoal.worker.runner import Worker
+from shoal.train.errors import TrainError
+
+if TYPE_CHECKING:
+    from shoal.registry import Job
+    from shoal.registry.jobs import JobQueue
 
 
 def worker(
@@ -27,6 +27,9 @@ def worker(
 ) -> None:
     """Watch every model's inbox and data, queue retrains when their triggers fire, and run queued jobs.
     Run as many workers as you like against one registry; Ctrl-C or SIGTERM stops cleanly."""
+    from shoal.worker.logs import configure
+    from shoal.worker.runner import Worker
+
     configure(as_json=log_json)
     ws = open_workspace(workspace)
     ws.fleet  # noqa: B018  (a broken shoal.yaml fails here, before the loop starts)
@@ -40,6 +43,8 @@ def retrain(
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Queue a retrain of MODEL (a running `shoal worker` runs it) and print the job id."""
+    from shoal.registry.jobs import DONE, QUEUED, RUNNING, TRAIN, JobQueue
+
     ws = open_workspace(workspace)
     ws.model(model)
     registry = ws.registry
@@ -64,6 +69,8 @@ def retrain(
 
 
 def _wait(queue: JobQueue, job: Job, timeout: float) -> Job:
+    from shoal.registry.jobs import QUEUED, RUNNING
+
     deadline = time.monotonic() + timeout
     while job.status in (QUEUED, RUNNING):
         if time.monotonic() > deadline:
@@ -81,6 +88,8 @@ def jobs(
     as_json: JsonOption = False,
 ) -> None:
     """List retrain jobs: status, lease holder, attempts, errors."""
+    from shoal.registry.jobs import JobQueue
+
     found = JobQueue(open_workspace(workspace).registry).jobs(model)[-limit:]
     if as_json:
         print_json([j.__dict__ for j in found])

@@ -12,17 +12,16 @@ import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from shoal.data.readers import LINE, read_table
+from shoal.data.split_mode import SplitMode
 from shoal.registry import Drop, RegistryError
 from shoal.tasks import get_task
 from shoal.tasks.base import TaskKind
 from shoal.workspace import Workspace
-
-SplitMode = Literal["train", "test", "auto"]
 
 
 @dataclass

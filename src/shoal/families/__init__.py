@@ -1,4 +1,9 @@
-"""Model families, registered by name. `get_family("tfidf-logreg")` returns an instance."""
+"""Model families, registered by name. `get_family("tfidf-logreg")` returns an instance.
+
+One module per family (an fp32 family and its int8 form share one), beside the bases families of a kind share
+(`base`, `tabular`, `forecast`, `statsforecast_family`, `embedding_family`, `tuned_family`). What the families run on
+(encoders, tokenizer, torch body, linear head, ...) is in `runtime/`, which registers nothing.
+"""
 
 from __future__ import annotations
 
@@ -39,10 +44,14 @@ def register(cls: type[Family]) -> type[Family]:
     return cls
 
 
+def _tasks() -> dict[str, str]:
+    """Each family's task, without importing the built-in families' modules."""
+    return {name: task for name, (_, task) in _BUILTIN.items()} | {n: c.task for n, c in _REGISTRY.items()}
+
+
 def family_names(task: str | None = None) -> list[str]:
     """Every family, or those of one task."""
-    tasks = {name: task for name, (_, task) in _BUILTIN.items()} | {n: c.task for n, c in _REGISTRY.items()}
-    return sorted(name for name, of in tasks.items() if task is None or of == task)
+    return sorted(name for name, of in _tasks().items() if task is None or of == task)
 
 
 def get_family(name: str) -> Family:
@@ -55,13 +64,14 @@ def get_family(name: str) -> Family:
 
 
 def check_families(task: str, names: list[str]) -> str | None:
-    """Why these families cannot serve `task`, or None when they all can."""
+    """Why these families cannot serve `task`, or None when they all can. Imports no family module, so
+    validating a fleet file stays light."""
+    tasks = _tasks()
     for name in names:
-        if name not in family_names():
+        if name not in tasks:
             return f"unknown family {name!r}; allowed: {', '.join(family_names(task))}"
-        family = get_family(name)
-        if family.task != task:
-            return f"family {name!r} is for task {family.task!r}, not {task!r}"
+        if tasks[name] != task:
+            return f"family {name!r} is for task {tasks[name]!r}, not {task!r}"
     return None
 
 

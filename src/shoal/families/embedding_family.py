@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from shoal.families.base import Family, Params, Predictor, read_json, write_json
-from shoal.families.linear_head import LinearHead
+from shoal.families.runtime.linear_head import LinearHead
 
 #: texts whose embeddings a process keeps across fits (~300 MB at 384 float32 dims)
 MEMO_TEXTS = 200_000
@@ -29,11 +29,6 @@ class Embedder(Protocol):
     def save(self, folder: Path) -> None: ...
 
     def n_parameters(self) -> int: ...
-
-
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 class EmbeddingMemo:

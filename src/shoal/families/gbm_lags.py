@@ -20,7 +20,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from shoal.families import register
 from shoal.families.base import Params
 from shoal.families.forecast import Forecast, ForecastFamily, Series, Z
-from shoal.families.threads import single_thread
+from shoal.families.runtime.threads import single_thread
 
 HOLDOUT = 0.2
 

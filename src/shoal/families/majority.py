@@ -10,7 +10,7 @@ from sklearn.dummy import DummyClassifier
 
 from shoal.families import register
 from shoal.families.base import Family, Params
-from shoal.families.sklearn_predictor import SklearnPredictor
+from shoal.families.runtime.sklearn_predictor import SklearnPredictor
 
 
 @register

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from shoal.families import register
 from shoal.families.base import Params
-from shoal.families.onnx_encoder import MODEL_FILE
+from shoal.families.runtime.onnx_encoder import MODEL_FILE
 from shoal.families.tuned_family import TunedFamily
 
 
@@ -32,7 +32,7 @@ class MiniLMFineTune(TunedFamily):
     defaults: ClassVar[Params] = {"epochs": 3.0, "time_budget_s": 1800.0}
 
     def tune(self, inputs: Sequence[str], targets: Sequence[str], params: Params, seed: int, folder: Path) -> dict:
-        from shoal.families.finetune_tune import FineTuneSettings, finetune_and_export
+        from shoal.families.runtime.finetune_tune import FineTuneSettings, finetune_and_export
 
         settings = FineTuneSettings.from_params(params)
         head, report = finetune_and_export(inputs, targets, settings, seed, folder / MODEL_FILE)

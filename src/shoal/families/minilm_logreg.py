@@ -11,14 +11,14 @@ from typing import ClassVar
 
 from shoal.families import register
 from shoal.families.embedding_family import EmbeddingFamily
-from shoal.families.minilm_source import TOKENIZER_FILE, source_dir
-from shoal.families.onnx_encoder import OnnxEncoder
+from shoal.families.runtime.minilm_source import TOKENIZER_FILE, source_dir
+from shoal.families.runtime.onnx_encoder import OnnxEncoder
 
 
 @cache
 def training_encoder(int8: bool) -> OnnxEncoder:
     """The encoder from the cached ONNX export (exported with torch on first use)."""
-    from shoal.families.onnx_export import encoder_onnx
+    from shoal.families.runtime.onnx_export import encoder_onnx
 
     return OnnxEncoder(encoder_onnx(int8), source_dir() / TOKENIZER_FILE)
 

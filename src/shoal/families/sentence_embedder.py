@@ -68,7 +68,7 @@ class MiniLMEmbed(EmbedderFamily):
         return training_encoder(self.int8)
 
     def load_embedder(self, folder: Path) -> Any:
-        from shoal.families.onnx_encoder import OnnxEncoder
+        from shoal.families.runtime.onnx_encoder import OnnxEncoder
 
         return OnnxEncoder.load(folder)
 
@@ -95,6 +95,6 @@ class StaticEmbed(EmbedderFamily):
         return training_embedder()
 
     def load_embedder(self, folder: Path) -> Any:
-        from shoal.families.static_embedder import StaticEmbedder
+        from shoal.families.runtime.static_embedder import StaticEmbedder
 
         return StaticEmbedder.load(folder)

@@ -20,9 +20,9 @@ from typing import ClassVar
 
 from shoal.families import register
 from shoal.families.base import Params
-from shoal.families.linear_head import LinearHead
-from shoal.families.minilm_source import TOKENIZER_FILE, source_dir
-from shoal.families.onnx_encoder import MODEL_FILE, OnnxEncoder
+from shoal.families.runtime.linear_head import LinearHead
+from shoal.families.runtime.minilm_source import TOKENIZER_FILE, source_dir
+from shoal.families.runtime.onnx_encoder import MODEL_FILE, OnnxEncoder
 from shoal.families.tuned_family import TunedFamily
 
 
@@ -38,7 +38,7 @@ class SetFit(TunedFamily):
     defaults: ClassVar[Params] = {"C": 10.0, "time_budget_s": 120.0, "pairs_per_example": 20}
 
     def tune(self, inputs: Sequence[str], targets: Sequence[str], params: Params, seed: int, folder: Path) -> dict:
-        from shoal.families.setfit_tune import TuneSettings, tune_and_export
+        from shoal.families.runtime.setfit_tune import TuneSettings, tune_and_export
 
         report = tune_and_export(inputs, targets, TuneSettings.from_params(params), seed, folder / MODEL_FILE)
         encoder = OnnxEncoder(folder / MODEL_FILE, source_dir() / TOKENIZER_FILE)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from shoal.families import register
 from shoal.families.embedding_family import EmbeddingFamily
-from shoal.families.minilm_source import TOKENIZER_FILE, source_dir
-from shoal.families.static_embedder import StaticEmbedder
+from shoal.families.runtime.minilm_source import TOKENIZER_FILE, source_dir
+from shoal.families.runtime.static_embedder import StaticEmbedder
 
 
 @cache
 def training_embedder() -> StaticEmbedder:
     """The embedder from the cached distilled table (distilled on first use)."""
-    from shoal.families.static_distill import static_table
+    from shoal.families.runtime.static_distill import static_table
 
     return StaticEmbedder(static_table(), source_dir() / TOKENIZER_FILE)
 

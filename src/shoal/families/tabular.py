@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from shoal.families.base import Family, Params, Predictor, read_json, write_json
-from shoal.families.sklearn_predictor import MODEL_FILE, count_parameters, dump_skops, load_skops
-from shoal.families.threads import single_thread
+from shoal.families.runtime.sklearn_predictor import MODEL_FILE, count_parameters, dump_skops, load_skops
+from shoal.families.runtime.threads import single_thread
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 MISSING_CATEGORY = "__missing__"

@@ -10,8 +10,8 @@ from sklearn.pipeline import Pipeline
 
 from shoal.families import register
 from shoal.families.base import Family, Params
-from shoal.families.sklearn_predictor import SklearnPredictor
-from shoal.families.text_features import drop_stop_words, tfidf_features
+from shoal.families.runtime.sklearn_predictor import SklearnPredictor
+from shoal.families.runtime.text_features import drop_stop_words, tfidf_features
 
 
 @register

@@ -11,8 +11,8 @@ from sklearn.svm import LinearSVC
 
 from shoal.families import register
 from shoal.families.base import Family, Params
-from shoal.families.sklearn_predictor import SklearnPredictor
-from shoal.families.text_features import drop_stop_words, tfidf_features
+from shoal.families.runtime.sklearn_predictor import SklearnPredictor
+from shoal.families.runtime.text_features import drop_stop_words, tfidf_features
 
 
 class CalibratedPredictor(SklearnPredictor):

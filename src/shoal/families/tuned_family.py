@@ -25,10 +25,10 @@ from typing import Any, ClassVar
 
 from shoal.families.base import Family, Params, read_json, write_json
 from shoal.families.embedding_family import TunedPredictor
-from shoal.families.linear_head import LinearHead
-from shoal.families.minilm_source import TOKENIZER_FILE, cache_dir, source_dir, weights_hash
-from shoal.families.onnx_encoder import MODEL_FILE, OnnxEncoder
-from shoal.families.onnx_export import quantize_int8
+from shoal.families.runtime.linear_head import LinearHead
+from shoal.families.runtime.minilm_source import TOKENIZER_FILE, cache_dir, source_dir, weights_hash
+from shoal.families.runtime.onnx_encoder import MODEL_FILE, OnnxEncoder
+from shoal.families.runtime.onnx_export import quantize_int8
 
 #: tuned bodies kept (~90 MB each)
 KEEP = 8

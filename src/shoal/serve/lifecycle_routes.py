@@ -18,7 +18,8 @@ from starlette.responses import JSONResponse, Response
 
 from shoal.data.errors import DropRejected
 from shoal.data.feedback import add_feedback
-from shoal.data.ingest import SplitMode, ingest_rows
+from shoal.data.ingest import ingest_rows
+from shoal.data.split_mode import SplitMode
 from shoal.fleet import FleetError, ModelSpec
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import AlreadyLabelled, FeedbackError, NotLogged, PredictionLog

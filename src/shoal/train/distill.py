@@ -21,8 +21,8 @@ from shoal.data.readers import LINE, read_table
 from shoal.families import Predictor, family_names, get_family
 from shoal.tasks import get_task
 from shoal.tasks.text_classification import normalize
+from shoal.train.errors import TrainError
 from shoal.train.search import search
-from shoal.train.trainer import TrainError
 from shoal.workspace import Workspace
 
 _VERSION = re.compile(r"^v?(?P<number>\d+)$")

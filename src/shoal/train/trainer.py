@@ -21,14 +21,11 @@ from shoal.faults import checkpoint
 from shoal.fleet import ModelSpec
 from shoal.registry import PRODUCTION, Version
 from shoal.tasks import get_task
+from shoal.train.errors import TrainError
 from shoal.train.search import search
 from shoal.workspace import Workspace
 
 Step = Callable[[str, str], None]  # (model, what is happening now)
-
-
-class TrainError(RuntimeError):
-    """A model that cannot be trained as asked (no data, no test set, ...)."""
 
 
 @dataclass

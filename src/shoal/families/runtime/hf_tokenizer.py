@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shoal.families.minilm_source import INSTALL_HINT, MissingExtra
+from shoal.families.runtime.minilm_source import INSTALL_HINT, MissingExtra
 
 try:
     from tokenizers import Tokenizer

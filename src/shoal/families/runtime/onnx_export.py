@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shoal.families.minilm_source import cached_file
+from shoal.families.runtime.minilm_source import cached_file
 
 FP32_FILE = "encoder-fp32.onnx"
 INT8_FILE = "encoder-int8-per-channel.onnx"
 
 
 def _export(path: Path) -> None:
-    from shoal.families.torch_body import export, load_body
+    from shoal.families.runtime.torch_body import export, load_body
 
     export(load_body(trainable=False), path)
 

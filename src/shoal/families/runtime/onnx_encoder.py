@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shoal.families.embedding_family import normalize
-from shoal.families.hf_tokenizer import load_tokenizer, pad_batch
-from shoal.families.minilm_source import INSTALL_HINT, MissingExtra
+from shoal.families.runtime.hf_tokenizer import load_tokenizer, pad_batch
+from shoal.families.runtime.minilm_source import INSTALL_HINT, MissingExtra
+from shoal.families.runtime.normalize import normalize
 
 try:
     import onnxruntime as ort

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shoal.families import torch_body
+from shoal.families.runtime import torch_body
 
 
 @dataclass(frozen=True)

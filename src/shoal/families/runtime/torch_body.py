@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from transformers import BertModel
 
-from shoal.families.hf_tokenizer import load_tokenizer, pad_batch
-from shoal.families.minilm_source import TOKENIZER_FILE, source_dir
+from shoal.families.runtime.hf_tokenizer import load_tokenizer, pad_batch
+from shoal.families.runtime.minilm_source import TOKENIZER_FILE, source_dir
 
 OPSET = 17
 #: texts per forward pass within a batch (sorted by length, so padding stays small)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shoal.families import torch_body
-from shoal.families.linear_head import LinearHead
+from shoal.families.runtime import torch_body
+from shoal.families.runtime.linear_head import LinearHead
 
 #: logit scale of the cosine head (unit vectors times SCALE before the linear layer)
 SCALE = 20.0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shoal.families.embedding_family import normalize
-from shoal.families.hf_tokenizer import load_tokenizer
+from shoal.families.runtime.hf_tokenizer import load_tokenizer
+from shoal.families.runtime.normalize import normalize
 
 TABLE_FILE = "static_embeddings.npy"
 TOKENIZER_FILE = "tokenizer.json"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shoal.families.hf_tokenizer import load_tokenizer
-from shoal.families.minilm_source import TOKENIZER_FILE, cached_file, source_dir
+from shoal.families.runtime.hf_tokenizer import load_tokenizer
+from shoal.families.runtime.minilm_source import TOKENIZER_FILE, cached_file, source_dir
 
 DIMS = 256
 BATCH = 1024
@@ -40,7 +40,7 @@ def pca(x: np.ndarray, dims: int) -> np.ndarray:
 
 
 def _distill(path: Path, dims: int) -> None:
-    from shoal.families.onnx_export import encoder_onnx
+    from shoal.families.runtime.onnx_export import encoder_onnx
 
     tokenizer = load_tokenizer(source_dir() / TOKENIZER_FILE, 512)
     vocab_size = tokenizer.get_vocab_size()
