@@ -16,6 +16,7 @@ from shoal.registry import Registry
 from shoal.registry.jobs import DONE, FAILED, QUEUED, RUNNING, SUPERSEDED, TRAIN, JobQueue
 
 MODELS = [f"m{i}" for i in range(6)]
+LEASE = 3.0  # long enough that a loaded machine's next statement still finds it live
 
 
 @pytest.fixture
@@ -77,11 +78,15 @@ def test_one_running_job_per_model_and_duplicates_refused(registries: list[Regis
 def test_an_expired_lease_is_claimed_again_and_the_old_holder_is_locked_out(registries: list[Registry]) -> None:
     queue, other = JobQueue(registries[0]), JobQueue(registries[1])
     job, _ = queue.enqueue("m1", TRAIN, "v1", "new data")
-    held = queue.claim("dead", 0.3)
+    claimed_at = time.monotonic()
+    held = queue.claim("dead", LEASE)
     assert held is not None and held.attempts == 1
     assert other.claim("alive", 30) is None  # the lease is still live
-    time.sleep(0.5)  # the "dead" worker stops renewing
-    taken = other.claim("alive", 30)
+    taken = None
+    while taken is None and time.monotonic() - claimed_at < LEASE + 30:  # the "dead" worker stops renewing
+        taken = other.claim("alive", 30)
+        time.sleep(0.1)
+    assert time.monotonic() - claimed_at >= LEASE  # not before the lease expired
     assert taken is not None and taken.id == job.id and taken.attempts == 2 and taken.lease_owner == "alive"
     assert not queue.heartbeat(job.id, "dead", 30)
     assert not queue.finish(job.id, "dead")

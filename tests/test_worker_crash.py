@@ -83,6 +83,7 @@ def training_of(worker: subprocess.Popen[bytes], point: str, tmp_path: Path) -> 
     return tree
 
 
+@pytest.mark.timeout(600)  # two workers, each a fresh interpreter for its job: minutes on a loaded machine
 @pytest.mark.parametrize("point", POINTS)
 def test_a_worker_killed_at_each_point_leaves_a_consistent_store_and_another_worker_completes_the_job(
     workspace: Workspace, start, tmp_path: Path, point: str

@@ -90,6 +90,7 @@ def _busy_threads(stop: threading.Event) -> tuple[list[threading.Thread], Thread
     return threads, pool
 
 
+@pytest.mark.timeout(1800)  # each job is a fresh interpreter: 24 min for 20 jobs on a 2-core machine at load 16
 def test_many_jobs_in_a_row_beside_busy_threads_finish_and_nothing_forks(
     make_workspace, spam, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

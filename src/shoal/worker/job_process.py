@@ -128,7 +128,13 @@ def _child(root: str, name: str, send: Connection, parent: int) -> None:
 def _die_with_parent(parent: int) -> None:
     """When the worker dies (even by SIGKILL) the kernel sends this child SIGTERM; it then kills its session."""
 
-    def end_session(_signum: int, _frame: FrameType | None) -> None:
+    owner = os.getpid()
+
+    def end_session(signum: int, _frame: FrameType | None) -> None:
+        if os.getpid() != owner:  # a forked child inherited this handler: end as SIGTERM would
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         os.killpg(0, signal.SIGKILL)
 
     signal.signal(signal.SIGTERM, end_session)
