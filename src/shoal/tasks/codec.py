@@ -41,9 +41,10 @@ class Codec(ABC):
     #: a valid body, quoted when a body is not JSON
     example: ClassVar[str]
 
-    @abstractmethod
     def accepts(self, item: Any) -> bool:
-        """Whether one input is valid as it stands (the fast path); a body with any other goes to `validate`."""
+        """Whether one input is valid as it stands (the fast path; by default a text that is not empty); a body
+        with any other input goes to `validate`."""
+        return type(item) is str and bool(item)
 
     def fast_options(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """The options of a body the fast path may take, or None to send it to `validate`: only `inputs`."""

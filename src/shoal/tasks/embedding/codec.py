@@ -28,9 +28,6 @@ class EmbeddingCodec(Codec):
     answer_doc = "a unit-length vector"
     example = '{"inputs": ["a text", ...]}'
 
-    def accepts(self, item: Any) -> bool:
-        return type(item) is str and bool(item)
-
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[Any]:
         return outputs.tolist()  # type: ignore[no-any-return]
 

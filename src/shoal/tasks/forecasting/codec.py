@@ -41,9 +41,6 @@ class ForecastingCodec(Codec):
     answer_doc = "the next horizon points of a series"
     example = '{"inputs": ["a series id", ...]}'
 
-    def accepts(self, item: Any) -> bool:
-        return type(item) is str and bool(item)
-
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[Any]:
         assert isinstance(predictor, ForecastPredictor)
         h = predictor.horizon

@@ -45,9 +45,6 @@ class TextClassificationCodec(Codec):
     example = '{"inputs": ["a text", ...]}'
     _keys = frozenset(PredictRequest.model_fields)
 
-    def accepts(self, item: Any) -> bool:
-        return type(item) is str and bool(item)
-
     def fast_options(self, data: dict[str, Any]) -> dict[str, Any] | None:
         top_k = data.get("top_k")
         probabilities = data.get("return_probabilities", False)
