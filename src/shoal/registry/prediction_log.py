@@ -94,7 +94,7 @@ feedback = Table(
 
 
 class FeedbackError(ValueError):
-    """Feedback that cannot be joined to a logged prediction (the request had several inputs, or fewer)."""
+    """Feedback that cannot be joined to a logged prediction: which input of the request is unclear or missing."""
 
 
 class NotLogged(FeedbackError):

@@ -8,7 +8,6 @@ its thread pool, so ingestion never blocks the event loop that answers predictio
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +21,7 @@ from shoal.data.ingest import ingest_rows
 from shoal.data.split_mode import SplitMode
 from shoal.fleet import FleetError, ModelSpec
 from shoal.registry.jobs import JobQueue
-from shoal.registry.prediction_log import AlreadyLabelled, FeedbackError, NotLogged, PredictionLog
+from shoal.registry.prediction_log import AlreadyLabelled, FeedbackError, NotLogged
 from shoal.serve.auth import require_token
 from shoal.serve.errors import ServeError
 from shoal.serve.schemas import ErrorResponse
@@ -30,7 +29,6 @@ from shoal.serve.state import get_state
 from shoal.workspace import Workspace
 
 router = APIRouter(tags=["lifecycle"])
-_log_lock = threading.Lock()
 
 UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "missing or wrong bearer token"}}
 NO_MODEL = {404: {"model": ErrorResponse, "description": "no such model in the fleet"}}
@@ -116,19 +114,6 @@ class History(BaseModel):
     jobs: list[JobInfo]
 
 
-def get_prediction_log(request: Request) -> PredictionLog:
-    """The app's prediction log (`app.state.prediction_log`), created on first use; the predict path records
-    into it and the feedback route joins against it."""
-    state = request.app.state
-    log: PredictionLog | None = getattr(state, "prediction_log", None)
-    if log is None:
-        with _log_lock:
-            log = getattr(state, "prediction_log", None)
-            if log is None:
-                log = state.prediction_log = PredictionLog.for_registry(get_state(request).ws.registry)
-    return log
-
-
 def _spec(ws: Workspace, name: str) -> ModelSpec:
     try:
         return ws.model(name)
@@ -191,7 +176,7 @@ def send_feedback(name: str, body: FeedbackRequest, request: Request) -> Feedbac
     ws = get_state(request).ws
     _spec(ws, name)
     try:
-        joined = add_feedback(ws, get_prediction_log(request), name, body.request_id, body.label, body.index)
+        joined = add_feedback(ws, request.app.state.prediction_log, name, body.request_id, body.label, body.index)
     except DropRejected as error:
         return _rejected(error)
     except NotLogged as error:
