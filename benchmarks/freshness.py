@@ -76,7 +76,7 @@ def main() -> None:
     first_version = ws.registry.alias("banking77")
     print(
         f"first half: {int(first.sum())} rows -> v{first_version} "
-        f"(accuracy {ws.registry.version('banking77', first_version).metrics['accuracy']:.4f})"
+        f"(accuracy {ws.registry.version('banking77', first_version).metrics.scores['accuracy']:.4f})"
     )
 
     port = free_port()
@@ -132,8 +132,8 @@ def main() -> None:
         return found[-1] if last else found[0]
 
     new = [v for v in ws.registry.versions("banking77") if v.number > first_version]
-    train_s = sum(v.metrics["train_seconds"] for v in new)
-    eval_s = sum(v.metrics["eval_seconds"] for v in new)
+    train_s = sum(v.metrics.train_seconds or 0 for v in new)
+    eval_s = sum(v.metrics.eval_seconds or 0 for v in new)
     ingested, started = at("ingested"), at("job_started")
     trained, promoted = at("trained", last=True), at("promoted", last=True)
     phases = {
@@ -155,7 +155,7 @@ def main() -> None:
         print(f"| {phase} | {seconds:.1f} |")
     print(f"| **total** | **{total:.1f}** |")
     version = ws.registry.alias("banking77")
-    print(f"\nserved v{version}: accuracy {ws.registry.version('banking77', version).metrics['accuracy']:.4f}")
+    print(f"\nserved v{version}: accuracy {ws.registry.version('banking77', version).metrics.scores['accuracy']:.4f}")
     print_command(begun)
 
 

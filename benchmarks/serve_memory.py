@@ -47,7 +47,7 @@ def fleet_of(source: Workspace, count: int, folder: Path) -> Path:
             code_version=version.code_version,
             metrics=version.metrics,
             staged=staged,
-            test_hash=version.metrics.get("test_hash", ""),
+            test_hash=version.test_hash,
             label_error_rate=None,
         )
         ws.registry.set_alias(name, copy.number, actor="benchmark", reason="memory benchmark")

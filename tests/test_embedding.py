@@ -64,9 +64,10 @@ def test_encoders_are_judged_on_pairs_promoted_and_served_at_embed(
 
     [report] = train_models(ws)
     assert report.error is None, report.error
-    scores = {c.family: c.version.metrics for c in report.candidates if c.version is not None}
-    assert scores["minilm-embed"]["spearman"] > 0.5 and scores["minilm-embed"]["dim"] == 384
-    assert scores["minilm-embed"]["ci"][0] <= scores["minilm-embed"]["spearman"] <= scores["minilm-embed"]["ci"][1]
+    metrics = {c.family: c.version.metrics for c in report.candidates if c.version is not None}
+    minilm = metrics["minilm-embed"]
+    assert minilm.scores["spearman"] > 0.5 and minilm.scores["dim"] == 384
+    assert minilm.ci[0] <= minilm.scores["spearman"] <= minilm.ci[1]
     assert report.decision is not None and report.decision.promote, report.decision
     assert "word-overlap floor" in report.decision.reason
     production = ws.registry.version("embed", ws.registry.alias("embed", PRODUCTION))

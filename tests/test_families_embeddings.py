@@ -132,13 +132,27 @@ def test_batches_run_in_parallel_chunks_embed_as_one_text_at_a_time(
 def test_int8_variant_is_eligible_only_within_tolerance_of_fp32() -> None:
     from datetime import UTC, datetime
 
+    from metrics_fixture import metrics_of
     from shoal.gate import quantization_problem
     from shoal.registry.records import Version
     from shoal.tasks.text_classification.spec import TextClassificationSpec
 
     def version(number: int, family: str, accuracy: float) -> Version:
         return Version(
-            "m", number, family, {}, "", "d", "c", {"accuracy": accuracy}, "", "", 0, "", None, datetime.now(UTC)
+            "m",
+            number,
+            family,
+            {},
+            "",
+            "d",
+            "c",
+            metrics_of("accuracy", {"accuracy": accuracy}),
+            "",
+            "",
+            0,
+            "",
+            None,
+            datetime.now(UTC),
         )
 
     spec = TextClassificationSpec(task="text-classification", quantization_tolerance=0.01)

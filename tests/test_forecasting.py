@@ -113,14 +113,14 @@ def test_backtest_metrics_and_the_gate_on_daily_temperatures(
     by_family = {c.family: c.version.metrics for c in report.candidates if c.version is not None}
     assert set(by_family) == {"seasonal-naive", "gbm-lags"}
     for m in by_family.values():
-        assert m["n_test"] == 90 and m["backtest"] == {
+        assert m.n_test == 90 and m.scores["backtest"] == {
             "windows": 3,
             "horizon": 30,
             "series": 1,
             "first_origin": "1990-10-03T00:00:00",
         }
-        assert m["ci"][0] <= m["mase"] <= m["ci"][1] and 0 <= m["interval_coverage"] <= 1
-    assert by_family["gbm-lags"]["mase"] < by_family["seasonal-naive"]["mase"]
+        assert m.ci[0] <= m.scores["mase"] <= m.ci[1] and 0 <= m.scores["interval_coverage"] <= 1
+    assert by_family["gbm-lags"].value < by_family["seasonal-naive"].value
     assert report.decision is not None and "seasonal-naive floor" in report.decision.reason
 
 
@@ -174,7 +174,7 @@ def test_a_new_month_in_the_inbox_retrains_and_repromotes_while_worker_and_serve
     second = ws.registry.alias("cars", PRODUCTION)
     assert second is not None and second != first
     version = ws.registry.version("cars", second)
-    assert version.family == family and version.metrics["data_end"] == "1968-01-01T00:00:00"
+    assert version.family == family and version.metrics.scores["data_end"] == "1968-01-01T00:00:00"
     [promoted] = [e for e in ws.registry.events("cars") if e.kind == "promoted" and e.version == second]
     assert "promoted" in promoted.message
     assert seconds < 120
@@ -196,7 +196,7 @@ def test_a_forecaster_no_family_beats_serves_the_seasonal_naive_floor(
     versions = {c.family: c.version for c in report.candidates if c.version is not None}
     assert [c.family for c in report.candidates] == ["gbm-lags", "seasonal-naive"] and len(versions) == 2
     floor, gbm = versions["seasonal-naive"], versions["gbm-lags"]
-    assert floor.metrics["mase"] == pytest.approx(0.926, abs=0.001) and floor.metrics["mase"] < gbm.metrics["mase"]
+    assert floor.metrics.value == pytest.approx(0.926, abs=0.001) and floor.metrics.value < gbm.metrics.value
     decision = report.decision
     assert decision is not None and decision.promote
     assert decision.reason.startswith(f"promoted the seasonal-naive floor (v{floor.number}): no candidate beats it")

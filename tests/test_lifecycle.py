@@ -66,8 +66,8 @@ def test_gate_promotes_only_significant_gains_and_rollback_restores(make_workspa
     v_big = ws.registry.alias("bank")
     assert v_big != v_small and bigger.decision.delta > 0.03 and bigger.decision.p_value < 0.05
     assert (
-        ws.registry.version("bank", v_big).metrics["accuracy"]
-        > ws.registry.version("bank", v_small).metrics["accuracy"]
+        ws.registry.version("bank", v_big).metrics.scores["accuracy"]
+        > ws.registry.version("bank", v_small).metrics.scores["accuracy"]
     )
 
     assert ws.registry.rollback("bank") == v_small

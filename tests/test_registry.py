@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from metrics_fixture import metrics_of
 from shoal.registry import ArtifactError, Registry, RegistryError
 
 
@@ -24,7 +25,7 @@ def register(registry: Registry, family: str, params: dict, dataset: str = "d1",
         params=params,
         dataset_version=dataset,
         code_version="test",
-        metrics={"metric": "accuracy", "accuracy": 0.5},
+        metrics=metrics_of("accuracy", {"accuracy": 0.5}),
         staged=stage(registry, content),
         test_hash="t",
         label_error_rate=0.01,

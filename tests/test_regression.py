@@ -107,12 +107,12 @@ def test_california_housing_r2_floor_and_the_gate_refuses_a_same_data_retrain(
     production = ws.registry.version("house", ws.registry.alias("house", PRODUCTION))
     m = production.metrics
     assert production.family == "gbm"
-    assert m["r2"] >= 0.80, m
-    assert m["mae"] < 35_000 and m["ci"][0] < m["mae"] < m["ci"][1]
-    assert 0.8 < m["interval_coverage"] < 0.97
-    assert 3800 < m["n_test"] < 4500  # ~20% of 20,640 rows by hash
-    others = {v.family: v.metrics for v in ws.registry.versions("house")}
-    assert others["mean"]["r2"] == pytest.approx(0.0, abs=0.01) and others["ridge"]["r2"] < m["r2"]
+    assert m.scores["r2"] >= 0.80, m
+    assert m.scores["mae"] < 35_000 and m.ci[0] < m.scores["mae"] < m.ci[1]
+    assert 0.8 < m.scores["interval_coverage"] < 0.97
+    assert 3800 < m.n_test < 4500  # ~20% of 20,640 rows by hash
+    others = {v.family: v.metrics.scores for v in ws.registry.versions("house")}
+    assert others["mean"]["r2"] == pytest.approx(0.0, abs=0.01) and others["ridge"]["r2"] < m.scores["r2"]
 
     # the same rows in another order, as a new drop: the gbm retrained on them changes nothing
     fleet = yaml.safe_load(ws.fleet_path.read_text(encoding="utf-8"))

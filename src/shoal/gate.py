@@ -122,7 +122,9 @@ def quantization_problem(version: Version, siblings: dict[str, Version], spec: M
     if base is None or base not in siblings:
         return None
     better = get_task(spec.task).better
-    loss = better(spec.metric, siblings[base].metrics[spec.metric]) - better(spec.metric, version.metrics[spec.metric])
+    loss = better(spec.metric, siblings[base].metrics.scores[spec.metric]) - better(
+        spec.metric, version.metrics.scores[spec.metric]
+    )
     if loss > spec.quantization_tolerance:
         return f"v{version.number} ({version.family}) loses {loss:.4f} {spec.metric} against {base}"
     return None
@@ -136,34 +138,33 @@ def _challenger(registry: Registry, name: str, spec: ModelSpec, task: TaskKind, 
         problem = quantization_problem(v, siblings, spec)
         if problem:
             registry.record_event(name, "ineligible", problem, version=v.number)
-        elif not budget_problems(spec.gate, v.metrics["profile"]["p95_ms_batch1"], v.size_bytes / 1e6):
+        elif not budget_problems(spec.gate, v.metrics.profile.p95_ms_batch1, v.size_bytes / 1e6):
             eligible.append(v)
     pool = eligible or candidates
     return max(
         pool,
-        key=lambda v: (round(task.better(spec.metric, v.metrics[spec.metric]), 9), tuple(-c for c in _cost(v))),
+        key=lambda v: (round(task.better(spec.metric, v.metrics.scores[spec.metric]), 9), tuple(-c for c in _cost(v))),
     )
 
 
 def _contender(ws: Workspace, task: TaskKind, version: Version, test: TestSet) -> Contender:
     """A version re-scored on the current test set (never its cached numbers)."""
     outputs = task.gate_outputs(ws.load_predictor(version), test)
-    profile = version.metrics["profile"]
+    profile = version.metrics.profile
     return Contender(
-        f"v{version.number}", outputs, profile["p95_ms_batch1"], version.size_bytes / 1e6, profile["cost_per_million"]
+        f"v{version.number}", outputs, profile.p95_ms_batch1, version.size_bytes / 1e6, profile.cost_per_million
     )
 
 
 def _cost(version: Version) -> tuple[float, float]:
-    profile = version.metrics["profile"]
-    return profile["cost_per_million"], version.size_bytes
+    return version.metrics.profile.cost_per_million, version.size_bytes
 
 
 def _refresh(task: TaskKind, champion: Version, siblings: dict[str, Version], test: TestSet) -> Version | None:
     """The champion's own family refit on the current data, when the champion's output is stale (a forecast
     that starts before the latest observation) and no other candidate beat it."""
     fresh = siblings.get(champion.family)
-    if fresh is None or fresh.number == champion.number or not task.is_stale(champion.metrics, test):
+    if fresh is None or fresh.number == champion.number or not task.is_stale(champion.metrics.scores, test):
         return None
     return fresh
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -74,11 +75,11 @@ def _print_reports(reports: list[ModelReport]) -> None:
             table.add_row(
                 c.family,
                 f"v{c.version.number}" + (" (reused)" if c.reused else ""),
-                f"{m['metric']} {m[m['metric']]:.4f}",
-                f"{m['ci'][0]:.4f}..{m['ci'][1]:.4f}",
-                f"{m['profile']['p95_ms_batch1']:.2f}",
+                f"{m.metric} {m.value:.4f}",
+                f"{m.ci[0]:.4f}..{m.ci[1]:.4f}",
+                f"{m.profile.p95_ms_batch1:.2f}",
                 f"{c.version.size_bytes / 1e6:.2f}",
-                f"{m.get('train_seconds', 0):.1f}",
+                f"{m.train_seconds or 0:.1f}",
             )
         console.print(table)
         for note in report.notes:
@@ -101,7 +102,8 @@ def _resolve(ws: Workspace, model: str, version: int | None) -> Version:
 def eval_report(v: Version) -> dict[str, Any]:
     """A version's evaluation keyed by the metric names of the fleet file."""
     m = v.metrics
-    keys = [k for k in m if isinstance(m[k], int | float) and k not in ("n_test", "n_train")]
+    timings = {"train_seconds": m.train_seconds, "eval_seconds": m.eval_seconds}
+    numbers = {k: x for k, x in {**m.scores, **timings}.items() if isinstance(x, int | float)}
     return {
         "model": v.model,
         "version": v.number,
@@ -109,16 +111,16 @@ def eval_report(v: Version) -> dict[str, Any]:
         "params": v.params,
         "dataset_version": v.dataset_version,
         "test_hash": v.test_hash,
-        "metric": m["metric"],
-        **{k: m[k] for k in keys},
-        "ci": m["ci"],
-        "per_class": m.get("per_class", {}),
-        "confusion": m.get("confusion"),
-        "profile": m["profile"],
+        "metric": m.metric,
+        **numbers,
+        "ci": m.ci,
+        "per_class": m.scores.get("per_class", {}),
+        "confusion": m.scores.get("confusion"),
+        "profile": asdict(m.profile),
         "label_error_rate": v.label_error_rate,
         "size_bytes": v.size_bytes,
-        "n_test": m.get("n_test"),
-        "n_train": m.get("n_train"),
+        "n_test": m.n_test,
+        "n_train": m.n_train,
         "created_at": v.created_at.isoformat(),
     }
 
@@ -184,7 +186,7 @@ def versions(
         table.add_row(
             f"v{v.number}",
             v.family,
-            f"{v.metrics[v.metrics['metric']]:.4f}",
+            f"{v.metrics.value:.4f}",
             v.dataset_version,
             f"{v.size_bytes / 1e6:.2f}",
             v.created_at.strftime("%Y-%m-%d %H:%M:%S"),

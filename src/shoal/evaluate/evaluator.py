@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -11,6 +10,7 @@ from shoal.data.sets import TestSet
 from shoal.evaluate.profile import profile
 from shoal.families import Predictor
 from shoal.fleet import WorkspaceSpec
+from shoal.registry.records import Profile, VersionMetrics
 from shoal.tasks.base import TaskKind
 
 
@@ -23,11 +23,10 @@ def evaluate(
     metric: str,
     settings: WorkspaceSpec,
     size_bytes: int,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """(metrics with the profile, the outputs the gate compares)."""
-    metrics, outputs = task.score(predictor, test, metric, bootstrap=settings.evaluation.bootstrap, seed=settings.seed)
-    metrics["test_hash"] = test.hash
-    metrics["profile"] = profile(
+) -> tuple[VersionMetrics, np.ndarray]:
+    """(the scores with the profile, the outputs the gate compares)."""
+    scores, outputs = task.score(predictor, test, metric, bootstrap=settings.evaluation.bootstrap, seed=settings.seed)
+    cost = profile(
         predictor,
         family,
         folder,
@@ -37,4 +36,6 @@ def evaluate(
         cost_per_core_hour=settings.cost_per_core_hour,
         size_bytes=size_bytes,
     )
-    return metrics, outputs
+    scores = dict(scores)
+    name, ci, n_test = scores.pop("metric"), scores.pop("ci"), scores.pop("n_test")
+    return VersionMetrics(name, ci, scores, n_test, test.hash, Profile(**cost)), outputs

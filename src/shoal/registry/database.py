@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shoal.registry import schema as t
 from shoal.registry.artifacts import ArtifactStore
-from shoal.registry.records import AliasChange, Drop, Event, Version
+from shoal.registry.records import AliasChange, Drop, Event, Version, VersionMetrics
 
 PRODUCTION = "production"
 
@@ -271,7 +271,7 @@ class Registry:
         params: dict[str, Any],
         dataset_version: str,
         code_version: str,
-        metrics: dict[str, Any],
+        metrics: VersionMetrics,
         staged: Path,
         test_hash: str,
         label_error_rate: float | None,
@@ -305,7 +305,7 @@ class Registry:
                         params_hash=params_hash(params),
                         dataset_version=dataset_version,
                         code_version=code_version,
-                        metrics=metrics,
+                        metrics=metrics.to_json(),
                         artifact_uri=uri,
                         checksum=checksum,
                         size_bytes=size,
@@ -346,7 +346,7 @@ class Registry:
             params_hash=row.params_hash,
             dataset_version=row.dataset_version,
             code_version=row.code_version,
-            metrics=dict(row.metrics),
+            metrics=VersionMetrics.from_json(row.metrics),
             artifact_uri=row.artifact_uri,
             checksum=row.checksum,
             size_bytes=row.size_bytes,
@@ -367,13 +367,13 @@ class Registry:
             raise RegistryError(f"model {model!r} has no version {number}; see 'shoal versions {model}'")
         return self._version(row)
 
-    def update_metrics(self, model: str, number: int, metrics: dict[str, Any]) -> None:
+    def update_metrics(self, model: str, number: int, metrics: VersionMetrics) -> None:
         with self._write() as conn:
             model_id = self._model_id(conn, model)
             conn.execute(
                 update(t.versions)
                 .where(t.versions.c.model_id == model_id, t.versions.c.number == number)
-                .values(metrics=metrics)
+                .values(metrics=metrics.to_json())
             )
 
     # -- aliases ------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,83 @@ class Drop:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """What a version costs to serve, measured on the test inputs."""
+
+    p50_ms_batch1: float
+    p95_ms_batch1: float
+    p50_ms_batch64: float
+    p95_ms_batch64: float
+    throughput_per_s: float  # inputs per second at batch 64
+    cpu_seconds_per_prediction: float
+    latency_calls: int
+    size_bytes: int
+    n_parameters: int
+    peak_rss_mb: float | None  # None when not measured
+    cost_per_million: float  # $ per million predictions at batch 64
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """The search on training folds: its folds, the chosen setting's score, every setting's score."""
+
+    folds: int
+    score: float | None
+    grid: list[dict[str, Any]]
+
+
+#: the stored keys that the trainer adds (absent from a version registered by hand)
+_OPTIONAL = frozenset({"train_seconds", "eval_seconds", "cv", "n_train"})
+#: the stored keys that are not the task's scores
+_FIELDS = frozenset({"metric", "ci", "n_test", "test_hash", "profile"}) | _OPTIONAL
+
+
+@dataclass(frozen=True)
+class VersionMetrics:
+    """A version's evaluation on the frozen test set. `scores` holds what its task kind scored, keyed as the
+    fleet file names metrics (the fleet metric, accuracy, per_class, mase, ...) with the task's details
+    (a forecast's data_end and backtest)."""
+
+    metric: str  # the fleet metric's name
+    ci: list[float]  # the fleet metric's 95% bootstrap CI
+    scores: dict[str, Any]
+    n_test: int
+    test_hash: str
+    profile: Profile
+    train_seconds: float | None = None  # None: written by hand, not by the trainer
+    eval_seconds: float | None = None
+    cv: CrossValidation | None = None
+    n_train: int | None = None
+
+    @property
+    def value(self) -> float:
+        """The fleet metric's value."""
+        return float(self.scores[self.metric])
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: the scores beside the other fields in one flat object."""
+        stored = {**self.scores, **asdict(self)}
+        del stored["scores"]
+        return {key: value for key, value in stored.items() if value is not None or key not in _OPTIONAL}
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> VersionMetrics:
+        cv = stored.get("cv")
+        return cls(
+            metric=stored["metric"],
+            ci=list(stored["ci"]),
+            scores={key: value for key, value in stored.items() if key not in _FIELDS},
+            n_test=stored["n_test"],
+            test_hash=stored["test_hash"],
+            profile=Profile(**stored["profile"]),
+            train_seconds=stored.get("train_seconds"),
+            eval_seconds=stored.get("eval_seconds"),
+            cv=CrossValidation(**cv) if cv is not None else None,
+            n_train=stored.get("n_train"),
+        )
+
+
+@dataclass(frozen=True)
 class Version:
     model: str
     number: int
@@ -30,7 +108,7 @@ class Version:
     params_hash: str
     dataset_version: str
     code_version: str
-    metrics: dict[str, Any]
+    metrics: VersionMetrics
     artifact_uri: str
     checksum: str
     size_bytes: int

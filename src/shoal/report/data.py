@@ -30,28 +30,27 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
     production = registry.alias(name, PRODUCTION)
     candidates = []
     for v in registry.versions(name):
-        m = v.metrics
-        profile = m.get("profile", {})
+        m, profile = v.metrics, v.metrics.profile
         candidates.append(
             {
                 "version": v.number,
                 "family": v.family,
                 "params": v.params,
                 "dataset_version": v.dataset_version,
-                "metric": m.get(spec.metric),
-                "ci": m.get("ci"),
-                "accuracy": m.get("accuracy"),
-                "macro_f1": m.get("macro_f1"),
-                "mcc": m.get("mcc"),
-                "ece": m.get("ece"),
-                "columns": [m.get(key) for key, _ in task.report_columns],
-                "p50_ms_batch1": profile.get("p50_ms_batch1"),
-                "p95_ms_batch1": profile.get("p95_ms_batch1"),
-                "throughput_per_s": profile.get("throughput_per_s"),
+                "metric": m.scores.get(spec.metric),
+                "ci": m.ci,
+                "accuracy": m.scores.get("accuracy"),
+                "macro_f1": m.scores.get("macro_f1"),
+                "mcc": m.scores.get("mcc"),
+                "ece": m.scores.get("ece"),
+                "columns": [m.scores.get(key) for key, _ in task.report_columns],
+                "p50_ms_batch1": profile.p50_ms_batch1,
+                "p95_ms_batch1": profile.p95_ms_batch1,
+                "throughput_per_s": profile.throughput_per_s,
                 "size_mb": v.size_bytes / 1e6,
-                "peak_rss_mb": profile.get("peak_rss_mb"),
-                "cost_per_million": profile.get("cost_per_million"),
-                "train_seconds": m.get("train_seconds"),
+                "peak_rss_mb": profile.peak_rss_mb,
+                "cost_per_million": profile.cost_per_million,
+                "train_seconds": m.train_seconds,
                 "label_error_rate": v.label_error_rate,
                 "production": v.number == production,
                 "created_at": v.created_at.isoformat(),

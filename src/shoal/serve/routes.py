@@ -39,17 +39,15 @@ operations = APIRouter(tags=["operations"])
 
 
 def key_metrics(version: Version) -> KeyMetrics:
-    m: dict[str, Any] = version.metrics
-    profile = m.get("profile") or {}
-    name = str(m.get("metric", "accuracy"))
+    m = version.metrics
     return KeyMetrics(
-        metric=name,
-        value=m.get(name),
-        accuracy=m.get("accuracy"),
-        macro_f1=m.get("macro_f1"),
-        p95_ms_batch1=profile.get("p95_ms_batch1"),
-        throughput_per_s=profile.get("throughput_per_s"),
-        cost_per_million=profile.get("cost_per_million"),
+        metric=m.metric,
+        value=m.value,
+        accuracy=m.scores.get("accuracy"),
+        macro_f1=m.scores.get("macro_f1"),
+        p95_ms_batch1=m.profile.p95_ms_batch1,
+        throughput_per_s=m.profile.throughput_per_s,
+        cost_per_million=m.profile.cost_per_million,
     )
 
 
@@ -97,8 +95,8 @@ async def describe_model(name: str, request: Request) -> ModelDetail:
                 number=v.number,
                 family=v.family,
                 created_at=v.created_at,
-                metric=v.metrics.get("metric"),
-                value=v.metrics.get(v.metrics.get("metric", "")),
+                metric=v.metrics.metric,
+                value=v.metrics.value,
                 production=v.number == production,
                 serving=v.number == serving,
                 feedback_count=live.get(v.number, (0, 0.0))[0],

@@ -10,7 +10,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shoal import __version__, gate
 from shoal.data.sets import TestSet, TrainSet
@@ -20,6 +20,7 @@ from shoal.families.base import write_json
 from shoal.faults import checkpoint
 from shoal.fleet import ModelSpec
 from shoal.registry import PRODUCTION, Version
+from shoal.registry.records import CrossValidation
 from shoal.tasks import get_task
 from shoal.train.errors import TrainError
 from shoal.train.search import search
@@ -94,11 +95,14 @@ def _fit_candidate(
             write_json(staged / file_name, content)
         size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
         evaluated = time.perf_counter()
-        metrics, _ = evaluate(task, predictor, family_name, staged, test, spec.metric, settings, size)
-        metrics["train_seconds"] = train_seconds
-        metrics["eval_seconds"] = time.perf_counter() - evaluated
-        metrics["cv"] = {"folds": spec.cv_folds, "score": found.cv_score, "grid": found.scores}
-        metrics["n_train"] = len(train.inputs)
+        scored, _ = evaluate(task, predictor, family_name, staged, test, spec.metric, settings, size)
+        metrics = replace(
+            scored,
+            train_seconds=train_seconds,
+            eval_seconds=time.perf_counter() - evaluated,
+            cv=CrossValidation(spec.cv_folds, found.cv_score, found.scores),
+            n_train=len(train.inputs),
+        )
         checkpoint("artifact_written")
         version, _ = ws.registry.register_version(
             name,
