@@ -35,8 +35,8 @@ demo: $(VENV)/.core
 
 # the main suite runs last, so the final pytest summary line is the main suite's
 test: $(VENV)/.dev
-	$(MAKE) test-forecasting
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(MAKE) test-forecasting
 	$(VENV)/bin/pytest
 
 # SHOAL_TEST_FORECASTING=1 turns a missing statsforecast into a failure instead of a skip

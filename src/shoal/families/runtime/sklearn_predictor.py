@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 import sklearn
-import skops.io as sio
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from shoal.families.base import Predictor, read_json, write_json
 
 MODEL_FILE = "model.skops"
+
+
+def _import_skops_io() -> ModuleType:
+    """`skops.io` without torch. Importing it lists every scikit-learn estimator, which imports every sklearn
+    module, among them the array-API adapter for torch, which imports torch whenever it is installed (hundreds of MB
+    mapped into a server that only loads artifacts). Unless torch is loaded already, it is hidden for that import:
+    `import torch` then raises ImportError, which scikit-learn's walk over its modules skips. Runs once, when this
+    module is first imported (the fleet file's check imports the families before any thread starts)."""
+    if "torch" in sys.modules:
+        return importlib.import_module("skops.io")
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        return importlib.import_module("skops.io")
+    finally:
+        del sys.modules["torch"]
+
+
+sio = _import_skops_io()
 
 
 class UntrustedArtifact(RuntimeError):
