@@ -57,7 +57,7 @@ def main() -> None:
     shutil.rmtree(ws, ignore_errors=True)
     ws.mkdir(parents=True)
     fleet = {
-        "evaluation": {"latency_calls": args.latency_calls},
+        "workspace": {"evaluation": {"latency_calls": args.latency_calls}},
         "models": {"embed": {"task": "embedding", "families": FAMILIES}},
     }
     (ws / "shoal.yaml").write_text(yaml.safe_dump(fleet, sort_keys=False))
