@@ -174,6 +174,7 @@ def test_kill_minus_9_of_shoal_train_at_each_point_leaves_a_consistent_store(
     assert sorted(v.family for v in ws.registry.versions("bank")) == families  # none made twice
 
 
+@pytest.mark.timeout(600)  # two fresh `shoal train` processes sharing two cores: minutes on a loaded machine
 def test_two_train_processes_at_once_both_succeed_for_every_family_with_no_duplicates(
     make_workspace, subset, registry_url: str, tmp_path: Path
 ) -> None:
@@ -184,7 +185,7 @@ def test_two_train_processes_at_once_both_succeed_for_every_family_with_no_dupli
     ingest_file(ws, "bank", write_rows(tmp_path / "test.csv", test), split="test")
     command = [sys.executable, "-m", "shoal", "train", "-w", str(ws.root)]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [p.communicate(timeout=240) for p in processes]
+    outputs = [p.communicate(timeout=540) for p in processes]
     for process, (out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, out + err
         assert "locked" not in out + err and "failed" not in out + err

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import spam_model, write_rows
-from processes import assert_gone, paused_pid, process_tree
+from processes import assert_gone, paused_pid, process_tree, wait_for
 from shoal.data.ingest import ingest_file
 from shoal.faults import FORK_LOG_ENV, PAUSE_AT_ENV, PAUSE_FILE_ENV
 from shoal.registry.jobs import DONE, FAILED, TRAIN, JobQueue
@@ -48,14 +48,16 @@ def test_a_job_past_its_budget_is_stopped_with_its_process_tree_and_the_worker_g
         pid = paused_pid(pause, 120, "search")
         tree = process_tree(pid)  # the job's child and the fold workers it started
         assert tree[0].ppid() == worker.pid and len(tree) > 1, [p.cmdline() for p in tree]
+        queue = JobQueue(ws.registry)
+        wait_for(lambda: queue.jobs("slow")[0].status == FAILED, BUDGET + 60, "the slow job stopped")
+        assert worker.poll() is None  # the worker lives on (its next job), so its exit did not end the tree
+        assert_gone(tree, 2)  # stopped before the job was recorded failed
         assert worker.wait(timeout=250) == 0
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-    assert_gone(tree, 10)
 
-    queue = JobQueue(ws.registry)
     [stopped], [done] = queue.jobs("slow"), queue.jobs("fast")
     assert stopped.status == FAILED and stopped.lease_expires is None
     assert f"exceeded its wall-clock budget of {BUDGET} s" in (stopped.error or "")
