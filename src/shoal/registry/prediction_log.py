@@ -305,6 +305,8 @@ class PredictionLog:
         self._stop.set()
         if self._flusher is not None:
             self._flusher.join()
+        if not self.buffered:
+            return
         try:
             self.flush()
         except Exception as error:
