@@ -32,14 +32,13 @@ def ingest_feedback(ws: Workspace, log: PredictionLog, model: str) -> IngestResu
     if not pending:
         return None
     spec = ws.model(model)
-    texts, labels, lines = [f.text for f in pending], [f.label for f in pending], [f.id for f in pending]
-    frame = get_task(spec.task).feedback_rows(spec, texts, labels, lines)
-    source = f"{SOURCE} ({len(pending)} label(s), ids {pending[0].id}..{pending[-1].id})"
-    ids = [f.id for f in pending]
+    ids = [f.id for f in pending]  # a feedback row's id is its line in the drop
+    frame = get_task(spec.task).feedback_rows(spec, [f.text for f in pending], [f.label for f in pending], ids)
+    source = f"{SOURCE} ({len(pending)} label(s), ids {ids[0]}..{ids[-1]})"
     try:
         result = ingest_frame(ws, model, frame, source=source, split=SPLIT, skip_invalid=True)
     except DropRejected as error:
-        log.settle_feedback(ids, f"rejected: {error.problems[-1]}")
+        log.settle_feedback(ids, f"rejected: {error.problems[0]}")
         record_rejected(ws, model, f"{source} rejected: {error.problems[0]}")
         raise
     log.settle_feedback(ids, result.drop.hash)

@@ -367,15 +367,6 @@ class Registry:
             raise RegistryError(f"model {model!r} has no version {number}; see 'shoal versions {model}'")
         return self._version(row)
 
-    def update_metrics(self, model: str, number: int, metrics: VersionMetrics) -> None:
-        with self._write() as conn:
-            model_id = self._model_id(conn, model)
-            conn.execute(
-                update(t.versions)
-                .where(t.versions.c.model_id == model_id, t.versions.c.number == number)
-                .values(metrics=metrics.to_json())
-            )
-
     # -- aliases ------------------------------------------------------------------------------------
     def alias(self, model: str, alias: str = PRODUCTION) -> int | None:
         query = (

@@ -56,6 +56,7 @@ RETENTION_ENV = "SHOAL_PREDICTION_RETENTION_HOURS"
 MAX_ROWS_ENV = "SHOAL_PREDICTION_MAX_ROWS"
 MAX_BUFFERED_ENV = "SHOAL_PREDICTION_MAX_BUFFERED"
 PRUNE_EVERY_S = 60.0
+CLOSE_WAIT_S = 10.0  # how long close() waits for a flush in progress
 REFUSED, OVERFLOW = "refused", "overflow"  # why a prediction was not logged
 ROW_ERRORS = (DataError, IntegrityError, UnicodeError)  # what one row's values cause, unlike an outage
 
@@ -304,13 +305,14 @@ class PredictionLog:
         """Write what is buffered and stop the background thread."""
         self._stop.set()
         if self._flusher is not None:
-            self._flusher.join()
-        if not self.buffered:
-            return
-        try:
-            self.flush()
-        except Exception as error:
-            logger.error("prediction log: %d row(s) not written at shutdown (%s)", self.buffered, type(error).__name__)
+            self._flusher.join(timeout=CLOSE_WAIT_S)
+        if self.buffered:
+            try:
+                self.flush()
+            except Exception as error:
+                logger.error(
+                    "prediction log: %d row(s) not written at shutdown (%s)", self.buffered, type(error).__name__
+                )
         if self._owns_engine:
             self.engine.dispose()
 
