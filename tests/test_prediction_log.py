@@ -35,7 +35,7 @@ def test_a_refused_row_is_dropped_counted_and_never_printed(
     log.record("after", "spam", 1, ["another fine text"])
     with caplog.at_level(logging.DEBUG, logger="shoal"):
         assert log.flush() == 5 - refused
-    assert log.dropped == {"refused": refused, "overflow": 0} and log.buffered == 0
+    assert log.dropped == {"refused": refused, "overflow": 0, "closed": 0} and log.buffered == 0
     assert "refused" in caplog.text
     assert "poison" not in caplog.text and "zebra" not in caplog.text
 
@@ -51,7 +51,7 @@ def test_a_refused_row_is_dropped_counted_and_never_printed(
 def test_the_write_buffer_is_bounded_and_drops_the_oldest(log: PredictionLog) -> None:
     for i in range(8):
         log.record(f"req-{i}", "spam", 1, [f"text {i}"])
-    assert log.buffered == 5 and log.dropped == {"refused": 0, "overflow": 3}
+    assert log.buffered == 5 and log.dropped == {"refused": 0, "overflow": 3, "closed": 0}
     assert log.flush() == 5
     with pytest.raises(NotLogged):
         log.add_feedback("spam", "req-2", "ham")
@@ -72,7 +72,7 @@ def test_an_outage_keeps_the_rows_for_the_next_flush(log: PredictionLog, registr
     try:
         with pytest.raises(Exception, match="connection"):
             log.flush()
-        assert log.buffered == 1 and log.dropped == {"refused": 0, "overflow": 0}
+        assert log.buffered == 1 and log.dropped == {"refused": 0, "overflow": 0, "closed": 0}
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true'))
@@ -87,3 +87,13 @@ def test_database_errors_never_show_the_rows_values(log: PredictionLog) -> None:
     with pytest.raises((DataError, IntegrityError)) as refused, log.engine.begin() as conn:
         conn.execute(insert(predictions), [{**row, "text": "a private message"}])
     assert "private" not in str(refused.value)
+
+
+def test_a_row_recorded_after_close_is_counted_not_kept(log: PredictionLog, caplog) -> None:
+    log.record("before", "spam", 1, ["written at close"])
+    log.close()
+    log.record("after", "spam", 1, ["nothing would write this"])
+    assert log.buffered == 0 and log.dropped == {"refused": 0, "overflow": 0, "closed": 1}
+    log.close()  # a second close reports the count, and is otherwise harmless
+    assert "1 row(s) arrived after it was closed" in caplog.text and "nothing would" not in caplog.text
+    assert log.add_feedback("spam", "before", "ham").text == "written at close"

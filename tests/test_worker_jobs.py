@@ -21,6 +21,7 @@ from processes import assert_gone, paused_pid, process_tree, wait_for
 from shoal.data.ingest import ingest_file
 from shoal.faults import FORK_LOG_ENV, PAUSE_AT_ENV, PAUSE_FILE_ENV
 from shoal.registry.jobs import DONE, FAILED, TRAIN, JobQueue
+from shoal.worker.job_process import JobFailed, _exited, _stop, train_in_child
 from shoal.worker.runner import Worker
 
 BUDGET = 90  # the job must reach its search first: a fresh interpreter and two fold workers, on a busy machine too
@@ -121,3 +122,23 @@ def test_many_jobs_in_a_row_beside_busy_threads_finish_and_nothing_forks(
     assert all(ws.registry.alias(name) is not None for name in models)
     assert forks_here == [], "the worker forked"
     assert not fork_log.exists(), f"a job's training forked: {fork_log.read_text()}"
+
+
+def test_a_child_that_cannot_open_its_workspace_reports_why(tmp_path: Path) -> None:
+    (tmp_path / "shoal.yaml").write_text("models: [not, a, mapping\n")  # the fleet file broke after the worker read it
+    with pytest.raises(JobFailed) as failed:
+        train_in_child(tmp_path, "spam", lambda model, what: None, 120)
+    assert "without a result" not in str(failed.value), failed.value
+    assert "shoal.yaml" in str(failed.value) or "fleet" in str(failed.value).lower(), failed.value
+
+
+def test_a_stopped_child_is_signalled_before_it_is_reaped() -> None:
+    """`_stop` must find the child's group and descendants while the child's pid still belongs to it: `_exited`
+    waits for the end without reaping, so the exit status is still there for `Popen` afterwards."""
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], start_new_session=True)
+    ended = _exited(child.pid, 60)
+    assert ended is not None and ended.si_status == 3
+    assert child.returncode is None and child.wait(timeout=10) == 3  # not reaped by `_exited`
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    _stop(sleeper, 0)
+    assert sleeper.returncode == -signal.SIGKILL

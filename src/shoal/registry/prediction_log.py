@@ -57,7 +57,7 @@ MAX_ROWS_ENV = "SHOAL_PREDICTION_MAX_ROWS"
 MAX_BUFFERED_ENV = "SHOAL_PREDICTION_MAX_BUFFERED"
 PRUNE_EVERY_S = 60.0
 CLOSE_WAIT_S = 10.0  # how long close() waits for a flush in progress
-REFUSED, OVERFLOW = "refused", "overflow"  # why a prediction was not logged
+REFUSED, OVERFLOW, CLOSED = "refused", "overflow", "closed"  # why a prediction was not logged
 ROW_ERRORS = (DataError, IntegrityError, UnicodeError)  # what one row's values cause, unlike an outage
 
 logger = logging.getLogger("shoal.prediction_log")
@@ -142,7 +142,7 @@ class PredictionLog:
         self.max_buffered = max_buffered
         self._owns_engine = owns_engine
         self._buffer: deque[dict[str, Any]] = deque()
-        self._dropped = {REFUSED: 0, OVERFLOW: 0}
+        self._dropped = {REFUSED: 0, OVERFLOW: 0, CLOSED: 0}
         self._reported = dict(self._dropped)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -166,7 +166,8 @@ class PredictionLog:
 
     @property
     def dropped(self) -> dict[str, int]:
-        """Predictions not logged since start, by reason: refused (by the database), overflow (buffer full)."""
+        """Predictions not logged since start, by reason: refused (by the database), overflow (buffer full),
+        closed (recorded after `close`, when nothing would write them)."""
         with self._lock:
             return dict(self._dropped)
 
@@ -200,6 +201,9 @@ class PredictionLog:
             for position, text in enumerate(texts)
         ]
         with self._lock:
+            if self._stop.is_set():
+                self._dropped[CLOSED] += len(rows)
+                return
             self._buffer.extend(rows)
             self._trim()
             if self._flusher is None:
@@ -284,6 +288,8 @@ class PredictionLog:
             self._reported = dict(self._dropped)
         if new[REFUSED]:
             logger.warning("prediction log: the database refused %d row(s); they are not logged", new[REFUSED])
+        if new[CLOSED]:
+            logger.warning("prediction log: %d row(s) arrived after it was closed; they are not logged", new[CLOSED])
         if new[OVERFLOW]:
             logger.warning(
                 "prediction log: %d row(s) dropped, the buffer of %d rows was full", new[OVERFLOW], self.max_buffered
@@ -313,6 +319,7 @@ class PredictionLog:
                 logger.error(
                     "prediction log: %d row(s) not written at shutdown (%s)", self.buffered, type(error).__name__
                 )
+        self._report()
         if self._owns_engine:
             self.engine.dispose()
 

@@ -114,7 +114,8 @@ class Metrics:
         self.log_dropped = Family(
             "shoal_prediction_log_dropped_total",
             "counter",
-            "Predictions not logged, by reason: refused (by the database), overflow (the write buffer was full).",
+            "Predictions not logged, by reason: refused (by the database), overflow (the write buffer was full),"
+            " closed (recorded after shutdown began).",
             ("reason",),
         )
         self.log_buffered = Family("shoal_prediction_log_buffered", "gauge", "Predictions waiting to be logged.", ())

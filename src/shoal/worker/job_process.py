@@ -31,6 +31,8 @@ from shoal.workspace import Workspace
 _PR_SET_PDEATHSIG = 1
 _REAP_SECONDS = 10.0
 _CHECK_SECONDS = 1.0
+_EXIT_GRACE_SECONDS = 10.0
+_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -47,20 +49,26 @@ class JobFailed(Exception):
 def train_in_child(root: Path, name: str, step: Step, budget_seconds: float) -> ModelReport:
     """`train_model(Workspace(root), name, step)` in a child process, stopped after `budget_seconds`."""
     read, write = os.pipe()
+    receive = Connection(read, writable=False)
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", __name__, str(root), name, str(write), str(os.getpid())],
             pass_fds=(write,),
             start_new_session=True,
         )
+    except BaseException:
+        receive.close()
+        raise
     finally:
         os.close(write)
-    receive = Connection(read, writable=False)
+    grace = 0.0
     try:
-        return _receive(process, receive, step, time.monotonic() + budget_seconds, budget_seconds)
+        report = _receive(process, receive, step, time.monotonic() + budget_seconds, budget_seconds)
+        grace = _EXIT_GRACE_SECONDS  # a child that reported is closing its workspace: let it end on its own
+        return report
     finally:
         receive.close()
-        _stop(process)
+        _stop(process, grace)
 
 
 def _receive(
@@ -70,7 +78,7 @@ def _receive(
         left = deadline - time.monotonic()
         if left <= 0:
             raise JobFailed(f"the job exceeded its wall-clock budget of {budget:g} s and was stopped")
-        if not wait([receive], timeout=min(left, _CHECK_SECONDS)) and process.poll() is None:
+        if not wait([receive], timeout=min(left, _CHECK_SECONDS)) and _exited(process.pid, 0) is None:
             continue
         if not receive.poll(0):  # the child ended, and sent nothing more
             raise _ended(process)
@@ -87,17 +95,40 @@ def _receive(
 
 
 def _ended(process: subprocess.Popen[bytes]) -> JobFailed:
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(_REAP_SECONDS)
-    return JobFailed(f"the training process ended (exit code {process.returncode}) without a result")
+    ended = _exited(process.pid, _REAP_SECONDS)
+    how = "?" if ended is None else _how(ended)
+    return JobFailed(f"the training process ended ({how}) without a result")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the child, its process group and every descendant (a no-op for what has ended); reap them."""
-    try:
+def _how(ended: os.waitid_result) -> str:
+    if ended.si_code == os.CLD_EXITED:
+        return f"exit code {ended.si_status}"
+    return f"killed by signal {ended.si_status}"
+
+
+def _exited(pid: int, seconds: float) -> os.waitid_result | None:
+    """Wait up to `seconds` for the child to end, *without reaping it*: while it is an unreaped zombie its pid (and
+    so its process group's id) cannot be given to another process, so signalling them stays safe."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with suppress(ChildProcessError):
+            ended = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            if ended is not None:
+                return ended
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(_POLL_SECONDS)
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
+    """After up to `grace` seconds, SIGKILL the child, its process group and every descendant, then reap them.
+
+    Everything is signalled before the child is reaped (see `_exited`), so no pid can have been reused.
+    """
+    _exited(process.pid, grace)
+    descendants: list[psutil.Process] = []
+    with suppress(psutil.NoSuchProcess):
         descendants = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)  # the child leads its own group: this reaches its pool workers
     process.kill()
@@ -112,7 +143,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def _child(root: str, name: str, send: Connection, parent: int) -> None:
     _die_with_parent(parent)
     log_forks()
-    ws = Workspace(root)
+    ws = Workspace(root)  # only resolves the path: the fleet file is read inside the try
     try:
         report = train_model(ws, name, lambda model, what: send.send(("step", model, what)))
         send.send(("report", report))
