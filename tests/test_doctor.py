@@ -92,6 +92,7 @@ def test_a_damaged_store_is_reported_and_only_what_is_safe_is_repaired(trained: 
     examine(ws, repair=True, grace_seconds=0)
     assert not partial.exists() and not orphan.exists()
     assert len(list((root / ORPHANS).glob(f"*/models/spam/{orphan.name}"))) == 1  # moved aside, not deleted
+    assert "1 set aside earlier" in doctor(ws).stdout
     assert set(problems(ws)) == {"version artifacts", "drop files", "aliases"}  # what only a person can fix
     assert doctor(ws, "--repair").returncode == 1
 

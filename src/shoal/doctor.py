@@ -184,6 +184,9 @@ def _orphans(registry: Registry, versions: dict[str, list[Version]], repair: boo
             target.parent.mkdir(parents=True, exist_ok=True)
             entry.rename(target)
             check.repaired.append(f"moved {name} (no row refers to it) to {_relative(store, target)}")
+    kept = len(list((store.root / ORPHANS).glob("*/*/*/*")))
+    if kept:
+        check.notes.append(f"{kept} set aside earlier in {ORPHANS}/: delete them once no row needs them back")
     return check
 
 

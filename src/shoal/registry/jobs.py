@@ -306,29 +306,32 @@ class JobQueue:
         counted), or failed on its last attempt. Returns the jobs as they are now."""
         with self.registry._write() as conn:
             stamp = now()
-            expired = conn.execute(
-                select(t.jobs.c.id).where(t.jobs.c.status == RUNNING, t.jobs.c.lease_expires < stamp)
-            ).scalars()
-            changed = list(expired)
+            changed = list(
+                conn.execute(
+                    select(t.jobs.c.id).where(t.jobs.c.status == RUNNING, t.jobs.c.lease_expires < stamp)
+                ).scalars()
+            )
             self._give_up_dead(conn, stamp)
             stale = conn.execute(
                 select(t.jobs.c.id, t.jobs.c.model_id, t.jobs.c.lease_owner).where(
                     t.jobs.c.status == RUNNING, t.jobs.c.lease_expires < stamp
                 )
             ).all()
-            for job in stale:
-                conn.execute(
+            for job in stale:  # only while still expired: a worker may have claimed it meanwhile (PostgreSQL)
+                moved = conn.execute(
                     update(t.jobs)
-                    .where(t.jobs.c.id == job.id)
+                    .where(t.jobs.c.id == job.id, t.jobs.c.status == RUNNING, t.jobs.c.lease_expires < stamp)
                     .values(status=QUEUED, lease_owner=None, lease_expires=None)
-                )
-                self.registry._event(
-                    conn,
-                    job.model_id,
-                    "job_released",
-                    f"job {job.id} handed back to the queue by {actor}: {job.lease_owner} stopped renewing its lease",
-                    payload={"job": job.id, "worker": job.lease_owner},
-                )
+                ).rowcount
+                if moved:
+                    self.registry._event(
+                        conn,
+                        job.model_id,
+                        "job_released",
+                        f"job {job.id} handed back to the queue by {actor}: {job.lease_owner} stopped renewing "
+                        "its lease",
+                        payload={"job": job.id, "worker": job.lease_owner},
+                    )
         return [self.job(job_id) for job_id in changed]
 
     @staticmethod
