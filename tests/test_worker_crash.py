@@ -25,10 +25,10 @@ from processes import (
     assert_store_consistent,
     paused_pid,
     process_tree,
+    start_group,
     wait_for,
 )
 from shoal.data.ingest import ingest_file
-from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
 from shoal.registry.jobs import DONE, QUEUED, RUNNING, JobQueue
 from shoal.workspace import Workspace
 
@@ -51,17 +51,8 @@ def start(workspace: Workspace, tmp_path: Path) -> Iterator:
 
     def run(pause_at: str | None = None) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "shoal", "worker", "--lease", LEASE, "--poll", "0.2", "--log-json"]
-        env = dict(os.environ)
-        if pause_at:
-            env.update({PAUSE_AT_ENV: pause_at, PAUSE_FILE_ENV: str(tmp_path / "paused")})
-        log = (tmp_path / f"worker{len(started)}.log").open("wb")
-        process = subprocess.Popen(
-            [*command, "-w", str(workspace.root)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        log = tmp_path / f"worker{len(started)}.log"
+        process = start_group([*command, "-w", str(workspace.root)], log, pause_at, tmp_path / "paused")
         started.append(process)
         return process
 

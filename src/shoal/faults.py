@@ -4,6 +4,17 @@ With SHOAL_TEST_PAUSE_AT set to a point's name, the first process to reach that 
 SHOAL_TEST_PAUSE_FILE (holding its pid) and waits there (at most PAUSE_SECONDS); a test waits for the file and
 kills the process. Later arrivals find the file and go on, so the run after the kill completes. With
 SHOAL_TEST_FORK_LOG set, every `os.fork` of a process that called `log_forks()` appends its pid to that file.
+
+The points, in the order the loop reaches them:
+- `drop_written`: a drop's file is in the store, its row not yet (`Registry.add_drop`);
+- `search`: a family's cross-validated search starts (`train.search`);
+- `artifact_written`: a candidate's artifact is complete in `.staging`, not committed (`train.trainer`);
+- `artifact_committed`: the artifact is in its final folder, its version row not yet (`Registry.register_version`);
+- `registered`: the version row is committed (`train.trainer`);
+- `gate`: every candidate is registered, the gate starts (`gate.run`);
+- `promote`: an alias change is written inside its transaction, not yet committed (`Registry.set_alias`);
+- `load` / `swap`: a server loaded and warmed a model's first / next production version and has not switched to
+  it yet (`serve.pool`).
 """
 
 from __future__ import annotations

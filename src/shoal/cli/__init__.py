@@ -11,6 +11,7 @@ from shoal.cli import (
     data_cmds,
     demo_cmds,
     distill_cmds,
+    doctor_cmds,
     fleet_cmds,
     registry_cmds,
     report_cmds,
@@ -38,6 +39,7 @@ for module in (
     demo_cmds,
     serve_cmds,
     worker_cmds,
+    doctor_cmds,
 ):
     module.register(app)
 

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 SCHEME = "local:"
+STAGING = ".staging"
 
 
 class ArtifactError(RuntimeError):
@@ -39,15 +40,46 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
+def staging_owner(folder: Path) -> int | None:
+    """The pid that made a staging folder (None for a name without one)."""
+    pid, _, rest = folder.name.partition("-")
+    return int(pid) if pid.isdigit() and rest else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def stage(self) -> Path:
-        """A fresh private folder to write an artifact into before `commit`."""
-        folder = self.root / ".staging" / uuid.uuid4().hex
+        """A fresh private folder to write an artifact into before `commit`, named after this process."""
+        folder = self.root / STAGING / f"{os.getpid()}-{uuid.uuid4().hex}"
         folder.mkdir(parents=True)
         return folder
+
+    # Minimal version (faults branch) of the staging cleanup the artifacts branch brings; merge the two.
+    def stale_staging(self) -> list[Path]:
+        """The staging folders whose process no longer runs (a killed `shoal train`); a reused pid keeps its
+        folder, which errs on the safe side."""
+        staging = self.root / STAGING
+        folders = sorted(staging.iterdir()) if staging.is_dir() else []
+        return [f for f in folders if (pid := staging_owner(f)) is not None and not _alive(pid)]
+
+    def clean_stale_staging(self) -> list[Path]:
+        """Remove the staging folders of dead processes (never one a running process writes into)."""
+        stale = self.stale_staging()
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        return stale
 
     def commit(self, staged: Path, key: str) -> tuple[str, str, int]:
         """Move a staged folder to its final place; return (uri, checksum, size in bytes)."""

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, insert, s
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from shoal.faults import checkpoint
 from shoal.registry import schema as t
 from shoal.registry.artifacts import ArtifactStore
 from shoal.registry.records import AliasChange, Drop, Event, Version, VersionMetrics
@@ -186,6 +187,7 @@ class Registry:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         uri = self.artifacts.put_file(buffer.getvalue(), f"data/{model}/{content_hash}.parquet")
+        checkpoint("drop_written")
         n_test = int((frame["split"] == "test").sum())
         values = dict(
             hash=content_hash,
@@ -287,6 +289,7 @@ class Registry:
         key = f"models/{model}/{family}-{dataset_version[:12]}"
         uri, checksum, size = self.artifacts.commit(staged, key)
         self.artifacts.open(uri, checksum)
+        checkpoint("artifact_committed")
         try:
             with self._write() as conn:
                 model_id = self._model_id(conn, model, lock=True)
@@ -387,6 +390,16 @@ class Registry:
         with self._read() as conn:
             return {name: version for name, version in conn.execute(query)}
 
+    def aliases(self) -> list[tuple[str, str, int]]:
+        """Every alias of every model, as (model, alias, version)."""
+        query = (
+            select(t.models.c.name, t.aliases.c.alias, t.aliases.c.version)
+            .join(t.models, t.models.c.id == t.aliases.c.model_id)
+            .order_by(t.models.c.name, t.aliases.c.alias)
+        )
+        with self._read() as conn:
+            return [(name, alias, version) for name, alias, version in conn.execute(query)]
+
     def set_alias(
         self,
         model: str,
@@ -433,6 +446,7 @@ class Registry:
                 version=number,
                 payload={"alias": alias, "from": current, "actor": actor, **(payload or {})},
             )
+            checkpoint("promote")
 
     def alias_history(self, model: str, alias: str = PRODUCTION) -> list[AliasChange]:
         query = (

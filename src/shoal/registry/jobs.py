@@ -80,6 +80,12 @@ class JobQueue:
             row = conn.execute(query).first()
         return self._job(row) if row else None
 
+    def expired(self) -> list[Job]:
+        """Jobs still marked running whose lease ran out: their worker died (or stopped renewing)."""
+        query = self._query().where(t.jobs.c.status == RUNNING, t.jobs.c.lease_expires < now()).order_by(t.jobs.c.id)
+        with self.registry._read() as conn:
+            return [self._job(row) for row in conn.execute(query)]
+
     # -- writing ------------------------------------------------------------------------------------
     def enqueue(
         self, model: str, kind: str, dataset_version: str, reason: str, *, retry_failed: bool = False
@@ -294,6 +300,39 @@ class JobQueue:
                 payload={"job": job_id, "worker": worker_id},
             )
         return True
+
+    def hand_back_expired(self, actor: str) -> list[Job]:
+        """What `claim` does to a job whose lease ran out, without taking one: back to the queue (its attempt
+        counted), or failed on its last attempt. Returns the jobs as they are now."""
+        with self.registry._write() as conn:
+            stamp = now()
+            changed = list(
+                conn.execute(
+                    select(t.jobs.c.id).where(t.jobs.c.status == RUNNING, t.jobs.c.lease_expires < stamp)
+                ).scalars()
+            )
+            self._give_up_dead(conn, stamp)
+            stale = conn.execute(
+                select(t.jobs.c.id, t.jobs.c.model_id, t.jobs.c.lease_owner).where(
+                    t.jobs.c.status == RUNNING, t.jobs.c.lease_expires < stamp
+                )
+            ).all()
+            for job in stale:  # only while still expired: a worker may have claimed it meanwhile (PostgreSQL)
+                moved = conn.execute(
+                    update(t.jobs)
+                    .where(t.jobs.c.id == job.id, t.jobs.c.status == RUNNING, t.jobs.c.lease_expires < stamp)
+                    .values(status=QUEUED, lease_owner=None, lease_expires=None)
+                ).rowcount
+                if moved:
+                    self.registry._event(
+                        conn,
+                        job.model_id,
+                        "job_released",
+                        f"job {job.id} handed back to the queue by {actor}: {job.lease_owner} stopped renewing "
+                        "its lease",
+                        payload={"job": job.id, "worker": job.lease_owner},
+                    )
+        return [self.job(job_id) for job_id in changed]
 
     @staticmethod
     def _held(conn: Connection, job_id: int, worker_id: str) -> int | None:

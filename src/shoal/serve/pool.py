@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from shoal.faults import checkpoint
 from shoal.fleet import FleetError, ServeSpec
 from shoal.serve.batcher import Batcher, Loaded
 from shoal.serve.metrics import Metrics
@@ -141,6 +142,7 @@ class ModelPool:
         except Exception as error:
             await self._failed(slot, number, previous, f"{type(error).__name__}: {error}")
             return
+        checkpoint("swap" if previous else "load")
         slot.current = loaded  # the switch: new requests use it, queued ones keep the version they hold
         slot.swaps += 1
         # a model is millions of long-lived objects (vocabularies); leaving them in the collector's generations
