@@ -24,7 +24,7 @@ from shoal.workspace import REGISTRY_ENV, Workspace
 SERVE = {"max_batch_size": 16, "max_inputs": 32, "max_input_chars": 2000}
 FAST = {"cv_folds": 2, "serve": SERVE, "retrain": {"on_new_data": False}}
 MODELS: dict[str, dict[str, Any]] = {
-    "spam": {"task": "text-classification", "metric": "f1:spam", "families": ["majority", "tfidf-logreg"], **FAST},
+    "spam": {"task": "text-classification", "metric": "f1:spam", "families": ["majority", "tfidf-svm"], **FAST},
     "house": {"task": "regression", "target_column": "median_house_value", "families": ["mean", "ridge"], **FAST},
     "cars": {
         "task": "forecasting",
