@@ -56,8 +56,8 @@ def pydantic_only(codec: Codec) -> tuple[Codec, list[Any]]:
 def test_the_limit_holds_on_the_fast_path_and_the_pydantic_path_of_every_codec(task: str) -> None:
     codec = get_codec(task)
     slow, validated = pydantic_only(codec)
-    at_limit = orjson.dumps({"inputs": [sized(task, 5), sized(task, LIMIT)]})
-    over = orjson.dumps({"inputs": [sized(task, 5), sized(task, 7), sized(task, LIMIT + 1), sized(task, 3 * LIMIT)]})
+    at_limit = {"inputs": [sized(task, 5), sized(task, LIMIT)]}
+    over = {"inputs": [sized(task, 5), sized(task, 7), sized(task, LIMIT + 1), sized(task, 3 * LIMIT)]}
     for reader in (codec, slow):
         assert len(parse(reader, at_limit, LIMIT).inputs) == 2
         with pytest.raises(ServeError) as refused:

@@ -45,9 +45,8 @@ def require_json(headers: Headers) -> None:
             raise ServeError(415, "unsupported_media_type", f"charset {charset.strip()!r} is not UTF-8; {_SEND_JSON}")
 
 
-def read_json(body: bytes, example: str | None = None) -> Any:
-    """The JSON value of a body, or a 422 saying why it is not one (and, given `example`, what a valid one is)."""
-    hint = f"; send {example}" if example else "; see the request schema at /docs"
+def read_json(body: bytes) -> Any:
+    """The JSON value of a body, or a 422 saying why it is not one."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -59,7 +58,9 @@ def read_json(body: bytes, example: str | None = None) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as error:
-        raise ServeError(422, "invalid_request", f"the body is not valid JSON ({error}){hint}") from None
+        raise ServeError(
+            422, "invalid_request", f"the body is not valid JSON ({error}); see the request schema at /docs"
+        ) from None
 
 
 class JsonRequest(Request):

@@ -1,6 +1,6 @@
 """Reading any task's predict request and shaping its answer, around the task's codec (`shoal.tasks.<kind>.codec`).
 
-The body is UTF-8 JSON (`shoal.serve.bodies.read_json`); a body the codec's fast path takes (only
+The body is UTF-8 JSON, read by `shoal.serve.bodies.read_json`; a body the codec's fast path takes (only
 `{"inputs": [...]}` with every input as the codec `accepts`, plus the options its `fast_options` allows) is read
 without pydantic; anything else goes through the codec's request model so the 422 names the problem. Either way,
 an input longer than the model's `serve.max_input_chars` is refused with 422 naming its index and the limit, before
@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from shoal.serve.bodies import read_json
 from shoal.serve.errors import ServeError, validation_message
 from shoal.serve.schemas import AnswerEnvelope
 from shoal.tasks import get_codec
@@ -28,10 +27,9 @@ def codec_for(task: str) -> Codec:
         raise ServeError(422, "invalid_request", f"task {task!r} has no predict endpoint") from None
 
 
-def parse(codec: Codec, body: bytes, max_chars: int) -> Parsed:
-    """A request body -> the inputs to queue and the options of their answers, or a 422 naming the problem: a body
-    that is not UTF-8 JSON (`read_json`), not the codec's request, or with an input over `max_chars` characters."""
-    data = read_json(body, codec.example)
+def parse(codec: Codec, data: Any, max_chars: int) -> Parsed:
+    """A request body's JSON (`shoal.serve.bodies.read_json`) -> the inputs to queue and the options of their
+    answers, or a 422 naming the problem: a body that is not the codec's request, or an input over `max_chars`."""
     parsed = _fast(codec, data)
     if parsed is None:
         try:

@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.responses import Response
 
 from shoal.serve.auth import bearer, check_token
-from shoal.serve.bodies import BODY_ERRORS, require_json
+from shoal.serve.bodies import BODY_ERRORS, read_json, require_json
 from shoal.serve.codecs import answer, codec_for, parse, response_model
 from shoal.serve.errors import ServeError, error_response, unavailable
 from shoal.serve.metrics import UNKNOWN_MODEL
@@ -56,6 +56,8 @@ def _unknown(state: ServeState, name: str) -> ServeError:
 async def _answer(
     state: ServeState, name: str, request: Request, request_id: str, endpoint: str
 ) -> tuple[Response, str]:
+    require_json(request.headers)  # the body first, as on every JSON body route
+    data = read_json(await request.body())
     slot = state.pool.slots.get(name)
     if slot is None:
         raise _unknown(state, name)
@@ -66,8 +68,7 @@ async def _answer(
             "wrong_endpoint",
             f"model {name!r} is a {slot.task} model: use POST /v1/models/{name}/{codec.endpoint}",
         )
-    require_json(request.headers)
-    parsed = parse(codec, await request.body(), slot.spec.max_input_chars)
+    parsed = parse(codec, data, slot.spec.max_input_chars)
     inputs = parsed.inputs
     if len(inputs) > slot.max_inputs:
         raise ServeError(

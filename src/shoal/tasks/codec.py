@@ -39,8 +39,6 @@ class Codec(ABC):
     #: what a request's inputs and each answer are, for the API documentation
     inputs_doc: ClassVar[str]
     answer_doc: ClassVar[str]
-    #: a valid body, quoted when a body is not JSON
-    example: ClassVar[str]
 
     def accepts(self, item: Any) -> bool:
         """Whether one input is valid as it stands (the fast path; by default a text that is not empty); a body

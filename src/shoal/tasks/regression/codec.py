@@ -45,7 +45,6 @@ class RegressionCodec(Codec):
     answer = ValuePrediction
     inputs_doc = "rows of feature values"
     answer_doc = "a value with its interval"
-    example = '{"inputs": [{"feature": value, ...}, ...]}'
 
     def accepts(self, item: Any) -> bool:
         return type(item) is dict
