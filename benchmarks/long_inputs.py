@@ -6,8 +6,9 @@ eight clients sending ordinary SMS texts to the same model.
 
 Trains `spam` (majority + tfidf-logreg on the 5,574 SMS texts) into benchmarks/.work/long_inputs once, starts
 `shoal serve` on 127.0.0.1 in a process of its own, then runs two phases of `--duration` seconds: the normal clients
-alone, then the normal clients with the long clients. Every client is a thread with its own connection that sends
-one request after another; every error is counted (any status but 200, a connection error, a timeout). It prints
+alone, then the normal clients with the long clients (those in a process of their own, so that they do not share
+the normal clients' interpreter lock). Every client is a thread with its own connection that sends one request
+after another; every error is counted (any status but 200, a connection error, a timeout). It prints
 the normal clients' requests/s and errors in each phase, and what the long clients got. `--max-input-chars` writes
 `serve.max_input_chars` into the fleet file (leave it out to keep the default, or to run code that predates it).
 """
@@ -15,12 +16,14 @@ the normal clients' requests/s and errors in each phase, and what the long clien
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -81,7 +84,7 @@ class Tally:
                 self.errors[outcome] += 1
 
 
-def client(url: str, bodies: list[bytes], tally: Tally, stop: threading.Event, timeout_s: float) -> None:
+def client(url: str, bodies: list[bytes], tally: Tally, stop: Any, timeout_s: float) -> None:
     """Send the bodies in turn until `stop`; tally every answer (status) and every failure (exception name)."""
     headers = {"content-type": "application/json"}
     with httpx.Client(base_url=url, timeout=timeout_s) as http:
@@ -96,24 +99,59 @@ def client(url: str, bodies: list[bytes], tally: Tally, stop: threading.Event, t
             tally.add(outcome)
 
 
-def phase(url: str, groups: dict[str, tuple[int, list[bytes]]], seconds: float) -> dict[str, Tally]:
-    """Run each group's clients together for `seconds`; every thread is joined with a timeout."""
-    stop = threading.Event()
-    tallies = {name: Tally() for name in groups}
+def run_clients(url: str, count: int, bodies: list[bytes], tally: Tally, stop: Any) -> None:
+    """`count` client threads until `stop`; every thread is joined with a timeout."""
     timeout_s = 30.0
     threads = [
-        threading.Thread(target=client, args=(url, bodies, tallies[name], stop, timeout_s), daemon=True)
-        for name, (count, bodies) in groups.items()
-        for _ in range(count)
+        threading.Thread(target=client, args=(url, bodies, tally, stop, timeout_s), daemon=True) for _ in range(count)
     ]
     for thread in threads:
         thread.start()
-    time.sleep(seconds)
-    stop.set()
+    stop.wait()
     for thread in threads:
         thread.join(timeout_s + 5)
     if any(thread.is_alive() for thread in threads):
-        tallies[next(iter(groups))].errors["client did not finish"] += 1
+        tally.errors["client did not finish"] += 1
+
+
+def long_process(url: str, count: int, bodies: list[bytes], started: Any, stop: Any, out: Any) -> None:
+    """The long clients, in a process of their own (so they do not take the normal clients' interpreter lock);
+    `started` is set at their first answer, `stop` ends them, their tally goes to `out`."""
+    tally = Tally()
+    threading.Thread(target=_signal_first, args=(tally, started, stop), daemon=True).start()
+    run_clients(url, count, bodies, tally, stop)
+    out.put((tally.ok, dict(tally.errors)))
+
+
+def _signal_first(tally: Tally, started: Any, stop: Any) -> None:
+    while not stop.is_set() and not (tally.ok or tally.errors):
+        time.sleep(0.05)
+    started.set()
+
+
+def phase(
+    url: str, normal: tuple[int, list[bytes]], long: tuple[int, list[bytes]] | None, seconds: float
+) -> dict[str, Tally]:
+    """The normal clients for `seconds` (threads here), beside the long clients (in a spawned process) when given:
+    they start first, and the normal clients start once the first long request has been answered."""
+    tallies = {"normal": Tally()}
+    context = multiprocessing.get_context("spawn")
+    process = None
+    if long is not None:
+        started, stop, out = context.Event(), context.Event(), context.Queue()
+        process = context.Process(target=long_process, args=(url, *long, started, stop, out), daemon=True)
+        process.start()
+        if not started.wait(120):
+            sys.exit("the long clients got no answer within 120 s")
+    stop_normal = threading.Event()
+    timer = threading.Timer(seconds, stop_normal.set)
+    timer.start()
+    run_clients(url, *normal, tallies["normal"], stop_normal)
+    if process is not None:
+        stop.set()
+        ok, errors = out.get(timeout=120)
+        process.join(30)
+        tallies["long"] = Tally(ok, Counter(errors))
     return tallies
 
 
@@ -141,8 +179,8 @@ def main() -> None:
     port = free_port()
     command = [sys.executable, "-m", "shoal", "serve", "-w", str(args.workspace), "--port", str(port)]
     with server(command, {}, port, route=ROUTE) as (url, _):
-        alone = phase(url, {"normal": (args.normal, normal)}, args.duration)
-        mixed = phase(url, {"normal": (args.normal, normal), "long": (args.long, long)}, args.duration)
+        alone = phase(url, (args.normal, normal), None, args.duration)
+        mixed = phase(url, (args.normal, normal), (args.long, long), args.duration)
     limit = args.max_input_chars if args.max_input_chars is not None else "the default"
     print(
         f"\n{args.normal} normal clients (one SMS text per request), then the same with {args.long} clients sending "
