@@ -21,10 +21,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from fastapi import APIRouter
+from pydantic import BaseModel
 
 from processes import wait_for
 from serve_fixtures import Trained, copy_workspace, running
 from shoal.registry.jobs import JobQueue
+from shoal.serve.bodies import BODY_ERRORS, JsonRoute
 
 BODY_ROUTES = {
     "/v1/models/{name}/predict": "spam",
@@ -208,3 +211,17 @@ def test_an_unexpected_error_answers_500_and_is_logged_once(trained: Trained, tm
     errors = [line for line in text.splitlines() if re.match(r"\S+ \S+ (ERROR|CRITICAL) ", line)]
     assert len(errors) == 1 and "unexpected error while answering GET /v1/models/spam" in errors[0], text
     assert "Exception in ASGI application" not in text and "no such table: events" in text, text
+
+
+class Text(BaseModel):
+    text: str
+
+
+def test_a_json_body_route_must_document_its_body_errors() -> None:
+    def endpoint(body: Text) -> None: ...
+
+    router = APIRouter(route_class=JsonRoute)
+    with pytest.raises(TypeError, match=re.escape("takes a JSON body: add shoal.serve.bodies.BODY_ERRORS")):
+        router.add_api_route("/x", endpoint, methods=["POST"])
+    router.add_api_route("/x", endpoint, methods=["POST"], responses=BODY_ERRORS)
+    router.add_api_route("/y", lambda: None, methods=["POST"])  # no body: nothing to document
