@@ -169,7 +169,9 @@ def test_served_regressor_answers_values_with_intervals_and_422_for_bad_rows(
             assert response.json()["error"]["code"] == "invalid_request"
         message = httpx.post(endpoint, json=bad["wrong type"]).json()["error"]["message"]
         assert "inputs[0].median_income: expected a number" in message
-        assert httpx.post(endpoint, content=b"{not json").status_code == 422
+        assert (
+            httpx.post(endpoint, content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+        )
 
         # new rows over HTTP go through the same validation as a file drop
         data = f"{url}/v1/models/house/data"

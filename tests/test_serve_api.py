@@ -95,7 +95,11 @@ def test_errors_are_json_with_the_right_status_and_never_500(served: tuple[str, 
     cases = {
         "unknown model": (httpx.post(f"{url}/v1/models/nope/predict", json={"inputs": ["x"]}), 404, "not_found"),
         "unknown model detail": (httpx.get(f"{url}/v1/models/nope"), 404, "not_found"),
-        "not json": (httpx.post(f"{url}/v1/models/spam/predict", content=b"{nope"), 422, "invalid_request"),
+        "not json": (
+            httpx.post(f"{url}/v1/models/spam/predict", content=b"{nope", headers={"content-type": "application/json"}),
+            422,
+            "invalid_request",
+        ),
         "too many inputs": (predict(url, {"inputs": ["x"] * (SERVE["max_inputs"] + 1)}), 413, "too_many_inputs"),
         "body too large": (predict(url, {"inputs": ["x" * 1_100_000]}), 413, "too_large"),
         "chunked body too large": (

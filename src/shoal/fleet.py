@@ -81,6 +81,13 @@ class ServeSpec(_Strict):
     deadline_ms: float = Field(2000, gt=0, description="a request not started by then answers 503")
     concurrency: int = Field(1, ge=1, le=64, description="batches this model may run at the same time")
     max_inputs: int = Field(1024, ge=1, description="inputs one request may carry (413 beyond)")
+    max_input_chars: int = Field(
+        10_000,
+        ge=1,
+        description="characters one input may have (422 beyond): a text, a series id, or a row's column names and "
+        "string values together; the longest text of the shared datasets has 910, the MiniLM encoders read the "
+        "first 256 tokens (about 1,000 characters)",
+    )
 
 
 class SplitSpec(_Strict):

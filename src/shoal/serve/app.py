@@ -47,6 +47,7 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
     state.metrics.gauges.append(lambda metrics: _sample_log(metrics, app.state.prediction_log))
     errors.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=state.max_body_bytes)
+    app.add_middleware(errors.CatchAll)  # added last: the outermost, so it sees what escapes every other layer
     app.include_router(predict.router(protect=state.protect_predict))
     app.include_router(routes.models)
     app.include_router(routes.operations)

@@ -1,8 +1,9 @@
 """Every error the server answers, as `{"error": {"code": ..., "message": ...}}` with the right status.
 
 `ServeError` is raised by the server's own code; the handlers also turn FastAPI's validation errors and
-Starlette's HTTP errors (unknown route, wrong method) into the same shape, and anything unexpected into a
-logged 500 that never leaks a traceback.
+Starlette's HTTP errors (unknown route, wrong method) into the same shape. `CatchAll` turns anything unexpected
+into a 500 that never leaks a traceback to the client, and logs that traceback once (an exception handler for
+`Exception` would not do: Starlette re-raises after it answers, so the server logs the same traceback again).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("shoal.serve")
 
@@ -88,9 +90,31 @@ async def _disconnected(_request: Request, _error: Exception) -> Response:
     return error_response(400, "client_disconnected", "the client closed the connection before sending the body")
 
 
-async def _unexpected(_request: Request, error: Exception) -> Response:
-    log.exception("unexpected error while answering a request", exc_info=error)
-    return error_response(500, "internal", "the server failed to answer; the error is in its log")
+class CatchAll:
+    """Pure ASGI middleware: an exception that escapes the app is logged once, with its traceback, and answered
+    500 (when no answer has started; otherwise the connection is closed)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            log.exception("unexpected error while answering %s %s", scope.get("method", ""), scope.get("path", ""))
+            if not started:
+                response = error_response(500, "internal", "the server failed to answer; the error is in its log")
+                await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -98,4 +122,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _disconnected)
-    app.add_exception_handler(Exception, _unexpected)

@@ -23,12 +23,14 @@ from shoal.fleet import FleetError, ModelSpec
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import AlreadyLabelled, FeedbackError, NotLogged
 from shoal.serve.auth import require_token
+from shoal.serve.bodies import BODY_ERRORS, JsonRoute
 from shoal.serve.errors import ServeError
+from shoal.serve.redact import without_paths
 from shoal.serve.schemas import ErrorResponse
 from shoal.serve.state import get_state
 from shoal.workspace import Workspace
 
-router = APIRouter(tags=["lifecycle"])
+router = APIRouter(tags=["lifecycle"], route_class=JsonRoute)
 
 UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "missing or wrong bearer token"}}
 NO_MODEL = {404: {"model": ErrorResponse, "description": "no such model in the fleet"}}
@@ -133,7 +135,12 @@ def _rejected(error: DropRejected) -> JSONResponse:
     "/v1/models/{name}/data",
     summary="Send data",
     response_model=DataResponse,
-    responses={**UNAUTHORIZED, **NO_MODEL, 422: {"model": Rejected, "description": "the rows were refused whole"}},
+    responses={
+        **UNAUTHORIZED,
+        **NO_MODEL,
+        **BODY_ERRORS,
+        422: {"model": Rejected, "description": "the rows were refused whole, or the body is not UTF-8 JSON"},
+    },
     dependencies=[Depends(require_token)],
 )
 def send_data(name: str, body: DataRequest, request: Request) -> DataResponse | Response:
@@ -164,6 +171,7 @@ def send_data(name: str, body: DataRequest, request: Request) -> DataResponse | 
     response_model=FeedbackResponse,
     responses={
         **UNAUTHORIZED,
+        **BODY_ERRORS,
         404: {"model": ErrorResponse, "description": "no such model, or no logged prediction with that request id"},
         409: {"model": ErrorResponse, "description": "that prediction already has feedback"},
         422: {"model": Rejected, "description": "the label is not allowed, or 'index' is missing or out of range"},
@@ -202,26 +210,31 @@ def history(
     limit: int = Query(200, ge=1, le=5000, description="how many of the latest events"),
 ) -> History:
     """Every event of the model (data drops, rejected drops, jobs, trainings, gate decisions with reasons,
-    rollbacks, failures) and its retrain jobs."""
+    rollbacks, failures) and its retrain jobs. Paths in messages are relative to the workspace (or only a file's
+    name when outside it): this route needs no token."""
     ws = get_state(request).ws
     _spec(ws, name)
     registry = ws.registry
     if name not in registry.model_names():
         return History(model=name, events=[], jobs=[])
     events = registry.events(name, limit=1_000_000)[-limit:]
+    root = ws.root
     return History(
         model=name,
-        events=[HistoryEvent(id=e.id, kind=e.kind, version=e.version, message=e.message, at=e.at) for e in events],
+        events=[
+            HistoryEvent(id=e.id, kind=e.kind, version=e.version, message=without_paths(e.message, root), at=e.at)
+            for e in events
+        ],
         jobs=[
             JobInfo(
                 id=j.id,
                 kind=j.kind,
                 dataset_version=j.dataset_version,
                 status=j.status,
-                reason=j.reason,
+                reason=without_paths(j.reason, root),
                 worker=j.lease_owner,
                 attempts=j.attempts,
-                error=j.error,
+                error=without_paths(j.error, root) if j.error is not None else None,
                 created_at=j.created_at,
                 finished_at=j.finished_at,
             )

@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.responses import Response
 
 from shoal.serve.auth import bearer, check_token
+from shoal.serve.bodies import BODY_ERRORS, read_json, require_json
 from shoal.serve.codecs import answer, codec_for, parse, response_model
 from shoal.serve.errors import ServeError, error_response, unavailable
 from shoal.serve.metrics import UNKNOWN_MODEL
@@ -55,6 +56,8 @@ def _unknown(state: ServeState, name: str) -> ServeError:
 async def _answer(
     state: ServeState, name: str, request: Request, request_id: str, endpoint: str
 ) -> tuple[Response, str]:
+    require_json(request.headers)  # the body first, as on every JSON body route
+    data = read_json(await request.body())
     slot = state.pool.slots.get(name)
     if slot is None:
         raise _unknown(state, name)
@@ -65,7 +68,7 @@ async def _answer(
             "wrong_endpoint",
             f"model {name!r} is a {slot.task} model: use POST /v1/models/{name}/{codec.endpoint}",
         )
-    parsed = parse(codec, await request.body())
+    parsed = parse(codec, data, slot.spec.max_input_chars)
     inputs = parsed.inputs
     if len(inputs) > slot.max_inputs:
         raise ServeError(
@@ -121,12 +124,14 @@ def _handler(endpoint: str, protect: bool) -> Callable[..., Awaitable[Response]]
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    **BODY_ERRORS,
     404: {"model": ErrorResponse, "description": "no such model is served"},
     413: {"model": ErrorResponse, "description": "more inputs than serve.max_inputs, or the body is too large"},
     422: {
         "model": ErrorResponse,
-        "description": "the body is not a valid request for the model's task, or the model's task is served "
-        "by the other endpoint (predict / embed)",
+        "description": "the body is not UTF-8 JSON or not a valid request for the model's task, an input is longer "
+        "than the model's serve.max_input_chars (code input_too_long, naming the input), or the model's task is "
+        "served by the other endpoint (predict / embed)",
     },
     500: {"model": ErrorResponse, "description": "the model itself failed on this input (details in the server log)"},
     503: {

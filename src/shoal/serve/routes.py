@@ -14,6 +14,7 @@ from shoal.serve.auth import require_token
 from shoal.serve.errors import ServeError, unavailable
 from shoal.serve.metrics import CONTENT_TYPE
 from shoal.serve.pool import Slot
+from shoal.serve.redact import without_paths
 from shoal.serve.schemas import (
     ErrorResponse,
     GateEvent,
@@ -79,14 +80,16 @@ async def list_models(request: Request) -> ModelList:
 
 @models.get("/v1/models/{name}", summary="Describe a served model", responses=NOT_FOUND)
 async def describe_model(name: str, request: Request) -> ModelDetail:
-    """A model's versions, gate history, and the load/swap status of this server process."""
+    """A model's versions, gate history, and the load/swap status of this server process. Paths in messages are
+    relative to the workspace (or only a file's name when outside it)."""
     slot = _slot(request, name)
-    registry = get_state(request).ws.registry
+    ws = get_state(request).ws
+    registry = ws.registry
     versions, events = await asyncio.gather(
         asyncio.to_thread(registry.versions, name), asyncio.to_thread(registry.events, name)
     )
     production = await asyncio.to_thread(registry.alias, name, PRODUCTION)
-    live = await asyncio.to_thread(live_accuracy, get_state(request).ws, name, request.app.state.prediction_log)
+    live = await asyncio.to_thread(live_accuracy, ws, name, request.app.state.prediction_log)
     serving = slot.current.number if slot.current else None
     return ModelDetail(
         **summary(slot),
@@ -105,14 +108,14 @@ async def describe_model(name: str, request: Request) -> ModelDetail:
             for v in versions
         ],
         gate_history=[
-            GateEvent(kind=e.kind, version=e.version, message=e.message, at=e.at)
+            GateEvent(kind=e.kind, version=e.version, message=without_paths(e.message, ws.root), at=e.at)
             for e in events
             if e.kind in GATE_KINDS
         ][-GATE_HISTORY:],
         swap=SwapStatus(
             loaded_at=slot.current.loaded_at if slot.current else None,
             swaps=slot.swaps,
-            last_error=slot.last_error,
+            last_error=without_paths(slot.last_error, ws.root) if slot.last_error is not None else None,
             last_error_version=slot.last_error_version,
             last_error_at=slot.last_error_at,
         ),

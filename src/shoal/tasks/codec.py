@@ -1,8 +1,9 @@
 """What a task's codec is: how its predict requests are read and its answers written, without HTTP.
 
 The server (`shoal.serve.codecs`) reads the body, takes the fast path a codec allows (`accepts`,
-`fast_options`) or else its `validate`, maps a `pydantic.ValidationError` to a 422 and wraps the answers in
-the envelope every task shares (model, version, request id).
+`fast_options`) or else its `validate`, maps a `pydantic.ValidationError` to a 422, refuses an input longer
+than the model's `serve.max_input_chars` (as the codec counts its `chars`) whichever way it was read, and
+wraps the answers in the envelope every task shares (model, version, request id).
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ class Codec(ABC):
     #: what a request's inputs and each answer are, for the API documentation
     inputs_doc: ClassVar[str]
     answer_doc: ClassVar[str]
-    #: a valid body, quoted when a body is not JSON
-    example: ClassVar[str]
 
     def accepts(self, item: Any) -> bool:
         """Whether one input is valid as it stands (the fast path; by default a text that is not empty); a body
         with any other input goes to `validate`."""
         return type(item) is str and bool(item)
+
+    def chars(self, item: Any) -> int:
+        """The characters of one valid input, counted against the model's `serve.max_input_chars` (by default its
+        length: a text or an id)."""
+        return len(item)
 
     def fast_options(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """The options of a body the fast path may take, or None to send it to `validate`: only `inputs`."""

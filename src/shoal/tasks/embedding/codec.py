@@ -26,7 +26,6 @@ class EmbeddingCodec(Codec):
     result_key = "embeddings"
     inputs_doc = "texts to embed"
     answer_doc = "a unit-length vector"
-    example = '{"inputs": ["a text", ...]}'
 
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[Any]:
         return outputs.tolist()  # type: ignore[no-any-return]

@@ -39,7 +39,6 @@ class ForecastingCodec(Codec):
     answer = SeriesForecast
     inputs_doc = "series ids"
     answer_doc = "the next horizon points of a series"
-    example = '{"inputs": ["a series id", ...]}'
 
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[Any]:
         assert isinstance(predictor, ForecastPredictor)

@@ -45,10 +45,13 @@ class RegressionCodec(Codec):
     answer = ValuePrediction
     inputs_doc = "rows of feature values"
     answer_doc = "a value with its interval"
-    example = '{"inputs": [{"feature": value, ...}, ...]}'
 
     def accepts(self, item: Any) -> bool:
         return type(item) is dict
+
+    def chars(self, item: Any) -> int:
+        """A row's column names and string values together (numbers and nulls are short)."""
+        return sum(len(key) + (len(value) if type(value) is str else 0) for key, value in item.items())
 
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[Any]:
         answers = []

@@ -42,7 +42,6 @@ class TextClassificationCodec(Codec):
     answer = Prediction
     inputs_doc = "texts to classify"
     answer_doc = "a label"
-    example = '{"inputs": ["a text", ...]}'
     _keys = frozenset(PredictRequest.model_fields)
 
     def fast_options(self, data: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,0 +1,227 @@
+"""Request bodies over real HTTP, the same on every route that reads one (issue 12: defect 8 and the HTTP minors):
+a non-JSON Content-Type answers 415 (documented), a body that is not UTF-8 JSON the same 422 with its reason, and a
+chunked body over the limit 413; an unexpected error is logged once; the open routes show no absolute paths."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from processes import wait_for
+from serve_fixtures import Trained, copy_workspace, running
+from shoal.registry.jobs import JobQueue
+from shoal.serve.bodies import BODY_ERRORS, JsonRoute
+
+BODY_ROUTES = {
+    "/v1/models/{name}/predict": "spam",
+    "/v1/models/{name}/embed": "spam",
+    "/v1/models/{name}/data": "spam",
+    "/v1/models/{name}/feedback": "spam",
+}
+LIMIT = 2048  # workspace.server.max_body_bytes of these servers
+
+
+@pytest.fixture(scope="module")
+def small_body_server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    ws = copy_workspace(trained, tmp_path_factory.mktemp("bodies"), server={"max_body_bytes": LIMIT})
+    with running(ws) as url:
+        yield url
+
+
+def body_routes(url: str) -> list[str]:
+    """Every route the OpenAPI schema documents with a request body, checked against the list above."""
+    paths = httpx.get(f"{url}/openapi.json").json()["paths"]
+    documented = {path for path, operations in paths.items() if any("requestBody" in o for o in operations.values())}
+    assert documented == set(BODY_ROUTES), documented
+    for path in documented:
+        responses = paths[path]["post"]["responses"]
+        assert {"413", "415", "422"} <= set(responses), (path, set(responses))
+        assert responses["415"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    return [path.replace("{name}", model) for path, model in sorted(BODY_ROUTES.items())]
+
+
+def test_every_json_body_route_answers_415_for_another_content_type(small_body_server: str) -> None:
+    url = small_body_server
+    body = b'{"inputs": ["hello"]}'
+    for route in body_routes(url):
+        for content_type in (
+            None,
+            "text/plain",
+            "application/x-www-form-urlencoded",  # what `curl -d` sends
+            "multipart/form-data; boundary=x",
+            "application/json; charset=latin-1",
+            "application/jsonx",
+        ):
+            headers = {"content-type": content_type} if content_type else {}
+            answer = httpx.post(url + route, content=body, headers=headers)
+            assert answer.status_code == 415, (route, content_type, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "unsupported_media_type"
+            assert "Content-Type: application/json" in error["message"], error
+        for content_type in ("application/json", "Application/JSON; charset=UTF-8", "application/vnd.shoal+json"):
+            answer = httpx.post(url + route, content=body, headers={"content-type": content_type})
+            assert answer.status_code != 415, (route, content_type, answer.text)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"inputs": ["caf\xe9"]}', "the body is not UTF-8: at byte 16 (0xe9): invalid continuation byte"),
+        (b'{"inputs": ["\xed\xa0\x80"]}', "the body is not UTF-8: at byte 13 (0xed): invalid continuation byte"),
+        (b"\xff\xfe{\x00}\x00", "the body is not UTF-8: at byte 0 (0xff): invalid start byte"),
+        (b'{"inputs": ["\\ud800"]}', "the body is not valid JSON (no low surrogate in string"),
+        (b'{"inputs": [NaN]}', "the body is not valid JSON (unexpected character"),
+        (b'{"inputs": [1e999]}', "the body is not valid JSON (number is infinity"),
+        (b'\xef\xbb\xbf{"inputs": ["a"]}', "the body is not valid JSON (UTF-8 byte order mark (BOM) is not supported"),
+    ],
+    ids=["latin-1", "surrogate bytes", "utf-16", "surrogate escape", "NaN", "infinity", "byte order mark"],
+)
+def test_a_body_that_is_not_utf8_json_answers_the_same_422_on_every_route(
+    small_body_server: str, body: bytes, message: str
+) -> None:
+    url = small_body_server
+    for route in body_routes(url):
+        answer = httpx.post(url + route, content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 422, (route, answer.text)
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_request" and error["message"].startswith(message), (route, error)
+
+
+def chunked_post(url: str, route: str, chunks: list[bytes]) -> tuple[int, dict[str, Any]]:
+    """POST `chunks` with Transfer-Encoding: chunked (no Content-Length) on a raw socket, in one write (a server that
+    refuses early may close before a client writing chunk by chunk is done)."""
+    parts = urlsplit(url)
+    head = (
+        f"POST {route} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode()
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head + body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+def test_a_chunked_body_over_the_limit_answers_413_on_every_body_route(small_body_server: str) -> None:
+    url = small_body_server
+    for route in body_routes(url):
+        status, body = chunked_post(url, route, [b'{"inputs": ["', b"x" * (LIMIT // 2), b"y" * (LIMIT // 2), b'"]}'])
+        assert status == 413, (route, body)
+        assert body["error"]["code"] == "too_large" and str(LIMIT) in body["error"]["message"]
+    # within the limit, the route reads the body a chunked request sent as if it had a Content-Length
+    status, body = chunked_post(url, "/v1/models/spam/predict", [b'{"inputs": ["hello', b' there"]}'])
+    assert status == 200 and body["predictions"][0]["label"] in ("ham", "spam"), body
+    status, body = chunked_post(url, "/v1/models/spam/data", [b'{"rows": [{"text":', b' "hi"}]}'])
+    assert status == 422 and body["error"]["code"] == "drop_rejected", body
+
+
+ABSOLUTE = re.compile(r"""(?<![\w.:/])/(?:[^\s'"/]+/)+""")  # two or more path components from the root
+
+
+def test_the_open_routes_show_no_absolute_server_paths(trained: Trained, tmp_path: Path) -> None:
+    ws = copy_workspace(trained, tmp_path)
+    root = str(ws.root)
+    registry = ws.registry
+    registry.record_event(
+        "spam", "failed", f"could not read {root}/.shoal/a b/model.skops; and /home/someone/train.csv"
+    )
+    queue = JobQueue(registry)
+    job, _ = queue.enqueue("spam", "train", registry.dataset_version("spam"), f"new drop from {root}/inbox/spam/a.csv")
+    claimed = queue.claim("test-worker")
+    assert claimed is not None and claimed.id == job.id
+    queue.finish(job.id, "test-worker", error=f"FileNotFoundError: '{root}/.shoal/x.parquet' and '/srv/other/y.csv'")
+    # a version whose artifact is gone: the server fails to load it and says why in the detail and the history
+    artifact = registry.artifacts.path(registry.version("spam", trained.other).artifact_uri)
+    assert artifact.is_dir()
+    shutil.rmtree(artifact)
+    with running(ws) as url:
+        registry.set_alias("spam", trained.other, actor="manual", reason="a test promotes a broken version")
+        httpx.post(f"{url}/v1/reload")
+        detail = httpx.get(f"{url}/v1/models/spam").json()
+        history = httpx.get(f"{url}/v1/models/spam/history").json()
+    assert detail["swap"]["last_error"] and detail["swap"]["last_error_version"] == trained.other
+    raw = [e.message for e in registry.events("spam")]
+    assert any(root in message for message in raw)  # the registry keeps the whole paths ...
+    for shown in (str(detail), str(history)):  # ... the open routes show none
+        assert root not in shown and not ABSOLUTE.search(shown), ABSOLUTE.findall(shown)
+    messages = [e["message"] for e in history["events"]]
+    assert "could not read .shoal/a b/model.skops; and train.csv" in messages
+    [shown_job] = [j for j in history["jobs"] if j["id"] == job.id]
+    assert shown_job["error"] == "FileNotFoundError: '.shoal/x.parquet' and 'y.csv'"
+    assert shown_job["reason"] == "new drop from inbox/spam/a.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_unexpected_error_answers_500_and_is_logged_once(trained: Trained, tmp_path: Path) -> None:
+    """`shoal serve` as users run it; the registry loses its events table, so describing a model fails."""
+    ws = copy_workspace(trained, tmp_path)
+    root = ws.root
+    ws.close()
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "shoal", "serve", "-w", str(root), "--port", str(port)]
+    with log.open("wb") as sink:
+        server = subprocess.Popen(command, stdout=sink, stderr=sink, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{url}/readyz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 60, "the server being ready")
+        with sqlite3.connect(root / ".shoal" / "registry.db") as db:
+            db.execute("DROP TABLE events")
+        answer = httpx.get(f"{url}/v1/models/spam")
+        assert answer.status_code == 500
+        assert answer.json() == {
+            "error": {"code": "internal", "message": "the server failed to answer; the error is in its log"}
+        }
+        assert httpx.get(f"{url}/healthz").status_code == 200  # and it goes on answering
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    text = log.read_text()
+    errors = [line for line in text.splitlines() if re.match(r"\S+ \S+ (ERROR|CRITICAL) ", line)]
+    assert len(errors) == 1 and "unexpected error while answering GET /v1/models/spam" in errors[0], text
+    assert "Exception in ASGI application" not in text and "no such table: events" in text, text
+
+
+class Text(BaseModel):
+    text: str
+
+
+def test_a_json_body_route_must_document_its_body_errors() -> None:
+    def endpoint(body: Text) -> None: ...
+
+    router = APIRouter(route_class=JsonRoute)
+    with pytest.raises(TypeError, match=re.escape("takes a JSON body: add shoal.serve.bodies.BODY_ERRORS")):
+        router.add_api_route("/x", endpoint, methods=["POST"])
+    router.add_api_route("/x", endpoint, methods=["POST"], responses=BODY_ERRORS)
+    router.add_api_route("/y", lambda: None, methods=["POST"])  # no body: nothing to document
