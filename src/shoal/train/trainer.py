@@ -6,7 +6,6 @@ A failing family or model is recorded in the event log with its error and never 
 
 from __future__ import annotations
 
-import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -118,7 +117,7 @@ def _fit_candidate(
         checkpoint("registered")
         return version
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        ws.registry.artifacts.discard(staged)
 
 
 @dataclass(frozen=True)
