@@ -125,7 +125,6 @@ def _owner_alive(record: Path, folder: Path) -> bool:
 class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._cleaned = False
 
     @property
     def staging(self) -> Path:
@@ -135,12 +134,7 @@ class ArtifactStore:
         return self.root / OWNERS / staged.name
 
     def stage(self) -> Path:
-        """A fresh private folder to write an artifact into before `commit` (or `discard`).
-
-        The first call of a store removes the staging folders of dead processes first."""
-        if not self._cleaned:
-            self.clean_stale_staging()
-            self._cleaned = True
+        """A fresh private folder to write an artifact into before `commit` (or `discard`)."""
         folder = self.staging / uuid.uuid4().hex
         record = self._owner_record(folder)
         with full_disk_as_error(self.root, "a staging folder"):

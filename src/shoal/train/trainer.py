@@ -187,9 +187,10 @@ def _train_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData
 
 
 def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None) -> ModelReport:
-    """data -> candidates -> gate."""
+    """data -> candidates -> gate (after removing what killed trainings left in the staging area)."""
     started = time.perf_counter()
     spec = ws.model(name)
+    ws.registry.artifacts.clean_stale_staging()
     step(name, "loading data")
     data = _load_data(ws, name, spec)
     report = ModelReport(name, data.dataset_version, notes=data.notes)
