@@ -34,7 +34,13 @@ _FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 class ArtifactError(RuntimeError):
-    """An artifact is missing or does not match its recorded checksum, or the store cannot be written."""
+    """An artifact is missing or does not match its recorded checksum, or the store cannot be written.
+
+    `problem` is what is wrong without the advice of the message (for callers that give their own)."""
+
+    def __init__(self, message: str, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class StoreFull(ArtifactError):
@@ -206,7 +212,7 @@ class ArtifactStore:
         None when it verifies."""
         folder = self.path(uri)
         if not folder.is_dir():
-            return f"artifact {uri} is missing at {folder}"
+            return f"artifact {uri} is missing from the artifact store"
         actual, _ = folder_checksum(folder)
         if actual != checksum:
             return f"artifact {uri} was changed after it was registered (checksum {actual[:12]} != {checksum[:12]})"
@@ -222,6 +228,7 @@ class ArtifactStore:
         if problem is not None:
             raise ArtifactError(
                 f"{problem}; refusing to load it. Run 'shoal doctor' to check the store, and promote a version "
-                "that verifies (or restore the folder from a backup)"
+                "that verifies (or restore the folder from a backup)",
+                problem,
             )
         return self.path(uri)
