@@ -19,6 +19,7 @@ from shoal.families.base import write_json
 from shoal.faults import checkpoint
 from shoal.fleet import ModelSpec
 from shoal.registry import PRODUCTION, Version
+from shoal.registry.artifacts import full_disk_as_error
 from shoal.registry.records import CrossValidation
 from shoal.tasks import get_task
 from shoal.train.errors import TrainError
@@ -89,9 +90,10 @@ def _fit_candidate(
     train_seconds = time.perf_counter() - started
     staged = ws.registry.artifacts.stage()
     try:
-        predictor.save(staged)
-        for file_name, content in files.items():
-            write_json(staged / file_name, content)
+        with full_disk_as_error(staged, f"the {family_name} artifact"):
+            predictor.save(staged)
+            for file_name, content in files.items():
+                write_json(staged / file_name, content)
         size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
         evaluated = time.perf_counter()
         scored, _ = evaluate(task, predictor, family_name, staged, test, spec.metric, settings, size)
