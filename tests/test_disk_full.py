@@ -59,9 +59,7 @@ def fill(disk: Path, leave: int = 0) -> Path:
 
 
 def shoal(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shoal", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "shoal", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def assert_one_line_naming(done: subprocess.CompletedProcess[str], disk: Path) -> None:
@@ -134,11 +132,15 @@ def test_a_full_registry_disk_fails_ingest_and_promote_in_one_line_and_changes_n
     [other] = [v.number for v in ws.registry.versions("spam") if v.number != production]
     stored, history = drop_files(ws), ws.registry.alias_history("spam")
     ws.close()
-    filler = fill(small_disk)
-
+    # room for SQLite to open the database (its 32 KB WAL index) but not for the new rows: the drop's file is
+    # written on the other disk, the registry refuses its row, and the file is taken back
+    filler = fill(small_disk, leave=36 * 1024)
     done = shoal("ingest", "spam", second, "-w", ws.root)
     assert_one_line_naming(done, database)
-    assert drop_files(ws) == stored  # the drop's file was written on the other disk, then taken back
+    assert drop_files(ws) == stored
+
+    filler.unlink()
+    filler = fill(small_disk)
     done = shoal("promote", "spam", other, "-w", ws.root)
     assert_one_line_naming(done, database)
     assert leftovers(small_disk) == [] and not list(ws.artifact_root.rglob("*.tmp"))
