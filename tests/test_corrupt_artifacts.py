@@ -116,7 +116,7 @@ def test_with_no_production_version_that_verifies_the_model_answers_a_503_that_s
         assert httpx.post(f"{url}/v1/reload").json() == {"models": {"spam": "ready"}}
         response = httpx.post(f"{url}/v1/models/spam/predict", json=BODY)
         assert response.status_code == 200 and response.json()["version"] == production
-        assert httpx.get(f"{url}/readyz").json()["problems"] == {}
+        assert httpx.get(f"{url}/readyz").json() == {"ready": True, "models": {"spam": "ready"}}
 
 
 @pytest.mark.parametrize("how", CORRUPTIONS)

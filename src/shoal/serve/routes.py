@@ -130,6 +130,7 @@ async def healthz() -> Health:
     "/readyz",
     summary="Readiness",
     responses={503: {"model": Readiness, "description": "a production model is not loaded and warmed yet"}},
+    response_model_exclude_defaults=True,  # `problems` only when there are some
 )
 async def readyz(request: Request, response: Response) -> Readiness:
     """200 when every production model serves a loaded and warmed version, 503 (same body) otherwise. A model
