@@ -118,14 +118,16 @@ def _owner_alive(record: Path, folder: Path) -> bool:
         with suppress(FileNotFoundError):
             return time.time() - folder.stat().st_mtime < UNOWNED_STALE_SECONDS
         return False
-    except ValueError:  # a record cut short by a crash while it was written: its process is gone
+    except ValueError:  # records are written whole (rename): only a damaged disk makes one unreadable
         return False
     if owner.get("host") != socket.gethostname():
         return True
     try:
         return abs(psutil.Process(int(owner["pid"])).create_time() - float(owner["started"])) < 0.01
-    except psutil.NoSuchProcess:
+    except psutil.NoSuchProcess:  # gone, or a zombie
         return False
+    except psutil.Error:  # cannot tell: keep it
+        return True
 
 
 class ArtifactStore:
@@ -171,6 +173,11 @@ class ArtifactStore:
                 removed.append(folder)
         owners = self.root / OWNERS
         for record in sorted(owners.iterdir()) if owners.is_dir() else []:  # a crash between folder and record
+            if record.name.startswith("."):  # a record being written (or left half-written long ago)
+                with suppress(FileNotFoundError):
+                    if time.time() - record.stat().st_mtime > UNOWNED_STALE_SECONDS:
+                        record.unlink()
+                continue
             folder = self.staging / record.name
             if not folder.exists() and not _owner_alive(record, folder):
                 record.unlink(missing_ok=True)
