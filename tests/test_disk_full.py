@@ -209,3 +209,21 @@ def test_a_postgresql_server_out_of_disk_fails_ingest_in_one_line_and_stores_not
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_a_full_disk_met_outside_the_store_is_one_line_too(small_disk: Path, tmp_path: Path) -> None:
+    """Any command's write to a full disk (a report, an export) is printed as one line (naming the file when the
+    error does: a failed write(2) names none)."""
+    from shoal.cli.common import error_line
+
+    fill(small_disk)
+    target = small_disk / "report.html"
+    with pytest.raises(OSError) as raised:
+        target.write_bytes(b"x" * 65536)
+    assert error_line(raised.value, ()) == "no space left on the disk; free space on it and run the command again"
+    named = OSError(errno.ENOSPC, "No space left on device", str(target))
+    assert (
+        error_line(named, ())
+        == f"no space left on the disk writing {target}; free space on it and run the command again"
+    )
+    assert error_line(ValueError("a bug"), ()) is None  # unexpected errors keep their traceback
