@@ -86,6 +86,7 @@ def rows(sms: pd.DataFrame, tmp_path: Path) -> tuple[Path, Path]:
     return write_rows(tmp_path / "first.csv", sms.head(300)), write_rows(tmp_path / "second.csv", sms.iloc[300:3300])
 
 
+@pytest.mark.timeout(600)  # trainings and fresh `shoal` processes: minutes on a loaded machine
 def test_a_full_artifact_disk_fails_ingest_and_training_in_one_line_and_stores_nothing(
     make_workspace, small_disk: Path, rows: tuple[Path, Path]
 ) -> None:
@@ -119,6 +120,7 @@ def test_a_full_artifact_disk_fails_ingest_and_training_in_one_line_and_stores_n
     assert_store_consistent(ws, "spam")
 
 
+@pytest.mark.timeout(600)  # trainings and fresh `shoal` processes: minutes on a loaded machine
 def test_a_full_registry_disk_fails_ingest_and_promote_in_one_line_and_changes_nothing(
     make_workspace, small_disk: Path, rows: tuple[Path, Path]
 ) -> None:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import spam_model, write_rows
 from processes import assert_gone, assert_store_consistent, paused_pid, process_tree
 from shoal.data.ingest import ingest_file
@@ -88,6 +90,7 @@ def test_a_commit_leaves_no_staging_folder_nor_owner_record(tmp_path: Path) -> N
     assert not store.verify(uri, checksum)
 
 
+@pytest.mark.timeout(900)  # three `shoal train` processes, each a fresh interpreter: minutes on a loaded machine
 def test_kill_9_of_shoal_train_kills_its_pool_workers_and_the_next_run_cleans_only_dead_staging(
     make_workspace, sms, tmp_path: Path
 ) -> None:
