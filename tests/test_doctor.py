@@ -5,7 +5,6 @@ than the grace period, never an alias), moving unreferenced files aside so a lat
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,10 +27,14 @@ def problems(ws: Workspace, **options: object) -> dict[str, list[str]]:
     return {c.name: c.problems for c in examine(ws, **options).checks if c.problems}  # type: ignore[arg-type]
 
 
-def dead_pid() -> int:
+def staged_by_a_dead_process(ws: Workspace) -> Path:
+    """A staging folder whose owner record names a process that has ended."""
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait(timeout=60)
-    return process.pid
+    folder = ws.registry.artifacts.stage()
+    record = ws.artifact_root / ".staging-owners" / folder.name
+    record.write_text(json.dumps({**json.loads(record.read_text()), "pid": process.pid}))
+    return folder
 
 
 def test_a_healthy_workspace_passes_with_exit_code_0(trained: Trained, tmp_path: Path) -> None:
@@ -60,9 +63,7 @@ def test_a_damaged_store_is_reported_and_only_what_is_safe_is_repaired(trained: 
     pd.DataFrame({"text": ["other"], "label": ["ham"], "split": ["train"]}).to_parquet(
         registry.artifacts.path(drop.uri)
     )
-    dead, live = root / ".staging" / f"{dead_pid()}-a", root / ".staging" / f"{os.getpid()}-b"
-    for staged in (dead, live):
-        staged.mkdir(parents=True)
+    dead, live = staged_by_a_dead_process(ws), registry.artifacts.stage()
     orphan = folder.with_name("tfidf-logreg-left-by-a-kill")
     shutil.copytree(registry.artifacts.path(registry.version("spam", trained.other).artifact_uri), orphan)
     partial = registry.artifacts.path(drop.uri).with_name(".half.parquet.123.tmp")

@@ -167,10 +167,11 @@ def test_kill_minus_9_of_shoal_train_at_each_point_leaves_a_consistent_store(
     assert_stopped_at(ws, "bank", point, families)
     assert_store_consistent(ws, "bank")
 
-    # the next run completes, reusing what the killed run finished
+    # the next run completes, reusing what the killed run finished, and removes what it left in staging
     [report] = train_models(ws)
     assert report.error is None and ws.registry.alias("bank") is not None
     assert_store_consistent(ws, "bank")
+    assert not any((ws.artifact_root / ".staging").iterdir())
     assert sorted(v.family for v in ws.registry.versions("bank")) == families  # none made twice
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -12,8 +11,8 @@ from pathlib import Path
 import httpx
 
 from client_load import Load
-from serve_fixtures import Trained, copy_workspace, running, wait_until
-from shoal.registry import Version
+from serve_fixtures import Trained, copy_workspace, running
+from test_corrupt_artifacts import BODY, corrupt
 
 # what `shoal promote` does, from another process (importing only the registry keeps the test fast)
 PROMOTE = """
@@ -25,14 +24,6 @@ Registry(f"sqlite:///{root / '.shoal' / 'registry.db'}", root / ".shoal" / "arti
     "spam", int(sys.argv[2]), actor="manual", reason="swap test"
 )
 """
-BODY = {"inputs": ["Free entry in 2 a weekly competition to win FA Cup final tickets"]}
-
-
-def corrupt(ws_root: Path, version: Version) -> None:
-    """Write garbage into a registered version's artifact folder: its checksum no longer matches."""
-    folder = ws_root / ".shoal" / "artifacts" / version.artifact_uri.removeprefix("local:")
-    assert folder.is_dir(), folder
-    (folder / "garbage.bin").write_bytes(b"\x00not a model\xff" * 64)
 
 
 def test_promotion_by_another_process_is_served_without_a_single_failure(trained: Trained, tmp_path: Path) -> None:
@@ -58,50 +49,40 @@ def test_promotion_by_another_process_is_served_without_a_single_failure(trained
         assert f'shoal_model_serving{{model="spam",version="{old}"}}' not in metrics
 
 
-def test_a_version_that_fails_to_load_leaves_the_old_one_serving(trained: Trained, tmp_path: Path) -> None:
-    ws = copy_workspace(trained, tmp_path)
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving_and_says_so(trained: Trained, tmp_path: Path) -> None:
+    """A version promoted while it verified, then corrupted before this server loaded it: the old version keeps
+    serving, and the status says `fallback` with the reason, not `ready`."""
+    ws = copy_workspace(trained, tmp_path, server={"poll_interval_s": 3600})  # loads only at start and on reload
+    old, new = trained.production, trained.other
     with running(ws) as url:
         registry = ws.registry
-        corrupt(ws.root, registry.version("spam", trained.other))
-        registry.set_alias("spam", trained.other, actor="manual", reason="promote a broken artifact")
+        registry.set_alias("spam", new, actor="manual", reason="promote, then the disk corrupts it")
+        corrupt(ws.root, registry.version("spam", new))
+        assert httpx.post(f"{url}/v1/reload").json() == {"models": {"spam": "fallback"}}
 
-        def failure_reported() -> bool:
-            return httpx.get(f"{url}/v1/models/spam").json()["swap"]["last_error_version"] == trained.other
-
-        wait_until(failure_reported, "the failed load was not reported", timeout=3)
         detail = httpx.get(f"{url}/v1/models/spam").json()
-        assert detail["serving_version"] == trained.production and detail["production_version"] == trained.other
-        assert "ArtifactError" in detail["swap"]["last_error"] and detail["status"] == "ready"
+        assert detail["serving_version"] == old and detail["production_version"] == new
+        assert detail["status"] == "fallback" and detail["swap"]["last_error_version"] == new
+        assert "ArtifactError" in detail["swap"]["last_error"] and "checksum" in detail["swap"]["last_error"]
+        assert f"could not load v{new}" in detail["problem"] and f"still serving v{old}" in detail["problem"]
+        assert "shoal doctor" in detail["problem"]
         response = httpx.post(f"{url}/v1/models/spam/predict", json=BODY)
-        assert response.status_code == 200 and response.json()["version"] == trained.production
-        assert httpx.get(f"{url}/readyz").status_code == 200
-        metrics = httpx.get(f"{url}/metrics").text
-        assert f'shoal_model_loads_total{{model="spam",version="{trained.other}",result="failed"}} 1' in metrics
-        [event] = [e for e in registry.events("spam") if e.kind == "failed"]
-        assert event.version == trained.other and f"still serving v{trained.production}" in event.message
-        time.sleep(0.5)  # later polls do not retry (nor record) the same failure again
-        assert len([e for e in registry.events("spam") if e.kind == "failed"]) == 1
-
-
-def test_a_model_that_cannot_load_is_not_ready_and_answers_503(trained: Trained, tmp_path: Path) -> None:
-    ws = copy_workspace(trained, tmp_path)
-    production = ws.registry.version("spam", trained.production)
-    folder = ws.root / ".shoal" / "artifacts" / production.artifact_uri.removeprefix("local:")
-    backup = tmp_path / "backup"
-    shutil.copytree(folder, backup)
-    corrupt(ws.root, production)
-    with running(ws, wait_ready=False) as url:
-        wait_until(lambda: httpx.get(f"{url}/readyz").json()["models"].get("spam") == "failed", "no failure status")
+        assert response.status_code == 200 and response.json()["version"] == old
         ready = httpx.get(f"{url}/readyz")
-        assert ready.status_code == 503 and ready.json() == {"ready": False, "models": {"spam": "failed"}}
-        response = httpx.post(f"{url}/v1/models/spam/predict", json=BODY)
-        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
-        assert response.json()["error"]["code"] == "not_ready"
-        # repaired: POST /v1/reload retries the failed version at once
-        shutil.rmtree(folder)
-        shutil.copytree(backup, folder)
+        assert ready.status_code == 200 and ready.json()["models"] == {"spam": "fallback"}
+        assert ready.json()["problems"]["spam"] == detail["problem"]
+        metrics = httpx.get(f"{url}/metrics").text
+        assert f'shoal_model_loads_total{{model="spam",version="{new}",result="failed"}} 1' in metrics
+        assert f'shoal_model_degraded{{model="spam",serving="{old}",production="{new}"}} 1' in metrics
+        [event] = [e for e in registry.events("spam") if e.kind == "failed"]
+        assert event.version == new and f"still serving v{old}" in event.message
+
+        # putting the served version back in production clears the problem everywhere
+        registry.set_alias("spam", old, actor="manual", reason="back to the version that works")
         assert httpx.post(f"{url}/v1/reload").json() == {"models": {"spam": "ready"}}
-        assert httpx.post(f"{url}/v1/models/spam/predict", json=BODY).status_code == 200
+        assert httpx.get(f"{url}/readyz").json() == {"ready": True, "models": {"spam": "ready"}}
+        assert httpx.get(f"{url}/v1/models/spam").json()["problem"] is None
+        assert "shoal_model_degraded{" not in httpx.get(f"{url}/metrics").text
 
 
 def test_overload_answers_503_quickly_with_retry_after(trained: Trained, tmp_path: Path) -> None:

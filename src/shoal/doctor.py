@@ -27,7 +27,6 @@ import pandas as pd
 
 from shoal.data.ingest import content_hash
 from shoal.registry import ArtifactError, ArtifactStore, Registry, Version
-from shoal.registry.artifacts import STAGING, staging_owner
 from shoal.registry.jobs import JobQueue
 from shoal.workspace import Workspace
 
@@ -90,12 +89,8 @@ def _staging(store: ArtifactStore, repair: bool) -> Check:
     if repair:
         check.repaired = [f"removed {_relative(store, f)}" for f in store.clean_stale_staging()]
     check.problems = [f"{_relative(store, f)}: its process is gone" for f in store.stale_staging()]
-    left = _children(store.root / STAGING)
-    unowned = [f for f in left if staging_owner(f) is None]
-    if live := len(left) - len(unowned) - len(check.problems):
-        check.notes.append(f"{live} in use by running processes")
-    if unowned:
-        check.notes.append(f"{len(unowned)} named by no process (an older shoal): remove when no training runs")
+    if live := len(_children(store.staging)) - len(check.problems):
+        check.notes.append(f"{live} in use by running processes (or made less than an hour ago by an older shoal)")
     return check
 
 

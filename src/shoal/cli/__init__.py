@@ -19,7 +19,7 @@ from shoal.cli import (
     train_cmds,
     worker_cmds,
 )
-from shoal.cli.common import errors
+from shoal.cli.common import error_line, errors
 
 app = typer.Typer(
     name="shoal",
@@ -73,7 +73,8 @@ def main() -> None:
     try:
         app()
     except Exception as error:
-        if not isinstance(error, known_errors()):
+        line = error_line(error, known_errors())
+        if line is None:
             raise
-        errors.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
+        errors.print(f"[red]error:[/red] {line}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -33,3 +34,16 @@ def open_workspace(path: Path) -> Workspace:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def error_line(error: Exception, known: tuple[type[Exception], ...]) -> str | None:
+    """The one line printed for a failed command instead of a traceback, or None for an unexpected error.
+
+    Known errors say what to do themselves; a full disk met anywhere outside the store (which raises its own
+    `StoreFull`) names the file and the way out."""
+    if isinstance(error, known):
+        return str(error)
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {error.filename}" if error.filename else ""
+        return f"no space left on the disk{where}; free space on it and run the command again"
+    return None

@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,16 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from shoal.faults import checkpoint
 from shoal.registry import schema as t
-from shoal.registry.artifacts import ArtifactStore
+from shoal.registry.artifacts import ArtifactError, ArtifactStore, StoreFull, free_bytes, store_full
 from shoal.registry.records import AliasChange, Drop, Event, Version, VersionMetrics
 
 PRODUCTION = "production"
+_PG_DISK_FULL = "53100"
+_NEARLY_FULL = 1 << 20  # bytes
 
 
 class RegistryError(RuntimeError):
@@ -52,6 +56,25 @@ def resolve_url(url: str, root: Path) -> str:
         if not database.is_absolute():
             return str(parsed.set(database=str(root / database)))
     return url
+
+
+def disk_full(error: DBAPIError, url: str) -> StoreFull | None:
+    """The one-line `StoreFull` for a database write refused because its disk is full (else None)."""
+    parsed = make_url(url)
+    original = error.orig
+    if isinstance(original, sqlite3.Error):
+        database = Path(parsed.database or ".")
+        code = original.sqlite_errorcode
+        # SQLite reports a full disk as SQLITE_FULL, or as an I/O error (the WAL index cannot grow) on a full disk
+        io_error_on_full_disk = code & 0xFF == sqlite3.SQLITE_IOERR and free_bytes(database) < _NEARLY_FULL
+        if code == sqlite3.SQLITE_FULL or io_error_on_full_disk:
+            return store_full(database, "to the registry database")
+    if getattr(original, "sqlstate", None) == _PG_DISK_FULL:
+        return StoreFull(
+            f"the PostgreSQL server at {parsed.host or 'localhost'} has no space left for the registry database "
+            f"{parsed.database!r}; nothing was stored. Free space on the server's data disk and retry"
+        )
+    return None
 
 
 def make_engine(url: str) -> Engine:
@@ -90,20 +113,36 @@ class Registry:
         self.engine = make_engine(url)
         self.artifacts = ArtifactStore(artifact_root)
         self._sqlite = self.engine.dialect.name == "sqlite"
-        t.metadata.create_all(self.engine)
+        with self._disk_full_as_error():
+            t.metadata.create_all(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
 
     # -- plumbing -----------------------------------------------------------------------------------
     @contextmanager
+    def _disk_full_as_error(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as error:
+            full = disk_full(error, self.url)
+            if full is None:
+                raise
+            raise full from None
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(shoal_write=True) as conn, conn.begin():
+        """One write transaction; a full disk rolls it back and raises `StoreFull`."""
+        with (
+            self._disk_full_as_error(),
+            self.engine.connect().execution_options(shoal_write=True) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._disk_full_as_error(), self.engine.connect() as conn:  # SQLite may need to write to read
             yield conn
 
     def _model_id(self, conn: Connection, name: str, *, lock: bool = False) -> int:
@@ -186,7 +225,7 @@ class Registry:
             return existing, False
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        uri = self.artifacts.put_file(buffer.getvalue(), f"data/{model}/{content_hash}.parquet")
+        uri, written = self.artifacts.put_file(buffer.getvalue(), f"data/{model}/{content_hash}.parquet")
         checkpoint("drop_written")
         n_test = int((frame["split"] == "test").sum())
         values = dict(
@@ -216,6 +255,11 @@ class Registry:
             found = self.drop(model, content_hash)
             assert found is not None
             return found, False
+        except BaseException:
+            with suppress(Exception):  # no row came to use the file: take it back (the error is what matters)
+                if written and self.drop(model, content_hash) is None:
+                    self.artifacts.path(uri).unlink(missing_ok=True)
+            raise
         return Drop(model=model, **values), True  # type: ignore[arg-type]
 
     def drop(self, model: str, content_hash: str) -> Drop | None:
@@ -287,7 +331,7 @@ class Registry:
         if existing is not None:
             return existing, False
         key = f"models/{model}/{family}-{dataset_version[:12]}"
-        uri, checksum, size = self.artifacts.commit(staged, key)
+        uri, checksum, size, created = self.artifacts.commit(staged, key)
         self.artifacts.open(uri, checksum)
         checkpoint("artifact_committed")
         try:
@@ -330,6 +374,11 @@ class Registry:
             if found is None:
                 raise
             return found, False
+        except BaseException:
+            with suppress(Exception):  # no row came to use the folder: take it back (the error is what matters)
+                if created and not any(v.artifact_uri == uri for v in self.versions(model)):
+                    shutil.rmtree(self.artifacts.path(uri), ignore_errors=True)
+            raise
         return self.version(model, number), True
 
     def _versions_query(self, model: str) -> Any:
@@ -411,8 +460,16 @@ class Registry:
         event_kind: str = "promoted",
         payload: dict[str, Any] | None = None,
     ) -> None:
-        """Point `alias` at version `number`, recording the change and an event in one transaction."""
-        self.version(model, number)
+        """Point `alias` at version `number`, recording the change and an event in one transaction.
+
+        The version's artifact is verified first: an alias never moves to a version that cannot load."""
+        version = self.version(model, number)
+        problem = self.artifacts.problem(version.artifact_uri, version.checksum)
+        if problem is not None:
+            raise ArtifactError(
+                f"refusing to point {model} {alias} at v{number}: {problem}. Run 'shoal doctor', then promote "
+                "a version that verifies"
+            )
         with self._write() as conn:
             model_id = self._model_id(conn, model, lock=True)
             current = conn.execute(
@@ -463,20 +520,26 @@ class Registry:
                 for row in conn.execute(query)
             ]
 
-    def rollback(self, model: str, alias: str = PRODUCTION) -> int:
-        """Point `alias` back at the version it held before the current one was promoted.
-
-        Rollbacks undo promotions like a stack: rolling back twice goes two promotions back.
-        """
+    def alias_lineage(self, model: str, alias: str = PRODUCTION) -> list[int]:
+        """The versions `alias` held, newest first, without those rolled back from: the current one, then what
+        a rollback would restore, and so on (a version promoted twice appears twice)."""
         stack: list[int] = []
         for change in self.alias_history(model, alias):
             if change.actor == "rollback":
                 stack.pop()
             else:
                 stack.append(change.to_version)
+        return stack[::-1]
+
+    def rollback(self, model: str, alias: str = PRODUCTION) -> int:
+        """Point `alias` back at the version it held before the current one was promoted.
+
+        Rollbacks undo promotions like a stack: rolling back twice goes two promotions back.
+        """
+        stack = self.alias_lineage(model, alias)
         if len(stack) < 2:
             raise RegistryError(f"model {model!r} has no earlier {alias} version to roll back to")
-        current, previous = stack[-1], stack[-2]
+        current, previous = stack[0], stack[1]
         self.set_alias(
             model,
             previous,

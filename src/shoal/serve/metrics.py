@@ -107,6 +107,13 @@ class Metrics:
         self.queue_depth = Family("shoal_queue_depth", "gauge", "Inputs waiting in the model's queue.", ("model",))
         self.running = Family("shoal_batches_running", "gauge", "Batches executing now.", ("model",))
         self.serving = Family("shoal_model_serving", "gauge", "1 for the version each model answers with.", mv)
+        self.degraded = Family(
+            "shoal_model_degraded",
+            "gauge",
+            "1 while a model's production version failed to load: the version it serves instead (none) and its "
+            "production version.",
+            ("model", "serving", "production"),
+        )
         self.live_accuracy = Family(
             "shoal_live_accuracy", "gauge", "Share of feedback labels the version predicted.", mv
         )

@@ -1,11 +1,17 @@
 """The models a server answers: load, warm, hot-swap and release versions as the registry changes.
 
 A background task polls `registry.production_versions()` every `poll_interval_s`. A new production version
-is loaded beside the serving one in a thread, warmed with a prediction, then switched in with one
-assignment on the event loop; requests already queued finish on the version they started with, and the old
-version is released when the last of them is done. A version that fails to load or warm leaves the previous
-one serving; the failure is kept for `GET /v1/models/{name}`, counted in the metrics, logged, and recorded
-as a `failed` event in the registry. Models that newly appear in production are picked up the same way.
+is loaded beside the serving one in a thread (its artifact checksum verified), warmed with a prediction, then
+switched in with one assignment on the event loop; requests already queued finish on the version they started
+with, and the old version is released when the last of them is done. Models that newly appear in production are
+picked up the same way.
+
+A production version that fails to verify, load or warm is never served. When another version is serving, it
+keeps serving; when none is (start-up), the newest earlier production version that loads is served instead
+(status `fallback`); when none loads, the model answers 503 saying what is wrong and what to do (status
+`failed`). Either way the problem is shown by `/readyz` and `GET /v1/models/{name}`, the `shoal_model_degraded`
+gauge names the served and the production version, and it is logged and recorded as a registry event
+(`failed` or `fallback`). Failed versions are retried only by `POST /v1/reload` (or a new promotion).
 """
 
 from __future__ import annotations
@@ -19,10 +25,23 @@ from datetime import UTC, datetime
 from shoal.faults import checkpoint
 from shoal.fleet import FleetError, ServeSpec
 from shoal.serve.batcher import Batcher, Loaded
+from shoal.serve.errors import ServeError, unavailable
 from shoal.serve.metrics import Metrics
 from shoal.workspace import Workspace
 
 log = logging.getLogger("shoal.serve")
+
+
+def _why(error: Exception) -> str:
+    """A failed load's reason without the advice an `ArtifactError` carries for the command line."""
+    return f"{type(error).__name__}: {getattr(error, 'problem', error)}"
+
+
+def _repair(name: str) -> str:
+    return (
+        f"Run 'shoal doctor' to check the store, then promote a version that verifies ('shoal promote {name} "
+        "VERSION'), or restore the artifact and POST /v1/reload"
+    )
 
 
 @dataclass
@@ -40,6 +59,7 @@ class Slot:
     last_error_version: int | None = None
     last_error_at: datetime | None = None
     failed: set[int] = field(default_factory=set)
+    degraded: str | None = None  # why the production version is not served (shown while it is not)
 
     @property
     def max_inputs(self) -> int:
@@ -50,9 +70,20 @@ class Slot:
     def status(self) -> str:
         if self.current is None:
             return "failed" if self.production in self.failed else "loading"
-        if self.current.number == self.production or self.production in self.failed:
+        if self.current.number == self.production:
             return "ready"
-        return "swapping"
+        return "fallback" if self.production in self.failed else "swapping"
+
+    @property
+    def problem(self) -> str | None:
+        """Why the production version is not served (for a `fallback` or `failed` model), else None."""
+        return self.degraded if self.status in ("fallback", "failed") else None
+
+    def unavailable(self) -> ServeError:
+        """The 503 a request gets while this model serves no version."""
+        if self.status == "failed":
+            return ServeError(503, "model_unavailable", f"model {self.name!r} cannot be served: {self.degraded}")
+        return unavailable("not_ready", f"model {self.name!r} is still loading; retry after the Retry-After delay")
 
 
 class ModelPool:
@@ -140,9 +171,46 @@ class ModelPool:
         try:
             loaded = await asyncio.to_thread(self._load, slot.name, number)
         except Exception as error:
-            await self._failed(slot, number, previous, f"{type(error).__name__}: {error}")
+            reason = _why(error)
+            slot.failed.add(number)
+            slot.last_error, slot.last_error_version, slot.last_error_at = reason, number, datetime.now(UTC)
+            self.metrics.loads.inc((slot.name, str(number), "failed"))
+            if previous is None:
+                await self._fall_back(slot, number, reason)
+            else:
+                message = f"server could not load v{number}: {reason}; still serving v{previous}. {_repair(slot.name)}"
+                await self._report(slot, "failed", number, message)
             return
         checkpoint("swap" if previous else "load")
+        self._install(slot, loaded)
+        log.info("model %s: serving v%d (was %s)", slot.name, number, f"v{previous}" if previous else "none")
+
+    async def _fall_back(self, slot: Slot, production: int, reason: str) -> None:
+        """Serve the newest earlier production version that loads, since `production` does not."""
+        lineage = await asyncio.to_thread(self.ws.registry.alias_lineage, slot.name)
+        for number in dict.fromkeys(lineage):
+            if number == production:
+                continue
+            try:
+                loaded = await asyncio.to_thread(self._load, slot.name, number)
+            except Exception as error:
+                self.metrics.loads.inc((slot.name, str(number), "failed"))
+                log.error("model %s: earlier v%d cannot be loaded either: %s", slot.name, number, _why(error))
+                continue
+            self._install(slot, loaded)
+            message = (
+                f"production v{production} cannot be loaded ({reason}); serving v{number} instead, the newest "
+                f"earlier production version that loads. {_repair(slot.name)}"
+            )
+            await self._report(slot, "fallback", number, message, production)
+            return
+        message = (
+            f"production v{production} cannot be loaded ({reason}) and no earlier production version loads. "
+            + _repair(slot.name)
+        )
+        await self._report(slot, "failed", production, message)
+
+    def _install(self, slot: Slot, loaded: Loaded) -> None:
         slot.current = loaded  # the switch: new requests use it, queued ones keep the version they hold
         slot.swaps += 1
         # a model is millions of long-lived objects (vocabularies); leaving them in the collector's generations
@@ -151,8 +219,7 @@ class ModelPool:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        self.metrics.loads.inc((slot.name, str(number), "ok"))
-        log.info("model %s: serving v%d (was %s)", slot.name, number, f"v{previous}" if previous else "none")
+        self.metrics.loads.inc((slot.name, str(loaded.number), "ok"))
 
     def _load(self, name: str, number: int) -> Loaded:
         version = self.ws.registry.version(name, number)
@@ -162,24 +229,24 @@ class ModelPool:
             raise ValueError(f"warm-up returned shape {proba.shape}, expected (1, {len(predictor.labels)})")
         return Loaded(version, predictor, datetime.now(UTC))
 
-    async def _failed(self, slot: Slot, number: int, previous: int | None, reason: str) -> None:
-        slot.failed.add(number)
-        slot.last_error, slot.last_error_version, slot.last_error_at = reason, number, datetime.now(UTC)
-        self.metrics.loads.inc((slot.name, str(number), "failed"))
-        keeps = f"still serving v{previous}" if previous else "nothing to serve until a loadable version is promoted"
-        message = f"server could not load v{number}: {reason}; {keeps}"
+    async def _report(self, slot: Slot, kind: str, number: int, message: str, production: int | None = None) -> None:
+        """Keep `message` for the status routes, log it and record it as a `kind` event of version `number`."""
+        slot.degraded = message
         log.error("model %s: %s", slot.name, message)
+        payload = {"stage": "serve", "production": production or number}
         try:
-            await asyncio.to_thread(
-                self.ws.registry.record_event, slot.name, "failed", message, number, {"stage": "serve"}
-            )
+            await asyncio.to_thread(self.ws.registry.record_event, slot.name, kind, message, number, payload)
         except Exception as error:
             log.error("model %s: could not record the failure in the registry: %s", slot.name, error)
 
     def _sample(self, metrics: Metrics) -> None:
         metrics.serving.values.clear()
+        metrics.degraded.values.clear()
         for name, slot in self.slots.items():
             metrics.queue_depth.set((name,), slot.batcher.queued)
             metrics.running.set((name,), slot.batcher.running)
             if slot.current is not None:
                 metrics.serving.set((name, str(slot.current.number)), 1)
+            if slot.problem is not None:
+                serving = str(slot.current.number) if slot.current is not None else "none"
+                metrics.degraded.set((name, serving, str(slot.production)), 1)

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from shoal.serve.auth import bearer, check_token
 from shoal.serve.bodies import BODY_ERRORS, read_json, require_json
 from shoal.serve.codecs import answer, codec_for, parse, response_model
-from shoal.serve.errors import ServeError, error_response, unavailable
+from shoal.serve.errors import ServeError, error_response
 from shoal.serve.metrics import UNKNOWN_MODEL
 from shoal.serve.schemas import ErrorResponse
 from shoal.serve.state import ServeState, get_state
@@ -79,7 +79,7 @@ async def _answer(
         )
     loaded = slot.current
     if loaded is None:
-        raise unavailable("not_ready", f"model {name!r} is still loading; retry after the Retry-After delay")
+        raise slot.unavailable()
     problems = loaded.predictor.check_inputs(inputs)
     if problems:
         more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""

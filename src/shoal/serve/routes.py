@@ -30,7 +30,7 @@ from shoal.serve.schemas import (
 )
 from shoal.serve.state import get_state
 
-GATE_KINDS = ("promoted", "rejected", "rolled_back", "failed")
+GATE_KINDS = ("promoted", "rejected", "rolled_back", "failed", "fallback")
 GATE_HISTORY = 50
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such model is served"}}
 UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "missing or wrong bearer token"}}
@@ -60,6 +60,7 @@ def summary(slot: Slot) -> dict[str, Any]:
         production_version=slot.production,
         serving_version=current.number if current else None,
         status=slot.status,
+        problem=slot.problem,
         metrics=key_metrics(current.version) if current else None,
     )
 
@@ -132,15 +133,19 @@ async def healthz() -> Health:
     "/readyz",
     summary="Readiness",
     responses={503: {"model": Readiness, "description": "a production model is not loaded and warmed yet"}},
+    response_model_exclude_defaults=True,  # `problems` only when there are some
 )
 async def readyz(request: Request, response: Response) -> Readiness:
-    """200 when every production model is loaded and warmed, 503 (same body) otherwise."""
+    """200 when every production model serves a loaded and warmed version, 503 (same body) otherwise. A model
+    serving an earlier version because its production version failed to load is `fallback` (ready, with the
+    reason in `problems`); one with no version that loads is `failed` (not ready)."""
     pool = get_state(request).pool
     ready = pool.ready
     if not ready:
         response.status_code = 503
         response.headers["Retry-After"] = "1"
-    return Readiness(ready=ready, models=pool.statuses())
+    problems = {name: slot.problem for name, slot in sorted(pool.slots.items()) if slot.problem}
+    return Readiness(ready=ready, models=pool.statuses(), problems=problems)
 
 
 @operations.get(

@@ -11,7 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Status = Literal["loading", "ready", "swapping", "failed"]
+#: loading (nothing served yet), ready (the production version is served), swapping (a new production version is
+#: loading), fallback (the production version failed to load: an earlier one is served), failed (nothing loads)
+Status = Literal["loading", "ready", "swapping", "fallback", "failed"]
 
 
 class AnswerEnvelope(BaseModel):
@@ -49,6 +51,9 @@ class ModelSummary(BaseModel):
     production_version: int | None = Field(description="the version the registry names as production")
     serving_version: int | None = Field(description="the version this server answers with")
     status: Status
+    problem: str | None = Field(
+        None, description="with status fallback or failed: why the production version is not served, what to do"
+    )
     metrics: KeyMetrics | None = Field(description="of the serving version")
 
 
@@ -69,7 +74,7 @@ class VersionInfo(BaseModel):
 
 
 class GateEvent(BaseModel):
-    kind: str = Field(description="promoted, rejected, rolled_back or failed")
+    kind: str = Field(description="promoted, rejected, rolled_back, failed or fallback")
     version: int | None
     message: str
     at: datetime | None
@@ -96,6 +101,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     models: dict[str, Status] = Field(description="status of every production model")
+    problems: dict[str, str] = Field(
+        default_factory=dict, description="why a model's production version is not served (fallback, failed)"
+    )
 
 
 class Reloaded(BaseModel):

@@ -7,6 +7,10 @@ and those share one set of fits. The task kind decides the folds, the outputs an
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +20,17 @@ from joblib import Parallel, delayed
 from shoal.families import Family, Params
 from shoal.faults import checkpoint
 from shoal.tasks.base import TaskKind
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """A pool worker's initializer: the kernel kills this worker when `parent` dies, even by SIGKILL, so no
+    orphan goes on fitting after its trainer is gone (loky's own workers would finish their task first)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 @dataclass
@@ -65,8 +80,11 @@ def search(
     if not splits:  # a task without folds (forecasting: the backtest judges) takes the family's first setting
         return SearchResult(params=grid[0], cv_score=None, scores=[], oof=np.empty(0))
     jobs = [(p, f) for p in range(len(grid)) for f in range(len(splits))]
-    # loky starts its workers with fork+exec, never a bare fork of this (threaded) process
-    outputs = Parallel(n_jobs=min(n_jobs, len(jobs)), backend="loky")(
+    # loky starts its workers with fork+exec, never a bare fork of this (threaded) process; they die with it
+    parallel = Parallel(
+        n_jobs=min(n_jobs, len(jobs)), backend="loky", initializer=die_with_parent, initargs=(os.getpid(),)
+    )
+    outputs = parallel(
         delayed(_fold_fit)(task, family, x, y, splits[f][0], splits[f][1], grid[p], seed, labels) for p, f in jobs
     )
     results = []

@@ -6,7 +6,6 @@ A failing family or model is recorded in the event log with its error and never 
 
 from __future__ import annotations
 
-import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from shoal.families.base import write_json
 from shoal.faults import checkpoint
 from shoal.fleet import ModelSpec
 from shoal.registry import PRODUCTION, Version
+from shoal.registry.artifacts import full_disk_as_error
 from shoal.registry.records import CrossValidation
 from shoal.tasks import get_task
 from shoal.train.errors import TrainError
@@ -90,9 +90,10 @@ def _fit_candidate(
     train_seconds = time.perf_counter() - started
     staged = ws.registry.artifacts.stage()
     try:
-        predictor.save(staged)
-        for file_name, content in files.items():
-            write_json(staged / file_name, content)
+        with full_disk_as_error(staged, f"the {family_name} artifact"):
+            predictor.save(staged)
+            for file_name, content in files.items():
+                write_json(staged / file_name, content)
         size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
         evaluated = time.perf_counter()
         scored, _ = evaluate(task, predictor, family_name, staged, test, spec.metric, settings, size)
@@ -118,7 +119,7 @@ def _fit_candidate(
         checkpoint("registered")
         return version
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        ws.registry.artifacts.discard(staged)
 
 
 @dataclass(frozen=True)
@@ -188,9 +189,10 @@ def _train_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData
 
 
 def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None) -> ModelReport:
-    """data -> candidates -> gate."""
+    """data -> candidates -> gate (after removing what killed trainings left in the staging area)."""
     started = time.perf_counter()
     spec = ws.model(name)
+    ws.registry.artifacts.clean_stale_staging()
     step(name, "loading data")
     data = _load_data(ws, name, spec)
     report = ModelReport(name, data.dataset_version, notes=data.notes)
