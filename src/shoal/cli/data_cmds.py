@@ -28,9 +28,16 @@ def ingest(
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Validate a file and record it as an immutable, content-addressed data drop."""
+    from shoal.data.errors import DropRejected
     from shoal.data.ingest import ingest_file
 
-    result = ingest_file(open_workspace(workspace), model, file, split=split, skip_invalid=skip_invalid)
+    try:
+        result = ingest_file(open_workspace(workspace), model, file, split=split, skip_invalid=skip_invalid)
+    except DropRejected as error:
+        error.next_step = "Fix the file and ingest it again" + (
+            "." if skip_invalid else " (or pass --skip-invalid to leave out the bad rows)."
+        )
+        raise
     drop = result.drop
     state = "stored" if result.created else "already stored"
     console.print(
