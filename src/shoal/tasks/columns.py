@@ -12,7 +12,8 @@ The rules, by type:
 - `LABEL`: a string, or an integer taken as its decimal digits (JSON `1`, a Parquet int column: the label "1",
   as a CSV cell `1` is). A float is refused, even `1.0`: it is how an int column with a null arrives from pandas,
   and "1.0" would split one class in two. A label, a series id.
-- `CATEGORY`: a categorical feature: like `LABEL`, and a missing-value token (`NA`, `null`, ...) is missing.
+- `CATEGORY`: a categorical feature: a string (as a served row must send it; a missing-value token such as `NA`
+  or `null` is missing). A number in a categorical column is refused (a column of numbers is numeric).
 - `NUMBER`: a finite int or float, or a string that spells one in decimal (`3.5`, `-1e3`; how CSV carries
   numbers); `inf` and booleans are refused; a missing-value token is missing.
 - `TIMESTAMP`: an ISO 8601 string (a zone is converted to UTC and dropped), or a date / timestamp value (Parquet).
@@ -52,7 +53,7 @@ _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _EXPECTED = {
     ColumnType.TEXT: "a text",
     ColumnType.LABEL: "a label (a string or an integer)",
-    ColumnType.CATEGORY: "a category (a string or an integer)",
+    ColumnType.CATEGORY: "a category (a string)",
     ColumnType.NUMBER: "a finite number",
     ColumnType.TIMESTAMP: "an ISO 8601 timestamp",
 }
@@ -100,15 +101,20 @@ def describe(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, str):
-        shown = value if len(value) <= _SHOWN else value[:_SHOWN] + "..."
-        return f"the text {printable(shown)!r}"
+        return f"the text {_shown(value)!r}"
     return f"a value of type {type(value).__name__}"
+
+
+def _shown(text: str) -> str:
+    """A user's text as a reason quotes it: printable, and cut after a few words."""
+    return printable(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
 def _wrong(value: object, kind: ColumnType) -> WrongType:
     hint = {
         ColumnType.TEXT: "; a text column holds strings",
         ColumnType.LABEL: "; write labels as strings (or integers)",
+        ColumnType.CATEGORY: "; write categories as strings",
         ColumnType.TIMESTAMP: "; write ISO 8601 such as 2024-01-31 or 2024-01-31T09:30:00",
     }.get(kind, "")
     return WrongType(f"{describe(value)} where {_EXPECTED[kind]} is expected{hint}")
@@ -150,7 +156,7 @@ def _label(value: object, kind: ColumnType) -> str:
 def _number(value: object) -> float:
     if isinstance(value, str):
         if not _DECIMAL.fullmatch(value.strip()):
-            raise _wrong(value, ColumnType.NUMBER)
+            raise WrongType(f"{_shown(value)!r} is not a number")
         number = float(value.strip())
     elif isinstance(value, Real | Decimal) and not isinstance(value, bool | np.bool_):
         try:
@@ -160,7 +166,7 @@ def _number(value: object) -> float:
     else:
         raise _wrong(value, ColumnType.NUMBER)
     if not math.isfinite(number):
-        raise WrongType(f"{describe(value)} is not a finite number")
+        raise WrongType(f"{_shown(value) if isinstance(value, str) else value!r} is not a finite number")
     return number
 
 
@@ -177,7 +183,7 @@ def _timestamp(value: object, parsed: dict[str, pd.Timestamp]) -> pd.Timestamp:
     if isinstance(value, str):
         if value not in parsed:
             _text(value, ColumnType.TIMESTAMP)  # a surrogate or NUL says so
-            raise WrongType(f"{describe(value)} is not an ISO 8601 timestamp")
+            raise WrongType(f"{_shown(value)!r} is not an ISO 8601 timestamp")
         return parsed[value]
     if not isinstance(value, date | np.datetime64):
         raise _wrong(value, ColumnType.TIMESTAMP)
@@ -192,8 +198,10 @@ def typed_value(value: object, kind: ColumnType, parsed: dict[str, pd.Timestamp]
         return None
     if kind == ColumnType.TEXT:
         return _text(value, kind)
-    if kind in (ColumnType.LABEL, ColumnType.CATEGORY):
+    if kind == ColumnType.LABEL:
         return _label(value, kind)
+    if kind == ColumnType.CATEGORY:
+        return _text(value, kind)
     if kind == ColumnType.NUMBER:
         return _number(value)
     if parsed is None and isinstance(value, str):
