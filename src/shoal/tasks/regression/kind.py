@@ -47,11 +47,12 @@ def stored_schema(frame: pd.DataFrame) -> Schema:
 
 
 def infer_schema(frame: pd.DataFrame, features: list[str]) -> tuple[Schema, list[str]]:
-    """A first drop's schema: a column is numeric when every present value is a number; and warnings."""
+    """A first drop's schema: a column is numeric when every present value is a number; and warnings. Values that
+    are neither a number nor a string (a list, a boolean ...) do not count: they are refused whatever the type."""
     schema: Schema = {}
     warnings = []
     for column in features:
-        present = [v for v in frame[column] if not is_missing(v)]
+        present = [v for v in frame[column] if not is_missing(v) and (isinstance(v, str) or as_number(v) is not None)]
         numbers = sum(as_number(v) is not None for v in present)
         schema[column] = NUMERIC if numbers == len(present) else CATEGORICAL
         if not present:
