@@ -176,11 +176,11 @@ def test_every_task_refuses_values_of_the_wrong_type(make_workspace, spec, good,
 
 
 def test_forecasting_refuses_a_huge_gap_without_building_its_grid(make_workspace) -> None:
-    """A second-frequency series with points 300 years apart: the grid would be ~10^10 periods; the gap over
-    max_gap is found from the two stamps."""
-    spec = {**CARS, "freq": "s", "id_column": None}
+    """A minute-frequency series with points 100 years apart: its grid would be 52 million periods (400 MB); the
+    gap over max_gap is found from the two stamps."""
+    spec = {**CARS, "freq": "min", "id_column": None}
     ws = make_workspace({"m": spec})
-    rows = [{"t": "1900-01-01T00:00:00", "v": 1}, {"t": "2200-01-01T00:00:00", "v": 2}]
+    rows = [{"t": "1900-01-01T00:00:00", "v": 1}, {"t": "2000-01-01T00:00:00", "v": 2}]
     with pytest.raises(DropRejected, match=r"line 2: series 'series': more than 1 missing period\(s\) between 1900"):
         ingest_rows(ws, "m", rows)
 
@@ -230,3 +230,37 @@ def test_a_later_drop_supersedes_a_label_and_each_set_holds_a_text_once(make_wor
         normalize(rows.loc[0, "text"]): [rows.loc[0, "label"], flip[rows.loc[0, "label"]]],
         normalize(rows.loc[25, "text"]): [rows.loc[25, "label"], flip[rows.loc[25, "label"]]],
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("twice.csv", b"text,label,text\na,b,c\n", "line 1: the column 'text' appears twice in the header"),
+        ("reserved.tsv", b"text\tlabel\t__line__\na\tb\t3\n", "line 1: the column name '__line__' is reserved"),
+        ("reserved.jsonl", b'{"text": "a", "label": "b"}\n{"__line__": 1}\n', "line 2: the column name '__line__'"),
+        ("deep.jsonl", b'{"text": "a", "label": "b"}\n' + b"[" * 100_000, "line 2: not valid JSON: nested too deeply"),
+        ("digits.jsonl", b'{"text": "a", "label": ' + b"9" * 5000 + b"}", "line 1: not valid JSON: Exceeds the limit"),
+        ("nan.jsonl", b'{"text": "a", "label": "b"}\n{"text": NaN, "label": "b"}', "line 2: not valid JSON: NaN is"),
+    ],
+)
+def test_the_readers_refuse_what_they_cannot_read_with_its_line(
+    make_workspace, tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
+    ws = make_workspace({"spam": spam_model()})
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DropRejected) as caught:
+        ingest_file(ws, "spam", path)
+    assert str(caught.value.problems[0]).startswith(reason), caught.value.problems
+
+
+def test_a_parquet_column_named_twice_is_refused(make_workspace, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ws = make_workspace({"spam": spam_model()})
+    table = pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"]), pa.array(["c"])], names=["text", "label", "text"])
+    path = tmp_path / "twice.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(DropRejected, match="the column 'text' appears twice in the header"):
+        ingest_file(ws, "spam", path)

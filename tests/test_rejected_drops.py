@@ -7,11 +7,9 @@ relabelling (`relabel: reject`)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,33 +32,9 @@ from shoal.worker.inbox import REJECTED
 from shoal.worker.logs import FIELDS
 from shoal.worker.runner import Worker
 from shoal.workspace import REGISTRY_ENV, Workspace
+from store_snapshot import assert_unchanged, snapshot
 
 MODEL = "spam"
-STORE = ".shoal"
-DATABASE = "registry.db"
-
-
-@dataclass(frozen=True)
-class Store:
-    tables: dict[str, list[tuple[object, ...]]]  # every row of every table, in rowid order
-    database: str  # sha256 of the database file after a WAL checkpoint
-    files: dict[str, str]  # every other file under .shoal/: relative path -> sha256
-
-
-def snapshot(root: Path) -> Store:
-    database = root / STORE / DATABASE
-    with sqlite3.connect(database, timeout=30) as conn:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        assert busy == 0, "the WAL checkpoint was blocked"
-        names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        tables = {name: conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid').fetchall() for name in names}
-    conn.close()
-    files = {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted((root / STORE).rglob("*"))
-        if path.is_file() and not path.name.startswith(DATABASE)
-    }
-    return Store(tables, hashlib.sha256(database.read_bytes()).hexdigest(), files)
 
 
 def _rows(frame: pd.DataFrame) -> bytes:
@@ -255,15 +229,6 @@ def write(folder: Path, bad: BadFile) -> Path:
     path = folder / bad.name
     path.write_bytes(bad.content)
     return path
-
-
-def assert_unchanged(before: Store, after: Store, *, database_bytes: bool = True) -> None:
-    for name in before.tables:
-        assert after.tables[name] == before.tables[name], f"table {name} changed"
-    assert after.tables.keys() == before.tables.keys()
-    assert after.files == before.files
-    if database_bytes:
-        assert after.database == before.database
 
 
 # --- shoal ingest ---------------------------------------------------------------------------------------------

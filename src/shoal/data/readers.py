@@ -135,7 +135,8 @@ def _parquet(path: Path, source: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path) as parquet:
+            table = parquet.read()
         stored_index = {
             name for name in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(name, str)
         }
