@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shoal.data.text import printable
+
 #: what to do next when the entry point does not say (each face sets its own: the CLI, HTTP, the inbox)
 FIX_AND_RETRY = "Fix the data and send it again."
-
-
-def printable(text: str) -> str:
-    """`text` as valid UTF-8: a lone surrogate (from a JSON escape or a file name) is shown escaped, so a message
-    that quotes a user's value can always be printed, written to a file or sent as JSON."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)

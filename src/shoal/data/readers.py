@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from shoal.data.errors import DropRejected, Problem, printable
+from shoal.data.errors import DropRejected, Problem
+from shoal.data.text import text_problem
 
 FORMATS = {
     ".csv": "csv",
@@ -43,13 +44,17 @@ def _decode(raw: bytes, source: str) -> str:
 
 
 def _check_names(names: Iterable[str], source: str, line: int | None) -> None:
-    """A header must name each column once, and not use the name shoal keeps for line numbers."""
+    """A header must name each column once, in a name that can be stored, and not use the name shoal keeps for
+    line numbers."""
     seen: set[str] = set()
     for name in names:
+        problem = text_problem(name)
+        if problem is not None:
+            raise DropRejected(source, [Problem(line, f"the column name {name!r}: {problem}")])
         if name == LINE:
             raise DropRejected(source, [Problem(line, f"the column name {LINE!r} is reserved; rename that column")])
         if name in seen:
-            raise DropRejected(source, [Problem(line, f"the column {printable(name)!r} appears twice in the header")])
+            raise DropRejected(source, [Problem(line, f"the column {name!r} appears twice in the header")])
         seen.add(name)
 
 
@@ -65,10 +70,12 @@ def _frame(columns: dict[str, list[Any]], lines: list[int]) -> pd.DataFrame:
 
 def records_frame(records: list[dict[str, Any]], lines: list[int], source: str) -> pd.DataFrame:
     """JSON objects as rows (a key a row lacks is a missing value): the JSONL reader's and the HTTP rows' frame."""
-    names = list(dict.fromkeys(key for record in records for key in record))
-    if LINE in names:
-        line = next(n for r, n in zip(records, lines, strict=True) if LINE in r)
-        _check_names([LINE], source, line)
+    names: dict[str, int] = {}  # each key and the line it first appears on
+    for record, line in zip(records, lines, strict=True):
+        for key in record:
+            names.setdefault(key, line)
+    for name, line in names.items():
+        _check_names([name], source, line)
     return _frame({name: [record.get(name) for record in records] for name in names}, lines)
 
 

@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shoal.data.errors import Problem, printable
+from shoal.data.errors import Problem
 from shoal.data.readers import LINE
+from shoal.data.text import text_problem
 
 
 class ColumnType(StrEnum):
@@ -106,8 +107,8 @@ def describe(value: object) -> str:
 
 
 def _shown(text: str) -> str:
-    """A user's text as a reason quotes it: printable, and cut after a few words."""
-    return printable(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
+    """A user's text as a reason quotes it (with !r, which escapes what cannot be printed): cut after a few words."""
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
 def _wrong(value: object, kind: ColumnType) -> WrongType:
@@ -121,18 +122,12 @@ def _wrong(value: object, kind: ColumnType) -> WrongType:
 
 
 def _text(value: object, kind: ColumnType) -> str:
-    """A string that storage can hold: valid UTF-8 (no lone surrogate), no NUL."""
+    """A string that storage can hold (`shoal.data.text`)."""
     if not isinstance(value, str):
         raise _wrong(value, kind)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise WrongType(
-            f"a lone surrogate (U+{ord(value[error.start]):04X}) at character {error.start + 1} is not valid Unicode "
-            "(a JSON \\ud800-style escape without its pair); send the text as UTF-8"
-        ) from None
-    if "\x00" in value:
-        raise WrongType(f"a NUL character (U+0000) at character {value.index(chr(0)) + 1}; remove it")
+    problem = text_problem(value)
+    if problem is not None:
+        raise WrongType(problem)
     return value
 
 
@@ -235,19 +230,8 @@ def read_columns(frame: pd.DataFrame, types: dict[str, ColumnType]) -> Typed:
             try:
                 values.append(typed_value(value, kind, parsed))
             except WrongType as error:
-                typed.problems.append(Problem(line, f"column {printable(str(column))!r}: {error}"))
+                typed.problems.append(Problem(line, f"column {column!r}: {error}"))
                 values.append(None)
         typed.values[column] = values
     typed.problems.sort(key=lambda p: p.line or 0)
     return typed
-
-
-def check_name(name: object) -> str | None:
-    """Why a column name cannot be stored (None: it can)."""
-    if not isinstance(name, str):
-        return f"the column name {name!r} is not a string"
-    try:
-        _text(name, ColumnType.TEXT)
-    except WrongType as error:
-        return f"the column name {printable(name)!r}: {error}"
-    return None

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoal.data.errors import DropRejected, Problem, printable
+from shoal.data.errors import DropRejected, Problem
 from shoal.data.ingest import IngestResult, prepare_file, store, stored_rows
+from shoal.data.text import printable
 from shoal.worker.logs import emit
 from shoal.workspace import Workspace
 

@@ -23,11 +23,11 @@ from shoal.evaluate import regression as metrics
 from shoal.families.tabular import CATEGORICAL, NUMERIC
 from shoal.fleet import ModelSpec
 from shoal.tasks.base import TaskKind, Validated, require_columns
-from shoal.tasks.columns import ColumnType, as_number, check_name, is_missing, read_columns
+from shoal.tasks.columns import ColumnType, as_number, is_missing, read_columns
 from shoal.tasks.regression.spec import RegressionSpec
 
 TARGET = "__target__"
-RESERVED = ("split",)
+RESERVED = ("split", "key")  # the split and the row key assemble adds
 MIN_TRAIN_ROWS = 10
 #: a column inferred categorical although this share of its values are numbers gets a warning
 MOSTLY_NUMERIC = 0.9
@@ -116,9 +116,6 @@ class Regression(TaskKind):
         require_columns(frame, [target], source, "target_column")
         present = [c for c in frame.columns if c != LINE]
         features = [c for c in present if c != target]
-        unstorable = [Problem(None, why) for why in map(check_name, features) if why]
-        if unstorable:
-            raise DropRejected(source, unstorable)
         warnings: list[str] = []
         if stored is None:
             reserved = [c for c in features if c in RESERVED or c.startswith("__")]
