@@ -72,7 +72,7 @@ def prepare_frame(
     rows["split"] = task.assign_split(rows, split, spec.split.test_fraction)
     warnings = list(validated.warnings)
     if validated.skipped:
-        warnings.append(f"{len(validated.skipped)} invalid row(s) left out (--skip-invalid)")
+        warnings.append(f"{len(validated.skipped)} invalid row(s) left out")
     warnings += _cross_split_duplicates(stored, rows, task)
     return Prepared(model, spec.task, rows, source, split, warnings, validated.skipped)
 
