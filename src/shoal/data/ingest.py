@@ -57,11 +57,11 @@ def prepare_frame(
     ws: Workspace,
     model: str,
     frame: pd.DataFrame,
+    stored: pd.DataFrame | None,
     *,
     source: str,
     split: SplitMode = "auto",
     skip_invalid: bool = False,
-    stored: pd.DataFrame | None = None,
 ) -> Prepared:
     """Validate a drop's raw rows against the model's task and its stored rows (`stored_rows`); raises
     DropRejected. Reads nothing but its arguments and the fleet file, writes nothing."""
@@ -88,7 +88,7 @@ def prepare_file(
 ) -> Prepared:
     """Read and validate a file (see `prepare_frame`): what can go wrong here is the file's, never the store's."""
     frame = read_table(path, source=path.name)
-    return prepare_frame(ws, model, frame, source=path.name, split=split, skip_invalid=skip_invalid, stored=stored)
+    return prepare_frame(ws, model, frame, stored, source=path.name, split=split, skip_invalid=skip_invalid)
 
 
 def store(ws: Workspace, prepared: Prepared) -> IngestResult:
@@ -116,8 +116,9 @@ def ingest_frame(
     skip_invalid: bool = False,
 ) -> IngestResult:
     """Validate and store rows, whole or not at all."""
-    stored = stored_rows(ws, model)
-    prepared = prepare_frame(ws, model, frame, source=source, split=split, skip_invalid=skip_invalid, stored=stored)
+    prepared = prepare_frame(
+        ws, model, frame, stored_rows(ws, model), source=source, split=split, skip_invalid=skip_invalid
+    )
     return store(ws, prepared)
 
 
