@@ -181,7 +181,7 @@ def test_served_regressor_answers_values_with_intervals_and_422_for_bad_rows(
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["problems"][0] == {
             "row": 2,
-            "reason": "column 'median_income': 'rich' is not a number (numeric column)",
+            "reason": "column 'median_income': 'rich' is not a number",
         }
         stored = httpx.post(data, json={"rows": [{**row, TARGET: 452600}], "split": "train"})
         assert stored.status_code == 200 and stored.json()["n_rows"] == 1, stored.text

@@ -1,20 +1,24 @@
 """A rejected drop changes nothing, for every rejection reason and through every entry point: `shoal ingest`,
 `POST /v1/models/{name}/data` on a real server, and a worker processing the inbox folder. The whole store is
 compared before and after: every row of every registry table, the database file's bytes after a WAL checkpoint,
-and every file under `.shoal/` (path and hash). Each workspace starts with one accepted drop."""
+and every file under `.shoal/` (path and hash) — no event either: the refusal shows in the CLI's error, the HTTP
+422 body and the inbox's rejected/ folder. Each workspace starts with one accepted drop; its model refuses
+relabelling (`relabel: reject`)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import sqlite3
+import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -25,35 +29,12 @@ from shoal.cli import app
 from shoal.data.errors import DropRejected
 from shoal.data.ingest import ingest_file
 from shoal.worker.inbox import REJECTED
+from shoal.worker.logs import FIELDS
 from shoal.worker.runner import Worker
 from shoal.workspace import REGISTRY_ENV, Workspace
+from store_snapshot import assert_unchanged, snapshot
 
 MODEL = "spam"
-STORE = ".shoal"
-DATABASE = "registry.db"
-
-
-@dataclass(frozen=True)
-class Store:
-    tables: dict[str, list[tuple[object, ...]]]  # every row of every table, in rowid order
-    database: str  # sha256 of the database file after a WAL checkpoint
-    files: dict[str, str]  # every other file under .shoal/: relative path -> sha256
-
-
-def snapshot(root: Path) -> Store:
-    database = root / STORE / DATABASE
-    with sqlite3.connect(database, timeout=30) as conn:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        assert busy == 0, "the WAL checkpoint was blocked"
-        names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        tables = {name: conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid').fetchall() for name in names}
-    conn.close()
-    files = {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted((root / STORE).rglob("*"))
-        if path.is_file() and not path.name.startswith(DATABASE)
-    }
-    return Store(tables, hashlib.sha256(database.read_bytes()).hexdigest(), files)
 
 
 def _rows(frame: pd.DataFrame) -> bytes:
@@ -66,8 +47,19 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _jsonl(records: list[dict[str, str]]) -> bytes:
+def _jsonl(records: list[dict[str, object]]) -> bytes:
     return "\n".join(json.dumps(r) for r in records).encode("utf-8")
+
+
+def _arrow(**columns: pa.Array) -> bytes:
+    """A Parquet file of exactly these Arrow columns (types pandas would not write by itself)."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
+
+
+def _flipped(label: str) -> str:
+    return "spam" if label == "ham" else "ham"
 
 
 @dataclass(frozen=True)
@@ -82,12 +74,21 @@ def bad_files(sms: pd.DataFrame) -> dict[str, BadFile]:
     change)."""
     fresh = sms.iloc[300:320].reset_index(drop=True)
     records = fresh.to_dict("records")
-    empty_text, empty_label, outside, conflict = (fresh.copy() for _ in range(4))
+    empty_text, empty_label, outside, conflict, nul, relabel = (fresh.copy() for _ in range(6))
     empty_text.loc[2, "text"] = "   "
     empty_label.loc[3, "label"] = ""
     outside.loc[4, "label"] = "eggs"
     conflict.loc[7, "text"] = conflict.loc[1, "text"]
-    conflict.loc[7, "label"] = "spam" if conflict.loc[1, "label"] == "ham" else "ham"
+    conflict.loc[7, "label"] = _flipped(conflict.loc[1, "label"])
+    nul.loc[2, "text"] = "a NUL \x00 inside"
+    stored = sms.iloc[100]  # in the accepted drop: here with the other label
+    relabel.loc[5, ["text", "label"]] = [stored["text"], _flipped(stored["label"])]
+
+    def with_line_2(**row: object) -> bytes:
+        return _jsonl([records[0], {**records[1], **row}, *records[2:]])
+
+    texts, labels = pa.array(fresh["text"]), pa.array(fresh["label"])
+    n = len(fresh)
     wrong_count = _rows(fresh.head(3)) + b"one,two,three\n"
     unterminated = _rows(fresh.head(3)) + b'"a quote never closed,ham\nnext,spam\n'
     oversized = _rows(fresh.head(3)) + b'"' + b"x" * 200_000 + b'",ham\n'
@@ -109,6 +110,44 @@ def bad_files(sms: pd.DataFrame) -> dict[str, BadFile]:
         BadFile("latin1.csv", b"text,label\nhi,ham\nbad \xff\xfe bytes,spam\n", "line 3: bytes that are not UTF-8"),
         BadFile("eggs.csv", _rows(outside), "line 6: label 'eggs' is not in the declared labels"),
         BadFile("twolabels.parquet", _parquet(conflict), "line 8: the same text is labelled"),
+        # a value that is not of its column's declared type (issue 12, defects 2 and 5)
+        BadFile(
+            "surrogate.jsonl", with_line_2(text="lone \ud800 surrogate"), "line 2: column 'text': a lone surrogate"
+        ),
+        BadFile("nul.csv", _rows(nul), "line 4: column 'text': a NUL character"),
+        BadFile("surrogatekey.jsonl", with_line_2(**{"note\ud800": "x"}), "line 2: the column name 'note\\ud800'"),
+        BadFile("number.jsonl", with_line_2(text=12345), "line 2: column 'text': a number (12345) where a text"),
+        BadFile("infinity.jsonl", with_line_2(text=float("inf")), "line 2: not valid JSON: Infinity is not a JSON"),
+        BadFile("boollabel.jsonl", with_line_2(label=True), "line 2: column 'label': a boolean (True) where a label"),
+        BadFile("objlabel.jsonl", with_line_2(label={"a": 1}), "line 2: column 'label': an object where a label"),
+        BadFile("inttext.parquet", _arrow(text=pa.array(range(n)), label=labels), "line 1: column 'text': a number"),
+        BadFile(
+            "floatlabel.parquet",
+            _parquet(fresh.assign(label=[1.0, None] * (n // 2))),
+            "line 1: column 'label': a number (1.0) where a label",
+        ),
+        BadFile(
+            "binary.parquet",
+            _arrow(text=pa.array([b"\xff\xfe not UTF-8"] * n), label=labels),
+            "line 1: column 'text': binary data (bytes) where a text",
+        ),
+        BadFile(
+            "timestamp.parquet",
+            _arrow(text=pa.array([datetime(2024, 1, 1)] * n), label=labels),
+            "line 1: column 'text': a timestamp",
+        ),
+        BadFile(
+            "list.parquet",
+            _arrow(text=pa.array([[t] for t in fresh["text"]]), label=labels),
+            "line 1: column 'text': a list where",
+        ),
+        BadFile(
+            "struct.parquet",
+            _arrow(text=texts, label=pa.array([{"name": x} for x in fresh["label"]])),
+            "line 1: column 'label': an object where",
+        ),
+        # a stored text given another label, under relabel: reject (issue 12, defect 6)
+        BadFile("relabel.csv", _rows(relabel), "line 7: the text is already stored with label"),
     ]
     return {case.name: case for case in cases}
 
@@ -131,6 +170,20 @@ FILE_CASES = [
     "latin1.csv",
     "eggs.csv",
     "twolabels.parquet",
+    "surrogate.jsonl",
+    "nul.csv",
+    "surrogatekey.jsonl",
+    "number.jsonl",
+    "infinity.jsonl",
+    "boollabel.jsonl",
+    "objlabel.jsonl",
+    "inttext.parquet",
+    "floatlabel.parquet",
+    "binary.parquet",
+    "timestamp.parquet",
+    "list.parquet",
+    "struct.parquet",
+    "relabel.csv",
 ]
 
 
@@ -155,7 +208,7 @@ def workspace(sms: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> It
     def make(entry: str) -> Workspace:
         if entry not in made:
             root = tmp_path_factory.mktemp(entry)
-            model = spam_model(labels=["ham", "spam"], retrain={"on_new_data": False})
+            model = spam_model(labels=["ham", "spam"], relabel="reject", retrain={"on_new_data": False})
             fleet = {"workspace": FAST_WORKSPACE, "models": {MODEL: model}}
             (root / "shoal.yaml").write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
             ws = Workspace(root)
@@ -180,15 +233,6 @@ def write(folder: Path, bad: BadFile) -> Path:
     return path
 
 
-def assert_unchanged(before: Store, after: Store, *, database_bytes: bool = True) -> None:
-    for name in before.tables:
-        assert after.tables[name] == before.tables[name], f"table {name} changed"
-    assert after.tables.keys() == before.tables.keys()
-    assert after.files == before.files
-    if database_bytes:
-        assert after.database == before.database
-
-
 # --- shoal ingest ---------------------------------------------------------------------------------------------
 
 
@@ -207,6 +251,7 @@ def test_cli_rejection_changes_nothing(workspace, files, case: str, tmp_path: Pa
     before = snapshot(ws.root)
     message = ingest(ws, bad)
     assert bad.name in message and files[case].reason in message and "nothing was written" in message
+    assert "or pass --skip-invalid" in message  # what to do next, in the CLI's terms
     assert_unchanged(before, snapshot(ws.root))
 
 
@@ -235,7 +280,13 @@ def http_cases(sms: pd.DataFrame) -> dict[str, tuple[bytes, str]]:
     def body(rows: list[dict[str, object]], **extra: object) -> bytes:
         return json.dumps({"rows": rows, **extra}).encode("utf-8")
 
-    conflict = [*records[:5], {"text": records[1]["text"], "label": "spam" if records[1]["label"] == "ham" else "ham"}]
+    conflict = [*records[:5], {"text": records[1]["text"], "label": _flipped(records[1]["label"])}]
+    stored = sms.iloc[100]  # in the accepted drop
+    relabel = [*records[:3], {"text": stored["text"], "label": _flipped(stored["label"])}]
+
+    def row_4(**row: object) -> bytes:
+        return body([*records[:3], {"text": "hello there", "label": "ham", **row}])
+
     return {
         "no rows": (body([]), "invalid_request"),
         "not JSON": (b'{"rows": [{"text": "no end"', "invalid_request"),
@@ -249,6 +300,14 @@ def http_cases(sms: pd.DataFrame) -> dict[str, tuple[bytes, str]]:
         "null label": (body([*records[:3], {"text": "hello there", "label": None}]), "drop_rejected"),
         "label outside labels": (body([*records[:3], {"text": "hello there", "label": "eggs"}]), "drop_rejected"),
         "one text two labels": (body(conflict), "drop_rejected"),
+        "lone surrogate": (row_4(text="lone \ud800 surrogate"), "drop_rejected"),
+        "NUL in text": (row_4(text="a NUL \x00 inside"), "drop_rejected"),
+        "lone surrogate in a key": (row_4(**{"note\ud800": "x"}), "drop_rejected"),
+        "number as text": (row_4(text=12345), "drop_rejected"),
+        "object as text": (row_4(text={"a": 1}), "drop_rejected"),
+        "boolean label": (row_4(label=True), "drop_rejected"),
+        "float label": (row_4(label=1.0), "drop_rejected"),
+        "relabel a stored text": (body(relabel), "drop_rejected"),
     }
 
 
@@ -265,6 +324,14 @@ HTTP_CASES = [
     "null label",
     "label outside labels",
     "one text two labels",
+    "lone surrogate",
+    "NUL in text",
+    "lone surrogate in a key",
+    "number as text",
+    "object as text",
+    "boolean label",
+    "float label",
+    "relabel a stored text",
 ]
 
 
@@ -284,7 +351,11 @@ def test_http_rejection_changes_nothing(server, sms, case: str) -> None:
         f"{url}/v1/models/{MODEL}/data", content=content, headers={"content-type": "application/json"}, timeout=60
     )
     assert response.status_code == 422, response.text  # a body that is not UTF-8 JSON too (the reason says which)
-    assert response.json()["error"]["code"] == code
+    error = response.json()["error"]
+    assert error["code"] == code
+    if code == "drop_rejected":
+        assert error["problems"] and "--skip-invalid" not in error["message"]  # a CLI flag means nothing here
+        assert "send the request again" in error["message"]
     assert_unchanged(before, snapshot(ws.root))
 
 
@@ -298,22 +369,38 @@ def worker(workspace) -> Worker:
 
 
 @pytest.mark.parametrize("case", FILE_CASES)
-def test_inbox_rejection_changes_nothing_but_moves_the_file(worker: Worker, files, case: str) -> None:
-    """The file moves to rejected/ beside its reason (outside the store); in the store, the one change is the
-    `drop_rejected` event that puts the rejection in the model's history."""
+def test_inbox_rejection_changes_nothing_but_moves_the_file(
+    worker: Worker, files, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file moves to rejected/ beside its reason (outside the store), once: the store does not change at all,
+    and the warning logged names the file and line but quotes nothing of the file."""
     ws = worker.ws
     inbox = ws.inbox(MODEL)
     bad = write(inbox, files[case])
     before = snapshot(ws.root)
-    worker.run(once=True)
-    after = snapshot(ws.root)
+    with caplog.at_level(logging.INFO, logger="shoal.worker"):
+        worker.run(once=True)
+    assert_unchanged(before, snapshot(ws.root))
 
     assert not bad.exists() and (inbox / REJECTED / bad.name).read_bytes() == files[case].content
     reason = (inbox / REJECTED / f"{bad.name}.error.txt").read_text(encoding="utf-8")
     assert files[case].reason in reason and "nothing was written" in reason
-    added = after.tables["events"][len(before.tables["events"]) :]
-    assert after.tables["events"][: len(before.tables["events"])] == before.tables["events"]
-    assert len(added) == 1 and "drop_rejected" in added[0] and any(bad.name in str(v) for v in added[0]), added
-    assert_unchanged(
-        before, replace(after, tables={**after.tables, "events": before.tables["events"]}), database_bytes=False
-    )
+    assert "put it in the inbox again" in reason and "--skip-invalid" not in reason
+    [record] = [r for r in caplog.records if r.getMessage() == "inbox_rejected"]
+    fields = record.__dict__[FIELDS]
+    assert fields["file"] == bad.name and fields["problems"] >= 1
+    assert files[case].reason not in str(fields)  # a reason may quote the file's text: it stays out of the log
+
+
+def test_a_rejected_first_drop_creates_nothing(sms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: a refused `shoal ingest` into a workspace with no data yet created the registry database."""
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    fleet = {"workspace": FAST_WORKSPACE, "models": {MODEL: spam_model()}}
+    (tmp_path / "shoal.yaml").write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(_jsonl([{"text": "lone \ud800 surrogate", "label": "ham"}]))
+    ws = Workspace(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert "a lone surrogate" in ingest(ws, bad)
+    assert sorted(tmp_path.rglob("*")) == before
+    ws.close()

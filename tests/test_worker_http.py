@@ -21,6 +21,7 @@ from shoal.serve import lifecycle_routes
 from shoal.serve.app import create_app
 from shoal.train.trainer import train_model
 from shoal.worker.feedback import process_feedback
+from shoal.worker.logs import FIELDS
 from shoal.workspace import Workspace
 
 TOKEN = "test-token"
@@ -87,7 +88,8 @@ def test_feedback_joins_predictions_becomes_data_and_scores_versions(
     assert status == 200 and joined["version"] == version and joined["index"] == 0
     assert send({"request_id": "r1", "label": "ham", "index": 0})[0] == 409
     assert send({"request_id": "r1", "label": "ham", "index": 5})[0] == 422
-    assert send({"request_id": "r2", "label": "eggs"})[1]["error"]["code"] == "drop_rejected"
+    refused = send({"request_id": "r2", "label": "eggs"})[1]["error"]
+    assert refused["code"] == "drop_rejected" and "--skip-invalid" not in refused["message"]
     assert send({"request_id": "unknown", "label": "ham"})[0] == 404
     status, joined = send({"request_id": "r2", "label": "spam"})
     assert status == 200 and joined["predicted"] == "ham"
@@ -133,7 +135,7 @@ def test_metrics_count_the_predictions_the_log_dropped(client: TestClient) -> No
     log.close()
 
 
-def test_feedback_refused_whole_is_settled_recorded_and_logged(
+def test_feedback_refused_whole_is_settled_and_logged(
     workspace: Workspace, tmp_path: Path, sms, caplog: pytest.LogCaptureFixture
 ) -> None:
     ingest_file(workspace, "spam", write_rows(tmp_path / "spam.csv", sms.head(20)))
@@ -143,10 +145,11 @@ def test_feedback_refused_whole_is_settled_recorded_and_logged(
     drops = len(workspace.registry.drops("spam"))
     with caplog.at_level(logging.INFO, logger="shoal.worker"):
         process_feedback(workspace, log, "spam")  # the worker's pass: logs, never raises
-    assert "feedback_rejected" in caplog.text
+    [record] = [r for r in caplog.records if r.getMessage() == "feedback_rejected"]
+    assert "eggs" not in str(record.__dict__[FIELDS])  # the log names the row, never the user's label
     assert log.feedback("spam", pending=True) == []  # settled: not retried at every scan
     assert len(workspace.registry.drops("spam")) == drops
-    assert workspace.registry.events("spam")[-1].kind == "drop_rejected"
+    assert [e.kind for e in workspace.registry.events("spam")] == ["ingested"]  # the refusal added no event
     log.close()
 
 

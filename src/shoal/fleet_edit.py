@@ -31,6 +31,7 @@ models:
     text_column: text
     label_column: label
     labels: [ham, spam]                    # optional: other labels are rejected at ingest
+    relabel: supersede                     # a later drop relabels a stored text: supersede (latest wins) | reject
     metric: f1:spam                        # accuracy | macro_f1 | macro_recall | mcc | f1:<label>
     families: [majority, tfidf-logreg, tfidf-svm]
     split:

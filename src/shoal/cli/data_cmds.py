@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
 from shoal.data.split_mode import SplitMode
+
+if TYPE_CHECKING:
+    from shoal.workspace import Workspace
 
 data_app = typer.Typer(help="Inspect a model's data drops and label issues.", no_args_is_help=True)
 
@@ -28,9 +31,16 @@ def ingest(
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Validate a file and record it as an immutable, content-addressed data drop."""
+    from shoal.data.errors import DropRejected
     from shoal.data.ingest import ingest_file
 
-    result = ingest_file(open_workspace(workspace), model, file, split=split, skip_invalid=skip_invalid)
+    try:
+        result = ingest_file(open_workspace(workspace), model, file, split=split, skip_invalid=skip_invalid)
+    except DropRejected as error:
+        error.next_step = "Fix the file and ingest it again" + (
+            "." if skip_invalid else " (or pass --skip-invalid to leave out the bad rows)."
+        )
+        raise
     drop = result.drop
     state = "stored" if result.created else "already stored"
     console.print(
@@ -77,44 +87,77 @@ def issues(
     workspace: WorkspaceOption = ".",
     as_json: JsonOption = False,
 ) -> None:
-    """Likely mislabelled training examples (confident learning on out-of-fold predictions)."""
+    """Likely mislabelled training examples (confident learning on out-of-fold predictions), and the stored texts
+    a later drop relabelled (the latest label is the one used)."""
+    from shoal.data.relabels import relabels
+
+    ws = open_workspace(workspace)
+    relabelled = relabels(ws.registry, model)
+    audit = _label_audit(ws, model, version, required=not relabelled)
+    if as_json:
+        print_json(
+            {
+                "version": audit and audit["version"],
+                "label_error_rate": audit and audit["label_error_rate"],
+                "issues": audit["issues"][:limit] if audit else [],
+                "relabelled": [
+                    {"text": r.text, "label": r.label, "history": [list(step) for step in r.history]}
+                    for r in relabelled[:limit]
+                ],
+            }
+        )
+        return
+    if audit is not None:
+        table = Table(
+            "row",
+            "text",
+            "given",
+            "suggested",
+            "p(given)",
+            title=f"{model} v{audit['version']}: estimated label-error rate {audit['label_error_rate'] or 0:.1%}",
+        )
+        for issue in audit["issues"][:limit]:
+            table.add_row(
+                str(issue["row"]),
+                issue["text"][:80],
+                issue["given"],
+                issue["suggested"],
+                f"{issue['given_probability']:.2f}",
+            )
+        console.print(table)
+    if relabelled:
+        table = Table(
+            "text", "labels, oldest first (drop)", "used", title=f"{model}: {len(relabelled)} relabelled text(s)"
+        )
+        for r in relabelled[:limit]:
+            table.add_row(r.text[:80], " → ".join(f"{label} ({drop[:12]})" for label, drop in r.history), r.label)
+        console.print(table)
+
+
+def _label_audit(ws: Workspace, model: str, version: int | None, *, required: bool) -> dict[str, Any] | None:
+    """{version, label_error_rate, issues} of `version` (default: production, else the latest); None when there is
+    none and it is not `required` (otherwise a RegistryError says why)."""
     from shoal.data.audit import LABEL_ISSUES_FILE
     from shoal.registry import PRODUCTION, RegistryError
 
-    ws = open_workspace(workspace)
     registry = ws.registry
-    if version is None:
+    if version is None and model in registry.model_names():
         version = registry.alias(model, PRODUCTION)
-    if version is None:
         versions = registry.versions(model)
-        if not versions:
-            raise RegistryError(f"model {model!r} has no trained version yet; run 'shoal train {model}'")
-        version = versions[-1].number
+        if version is None and versions:
+            version = versions[-1].number
+    if version is None:
+        if not required:
+            return None
+        raise RegistryError(f"model {model!r} has no trained version yet; run 'shoal train {model}'")
     record = registry.version(model, version)
     folder = registry.artifacts.open(record.artifact_uri, record.checksum)
     if not (folder / LABEL_ISSUES_FILE).exists():
+        if not required:
+            return None
         raise RegistryError(f"{model} v{version} has no label audit (only text-classification models have one)")
     found = json.loads((folder / LABEL_ISSUES_FILE).read_text(encoding="utf-8"))
-    if as_json:
-        print_json({"version": version, "label_error_rate": record.label_error_rate, "issues": found[:limit]})
-        return
-    table = Table(
-        "row",
-        "text",
-        "given",
-        "suggested",
-        "p(given)",
-        title=(f"{model} v{version}: estimated label-error rate {record.label_error_rate or 0:.1%}"),
-    )
-    for issue in found[:limit]:
-        table.add_row(
-            str(issue["row"]),
-            issue["text"][:80],
-            issue["given"],
-            issue["suggested"],
-            f"{issue['given_probability']:.2f}",
-        )
-    console.print(table)
+    return {"version": version, "label_error_rate": record.label_error_rate, "issues": found}
 
 
 def register(app: typer.Typer) -> None:

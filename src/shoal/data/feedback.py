@@ -4,7 +4,7 @@ to that prediction; joined labels later become a data drop through the same vali
 from __future__ import annotations
 
 from shoal.data.errors import DropRejected
-from shoal.data.ingest import IngestResult, ingest_frame, record_rejected
+from shoal.data.ingest import IngestResult, ingest_frame
 from shoal.registry.prediction_log import Feedback, PredictionLog
 from shoal.tasks import get_task
 from shoal.workspace import Workspace
@@ -26,8 +26,8 @@ def add_feedback(
 
 def ingest_feedback(ws: Workspace, log: PredictionLog, model: str) -> IngestResult | None:
     """Turn `model`'s pending feedback into one data drop (rows a drop may not hold are left out and listed);
-    None when there was none. Feedback refused whole is settled as such, noted in the model's history, and the
-    DropRejected is raised."""
+    None when there was none. Feedback refused whole is settled as such (so it is not retried) and the DropRejected
+    is raised; nothing else is written."""
     pending = log.feedback(model, pending=True)
     if not pending:
         return None
@@ -39,7 +39,6 @@ def ingest_feedback(ws: Workspace, log: PredictionLog, model: str) -> IngestResu
         result = ingest_frame(ws, model, frame, source=source, split=SPLIT, skip_invalid=True)
     except DropRejected as error:
         log.settle_feedback(ids, f"rejected: {error.problems[0]}")
-        record_rejected(ws, model, f"{source} rejected: {error.problems[0]}")
         raise
     log.settle_feedback(ids, result.drop.hash)
     return result

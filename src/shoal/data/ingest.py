@@ -2,13 +2,14 @@
 
 The one way data enters the store: `ingest_frame` validates and stores rows; `ingest_file` (the CLI, the worker's
 inbox), `ingest_rows` (the server's `POST /v1/models/{name}/data`) and feedback (`shoal.data.feedback`) read
-their rows and call it. Every refusal is a `DropRejected` naming the source, row and reason.
-`record_rejected` notes a refusal in the model's history for sources no one watches (the inbox, feedback).
+their rows and call it. Every refusal is a `DropRejected` naming the source, row and reason, raised before anything
+is written: a rejected drop leaves the store byte for byte as it was (no event either — the entry point shows the
+refusal: the CLI's error, the HTTP 422 body, the inbox's `rejected/` folder and log line). The task's validation
+is the one place a value is checked (`shoal.tasks.columns`: declared types, valid UTF-8).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from shoal.data.readers import LINE, read_table
+from shoal.data.readers import read_table, records_frame
 from shoal.data.split_mode import SplitMode
-from shoal.registry import Drop, RegistryError
+from shoal.registry import Drop
+from shoal.registry.database import database_exists
 from shoal.tasks import get_task
 from shoal.tasks.base import TaskKind
 from shoal.workspace import Workspace
@@ -38,6 +40,72 @@ def content_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+@dataclass
+class Prepared:
+    """A validated drop, ready to store: nothing has been written yet."""
+
+    model: str
+    task: str
+    rows: pd.DataFrame  # canonical rows with their `split`
+    source: str
+    split: SplitMode
+    warnings: list[str]
+    skipped: list[str]
+
+
+def prepare_frame(
+    ws: Workspace,
+    model: str,
+    frame: pd.DataFrame,
+    stored: pd.DataFrame | None,
+    *,
+    source: str,
+    split: SplitMode = "auto",
+    skip_invalid: bool = False,
+) -> Prepared:
+    """Validate a drop's raw rows against the model's task and its stored rows (`stored_rows`); raises
+    DropRejected. Reads nothing but its arguments and the fleet file, writes nothing."""
+    spec = ws.model(model)
+    task = get_task(spec.task)
+    validated = task.validate(frame, spec, source, skip_invalid=skip_invalid, stored=stored)
+    rows = validated.frame
+    rows["split"] = task.assign_split(rows, split, spec.split.test_fraction)
+    warnings = list(validated.warnings)
+    if validated.skipped:
+        warnings.append(f"{len(validated.skipped)} invalid row(s) left out")
+    warnings += _cross_split_duplicates(stored, rows, task)
+    return Prepared(model, spec.task, rows, source, split, warnings, validated.skipped)
+
+
+def prepare_file(
+    ws: Workspace,
+    model: str,
+    path: Path,
+    *,
+    stored: pd.DataFrame | None,
+    split: SplitMode = "auto",
+    skip_invalid: bool = False,
+) -> Prepared:
+    """Read and validate a file (see `prepare_frame`): what can go wrong here is the file's, never the store's."""
+    frame = read_table(path, source=path.name)
+    return prepare_frame(ws, model, frame, stored, source=path.name, split=split, skip_invalid=skip_invalid)
+
+
+def store(ws: Workspace, prepared: Prepared) -> IngestResult:
+    """Store a prepared drop (content-addressed: the same rows again change nothing)."""
+    rows = prepared.rows
+    drop, created = ws.registry.add_drop(
+        prepared.model,
+        prepared.task,
+        rows,
+        content_hash=content_hash(rows),
+        source=prepared.source,
+        split=prepared.split,
+        warnings=prepared.warnings,
+    )
+    return IngestResult(drop, created, prepared.warnings, prepared.skipped)
+
+
 def ingest_frame(
     ws: Workspace,
     model: str,
@@ -47,46 +115,32 @@ def ingest_frame(
     split: SplitMode = "auto",
     skip_invalid: bool = False,
 ) -> IngestResult:
-    spec = ws.model(model)
-    task = get_task(spec.task)
-    stored = stored_rows(ws, model)
-    validated = task.validate(frame, spec, source, skip_invalid=skip_invalid, stored=stored)
-    rows = validated.frame
-    rows["split"] = task.assign_split(rows, split, spec.split.test_fraction)
-    warnings = list(validated.warnings)
-    if validated.skipped:
-        warnings.append(f"{len(validated.skipped)} invalid row(s) left out (--skip-invalid)")
-    warnings += _cross_split_duplicates(stored, rows, task)
-    drop, created = ws.registry.add_drop(
-        model, spec.task, rows, content_hash=content_hash(rows), source=source, split=split, warnings=warnings
+    """Validate and store rows, whole or not at all."""
+    prepared = prepare_frame(
+        ws, model, frame, stored_rows(ws, model), source=source, split=split, skip_invalid=skip_invalid
     )
-    return IngestResult(drop, created, warnings, validated.skipped)
+    return store(ws, prepared)
 
 
 def ingest_file(
     ws: Workspace, model: str, path: Path, *, split: SplitMode = "auto", skip_invalid: bool = False
 ) -> IngestResult:
-    ws.model(model)  # an unknown model fails before the file is read
-    return ingest_frame(
-        ws, model, read_table(path, source=path.name), source=path.name, split=split, skip_invalid=skip_invalid
-    )
+    ws.model(model)  # an unknown model fails before the file is read or the registry opened
+    stored = stored_rows(ws, model)
+    return store(ws, prepare_file(ws, model, path, stored=stored, split=split, skip_invalid=skip_invalid))
 
 
 def ingest_rows(ws: Workspace, model: str, rows: list[dict[str, Any]], *, split: SplitMode = "auto") -> IngestResult:
     """Rows sent over HTTP (source "http"; a problem's line is the 1-based position of its row)."""
-    frame = pd.DataFrame(rows)
-    frame[LINE] = range(1, len(frame) + 1)
+    frame = records_frame(rows, list(range(1, len(rows) + 1)), "http")
     return ingest_frame(ws, model, frame, source="http", split=split)
 
 
-def record_rejected(ws: Workspace, model: str, message: str, payload: dict[str, Any] | None = None) -> None:
-    """A `drop_rejected` event in the model's history (a model with no data yet has none; the log line stays)."""
-    with contextlib.suppress(RegistryError):
-        ws.registry.record_event(model, "drop_rejected", message, payload=payload)
-
-
 def stored_rows(ws: Workspace, model: str) -> pd.DataFrame | None:
-    """Every row of the model's drops so far (None before its first drop)."""
+    """Every row of the model's drops so far (None before its first drop). A registry not created yet is not
+    created here: a drop refused into an empty workspace leaves it empty."""
+    if "registry" not in ws.__dict__ and not database_exists(ws.registry_url):
+        return None
     registry = ws.registry
     drops = registry.drops(model) if model in registry.model_names() else []
     return registry.load_drops(drops) if drops else None

@@ -77,6 +77,15 @@ def disk_full(error: DBAPIError, url: str) -> StoreFull | None:
     return None
 
 
+def database_exists(url: str) -> bool:
+    """False only for a SQLite file not created yet (opening the registry would create it); any other database
+    is taken to exist."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return True
+    return Path(parsed.database).exists()
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`. Its errors never show the statement's parameters (they hold users' texts)."""
     parsed = make_url(url)

@@ -123,7 +123,13 @@ def _spec(ws: Workspace, name: str) -> ModelSpec:
         raise ServeError(404, "not_found", f"no model {name!r} in the fleet; add it to shoal.yaml first") from None
 
 
-def _rejected(error: DropRejected) -> JSONResponse:
+#: what a client does about a refusal (the CLI's --skip-invalid does not exist over HTTP)
+RESEND_ROWS = "Fix the rows listed and send the request again; nothing of it was stored."
+RESEND_LABEL = "Send a label the model's data allows (its declared labels, a non-empty text)."
+
+
+def _rejected(error: DropRejected, next_step: str) -> JSONResponse:
+    error.next_step = next_step
     problems = [Problem(row=p.line, reason=p.reason) for p in error.problems]
     body = Rejected(
         error=RejectedBody(code="drop_rejected", message=str(error), source=error.source, problems=problems)
@@ -151,7 +157,7 @@ def send_data(name: str, body: DataRequest, request: Request) -> DataResponse | 
     try:
         result = ingest_rows(ws, name, body.rows, split=body.split)
     except DropRejected as error:
-        return _rejected(error)
+        return _rejected(error, RESEND_ROWS)
     drop = result.drop
     return DataResponse(
         model=name,
@@ -186,7 +192,7 @@ def send_feedback(name: str, body: FeedbackRequest, request: Request) -> Feedbac
     try:
         joined = add_feedback(ws, request.app.state.prediction_log, name, body.request_id, body.label, body.index)
     except DropRejected as error:
-        return _rejected(error)
+        return _rejected(error, RESEND_LABEL)
     except NotLogged as error:
         raise ServeError(404, "not_found", str(error)) from None
     except AlreadyLabelled as error:
@@ -209,9 +215,9 @@ def history(
     request: Request,
     limit: int = Query(200, ge=1, le=5000, description="how many of the latest events"),
 ) -> History:
-    """Every event of the model (data drops, rejected drops, jobs, trainings, gate decisions with reasons,
-    rollbacks, failures) and its retrain jobs. Paths in messages are relative to the workspace (or only a file's
-    name when outside it): this route needs no token."""
+    """Every event of the model (data drops, jobs, trainings, gate decisions with reasons, rollbacks, failures)
+    and its retrain jobs. A refused drop changes nothing, so it is not here: its 422 answer says why. Paths in
+    messages are relative to the workspace (or only a file's name when outside it): this route needs no token."""
     ws = get_state(request).ws
     _spec(ws, name)
     registry = ws.registry

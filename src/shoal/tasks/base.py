@@ -20,6 +20,7 @@ from shoal.data.readers import LINE
 from shoal.data.sets import TestSet, TrainSet
 from shoal.data.split import assign_split
 from shoal.fleet import ModelSpec
+from shoal.tasks.columns import ColumnType, Typed, read_columns
 
 
 @dataclass
@@ -35,7 +36,7 @@ def require_columns(frame: pd.DataFrame, needed: list[str], source: str, keys: s
     """Reject a drop that lacks a needed column (naming the columns it has and the fleet keys to set) or any row."""
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        present = ", ".join(c for c in frame.columns if c != LINE) or "none"
+        present = ", ".join(str(c) for c in frame.columns if c != LINE) or "none"
         reason = f"missing column(s) {', '.join(missing)} (columns present: {present}); set {keys} in shoal.yaml"
         raise DropRejected(source, [Problem(None, reason)])
     if frame.empty:
@@ -46,6 +47,9 @@ class TaskKind(ABC):
     name: str
     #: the canonical columns a validated drop holds (besides `split`); empty when they depend on the data
     columns: tuple[str, ...]
+    #: the type of each column a drop must have, keyed by the fleet-file field that names it (`text_column`);
+    #: a field set to None (an optional column) is not required. Enforced by `read` (`shoal.tasks.columns`).
+    column_types: ClassVar[tuple[tuple[str, ColumnType], ...]]
     #: metrics where lower is better (errors); every other metric is maximised
     lower_is_better: ClassVar[frozenset[str]] = frozenset()
     #: how the gate names the floor a first version must beat
@@ -72,6 +76,17 @@ class TaskKind(ABC):
 
         `stored` holds the rows of the model's drops so far (None before its first drop): a task whose schema
         is inferred from the first drop enforces it; a time series checks the new rows against the stored."""
+
+    def declared_columns(self, spec: ModelSpec) -> dict[str, ColumnType]:
+        """The drop's column names (as the fleet file sets them) and their types."""
+        named = ((getattr(spec, key), kind) for key, kind in self.column_types)
+        return {name: kind for name, kind in named if name is not None}
+
+    def read(self, frame: pd.DataFrame, spec: ModelSpec, source: str) -> Typed:
+        """A drop's declared columns as typed values (a missing column or an empty drop rejects it whole)."""
+        declared = self.declared_columns(spec)
+        require_columns(frame, list(declared), source, " / ".join(key for key, _ in self.column_types))
+        return read_columns(frame, declared)
 
     @abstractmethod
     def split_keys(self, frame: pd.DataFrame) -> pd.Series:

@@ -14,7 +14,15 @@ def process_feedback(ws: Workspace, log: PredictionLog, model: str) -> None:
     try:
         result = ingest_feedback(ws, log, model)
     except DropRejected as error:
-        emit("feedback_rejected", 30, model=model, source=error.source, problem=str(error.problems[0]))
+        # the line (a feedback id) and the count only: a reason may quote a user's label
+        emit(
+            "feedback_rejected",
+            30,
+            model=model,
+            source=error.source,
+            line=error.first_line,
+            problems=len(error.problems),
+        )
         return
     if result is not None:
         emit(

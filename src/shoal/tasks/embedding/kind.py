@@ -18,14 +18,13 @@ import numpy as np
 import pandas as pd
 
 from shoal.data.errors import DropRejected, Problem
-from shoal.data.readers import LINE
 from shoal.data.sets import TestSet, TrainSet
 from shoal.data.split import assign_split
 from shoal.evaluate import embedding as metrics
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, Validated, require_columns
+from shoal.tasks.base import TaskKind, Validated
+from shoal.tasks.columns import ColumnType
 from shoal.tasks.embedding.spec import EmbeddingSpec
-from shoal.tasks.regression.kind import as_number, is_missing
 from shoal.tasks.text_classification import normalize
 
 TEXT, PAIR, SCORE = "text", "text_pair", "score"
@@ -44,6 +43,11 @@ def word_overlap(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
 class Embedding(TaskKind):
     name = "embedding"
     columns = (TEXT, PAIR, SCORE)
+    column_types = (
+        ("text_column", ColumnType.TEXT),
+        ("pair_column", ColumnType.TEXT),
+        ("score_column", ColumnType.NUMBER),
+    )
     floor_name = "the word-overlap floor"
     report_columns = (("pearson", "Pearson r"),)
 
@@ -57,23 +61,26 @@ class Embedding(TaskKind):
         stored: pd.DataFrame | None = None,
     ) -> Validated:
         assert isinstance(spec, EmbeddingSpec)
-        needed = [spec.text_column, spec.pair_column, spec.score_column]
-        require_columns(frame, needed, source, "text_column / pair_column / score_column")
-        problems: list[Problem] = []
+        typed = self.read(frame, spec, source)
+        problems, refused = list(typed.problems), typed.refused
         rows = []
-        for line, a, b, value in zip(
-            frame[LINE], frame[spec.text_column], frame[spec.pair_column], frame[spec.score_column], strict=True
+        for line, a, b, number in zip(
+            typed.lines,
+            typed.values[spec.text_column],
+            typed.values[spec.pair_column],
+            typed.values[spec.score_column],
+            strict=True,
         ):
-            empty = [
-                c for c, v in ((spec.text_column, a), (spec.pair_column, b)) if is_missing(v) or not str(v).strip()
-            ]
-            number = None if is_missing(value) else as_number(value)
+            if line in refused:
+                continue
+            empty = [c for c, v in ((spec.text_column, a), (spec.pair_column, b)) if v is None or not v.strip()]
             if empty:
                 problems.append(Problem(line, f"empty text in column(s) {', '.join(repr(c) for c in empty)}"))
             elif number is None:
-                problems.append(Problem(line, f"column {spec.score_column!r}: {value!r} is not a number"))
+                problems.append(Problem(line, f"column {spec.score_column!r}: missing"))
             else:
-                rows.append((str(a), str(b), number))
+                rows.append((a, b, number))
+        problems.sort(key=lambda p: p.line or 0)
         if problems and not skip_invalid:
             raise DropRejected(source, problems)
         if not rows:

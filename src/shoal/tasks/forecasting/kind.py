@@ -20,17 +20,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
+from pandas.tseries.offsets import Tick
 
 from shoal.data.errors import DropRejected, Problem
-from shoal.data.readers import LINE
 from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate import forecasting as metrics
 from shoal.families import get_family
 from shoal.families.forecast import ForecastFamily, Series
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, Validated, require_columns
+from shoal.tasks.base import TaskKind, Validated
+from shoal.tasks.columns import ColumnType
 from shoal.tasks.forecasting.spec import ForecastingSpec
-from shoal.tasks.regression.kind import as_number, is_missing
 
 SERIES, DS, Y = "series", "ds", "y"
 SINGLE = "series"  # the id of the one series of a model without id_column
@@ -57,16 +58,14 @@ class Backtest:
         return max(s.timestamps[-1] for s in self.series).isoformat()
 
 
-def parse_times(values: pd.Series) -> pd.Series:
-    """ISO 8601 timestamps (a zone is converted to UTC and dropped); NaT where a value is not one."""
-    text = values.map(lambda v: None if is_missing(v) else str(v).strip())
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
-    return parsed.dt.tz_convert(None)
-
-
 class Forecasting(TaskKind):
     name = "forecasting"
     columns = (SERIES, DS, Y)
+    column_types = (
+        ("id_column", ColumnType.LABEL),
+        ("time_column", ColumnType.TIMESTAMP),
+        ("value_column", ColumnType.NUMBER),
+    )
     lower_is_better = frozenset(metrics.METRICS)
     floor_name = "the seasonal-naive floor"
     serving_floor = FLOOR
@@ -83,38 +82,37 @@ class Forecasting(TaskKind):
         stored: pd.DataFrame | None = None,
     ) -> Validated:
         assert isinstance(spec, ForecastingSpec)
-        needed = [spec.time_column, spec.value_column, *([spec.id_column] if spec.id_column else [])]
-        require_columns(frame, needed, source, "time_column / value_column / id_column")
-        lines = frame[LINE].tolist()
-        ids = frame[spec.id_column].map(str).tolist() if spec.id_column else [SINGLE] * len(frame)
-        times = parse_times(frame[spec.time_column]).tolist()
+        typed = self.read(frame, spec, source)
+        lines = typed.lines
+        ids = typed.values[spec.id_column] if spec.id_column else [SINGLE] * len(lines)
+        times, values = typed.values[spec.time_column], typed.values[spec.value_column]
         known = _stored_values(stored)
-        problems: list[Problem] = []
+        problems, refused = list(typed.problems), typed.refused
         seen: dict[tuple[str, pd.Timestamp], int] = {}
-        values: list[float] = []
-        for line, series, raw, ts, value in zip(
-            lines, ids, frame[spec.time_column], times, frame[spec.value_column], strict=True
-        ):
-            number = None if is_missing(value) else as_number(value)
-            values.append(np.nan if number is None else number)
-            if pd.isna(ts):
-                problems.append(Problem(line, f"column {spec.time_column!r}: {raw!r} is not an ISO 8601 timestamp"))
+        for line, series, ts, number in zip(lines, ids, times, values, strict=True):
+            if line in refused:
                 continue
-            if number is None:
-                why = "missing" if is_missing(value) else f"{value!r} is not a finite number"
-                problems.append(Problem(line, f"column {spec.value_column!r}: {why}"))
+            missing = [
+                column
+                for column, value in ((spec.id_column, series), (spec.time_column, ts), (spec.value_column, number))
+                if column is not None and value is None
+            ]
+            if missing:
+                problems.append(Problem(line, f"missing value in column(s) {', '.join(map(repr, missing))}"))
+                continue
             first = seen.setdefault((series, ts), line)
             if first != line:
                 problems.append(
                     Problem(line, f"duplicate timestamp {ts.isoformat()} in series {series!r} (first at line {first})")
                 )
             before = known.get((series, ts))
-            if before is not None and number is not None and before != number:
+            if before is not None and before != number:
                 problems.append(
                     Problem(
                         line, f"series {series!r} already has {before:g} at {ts.isoformat()}; an observation is final"
                     )
                 )
+        problems.sort(key=lambda p: p.line or 0)
         if problems and not skip_invalid:
             raise DropRejected(source, problems)
         bad = {p.line for p in problems}
@@ -244,6 +242,17 @@ def _check_grid(
     problems, warnings = [], []
     for series, group in rows.groupby(SERIES, sort=True):
         stamps = pd.DatetimeIndex(sorted(set(group[DS])))
+        widest = _gap_past_max(stamps, spec)
+        if widest is not None:
+            before, after = stamps[widest], stamps[widest + 1]
+            problems.append(
+                Problem(
+                    new_lines.get((str(series), after)),
+                    f"series {series!r}: more than {spec.max_gap} missing period(s) between {before.isoformat()} "
+                    f"and {after.isoformat()} (max_gap {spec.max_gap})",
+                )
+            )
+            continue
         grid = pd.date_range(stamps[0], stamps[-1], freq=spec.freq)
         position = grid.get_indexer(stamps)
         for ts in stamps[position < 0]:
@@ -266,6 +275,20 @@ def _check_grid(
     if problems:
         raise DropRejected(source, problems)
     return warnings
+
+
+def _gap_past_max(stamps: pd.DatetimeIndex, spec: ForecastingSpec) -> int | None:
+    """For a fixed-length frequency (hours, minutes, days ...), the index of the widest step when the series' span
+    holds more periods than its points with gaps of `max_gap` can reach — a gap over `max_gap` for sure, found
+    without building a grid of (say) every second between 1900 and 2200. None: the grid is small enough to build
+    (any other frequency has periods of a day or more)."""
+    offset = to_offset(spec.freq)
+    if not isinstance(offset, Tick) or len(stamps) < 2:
+        return None
+    periods = (stamps[-1] - stamps[0]) // pd.Timedelta(offset)
+    if periods <= (len(stamps) - 1) * (spec.max_gap + 1):
+        return None
+    return int(np.argmax(np.diff(stamps.asi8)))
 
 
 def regular_series(rows: pd.DataFrame, spec: ForecastingSpec) -> list[Series]:

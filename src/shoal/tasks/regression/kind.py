@@ -23,41 +23,18 @@ from shoal.evaluate import regression as metrics
 from shoal.families.tabular import CATEGORICAL, NUMERIC
 from shoal.fleet import ModelSpec
 from shoal.tasks.base import TaskKind, Validated, require_columns
+from shoal.tasks.columns import ColumnType, as_number, is_missing, read_columns
 from shoal.tasks.regression.spec import RegressionSpec
 
 TARGET = "__target__"
-#: cell values read as missing (after stripping, case-insensitive)
-MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
-RESERVED = ("split",)
+RESERVED = ("split", "key")  # the split and the row key assemble adds
 MIN_TRAIN_ROWS = 10
 #: a column inferred categorical although this share of its values are numbers gets a warning
 MOSTLY_NUMERIC = 0.9
 
 Schema = dict[str, str]  # feature column -> numeric | categorical, in column order
-
-
-def is_missing(value: object) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return value != value
-    return isinstance(value, str) and value.strip().lower() in MISSING
-
-
-def as_number(value: object) -> float | None:
-    """A finite float, or None when the value is not a number (bools are not numbers)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float | np.integer | np.floating):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if np.isfinite(number) else None
+#: each feature's column type, by the kind the schema gives it
+FEATURE_TYPES = {NUMERIC: ColumnType.NUMBER, CATEGORICAL: ColumnType.CATEGORY}
 
 
 def stored_schema(frame: pd.DataFrame) -> Schema:
@@ -70,11 +47,12 @@ def stored_schema(frame: pd.DataFrame) -> Schema:
 
 
 def infer_schema(frame: pd.DataFrame, features: list[str]) -> tuple[Schema, list[str]]:
-    """A first drop's schema: a column is numeric when every present value is a number; and warnings."""
+    """A first drop's schema: a column is numeric when every present value is a number; and warnings. Values that
+    are neither a number nor a string (a list, a boolean ...) do not count: they are refused whatever the type."""
     schema: Schema = {}
     warnings = []
     for column in features:
-        present = [v for v in frame[column] if not is_missing(v)]
+        present = [v for v in frame[column] if not is_missing(v) and (isinstance(v, str) or as_number(v) is not None)]
         numbers = sum(as_number(v) is not None for v in present)
         schema[column] = NUMERIC if numbers == len(present) else CATEGORICAL
         if not present:
@@ -103,6 +81,13 @@ def row_keys(frame: pd.DataFrame) -> pd.Series:
     return key
 
 
+def _feature_array(values: list[Any], kind: str) -> np.ndarray:
+    """A typed column as stored: float64 with NaN for a missing number, object with None for a missing category."""
+    if kind == NUMERIC:
+        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.asarray(values, dtype=object)
+
+
 def features_of(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in (TARGET, "split", LINE, "key")]
 
@@ -110,6 +95,8 @@ def features_of(frame: pd.DataFrame) -> list[str]:
 class Regression(TaskKind):
     name = "regression"
     columns = ()
+    #: the target; each feature is NUMBER or CATEGORY by the schema the model's first drop set
+    column_types = (("target_column", ColumnType.NUMBER),)
     lower_is_better = metrics.LOWER_IS_BETTER
     floor_name = "the mean floor"
     report_columns = (("r2", "R²"), ("rmse", "RMSE"), ("interval_coverage", "90% coverage"))
@@ -140,40 +127,19 @@ class Regression(TaskKind):
         else:
             schema = stored_schema(stored)
             _check_columns(source, schema, features)
-        problems: list[Problem] = []
-        lines = frame[LINE].tolist()
-        out: dict[str, list[Any]] = {}
-        for column, kind in schema.items():
-            values: list[Any] = []
-            for line, value in zip(lines, frame[column].tolist(), strict=True):
-                if is_missing(value):
-                    values.append(np.nan if kind == NUMERIC else None)
-                elif kind == CATEGORICAL:
-                    values.append(str(value))
-                else:
-                    number = as_number(value)
-                    if number is None:
-                        problems.append(Problem(line, f"column {column!r}: {value!r} is not a number (numeric column)"))
-                    values.append(np.nan if number is None else number)
-            out[column] = values
-        targets: list[float] = []
-        for line, value in zip(lines, frame[target].tolist(), strict=True):
-            number = None if is_missing(value) else as_number(value)
-            if number is None:
-                why = "missing" if is_missing(value) else f"{value!r} is not a finite number"
-                problems.append(Problem(line, f"target {target!r}: {why}"))
-            targets.append(np.nan if number is None else number)
+        types = {column: FEATURE_TYPES[kind] for column, kind in schema.items()}
+        typed = read_columns(frame, {**types, target: ColumnType.NUMBER})
+        problems, refused = list(typed.problems), typed.refused
+        for line, value in zip(typed.lines, typed.values[target], strict=True):
+            if value is None and line not in refused:
+                problems.append(Problem(line, f"target {target!r}: missing"))
+        problems.sort(key=lambda p: p.line or 0)
         if problems and not skip_invalid:
             raise DropRejected(source, problems)
         bad = {p.line for p in problems}
-        keep = np.array([line not in bad for line in lines])
-        clean = pd.DataFrame(
-            {
-                column: np.asarray(values, dtype=np.float64 if schema[column] == NUMERIC else object)[keep]
-                for column, values in out.items()
-            }
-        )
-        clean[TARGET] = np.asarray(targets, dtype=np.float64)[keep]
+        keep = np.array([line not in bad for line in typed.lines])
+        clean = pd.DataFrame({column: _feature_array(typed.values[column], schema[column])[keep] for column in schema})
+        clean[TARGET] = _feature_array(typed.values[target], NUMERIC)[keep]
         if clean.empty:
             raise DropRejected(source, [*problems, Problem(None, "no valid rows left")])
         empty = [c for c, kind in schema.items() if clean[c].isna().all() and stored is not None]

@@ -16,7 +16,8 @@ from shoal.data.readers import LINE
 from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate.classification import confusion, metric_value, paired_test, score
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, Validated, require_columns
+from shoal.tasks.base import TaskKind, Validated
+from shoal.tasks.columns import ColumnType
 from shoal.tasks.text_classification import normalize
 from shoal.tasks.text_classification.spec import TextClassificationSpec
 
@@ -27,6 +28,7 @@ TINY_CLASS = 5
 class TextClassification(TaskKind):
     name = "text-classification"
     columns = ("text", "label")
+    column_types = (("text_column", ColumnType.TEXT), ("label_column", ColumnType.LABEL))
     floor_name = "the majority floor"
     report_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE"))
 
@@ -40,14 +42,16 @@ class TextClassification(TaskKind):
         stored: pd.DataFrame | None = None,
     ) -> Validated:
         assert isinstance(spec, TextClassificationSpec)
-        require_columns(frame, [spec.text_column, spec.label_column], source, "text_column / label_column")
-        lines = frame[LINE].tolist()
-        texts = [_as_text(v) for v in frame[spec.text_column]]
-        labels = [_as_text(v) for v in frame[spec.label_column]]
+        typed = self.read(frame, spec, source)
+        texts, labels = typed.values[spec.text_column], typed.values[spec.label_column]
         allowed = set(spec.labels) if spec.labels is not None else None
-        problems: list[Problem] = []
+        known = latest_labels(stored)
+        problems, refused = list(typed.problems), typed.refused
         seen: dict[str, tuple[int, str]] = {}
-        for line, text, label in zip(lines, texts, labels, strict=True):
+        relabelled: set[str] = set()
+        for line, text, label in zip(typed.lines, texts, labels, strict=True):
+            if line in refused:
+                continue
             if text is None or not text.strip():
                 problems.append(Problem(line, f"empty text in column {spec.text_column!r}"))
                 continue
@@ -65,10 +69,24 @@ class TextClassification(TaskKind):
                 problems.append(
                     Problem(line, f"the same text is labelled {label!r} here and {first[1]!r} at line {first[0]}")
                 )
+                continue
+            before = known.get(key)
+            if before is not None and before != label:
+                if spec.relabel == "reject":
+                    problems.append(
+                        Problem(
+                            line,
+                            f"the text is already stored with label {before!r}, here {label!r} (relabel: reject; "
+                            "set relabel: supersede in shoal.yaml to let a later drop correct a label)",
+                        )
+                    )
+                else:
+                    relabelled.add(key)
+        problems.sort(key=lambda p: p.line or 0)
         bad = {p.line for p in problems}
         if problems and not skip_invalid:
             raise DropRejected(source, problems)
-        keep = [line not in bad for line in lines]
+        keep = [line not in bad for line in typed.lines]
         clean = pd.DataFrame(
             {
                 "text": [t for t, k in zip(texts, keep, strict=True) if k],
@@ -77,7 +95,14 @@ class TextClassification(TaskKind):
         )
         if clean.empty:
             raise DropRejected(source, [*problems, Problem(None, "no valid rows left")])
-        return Validated(clean, _class_warnings(clean["label"]), [str(p) for p in problems])
+        warnings = _class_warnings(clean["label"])
+        relabelled &= set(clean["text"].map(normalize))
+        if relabelled:
+            warnings.append(
+                f"{len(relabelled)} stored text(s) relabelled: the new label supersedes the old in train and test "
+                f"(relabel: supersede; 'shoal data issues' lists them)"
+            )
+        return Validated(clean, warnings, [str(p) for p in problems])
 
     def split_keys(self, frame: pd.DataFrame) -> pd.Series:
         return frame["text"].map(normalize)
@@ -87,9 +112,20 @@ class TextClassification(TaskKind):
     ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
         notes: list[str] = []
         frame = frame.assign(key=frame["text"].map(normalize))
+        # a later drop's label supersedes an earlier one for the same text, in train and test alike (feedback and
+        # re-annotation correct labels; with relabel: reject no stored text is ever given another label)
+        latest = frame.groupby("key", sort=False)["label"].last()
+        relabelled = frame.groupby("key", sort=False)["label"].nunique() > 1
+        if relabelled.any():
+            notes.append(f"{int(relabelled.sum())} text(s) relabelled by a later drop (the latest label is used)")
+        frame = frame.assign(label=frame["key"].map(latest))
+        # each text once in each set: a text the test holds twice would be scored twice
         test = frame[frame["split"] == "test"]
+        test_once = test.drop_duplicates("key", keep="last")
+        if len(test_once) < len(test):
+            notes.append(f"{len(test) - len(test_once)} repeated test texts merged")
+        test = test_once
         train = frame[frame["split"] == "train"]
-        # a later drop's label wins for the same text (feedback corrects earlier labels)
         deduped = train.drop_duplicates("key", keep="last")
         if len(deduped) < len(train):
             notes.append(f"{len(train) - len(deduped)} repeated training texts merged (latest label kept)")
@@ -154,7 +190,10 @@ class TextClassification(TaskKind):
 
     def feedback_rows(self, spec: ModelSpec, texts: list[str], labels: list[str], lines: list[int]) -> pd.DataFrame:
         assert isinstance(spec, TextClassificationSpec)
-        return pd.DataFrame({spec.text_column: texts, spec.label_column: labels, LINE: lines})
+        columns = {spec.text_column: texts, spec.label_column: labels}  # as logged: validation checks them
+        return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()}).assign(
+            **{LINE: lines}
+        )
 
     def after_fit(
         self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]
@@ -179,10 +218,11 @@ def predict_indices(predictor: Any, test: TestSet) -> tuple[np.ndarray, np.ndarr
     return mapping[proba.argmax(axis=1)], proba
 
 
-def _as_text(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    return str(value)
+def latest_labels(stored: pd.DataFrame | None) -> dict[str, str]:
+    """Each stored text's label (by normalized text; a later drop's label supersedes an earlier one)."""
+    if stored is None or stored.empty:
+        return {}
+    return dict(zip(stored["text"].map(normalize), stored["label"], strict=True))
 
 
 def _class_warnings(labels: pd.Series) -> list[str]:

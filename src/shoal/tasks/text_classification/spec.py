@@ -19,6 +19,11 @@ class TextClassificationSpec(ModelSpec):
     text_column: str = "text"
     label_column: str = "label"
     labels: list[str] | None = Field(None, description="declared label set; other labels are rejected")
+    relabel: Literal["supersede", "reject"] = Field(
+        "supersede",
+        description="a drop that gives a stored text another label: supersede (the latest label is used in train "
+        "and test, the drop warns and 'shoal data issues' lists it) or reject (the drop is refused)",
+    )
     metric: str = "accuracy"
     families: list[str] = Field(default_factory=lambda: ["majority", "tfidf-logreg", "tfidf-svm"])
 
