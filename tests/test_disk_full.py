@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import POSTGRES_ENV, SKIP_POSTGRES, spam_model, write_rows
 from processes import assert_store_consistent
 from shoal.data.ingest import ingest_file
 from shoal.registry.artifacts import OWNERS
+from shoal.serve.app import create_app
 from shoal.train.trainer import train_models
 from shoal.workspace import Workspace
 
@@ -88,7 +90,7 @@ def rows(sms: pd.DataFrame, tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.timeout(600)  # trainings and fresh `shoal` processes: minutes on a loaded machine
 def test_a_full_artifact_disk_fails_ingest_and_training_in_one_line_and_stores_nothing(
-    make_workspace, small_disk: Path, rows: tuple[Path, Path]
+    make_workspace, small_disk: Path, rows: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = rows
     ws = make_workspace(
@@ -100,6 +102,14 @@ def test_a_full_artifact_disk_fails_ingest_and_training_in_one_line_and_stores_n
 
     done = shoal("ingest", "spam", second, "-w", ws.root)
     assert_one_line_naming(done, small_disk / "a" / "data" / "spam")
+    assert leftovers(small_disk) == [] and drop_files(ws) == stored and len(ws.registry.drops("spam")) == 1
+    # the same drop over HTTP: 507 with the same line, nothing stored
+    monkeypatch.setenv("SHOAL_TOKEN", "t")
+    rows = pd.read_csv(second).to_dict("records")
+    with TestClient(create_app(ws)) as client:
+        answer = client.post("/v1/models/spam/data", json={"rows": rows}, headers={"Authorization": "Bearer t"})
+    assert answer.status_code == 507 and answer.json()["error"]["code"] == "insufficient_storage", answer.text
+    assert "no space left on the disk holding" in answer.json()["error"]["message"]
     assert leftovers(small_disk) == [] and drop_files(ws) == stored and len(ws.registry.drops("spam")) == 1
 
     # a training with a little room (its staging owner record fits, a model does not): each family fails with

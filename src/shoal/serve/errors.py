@@ -18,6 +18,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shoal.registry.artifacts import StoreFull
+
 log = logging.getLogger("shoal.serve")
 
 #: how long a client should wait before retrying an overloaded or not yet ready model
@@ -86,6 +88,11 @@ async def _http_error(_request: Request, error: Exception) -> Response:
     return error_response(error.status_code, code, message, dict(error.headers or {}))
 
 
+async def _store_full(_request: Request, error: Exception) -> Response:
+    """A write the store could not make (its disk is full): nothing was stored, the client may retry later."""
+    return error_response(507, "insufficient_storage", f"{error}", {"Retry-After": "60"})
+
+
 async def _disconnected(_request: Request, _error: Exception) -> Response:
     return error_response(400, "client_disconnected", "the client closed the connection before sending the body")
 
@@ -122,3 +129,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _disconnected)
+    app.add_exception_handler(StoreFull, _store_full)

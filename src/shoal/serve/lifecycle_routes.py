@@ -34,6 +34,7 @@ router = APIRouter(tags=["lifecycle"], route_class=JsonRoute)
 
 UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "missing or wrong bearer token"}}
 NO_MODEL = {404: {"model": ErrorResponse, "description": "no such model in the fleet"}}
+STORE_FULL = {507: {"model": ErrorResponse, "description": "the store's disk is full: nothing was stored; retry later"}}
 
 
 class DataRequest(BaseModel):
@@ -145,6 +146,7 @@ def _rejected(error: DropRejected, next_step: str) -> JSONResponse:
         **UNAUTHORIZED,
         **NO_MODEL,
         **BODY_ERRORS,
+        **STORE_FULL,
         422: {"model": Rejected, "description": "the rows were refused whole, or the body is not UTF-8 JSON"},
     },
     dependencies=[Depends(require_token)],
