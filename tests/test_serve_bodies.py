@@ -16,10 +16,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import pytest
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -175,6 +176,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def exchange(sock: socket.socket, stream: BinaryIO, request_line: str) -> tuple[int, bytes]:
+    """Send one request on a kept-alive connection and read its whole answer: (status, body)."""
+    sock.sendall(f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    status_line = stream.readline()
+    assert status_line, "the server closed the connection instead of answering"
+    headers = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    assert headers.get("connection") != "close", headers
+    return int(status_line.split()[1]), stream.read(int(headers["content-length"]))
+
+
 def test_an_unexpected_error_answers_500_and_is_logged_once(trained: Trained, tmp_path: Path) -> None:
     """`shoal serve` as users run it; the registry loses its events table, so describing a model fails."""
     ws = copy_workspace(trained, tmp_path)
@@ -198,12 +212,14 @@ def test_an_unexpected_error_answers_500_and_is_logged_once(trained: Trained, tm
         wait_for(ready, 60, "the server being ready")
         with sqlite3.connect(root / ".shoal" / "registry.db") as db:
             db.execute("DROP TABLE events")
-        answer = httpx.get(f"{url}/v1/models/spam")
-        assert answer.status_code == 500
-        assert answer.json() == {
-            "error": {"code": "internal", "message": "the server failed to answer; the error is in its log"}
-        }
-        assert httpx.get(f"{url}/healthz").status_code == 200  # and it goes on answering
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:  # one keep-alive connection
+            stream = sock.makefile("rb")
+            status, body = exchange(sock, stream, "GET /v1/models/spam")
+            assert status == 500
+            assert orjson.loads(body) == {
+                "error": {"code": "internal", "message": "the server failed to answer; the error is in its log"}
+            }
+            assert exchange(sock, stream, "GET /healthz")[0] == 200  # the next request on that connection is answered
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
