@@ -195,7 +195,9 @@ class Operator:
         if k // len(self.models) % 2 == 1:  # each model's 2nd, 4th, ... move undoes its previous one
             action, args = "rollback", [name]
         else:
-            others = [v.number for v in registry.versions(name) if v.family != "majority" and v.number != before]
+            versions = [v for v in registry.versions(name) if v.number != before]
+            # another trained family if there is one (a family can fail on a model's data), else the floor
+            others = [v.number for v in versions if v.family != "majority"] or [v.number for v in versions]
             action, args = "promote", [name, str(others[k % len(others)]), "--reason", "soak"]
         done = subprocess.run(
             [*SHOAL, action, *args, "-w", str(self.ws.root)], capture_output=True, text=True, timeout=300
@@ -258,12 +260,15 @@ def metric(text: str, name: str, labels: str = "") -> float:
 
 
 def drain(url: str, timeout: float = 60.0) -> str:
-    """The server's metrics once its prediction-log buffer is empty (or after `timeout`)."""
+    """The server's metrics once its prediction-log buffer is empty (or after `timeout`; "" if it cannot answer)."""
     deadline = time.monotonic() + timeout
-    text = scrape(url)
-    while metric(text, "shoal_prediction_log_buffered") > 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    try:
         text = scrape(url)
+        while metric(text, "shoal_prediction_log_buffered") > 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            text = scrape(url)
+    except httpx.HTTPError:
+        return ""
     return text
 
 
@@ -321,6 +326,19 @@ def client_error(outcome: Outcome) -> bool:
     return not outcome.answer.isdigit()
 
 
+def after_errors(outcomes: list[Outcome]) -> Counter[str]:
+    """Each client-side error with the request before it on the same connection (what may have broken it)."""
+    found: Counter[str] = Counter()
+    last: dict[int, Outcome] = {}
+    for o in outcomes:  # each client's outcomes are in the order it sent them
+        if client_error(o):
+            before = last.get(o.client)
+            after = f"{before.cls} {before.kind!r} answered {before.answer}" if before else "nothing"
+            found[f"{o.cls} {o.kind!r}: {o.answer}, after {after}"] += 1
+        last[o.client] = o
+    return found
+
+
 def rss_row(name: str, samples: list[float], start: float) -> str:
     if not samples:
         return f"| {name} | {start:,.0f} | - | - | - |"
@@ -339,7 +357,7 @@ class Result:
     server_rss: tuple[float, list[float]]  # (at the start, once a second)
     worker_rss: tuple[float, list[float]]
     metrics: str  # the server's /metrics after the clients stopped and its log buffer drained
-    exits: dict[str, int]
+    exits: dict[str, bool]  # stopped cleanly on SIGTERM, per process
     levels: dict[str, Counter[str]]  # log lines by level, per process
     worker_events: Counter[str]
 
@@ -373,8 +391,9 @@ class Result:
                 logged.invalid_rows == self.predicted(INVALID) - refused,
             ),
             (
-                "the server drained its log buffer before stopping",
-                metric(self.metrics, "shoal_prediction_log_buffered") == 0,
+                "the server answered /metrics after the load and drained its log buffer before stopping",
+                "shoal_prediction_log_buffered" in self.metrics
+                and metric(self.metrics, "shoal_prediction_log_buffered") == 0,
             ),
             (
                 "every alias move succeeded and the server swapped to it",
@@ -385,7 +404,7 @@ class Result:
                 f"server RSS at the end within {RSS_GROWTH_LIMIT:.0%} of its RSS at 20% of the run",
                 rss[-1] <= base * (1 + RSS_GROWTH_LIMIT) if rss else False,
             ),
-            ("the server and the worker exited 0 on SIGTERM", not any(self.exits.values())),
+            ("the server and the worker stopped cleanly on SIGTERM", all(self.exits.values())),
             (
                 "no error lines in the server's and worker's logs",
                 not any(c["error"] + c["critical"] + c["raw"] for c in self.levels.values()),
@@ -420,6 +439,7 @@ def soak(ws: Workspace, models: list[ModelData], args: argparse.Namespace) -> Re
         metrics = drain(url)
         server_exit = stop(server)
     outcomes = clients.tally.outcomes + operator.outcomes
+    serve_log = (logs / "serve.log").read_text(errors="replace")
     levels = {name: log_lines(logs / f"{name}.log")[0] for name in ("serve", "worker")}
     return Result(
         seconds=max((o.at for o in outcomes), default=began) - began,
@@ -433,7 +453,11 @@ def soak(ws: Workspace, models: list[ModelData], args: argparse.Namespace) -> Re
         server_rss=(server_start, [s for _, s, _ in sampler.samples]),
         worker_rss=(worker_start, [w for _, _, w in sampler.samples]),
         metrics=metrics,
-        exits={"serve": server_exit, "worker": worker_exit},
+        # uvicorn re-raises SIGTERM once its graceful shutdown is complete: -15 with that line is clean
+        exits={
+            "serve": server_exit in (0, -signal.SIGTERM) and "Application shutdown complete" in serve_log,
+            "worker": worker_exit == 0,
+        },
         levels=levels,
         worker_events=log_lines(logs / "worker.log")[1],
     )
@@ -480,6 +504,8 @@ def report(
     out(f"| valid: predict | {len(predicts):,} | {answers(predicts)} | {percentiles([o.seconds for o in predicts])} |")
     out(f"| invalid | {len(invalid):,} | {answers(invalid)} | {percentiles([o.seconds for o in invalid])} |")
     out(f"\nclient threads dead or hung: {len(result.dead)}{': ' + '; '.join(result.dead) if result.dead else ''}")
+    for error, n in sorted(after_errors(result.outcomes).items()):
+        out(f"client-side error: {error} ({n}x)")
     inputs = sum(o.inputs for o in predicts if ok(o))
     out(
         f"throughput: {len(result.outcomes) / result.seconds:,.1f} requests/s over {result.seconds:.0f} s; "
@@ -513,7 +539,7 @@ def report(
     out(
         "log lines by level: "
         + "; ".join(f"{name} {dict(sorted(levels.items()))}" for name, levels in result.levels.items())
-        + f"; exit codes {result.exits}; logs in {args.workspace.resolve() / 'logs'}"
+        + f"; stopped cleanly {result.exits}; logs in {args.workspace.resolve() / 'logs'}"
     )
     for error in result.operator.errors:
         out(f"operator error: {error}")
@@ -566,3 +592,7 @@ def main() -> None:
     print_command(begun)
     if result.failed(logged):
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ from shoal.train.trainer import train_model
 from shoal.workspace import Workspace
 
 FAMILIES = ["majority", "tfidf-logreg", "tfidf-svm"]
-TRAIN_ROWS, TEST_ROWS = 800, 400
+TRAIN_ROWS, TEST_ROWS, PER_CLASS = 800, 400, 8
 # name: (folder in shared/data, training files, test file or None for a seeded cut, fleet metric)
 DATASETS = {
     "banking": ("banking77", ["train.csv"], "test.csv", "accuracy"),
@@ -69,6 +69,8 @@ def model_data(data: Path, count: int) -> list[ModelData]:
             test = _read(data / folder, [test_file]).sample(frac=1.0, random_state=i).iloc[:TEST_ROWS]
             rows = rows[~rows["key"].isin(set(test["key"]))]
         name = dataset if i < len(names) else f"{dataset}-{i // len(names) + 1}"
+        # every class gets up to PER_CLASS training rows first (a family's CV needs a few of each), then the rest
+        rows = pd.concat([rows.groupby("label").head(PER_CLASS), rows]).drop_duplicates("key")
         parts = (rows.iloc[:TRAIN_ROWS], test, rows.iloc[TRAIN_ROWS:])
         models.append(ModelData(name, metric, *(p.drop(columns="key").reset_index(drop=True) for p in parts)))
     return models

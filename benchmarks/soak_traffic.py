@@ -41,6 +41,7 @@ class Outcome:
     answer: str  # "200", "422", ... or the client-side error ("ConnectTimeout", "bad body: ...")
     seconds: float
     at: float  # time.monotonic() at the answer
+    client: int  # which client thread (connection) sent it; -1 for the operator
     inputs: int = 0  # inputs of a predict request (to account for the prediction log)
 
 
@@ -308,7 +309,7 @@ class Traffic:
         )
 
 
-def send(client: httpx.Client, request: Request) -> Outcome:
+def send(client: httpx.Client, request: Request, index: int = -1) -> Outcome:
     """One request; a transport error or a 2xx body that fails `on_ok` is an answer too."""
     started = time.perf_counter()
     try:
@@ -323,7 +324,7 @@ def send(client: httpx.Client, request: Request) -> Outcome:
             except ValueError:
                 answer = "bad body: not JSON"
     seconds = time.perf_counter() - started
-    return Outcome(request.cls, request.kind, answer, seconds, time.monotonic(), request.inputs)
+    return Outcome(request.cls, request.kind, answer, seconds, time.monotonic(), index, request.inputs)
 
 
 class Clients:
@@ -359,7 +360,7 @@ class Clients:
         try:
             with httpx.Client(base_url=self.url, timeout=self.timeout_s) as client:
                 while not self._stop.is_set():
-                    self.tally.add(send(client, self.traffic.pick(rng)))
+                    self.tally.add(send(client, self.traffic.pick(rng), index))
         except Exception as error:  # counted: the thread's death shows in tally.dead, with its cause here
             self.tally.dead.append(f"client {index} died: {type(error).__name__}: {error}")
             self._died.add(index)
