@@ -519,6 +519,9 @@ def report(
     out("\n| RSS MiB | start (ready, idle) | at 20% of the run | end | max |\n|---|---:|---:|---:|---:|")
     out(rss_row("server (shoal serve)", result.server_rss[1], result.server_rss[0]))
     out(rss_row("worker (shoal worker, without its job processes)", result.worker_rss[1], result.worker_rss[0]))
+    rss = result.server_rss[1]
+    timeline = [rss[min(len(rss) - 1, len(rss) * i // 10)] for i in range(11)] if rss else []
+    out(f"\nserver RSS MiB at 0%, 10%, ..., 100% of the run: {', '.join(f'{r:,.0f}' for r in timeline)}")
     out(
         f"\nprediction log (read after the server's shutdown flush): valid requests' rows {logged.valid_rows:,} "
         f"vs 2xx predicted inputs {result.predicted(VALID):,}; invalid requests' rows {logged.invalid_rows:,} vs 2xx "

@@ -25,7 +25,7 @@ from shoal.train.trainer import train_model
 from shoal.workspace import Workspace
 
 FAMILIES = ["majority", "tfidf-logreg", "tfidf-svm"]
-TRAIN_ROWS, TEST_ROWS, PER_CLASS = 800, 400, 8
+TRAIN_ROWS, TEST_ROWS, PER_CLASS = 600, 300, 6
 # name: (folder in shared/data, training files, test file or None for a seeded cut, fleet metric)
 DATASETS = {
     "banking": ("banking77", ["train.csv"], "test.csv", "accuracy"),
