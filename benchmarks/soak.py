@@ -50,7 +50,7 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-from machine import print_command, print_machine
+from machine import code_commit, cpu_model, load_average, memory_gib, print_command, print_machine
 from serve import free_port
 from soak_fleet import ModelData, database, model_data, no_registry_override, train_fleet, write_fleet
 from soak_traffic import INVALID, INVALID_ID_PREFIX, VALID, Clients, Outcome, Request, Traffic, send
@@ -360,6 +360,7 @@ class Result:
     exits: dict[str, bool]  # stopped cleanly on SIGTERM, per process
     levels: dict[str, Counter[str]]  # log lines by level, per process
     worker_events: Counter[str]
+    load: tuple[str, str]  # the load average when the soak began and when the clients stopped
 
     def of(self, cls: str, kind: str | None = None) -> list[Outcome]:
         return [o for o in self.outcomes if o.cls == cls and (kind is None or o.kind == kind)]
@@ -432,9 +433,10 @@ def soak(ws: Workspace, models: list[ModelData], args: argparse.Namespace) -> Re
             operator = Operator(ws, url, models, traffic, [], args.promotions_per_minute, args.drops_per_minute)
             print(f"soak: {args.minutes:g} min, {args.clients} clients, server {url}", file=sys.stderr, flush=True)
             with RssSampler(server.pid, worker.pid) as sampler:
-                began = time.monotonic()
+                began, load_before = time.monotonic(), load_average()
                 with Clients(url, traffic, args.clients, args.seed, args.timeout) as clients:
                     operator.run(args.minutes * 60)
+                load_after = load_average()
             worker_exit = stop(worker)
         metrics = drain(url)
         server_exit = stop(server)
@@ -460,6 +462,7 @@ def soak(ws: Workspace, models: list[ModelData], args: argparse.Namespace) -> Re
         },
         levels=levels,
         worker_events=log_lines(logs / "worker.log")[1],
+        load=(load_before, load_after),
     )
 
 
@@ -498,6 +501,9 @@ def report(
         f"\n### Soak: {len(models)} models, {args.minutes:g} min, {args.clients} clients, {db} "
         f"(training before the soak: {trained:.0f} s, not counted)\n"
     )
+    out(f"code: {code_commit()}")
+    out(f"machine: {cpu_model()}, {os.cpu_count()} cores, {memory_gib():.1f} GiB")
+    out(f"at the soak's start: {result.load[0]}; when the clients stopped: {result.load[1]}\n")
     out("| class | requests | answers (HTTP status, or client-side error) | p50 / p99 ms |")
     out("|---|---:|---|---:|")
     out(f"| valid | {len(valid):,} | {answers(valid)} | {percentiles([o.seconds for o in valid])} |")
