@@ -542,7 +542,8 @@ def report(
     )
     events = result.worker_events
     out(
-        f"worker: jobs finished {events['job_finished']}, failed {events['job_failed']}; feedback drops "
+        f"worker: jobs started {events['job_started']}, finished {events['job_finished']}, failed "
+        f"{events['job_failed']}; feedback drops "
         f"{events['feedback_ingested']}; inbox files {dict(sorted(result.inbox.items()))}"
     )
     out(
