@@ -322,6 +322,11 @@ def ok(outcome: Outcome) -> bool:
     return outcome.answer.startswith("2")
 
 
+def unexpected(outcome: Outcome) -> bool:
+    """A valid request not answered 2xx, or an invalid one answered otherwise than issue 12 expects."""
+    return outcome.answer not in outcome.expected if outcome.expected else not ok(outcome)
+
+
 def client_error(outcome: Outcome) -> bool:
     return not outcome.answer.isdigit()
 
@@ -383,6 +388,7 @@ class Result:
             ),
             ("no client thread died or hung", not self.dead),
             ("no invalid request answered 5xx", not any(o.answer.startswith("5") for o in invalid)),
+            ("every invalid request answered as issue 12 expects (table above)", not any(map(unexpected, invalid))),
             (
                 "prediction-log rows of valid requests = their 2xx predicted inputs",
                 logged.valid_rows == self.predicted(VALID),
@@ -517,11 +523,13 @@ def report(
         f"throughput: {len(result.outcomes) / result.seconds:,.1f} requests/s over {result.seconds:.0f} s; "
         f"valid predictions {sum(map(ok, predicts)) / result.seconds:,.1f}/s ({inputs / result.seconds:,.1f} inputs/s)"
     )
-    out("\n| kind | class | requests | answers |\n|---|---|---:|---|")
+    out("\n| kind | class | requests | answers | issue 12 expects | other answers |\n|---|---|---:|---|---|---:|")
     for cls in (VALID, INVALID):
         for kind in sorted({o.kind for o in result.of(cls)}):
             group = result.of(cls, kind)
-            out(f"| {kind} | {cls} | {len(group):,} | {answers(group)} |")
+            expected = sorted({a for o in group for a in o.expected}) or ["2xx"]
+            other = sum(1 for o in group if unexpected(o))
+            out(f"| {kind} | {cls} | {len(group):,} | {answers(group)} | {', '.join(expected)} | {other:,} |")
     out("\n| RSS MiB | start (ready, idle) | at 20% of the run | end | max |\n|---|---:|---:|---:|---:|")
     out(rss_row("server (shoal serve)", result.server_rss[1], result.server_rss[0]))
     out(rss_row("worker (shoal worker, without its job processes)", result.worker_rss[1], result.worker_rss[0]))

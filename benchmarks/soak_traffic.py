@@ -43,6 +43,7 @@ class Outcome:
     at: float  # time.monotonic() at the answer
     client: int  # which client thread (connection) sent it; -1 for the operator
     inputs: int = 0  # inputs of a predict request (to account for the prediction log)
+    expected: tuple[str, ...] = ()  # an invalid request's answers issue 12 expects
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     inputs: int = 0
     on_ok: Callable[[dict[str, Any]], str | None] | None = None  # checks a 2xx body; returns a problem or None
+    expected: tuple[str, ...] = ()  # an invalid request's answers issue 12 expects
 
 
 @dataclass(frozen=True)
@@ -156,19 +158,25 @@ class Traffic:
 
     # -- invalid ----------------------------------------------------------------------------------------
     def _bad_predict(
-        self, kind: str, rng: random.Random, body: bytes | Iterator[bytes], inputs: int = 1, **headers: str
+        self,
+        kind: str,
+        rng: random.Random,
+        body: bytes | Iterator[bytes],
+        expected: tuple[str, ...] = ("422",),
+        inputs: int = 1,
+        **headers: str,
     ) -> Request:
         m = rng.choice(self.models).name
         request_id = f"{INVALID_ID_PREFIX}{uuid.uuid4().hex}"
         merged = {**JSON, "x-request-id": request_id, **headers}
-        return Request(INVALID, kind, "POST", f"/v1/models/{m}/predict", body, merged, inputs)
+        return Request(INVALID, kind, "POST", f"/v1/models/{m}/predict", body, merged, inputs, expected=expected)
 
     def _text(self, rng: random.Random) -> str:
         return str(rng.choice(self.models).pool["text"].iloc[rng.randrange(100)])
 
     def bad_json(self, rng: random.Random) -> Request:
         body = rng.choice([b'{"inputs": ["unterminated', b"", b"inputs=hello", b'{"inputs": ["\xff\xfe broken"]}'])
-        return self._bad_predict("bad JSON or not UTF-8", rng, body)
+        return self._bad_predict("bad JSON or not UTF-8", rng, body, ("400", "422"))
 
     def wrong_types(self, rng: random.Random) -> Request:
         text = self._text(rng)
@@ -199,16 +207,28 @@ class Traffic:
             target, {"rows": [{"text": "x", "label": "y"}]}
         )
         return Request(
-            INVALID, "unknown model", "POST", f"/v1/models/{name}/{target}", _json(body), {**JSON, **self.auth}
+            INVALID,
+            "unknown model",
+            "POST",
+            f"/v1/models/{name}/{target}",
+            _json(body),
+            {**JSON, **self.auth},
+            expected=("404",),
         )
 
     def wrong_endpoint(self, rng: random.Random) -> Request:
         m = rng.choice(self.models).name
         if rng.random() < 0.5:
             return Request(
-                INVALID, "wrong endpoint or method", "POST", f"/v1/models/{m}/embed", _json({"inputs": ["x"]}), JSON
+                INVALID,
+                "wrong endpoint or method",
+                "POST",
+                f"/v1/models/{m}/embed",
+                _json({"inputs": ["x"]}),
+                JSON,
+                expected=("404", "405", "422"),
             )
-        return Request(INVALID, "wrong endpoint or method", "GET", f"/v1/models/{m}/predict")
+        return Request(INVALID, "wrong endpoint or method", "GET", f"/v1/models/{m}/predict", expected=("405",))
 
     def over_long_body(self, rng: random.Random) -> Request:
         """Over `max_body_bytes`: declared by Content-Length, or chunked (no length) to predict, data or feedback."""
@@ -226,39 +246,56 @@ class Traffic:
             iter([raw[i : i + 65536] for i in range(0, len(raw), 65536)]) if chunked else raw
         )
         kind = f"over-long body ({'chunked' if chunked else 'declared'})"
-        return Request(INVALID, kind, "POST", f"/v1/models/{m}/{target}", content, {**JSON, **self.auth})
+        return Request(
+            INVALID, kind, "POST", f"/v1/models/{m}/{target}", content, {**JSON, **self.auth}, expected=("413",)
+        )
 
     def long_text(self, rng: random.Random) -> Request:
         return self._bad_predict(
-            f"{LONG_TEXT_CHARS:,}-character text", rng, _json({"inputs": ["word " * (LONG_TEXT_CHARS // 5)]})
+            f"{LONG_TEXT_CHARS:,}-character text",
+            rng,
+            _json({"inputs": ["word " * (LONG_TEXT_CHARS // 5)]}),
+            ("413", "422"),
         )
 
     def wrong_content_type(self, rng: random.Random) -> Request:
         kind = "wrong content-type"
         ctype = rng.choice(["text/plain", "application/x-www-form-urlencoded", "application/xml"])
         if rng.random() < 0.7:
-            return self._bad_predict(kind, rng, _json({"inputs": [self._text(rng)]}), **{"content-type": ctype})
+            return self._bad_predict(
+                kind, rng, _json({"inputs": [self._text(rng)]}), ("415",), **{"content-type": ctype}
+            )
         m = rng.choice(self.models)
         body = _json({"rows": [{"text": "wrong content type", "label": m.labels[0]}]})
-        return Request(INVALID, kind, "POST", f"/v1/models/{m.name}/data", body, {"content-type": ctype, **self.auth})
+        return Request(
+            INVALID,
+            kind,
+            "POST",
+            f"/v1/models/{m.name}/data",
+            body,
+            {"content-type": ctype, **self.auth},
+            expected=("415",),
+        )
 
     def nul_text(self, rng: random.Random) -> Request:
-        return self._special("NUL in text", "poison \u0000 here", rng)
+        return self._special("NUL in text", "poison \u0000 here", rng, ("200", "404", "422"))
 
     def lone_surrogate(self, rng: random.Random) -> Request:
-        return self._special("lone surrogate in text", "x\ud800y", rng)
+        return self._special("lone surrogate in text", "x\ud800y", rng, ("404", "422"))
 
-    def _special(self, kind: str, text: str, rng: random.Random) -> Request:
+    def _special(self, kind: str, text: str, rng: random.Random, expected: tuple[str, ...]) -> Request:
         """`text` in a prediction, a data row or a feedback label."""
         where = rng.choice(["predict", "predict", "data", "feedback"])
         if where == "predict":
-            return self._bad_predict(kind, rng, _json({"inputs": [text, self._text(rng)]}), inputs=2)
+            return self._bad_predict(kind, rng, _json({"inputs": [text, self._text(rng)]}), expected, inputs=2)
         m = rng.choice(self.models)
         if where == "data":
             body = _json({"rows": [{"text": text, "label": m.labels[0]}]})
         else:
             body = _json({"request_id": f"{INVALID_ID_PREFIX}none", "label": text})
-        return Request(INVALID, kind, "POST", f"/v1/models/{m.name}/{where}", body, {**JSON, **self.auth})
+        return Request(
+            INVALID, kind, "POST", f"/v1/models/{m.name}/{where}", body, {**JSON, **self.auth}, expected=expected
+        )
 
     def missing_token(self, rng: random.Random) -> Request:
         m = rng.choice(self.models)
@@ -270,7 +307,9 @@ class Traffic:
             ]
         )
         auth = rng.choice([{}, {"authorization": "Bearer wrong-token"}, {"authorization": self.token}])
-        return Request(INVALID, "missing or wrong token", "POST", path, _json(body), {**JSON, **auth})
+        return Request(
+            INVALID, "missing or wrong token", "POST", path, _json(body), {**JSON, **auth}, expected=("401",)
+        )
 
     def bogus_feedback(self, rng: random.Random) -> Request:
         m = rng.choice(self.models)
@@ -285,7 +324,13 @@ class Traffic:
             ]
         )
         return Request(
-            INVALID, "bogus feedback", "POST", f"/v1/models/{m.name}/feedback", _json(body), {**JSON, **self.auth}
+            INVALID,
+            "bogus feedback",
+            "POST",
+            f"/v1/models/{m.name}/feedback",
+            _json(body),
+            {**JSON, **self.auth},
+            expected=("404", "422"),
         )
 
     def bad_data(self, rng: random.Random) -> Request:
@@ -305,7 +350,13 @@ class Traffic:
             ]
         )
         return Request(
-            INVALID, "bad data rows", "POST", f"/v1/models/{m.name}/data", _json(body), {**JSON, **self.auth}
+            INVALID,
+            "bad data rows",
+            "POST",
+            f"/v1/models/{m.name}/data",
+            _json(body),
+            {**JSON, **self.auth},
+            expected=("422",),
         )
 
 
@@ -324,7 +375,9 @@ def send(client: httpx.Client, request: Request, index: int = -1) -> Outcome:
             except ValueError:
                 answer = "bad body: not JSON"
     seconds = time.perf_counter() - started
-    return Outcome(request.cls, request.kind, answer, seconds, time.monotonic(), index, request.inputs)
+    return Outcome(
+        request.cls, request.kind, answer, seconds, time.monotonic(), index, request.inputs, request.expected
+    )
 
 
 class Clients:
