@@ -9,7 +9,6 @@ soak draws from (predict texts, feedback labels and the data drops sent during t
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,19 +131,10 @@ def database(url: str | None) -> Iterator[str | None]:
     if not url:
         yield None
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from shoal.registry.database import temporary_database
 
-    name = f"shoal_soak_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_database(url, "shoal_soak") as created:
+        yield created
 
 
 def no_registry_override() -> None:

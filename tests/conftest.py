@@ -127,21 +127,10 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     base = os.environ.get(POSTGRES_ENV)
     if not base:
         pytest.skip(SKIP_POSTGRES)
-    import uuid
+    from shoal.registry.database import temporary_database
 
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"shoal_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_database(base, "shoal_test") as url:
+        yield url
 
 
 # the serve tests (tests/test_serve_*.py) share the fixtures of serve_fixtures.py
