@@ -13,6 +13,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 _ABSOLUTE = re.compile(r"""(?<![\w.:/\\~-])/[^\s'"`<>|,;()\[\]{}]*|\b[A-Za-z]:\\[^\s'"`<>|,;()\[\]{}]*""")
 
 
+_ROUTES = "/v1/"
+
+
 def without_paths(text: str, root: Path) -> str:
     """`text` with each absolute path relative to `root` when inside it, else reduced to its last component."""
     for folder in sorted({str(root.absolute()), str(root.resolve())}, key=len, reverse=True):
@@ -22,4 +25,6 @@ def without_paths(text: str, root: Path) -> str:
 
 def _name(match: re.Match[str]) -> str:
     path = match.group()
+    if path.startswith(_ROUTES):  # this server's own routes (advice such as "POST /v1/reload") are not files
+        return path
     return (PureWindowsPath(path) if "\\" in path else PurePosixPath(path)).name or "."
