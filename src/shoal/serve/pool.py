@@ -17,10 +17,13 @@ gauge names the served and the production version, and it is logged and recorded
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 
 from shoal.faults import checkpoint
 from shoal.fleet import FleetError, ServeSpec
@@ -35,6 +38,22 @@ log = logging.getLogger("shoal.serve")
 def _why(error: Exception) -> str:
     """A failed load's reason without the advice an `ArtifactError` carries for the command line."""
     return f"{type(error).__name__}: {getattr(error, 'problem', error)}"
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc: its allocator is left alone
+        return None
+
+
+def _give_back_freed_memory() -> None:
+    """Return the freed heap pages of a replaced version to the system. glibc keeps freed memory in its per-thread
+    arenas, and versions are loaded in worker threads, so without this a server's RSS creeps up with every swap
+    (benchmarks/soak.py measures it). ctypes releases the GIL while it runs."""
+    if trim := _malloc_trim():
+        trim(0)
 
 
 def _repair(name: str) -> str:
@@ -219,6 +238,7 @@ class ModelPool:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+        _give_back_freed_memory()
         self.metrics.loads.inc((slot.name, str(loaded.number), "ok"))
 
     def _load(self, name: str, number: int) -> Loaded:
