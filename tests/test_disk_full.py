@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -16,11 +17,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import DBAPIError
 
 from conftest import POSTGRES_ENV, SKIP_POSTGRES, spam_model, write_rows
 from processes import assert_store_consistent
 from shoal.data.ingest import ingest_file
 from shoal.registry.artifacts import OWNERS
+from shoal.registry.database import disk_full
 from shoal.serve.app import create_app
 from shoal.train.trainer import train_models
 from shoal.workspace import Workspace
@@ -239,3 +242,14 @@ def test_a_full_disk_met_outside_the_store_is_one_line_too(small_disk: Path, tmp
         == f"no space left on the disk writing {target}; free space on it and run the command again"
     )
     assert error_line(ValueError("a bug"), ()) is None  # unexpected errors keep their traceback
+
+
+def test_a_registry_error_that_is_not_about_the_disk_stays_itself() -> None:
+    """Errors the sqlite3 module raises itself (a closed connection, a bad parameter) carry no SQLite error code:
+    they are not a full disk, and asking must not raise."""
+    closed = sqlite3.connect(":memory:")
+    closed.close()
+    with pytest.raises(sqlite3.ProgrammingError) as raised:
+        closed.execute("select 1")
+    error = DBAPIError("select 1", None, raised.value)
+    assert disk_full(error, "sqlite:///registry.db") is None

@@ -63,9 +63,9 @@ def disk_full(error: DBAPIError, url: str) -> StoreFull | None:
     """The one-line `StoreFull` for a database write refused because its disk is full (else None)."""
     parsed = make_url(url)
     original = error.orig
-    if isinstance(original, sqlite3.Error):
+    code = getattr(original, "sqlite_errorcode", None)  # errors the sqlite3 module raises itself have none
+    if isinstance(original, sqlite3.Error) and code is not None:
         database = Path(parsed.database or ".")
-        code = original.sqlite_errorcode
         # SQLite reports a full disk as SQLITE_FULL, or as an I/O error (the WAL index cannot grow) on a full disk
         io_error_on_full_disk = code & 0xFF == sqlite3.SQLITE_IOERR and free_bytes(database) < _NEARLY_FULL
         if code == sqlite3.SQLITE_FULL or io_error_on_full_disk:
