@@ -30,6 +30,7 @@ from shoal.fleet import FleetError, ServeSpec
 from shoal.serve.batcher import Batcher, Loaded
 from shoal.serve.errors import ServeError, unavailable
 from shoal.serve.metrics import Metrics
+from shoal.serve.redact import without_paths
 from shoal.workspace import Workspace
 
 log = logging.getLogger("shoal.serve")
@@ -250,8 +251,9 @@ class ModelPool:
         return Loaded(version, predictor, datetime.now(UTC))
 
     async def _report(self, slot: Slot, kind: str, number: int, message: str, production: int | None = None) -> None:
-        """Keep `message` for the status routes, log it and record it as a `kind` event of version `number`."""
-        slot.degraded = message
+        """Keep `message` for the status routes and predict's 503 (without server paths: predict and the status
+        routes need no token), log it and record it as a `kind` event of version `number`."""
+        slot.degraded = without_paths(message, self.ws.root)
         log.error("model %s: %s", slot.name, message)
         payload = {"stage": "serve", "production": production or number}
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -53,7 +52,7 @@ def key_metrics(version: Version) -> KeyMetrics:
     )
 
 
-def summary(slot: Slot, root: Path) -> dict[str, Any]:
+def summary(slot: Slot) -> dict[str, Any]:
     current = slot.current
     return dict(
         name=slot.name,
@@ -61,7 +60,7 @@ def summary(slot: Slot, root: Path) -> dict[str, Any]:
         production_version=slot.production,
         serving_version=current.number if current else None,
         status=slot.status,
-        problem=without_paths(slot.problem, root) if slot.problem else None,
+        problem=slot.problem,
         metrics=key_metrics(current.version) if current else None,
     )
 
@@ -76,9 +75,8 @@ def _slot(request: Request, name: str) -> Slot:
 @models.get("/v1/models", summary="List served models")
 async def list_models(request: Request) -> ModelList:
     """Every served model with its production version and that version's key metrics."""
-    state = get_state(request)
-    slots = sorted(state.pool.slots.items())
-    return ModelList(models=[ModelSummary(**summary(slot, state.ws.root)) for _, slot in slots])
+    pool = get_state(request).pool
+    return ModelList(models=[ModelSummary(**summary(slot)) for _, slot in sorted(pool.slots.items())])
 
 
 @models.get("/v1/models/{name}", summary="Describe a served model", responses=NOT_FOUND)
@@ -95,7 +93,7 @@ async def describe_model(name: str, request: Request) -> ModelDetail:
     live = await asyncio.to_thread(live_accuracy, ws, name, request.app.state.prediction_log)
     serving = slot.current.number if slot.current else None
     return ModelDetail(
-        **summary(slot, ws.root),
+        **summary(slot),
         versions=[
             VersionInfo(
                 number=v.number,
@@ -141,15 +139,12 @@ async def readyz(request: Request, response: Response) -> Readiness:
     """200 when every production model serves a loaded and warmed version, 503 (same body) otherwise. A model
     serving an earlier version because its production version failed to load is `fallback` (ready, with the
     reason in `problems`); one with no version that loads is `failed` (not ready)."""
-    state = get_state(request)
-    pool = state.pool
+    pool = get_state(request).pool
     ready = pool.ready
     if not ready:
         response.status_code = 503
         response.headers["Retry-After"] = "1"
-    problems = {
-        name: without_paths(slot.problem, state.ws.root) for name, slot in sorted(pool.slots.items()) if slot.problem
-    }
+    problems = {name: slot.problem for name, slot in sorted(pool.slots.items()) if slot.problem}
     return Readiness(ready=ready, models=pool.statuses(), problems=problems)
 
 
