@@ -32,7 +32,8 @@ def _import_skops_io() -> ModuleType:
     module, among them the array-API adapter for torch, which imports torch whenever it is installed (hundreds of MB
     mapped into a server that only loads artifacts). Unless torch is loaded already, it is hidden for that import:
     `import torch` then raises ImportError, which scikit-learn's walk over its modules skips. Runs once, when this
-    module is first imported (the fleet file's check imports the families before any thread starts)."""
+    module is first imported (in a server: by the first model load, in its loader thread; nothing else a server runs
+    imports torch)."""
     if "torch" in sys.modules:
         return importlib.import_module("skops.io")
     sys.modules["torch"] = None  # type: ignore[assignment]
