@@ -127,7 +127,7 @@ def server(
     command: list[str], port: int, env: dict[str, str] | None = None, *, path: str = ROUTE, timeout: float = 120
 ) -> Iterator[tuple[str, int]]:
     """Start a server in its own session; yield (url, pid) once `wait_ready`, or at once if `path` is empty.
-    On exit the whole process group gets SIGTERM, then SIGKILL after 30 s."""
+    On exit the whole process group gets SIGTERM, then it and every descendant SIGKILL after 30 s at most."""
     process = subprocess.Popen(
         command,
         env={**os.environ, **(env or {})},
@@ -141,11 +141,15 @@ def server(
             wait_ready(url, path, time.monotonic() + timeout)
         yield url, process.pid
     finally:
+        family = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
         os.killpg(process.pid, signal.SIGTERM)
         with suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group (uvicorn workers, Ray's daemons)
+        for child in family:  # and of other groups (Ray's workers start their own sessions)
+            with suppress(psutil.NoSuchProcess):
+                child.kill()
         process.wait(timeout=10)
 
 

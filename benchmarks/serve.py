@@ -160,7 +160,7 @@ def main() -> None:
                     tree[name, workers] = process_count(pid)
                     for c in levels:
                         runs[name, workers][c].append(wrk(url, script, c, args.duration))
-                print(f"  measured {name} ({workers} workers); {load_average()}", file=sys.stderr, flush=True)
+                print(f"  measured {name}, workers={workers}; {load_average()}", file=sys.stderr, flush=True)
     results = {key: {c: median_run(r) for c, r in by_level.items()} for key, by_level in runs.items()}
     limit = statistics.median(limits)
     print(f"\nin-process limit (batches of 64, median of {len(limits)}): {limit:,.0f} texts/s\n")
