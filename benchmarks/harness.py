@@ -92,7 +92,7 @@ def copy_version(source: Workspace, target: Workspace, name: str) -> int:
     copy, _ = target.registry.register_version(
         name,
         family=version.family,
-        params=version.params,
+        params={**version.params, "benchmark_copy_of": version.number},  # the same params would be the same version
         dataset_version=version.dataset_version,
         code_version=version.code_version,
         metrics=version.metrics,

@@ -1,7 +1,7 @@
 """Hot swap under load: p99 at 64 connections without swaps, then during 10 promotions/rollbacks of Banking77, in
 one run against one `shoal serve` process.
 
-    .venv/bin/python benchmarks/serve_swap.py --workspace WS [--duration 20] [--changes 10] [--connections 64]
+    .venv/bin/python benchmarks/serve_swap.py --workspace WS [--duration 30] [--changes 10] [--connections 64]
                                               [--repeat 3]
 
 Works on a copy of the workspace, into which a copy (own artifact folder) of the production Banking77 version is
@@ -77,7 +77,7 @@ def swap_run(
 
 
 def main() -> None:
-    args = arguments(__doc__, duration=20, changes=10, connections=64).parse_args()
+    args = arguments(__doc__, duration=30, changes=10, connections=64).parse_args()
     begun = print_machine()
     texts = banking77_texts(args.data)
     quiet, swaps, switches = [], [], []
