@@ -49,10 +49,10 @@ from shoal.workspace import Workspace
 PEERS = {"litserve": "litserve==0.2.19", "bentoml": "bentoml==1.4.40", "ray": "ray[serve]==2.60.0"}
 PEER_DIR = ROOT / "benchmarks" / "peers"
 SHOAL, PLAIN, WINDOW = "shoal", "plain FastAPI", "fixed window 64 / 2 ms"
-NOTE = """Workers: uvicorn worker processes (shoal, plain FastAPI, fixed window), LitServe inference workers, BentoML
-workers, Ray Serve replicas. `processes` counts the server's whole process tree: uvicorn adds a supervisor with 2
-workers; LitServe runs API-server and inference-worker processes; Ray also runs its GCS, raylet, Serve controller,
-HTTP proxy and agents, so equal workers is the comparison, not equal processes."""
+NOTE = """Workers: uvicorn worker processes (shoal, plain FastAPI, fixed window), LitServe inference workers (and as
+many API-server processes), BentoML workers, Ray Serve replicas. `processes` counts each server's whole process tree,
+supervisors and helpers included; Ray also runs its GCS, raylet, Serve controller, HTTP proxy and agents. Equal
+workers is the comparison, not equal processes."""
 
 
 def peer_venv(name: str) -> Path:
