@@ -18,28 +18,43 @@ from shoal.families import Predictor
 BATCHES = (1, 64)
 
 
+#: timed calls per batch size even when the time budget runs out first (p95 needs enough of them)
+MIN_CALLS = 50
+
+
 def _batches(inputs: Sequence[str], size: int, calls: int) -> list[list[str]]:
     stream = cycle(inputs)
     return [list(islice(stream, size)) for _ in range(calls)]
 
 
-def latency(predictor: Predictor, inputs: Sequence[str], calls: int) -> dict[str, float]:
-    """p50/p95 per call (ms) for each batch size, inputs/s, and CPU-seconds per prediction."""
+def latency(predictor: Predictor, inputs: Sequence[str], calls: int, seconds: float | None = None) -> dict[str, float]:
+    """p50/p95 per call (ms) for each batch size, inputs/s, CPU-seconds per prediction, and the calls timed: up to
+    `calls` per batch size, stopping after `seconds` of timed calls (but never before `MIN_CALLS`). Call it in a
+    quiet phase: a fit running on the other core would slow every call."""
     result: dict[str, float] = {}
     predictor.predict_proba(list(inputs[:64]))  # warm up
+    timed = calls
     for size in BATCHES:
         timings = np.empty(calls)
         cpu_start = time.process_time()
-        for i, batch in enumerate(_batches(inputs, size, calls)):
+        spent, done = 0.0, 0
+        for batch in _batches(inputs, size, calls):
             start = time.perf_counter()
             predictor.predict_proba(batch)
-            timings[i] = time.perf_counter() - start
+            timings[done] = time.perf_counter() - start
+            spent += timings[done]
+            done += 1
+            if seconds is not None and spent >= seconds and done >= MIN_CALLS:
+                break
         cpu = time.process_time() - cpu_start
+        timings = timings[:done]
+        timed = min(timed, done)
         result[f"p50_ms_batch{size}"] = float(np.percentile(timings, 50) * 1000)
         result[f"p95_ms_batch{size}"] = float(np.percentile(timings, 95) * 1000)
         if size == max(BATCHES):
-            result["throughput_per_s"] = float(size * calls / timings.sum())
-            result["cpu_seconds_per_prediction"] = cpu / (size * calls)
+            result["throughput_per_s"] = float(size * done / timings.sum())
+            result["cpu_seconds_per_prediction"] = cpu / (size * done)
+    result["latency_calls"] = timed
     return result
 
 
@@ -77,19 +92,19 @@ def peak_rss_mb(family: str, folder: Path, inputs: Sequence[str]) -> float | Non
 
 def profile(
     predictor: Predictor,
-    family: str,
-    folder: Path,
     inputs: Sequence[str],
     *,
     calls: int,
-    measure_rss: bool,
+    seconds: float | None,
     cost_per_core_hour: float,
     size_bytes: int,
+    peak_rss: float | None,
 ) -> dict[str, Any]:
-    result: dict[str, Any] = latency(predictor, inputs, calls)
-    result["latency_calls"] = calls
+    """The cost profile; `peak_rss` was measured apart (`peak_rss_mb`, None when not measured)."""
+    result: dict[str, Any] = latency(predictor, inputs, calls, seconds)
+    result["latency_calls"] = int(result["latency_calls"])
     result["size_bytes"] = size_bytes
     result["n_parameters"] = predictor.n_parameters()
-    result["peak_rss_mb"] = peak_rss_mb(family, folder, inputs) if measure_rss else None
+    result["peak_rss_mb"] = peak_rss
     result["cost_per_million"] = cost_per_million(result["cpu_seconds_per_prediction"], cost_per_core_hour)
     return result
