@@ -18,10 +18,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from conftest import spam_model, write_rows
-from shoal.data.ingest import ingest_file
 from shoal.data import sets
+from shoal.data.ingest import ingest_file
 from shoal.evaluate import evaluator
-from shoal.evaluate.profile import MIN_CALLS, latency
+from shoal.evaluate.profile import MIN_CALLS, PeakRss, latency
 from shoal.families import Predictor, get_family
 from shoal.families.base import read_json
 from shoal.families.runtime.text_features import tfidf_features
@@ -188,3 +188,13 @@ def test_the_gate_reuses_stored_test_outputs_only_on_exactly_the_rows_they_were_
     [third] = train_models(ws)
     assert third.decision is not None and [c.error for c in third.candidates] == [None]
     assert len(loads) >= 1
+
+
+def test_peak_rss_is_measured_in_the_background_and_a_broken_artifact_gives_none(tmp_path: Path) -> None:
+    family = get_family("majority")
+    family.fit(["a", "b", "c"], ["x", "y", "x"], {}, 0).save(tmp_path)
+    running = PeakRss("majority", tmp_path, ["a text"])
+    broken = PeakRss("majority", tmp_path / "missing", ["a text"])
+    peak = running.result()
+    assert peak is not None and 10 < peak < 2000
+    assert broken.result() is None

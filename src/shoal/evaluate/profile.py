@@ -63,31 +63,47 @@ def cost_per_million(cpu_seconds_per_prediction: float, cost_per_core_hour: floa
     return cpu_seconds_per_prediction * 1e6 / 3600 * cost_per_core_hour
 
 
-def peak_rss_mb(family: str, folder: Path, inputs: Sequence[str]) -> float | None:
-    """Peak RSS of a fresh process that loads the artifact and predicts a batch (MB)."""
-    code = (
-        "import json, re, sys\n"
-        "from pathlib import Path\n"
-        "from shoal.families import get_family\n"
-        "family, folder = sys.argv[1], Path(sys.argv[2])\n"
-        "inputs = json.load(sys.stdin)\n"
-        "get_family(family).load(folder).predict_proba(inputs)\n"
-        # VmHWM restarts at exec; ru_maxrss would include the parent's memory before the fork
-        "status = open('/proc/self/status').read()\n"
-        "print(int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1)) / 1024)\n"
-    )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", code, family, str(folder)],
-            input=json.dumps(list(inputs[:64])),
-            capture_output=True,
+_RSS_CODE = (
+    "import json, re, sys\n"
+    "from pathlib import Path\n"
+    "from shoal.families import get_family\n"
+    "family, folder = sys.argv[1], Path(sys.argv[2])\n"
+    "inputs = json.load(sys.stdin)\n"
+    "get_family(family).load(folder).predict_proba(inputs)\n"
+    # VmHWM restarts at exec; ru_maxrss would include the parent's memory before the fork
+    "status = open('/proc/self/status').read()\n"
+    "print(int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1)) / 1024)\n"
+)
+RSS_TIMEOUT = 300.0
+
+
+class PeakRss:
+    """Peak RSS of a fresh process that loads the artifact and predicts a batch (MB), measured in the background:
+    started at once, read by `result` (memory, which work running meanwhile does not change)."""
+
+    def __init__(self, family: str, folder: Path, inputs: Sequence[Any]) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _RSS_CODE, family, str(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
-            check=True,
         )
-        return float(done.stdout.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, ValueError, IndexError):
-        return None
+        self._inputs = json.dumps(list(inputs[:64]))
+
+    def result(self) -> float | None:
+        """The peak in MB, or None when the process failed or timed out."""
+        try:
+            out, _ = self._process.communicate(self._inputs, timeout=RSS_TIMEOUT)
+            if self._process.returncode != 0:
+                return None
+            return float(out.strip().splitlines()[-1])
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            return None
+        except (ValueError, IndexError):
+            return None
 
 
 def profile(

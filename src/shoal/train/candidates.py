@@ -19,7 +19,7 @@ from joblib import delayed
 
 from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate import quality
-from shoal.evaluate.profile import peak_rss_mb
+from shoal.evaluate.profile import PeakRss
 from shoal.families import Family, Predictor
 from shoal.families.base import FeatureFamily, write_json
 from shoal.fleet import WorkspaceSpec
@@ -69,13 +69,16 @@ def _build(task: TaskKind, job: Job, train: TrainSet, test: TestSet, metric: str
         for file_name, content in files.items():
             write_json(job.staged / file_name, content)
     saved = time.perf_counter()
-    scores, outputs = quality(task, predictor, test, metric, settings)
-    stored = task.stored_outputs(outputs, test)
-    if stored is not None:
-        with full_disk_as_error(job.staged, f"the {family.name} artifact"):
-            write_json(job.staged / OUTPUTS_FILE, stored)
-    measure = settings.evaluation.measure_rss
-    rss = peak_rss_mb(family.name, job.staged, task.profile_inputs(test)) if measure else None
+    # the peak RSS of loading the artifact runs beside the scoring: memory is not changed by a busy core
+    rss = PeakRss(family.name, job.staged, task.profile_inputs(test)) if settings.evaluation.measure_rss else None
+    try:
+        scores, outputs = quality(task, predictor, test, metric, settings)
+        stored = task.stored_outputs(outputs, test)
+        if stored is not None:
+            with full_disk_as_error(job.staged, f"the {family.name} artifact"):
+                write_json(job.staged / OUTPUTS_FILE, stored)
+    finally:
+        peak = rss.result() if rss is not None else None
     return Built(
         family.name,
         predictor if predictor.portable else None,
@@ -83,7 +86,7 @@ def _build(task: TaskKind, job: Job, train: TrainSet, test: TestSet, metric: str
         error_rate,
         fit_seconds=fitted - started,
         eval_seconds=time.perf_counter() - saved,
-        peak_rss_mb=rss,
+        peak_rss_mb=peak,
     )
 
 
