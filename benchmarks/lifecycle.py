@@ -21,6 +21,8 @@ from pathlib import Path
 import yaml
 from machine import print_command, print_machine
 
+from shoal.workspace import Workspace
+
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ["majority", "tfidf-logreg", "tfidf-svm"]
 # (model, folder, metric, published baselines) — shared/data/README.md
@@ -83,6 +85,20 @@ def main() -> None:
             f"| {name} | {metric} | {report['family']} v{report['version']} | "
             f"{report[metric]:.4f} ({ci[0]:.4f}..{ci[1]:.4f}){extra} | {published} |"
         )
+    print(
+        "\nWhere the time went, per version (train: the shared CV search's wall time + the final fit and label audit;"
+    )
+    print("eval: test-set scores, peak RSS and the latency timed in the quiet phase):\n")
+    print("| model | family | train s | eval s | latency calls | p95 ms (b=1) |")
+    print("|---|---|---:|---:|---:|---:|")
+    registry = Workspace(ws).registry
+    for name in MODELS:
+        for v in registry.versions(name):
+            m = v.metrics
+            print(
+                f"| {name} | {v.family} | {m.train_seconds or 0:.1f} | {m.eval_seconds or 0:.1f} | "
+                f"{m.profile.latency_calls} | {m.profile.p95_ms_batch1:.2f} |"
+            )
     print_command(begun)
 
 

@@ -145,7 +145,10 @@ class ModelSpec(_Strict):
 
 
 class EvaluationSpec(_Strict):
-    latency_calls: int = Field(1000, ge=10, description="timed calls per batch size")
+    latency_calls: int = Field(1000, ge=10, description="timed calls per batch size, at most")
+    latency_seconds: float = Field(
+        1.0, gt=0, description="... or fewer: timing stops after this long per batch size (at least 50 calls)"
+    )
     bootstrap: int = Field(1000, ge=100, description="bootstrap resamples for CIs and paired tests")
     measure_rss: bool = Field(True, description="measure peak RSS of load + predict in a subprocess")
 

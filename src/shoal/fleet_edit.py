@@ -22,7 +22,8 @@ workspace:
   n_jobs: 2                                # processes used for training
   cost_per_core_hour: 0.04                 # $ per CPU core-hour, for the cost model
   evaluation:
-    latency_calls: 1000                    # timed calls for p50/p95 at batch 1 and 64
+    latency_calls: 1000                    # timed calls for p50/p95 at batch 1 and 64, at most ...
+    latency_seconds: 1.0                   # ... or fewer: timing stops after this long per batch size
     bootstrap: 1000                        # resamples for confidence intervals and paired tests
 
 models:

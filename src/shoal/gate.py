@@ -4,7 +4,8 @@ test examples -> a decision with its reason, recorded in the registry. `run` is 
 Choosing the challenger: a quantized variant is eligible only within `quantization_tolerance` of its
 full-precision sibling, and a version over the latency or size budget only when no candidate fits them; the
 best metric wins, ties going to the cheaper. The champion is re-scored on the current test set (never its
-cached numbers); a first version faces its task's floor (`majority`, `mean`, `seasonal-naive`).
+cached scores: from its outputs on these rows, stored in its artifact when it was evaluated on exactly them, else
+by running it again); a first version faces its task's floor (`majority`, `mean`, `seasonal-naive`).
 
 `decide`: a challenger is promoted when its gain is at least `min_improvement`, a paired test finds it
 significantly better at level `alpha`, and it fits the latency and size budgets. With a `non_inferiority_margin`,
@@ -27,6 +28,7 @@ import numpy as np
 
 from shoal.data.sets import TestSet, TrainSet
 from shoal.families import get_family
+from shoal.families.base import read_json
 from shoal.faults import checkpoint
 from shoal.fleet import GateSpec, ModelSpec
 from shoal.registry import PRODUCTION, Registry, Version
@@ -147,9 +149,19 @@ def _challenger(registry: Registry, name: str, spec: ModelSpec, task: TaskKind, 
     )
 
 
+#: a version's gate outputs on the test set it was evaluated on (`TaskKind.stored_outputs`), in its artifact
+OUTPUTS_FILE = "test_outputs.json"
+
+
 def _contender(ws: Workspace, task: TaskKind, version: Version, test: TestSet) -> Contender:
-    """A version re-scored on the current test set (never its cached numbers)."""
-    outputs = task.gate_outputs(ws.load_predictor(version), test)
+    """A version's outputs on the current test set: the ones stored in its artifact when they were computed on
+    exactly these rows, else the version loaded and run again (never its cached scores: the gate recomputes
+    every number from the outputs)."""
+    folder = ws.registry.artifacts.open(version.artifact_uri, version.checksum)
+    stored = folder / OUTPUTS_FILE
+    outputs = task.restored_outputs(read_json(stored), test) if stored.is_file() else None
+    if outputs is None:
+        outputs = task.gate_outputs(get_family(version.family).load(folder), test)
     profile = version.metrics.profile
     return Contender(
         f"v{version.number}", outputs, profile.p95_ms_batch1, version.size_bytes / 1e6, profile.cost_per_million

@@ -22,6 +22,9 @@ class Predictor(ABC):
     for other tasks the columns of their output (a regressor's `value`, `lower`, `upper`)."""
 
     labels: list[str]
+    #: True when a fitted predictor pickles between the trainer's own processes (the final fit runs in a pool
+    #: worker); False: the trainer loads it from the saved artifact instead
+    portable: ClassVar[bool] = False
 
     @abstractmethod
     def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
@@ -74,6 +77,31 @@ class Family(ABC):
     @abstractmethod
     def load(self, folder: Path) -> Predictor:
         """Load what `Predictor.save` wrote."""
+
+
+class FeatureFamily(Family):
+    """A family whose model is a fitted featurizer and a head fitted on its features. Families with the same
+    `features_key` build the same features from the same rows, so the search fits the featurizer once per fold
+    (on that fold's training part only) and once on all training rows, and shares it between their settings."""
+
+    #: families with equal keys compute identical features from identical rows
+    features_key: ClassVar[str]
+
+    @abstractmethod
+    def fit_features(self, inputs: Sequence[Any]) -> tuple[Any, Any]:
+        """(the fitted featurizer, the features of `inputs`); the same for every family of this `features_key`."""
+
+    @abstractmethod
+    def fit_head(self, features: Any, targets: Sequence[Any], params: Params, seed: int) -> Any:
+        """A head fitted on features (with `predict_proba` and `classes_`)."""
+
+    @abstractmethod
+    def assemble(self, featurizer: Any, head: Any) -> Predictor:
+        """The predictor of a fitted featurizer and head."""
+
+    def fit(self, inputs: Sequence[Any], targets: Sequence[Any], params: Params, seed: int) -> Predictor:
+        featurizer, features = self.fit_features(inputs)
+        return self.assemble(featurizer, self.fit_head(features, targets, params, seed))
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from shoal.families import register
-from shoal.families.base import Family, Params
+from shoal.families.base import FeatureFamily, Params
 from shoal.families.runtime.sklearn_predictor import SklearnPredictor
-from shoal.families.runtime.text_features import drop_stop_words, tfidf_features
+from shoal.families.runtime.text_features import fit_tfidf, tfidf_pipeline
 
 
 class CalibratedPredictor(SklearnPredictor):
@@ -20,30 +20,31 @@ class CalibratedPredictor(SklearnPredictor):
 
 
 @register
-class TfidfSvm(Family):
+class TfidfSvm(FeatureFamily):
     name = "tfidf-svm"
     task = "text-classification"
     cost = 1.0
     expected_p95_ms = 8.0
     expected_size_mb = 40.0
     expected_train_seconds_per_1k_rows = 5.0
+    features_key = "tfidf-word-char"
 
     def grid(self, n_rows: int) -> list[Params]:
         return [{"C": 0.3}, {"C": 1.0}]
 
-    def fit(self, inputs: Sequence[str], targets: Sequence[str], params: Params, seed: int) -> CalibratedPredictor:
+    def fit_features(self, inputs: Sequence[str]) -> tuple[Any, Any]:
+        return fit_tfidf(inputs)
+
+    def fit_head(self, features: Any, targets: Sequence[str], params: Params, seed: int) -> CalibratedClassifierCV:
         counts: dict[str, int] = {}
         for target in targets:
             counts[target] = counts.get(target, 0) + 1
         folds = max(2, min(3, min(counts.values())))
         svm = LinearSVC(C=params.get("C", 0.5), random_state=seed)
-        model = Pipeline(
-            [
-                ("features", tfidf_features(len(inputs))),
-                ("clf", CalibratedClassifierCV(svm, cv=folds, method="sigmoid")),
-            ]
-        )
-        return CalibratedPredictor(drop_stop_words(model.fit(list(inputs), list(targets))))
+        return CalibratedClassifierCV(svm, cv=folds, method="sigmoid").fit(features, list(targets))
+
+    def assemble(self, featurizer: Any, head: Any) -> CalibratedPredictor:
+        return CalibratedPredictor(tfidf_pipeline(featurizer, head))
 
     def load(self, folder: Path) -> CalibratedPredictor:
         return CalibratedPredictor.load(folder)

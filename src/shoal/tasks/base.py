@@ -163,6 +163,15 @@ class TaskKind(ABC):
         (a forecast that starts before the latest observation): its own recipe refit on this data replaces it."""
         return False
 
+    def stored_outputs(self, outputs: np.ndarray, test: TestSet) -> dict[str, Any] | None:
+        """The gate outputs a version gave on `test`, as JSON stored in its artifact so the gate need not load and
+        run it again on the same rows (`restored_outputs`); None: this task does not store them."""
+        return None
+
+    def restored_outputs(self, stored: dict[str, Any], test: TestSet) -> np.ndarray | None:
+        """`stored_outputs` as gate outputs on `test`, or None unless they were computed on exactly its rows."""
+        return None
+
     def profile_inputs(self, test: TestSet) -> list[Any]:
         """Inputs for the latency profile, in the form a served request carries."""
         return test.inputs

@@ -1,23 +1,29 @@
 """Hyper-parameter search by cross-validation on the training data only (never the test set).
 
-Every (fold, params) fit runs in parallel; the best params' out-of-fold outputs are kept for the task's
+Every (family, params, fold) fit runs in parallel; the best params' out-of-fold outputs are kept for the task's
 `after_fit` (the label audit of text classification, the prediction intervals of regression), so the search
-and those share one set of fits. The task kind decides the folds, the outputs and the score.
+and those share one set of fits. Families that build the same features (the TF-IDF families) fit them once per
+fold and share them across their settings. The task kind decides the folds, the outputs and the score.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import sys
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import sklearn
 from joblib import Parallel, delayed
 
 from shoal.families import Family, Params
+from shoal.families.base import FeatureFamily
 from shoal.faults import checkpoint
 from shoal.tasks.base import TaskKind
 
@@ -41,6 +47,50 @@ class SearchResult:
     oof: np.ndarray  # out-of-fold outputs for the best params (classification: (n, len(labels)) probabilities)
 
 
+@dataclass
+class Searched:
+    """The search of several families on the same rows: each family's result or why it failed, and the shared
+    features (`FeatureFamily`) fitted on all training rows, by `features_key`, for the final fits."""
+
+    results: dict[str, SearchResult]
+    failed: dict[str, Failed]
+    features: dict[str, tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A job's error, caught in the worker so one family's failure never stops the others."""
+
+    error: str
+    traceback: str
+
+
+def isolated(job: Callable[..., Any]) -> Callable[..., Any]:
+    """`job`, returning a `Failed` instead of raising."""
+
+    @functools.wraps(job)
+    def run(*args: Any) -> Any:
+        try:
+            return job(*args)
+        except Exception as error:
+            return Failed(f"{type(error).__name__}: {error}", traceback.format_exc())
+
+    return run
+
+
+class _Head:
+    """A head fitted on features, as `TaskKind.fold_outputs` sees a predictor."""
+
+    def __init__(self, head: Any) -> None:
+        self.head = head
+        self.labels = [str(label) for label in head.classes_]
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return np.asarray(self.head.predict_proba(features), dtype=np.float64)
+
+
+@isolated
 def _fold_fit(
     task: TaskKind,
     family: Family,
@@ -54,6 +104,161 @@ def _fold_fit(
 ) -> np.ndarray:
     model = family.fit(inputs[train].tolist(), targets[train].tolist(), params, seed)
     return task.fold_outputs(model, inputs[held].tolist(), labels)
+
+
+@isolated
+def _fold_features(family: FeatureFamily, inputs: np.ndarray, train: np.ndarray, held: np.ndarray) -> tuple[Any, Any]:
+    """The features of a fold's training and held-out rows, fitted on its training rows only (no leak)."""
+    featurizer, fitted = family.fit_features(inputs[train].tolist())
+    return fitted, featurizer.transform(inputs[held].tolist())
+
+
+@isolated
+def _all_features(family: FeatureFamily, inputs: np.ndarray) -> tuple[Any, Any]:
+    return family.fit_features(inputs.tolist())
+
+
+@isolated
+def _head_fit(
+    task: TaskKind,
+    family: FeatureFamily,
+    features: tuple[Any, Any],
+    targets: np.ndarray,
+    train: np.ndarray,
+    params: Params,
+    seed: int,
+    labels: list[str],
+) -> np.ndarray:
+    fitted, held = features
+    head = family.fit_head(fitted, targets[train].tolist(), params, seed)
+    return task.fold_outputs(_Head(head), held, labels)
+
+
+def parallel_pool(n_jobs: int, n_tasks: int) -> Parallel:
+    # loky starts its workers with fork+exec, never a bare fork of this (threaded) process; they die with it
+    return Parallel(
+        n_jobs=max(1, min(n_jobs, n_tasks)),
+        backend="loky",
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def search_many(
+    families: list[Family],
+    inputs: list[Any],
+    targets: list[Any],
+    labels: list[str],
+    metric: str,
+    *,
+    folds: int,
+    seed: int,
+    n_jobs: int,
+    task: TaskKind,
+) -> Searched:
+    """The best of each family's grid by cross-validated `metric`, every (family, setting, fold) fit on `n_jobs`
+    processes. Families that share features (`FeatureFamily.features_key`) fit them once per fold, on the fold's
+    training rows, and once on all rows (kept for the final fits), instead of once per setting and fold."""
+    x, y = np.empty(len(inputs), dtype=object), np.empty(len(targets), dtype=object)
+    x[:], y[:] = inputs, targets  # element-wise: rows that are dicts stay dicts
+    splits = task.cv_folds(targets, folds, seed)
+    grids = {family.name: family.grid(len(y)) for family in families}
+    if not splits:  # a task without folds (forecasting: the backtest judges) takes each family's first setting
+        empty = {
+            f.name: SearchResult(params=grids[f.name][0], cv_score=None, scores=[], oof=np.empty(0)) for f in families
+        }
+        return Searched(empty, {}, {})
+    shared: dict[str, list[FeatureFamily]] = {}
+    plain = []
+    for family in families:
+        if isinstance(family, FeatureFamily):
+            shared.setdefault(family.features_key, []).append(family)
+        else:
+            plain.append(family)
+    # first: every key's features per fold and on all rows, and the plain families' fits
+    first: list[tuple[Any, ...]] = [(key, f) for key in shared for f in [*range(len(splits)), None]]
+    first += [(family, p, f) for family in plain for p in range(len(grids[family.name])) for f in range(len(splits))]
+    calls = []
+    for job in first:
+        if len(job) == 2:
+            key, f = job
+            calls.append(
+                delayed(_all_features)(shared[key][0], x)
+                if f is None
+                else delayed(_fold_features)(shared[key][0], x, splits[f][0], splits[f][1])
+            )
+        else:
+            family, p, f = job
+            params = grids[family.name][p]
+            calls.append(delayed(_fold_fit)(task, family, x, y, splits[f][0], splits[f][1], params, seed, labels))
+    parallel = parallel_pool(n_jobs, len(calls))
+    done = dict(zip(first, parallel(calls), strict=True))
+    failed: dict[str, Failed] = {}
+    outputs: dict[tuple[str, int, int], np.ndarray] = {}
+    for job, out in done.items():
+        if len(job) == 3:
+            family, p, f = job
+            if isinstance(out, Failed):
+                failed.setdefault(family.name, out)
+            else:
+                outputs[family.name, p, f] = out
+    features: dict[str, tuple[Any, Any]] = {}
+    heads = []
+    for key, members in shared.items():
+        broken = next((done[key, f] for f in [*range(len(splits)), None] if isinstance(done[key, f], Failed)), None)
+        if broken is not None:
+            failed.update({family.name: broken for family in members})
+            continue
+        features[key] = done[key, None]
+        heads += [
+            (family, p, f) for family in members for p in range(len(grids[family.name])) for f in range(len(splits))
+        ]
+    # then: each sharing family's settings on the fold features
+    head_outputs = parallel_pool(n_jobs, len(heads))(
+        delayed(_head_fit)(
+            task, family, done[family.features_key, f], y, splits[f][0], grids[family.name][p], seed, labels
+        )
+        for family, p, f in heads
+    )
+    for (family, p, f), out in zip(heads, head_outputs, strict=True):
+        if isinstance(out, Failed):
+            failed.setdefault(family.name, out)
+        else:
+            outputs[family.name, p, f] = out
+    checkpoint("search")
+    results = {
+        family.name: _best(task, family, grids[family.name], splits, outputs, targets, metric, labels)
+        for family in families
+        if family.name not in failed
+    }
+    return Searched(results, failed, features)
+
+
+def _best(
+    task: TaskKind,
+    family: Family,
+    grid: list[Params],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    outputs: dict[tuple[str, int, int], np.ndarray],
+    targets: list[Any],
+    metric: str,
+    labels: list[str],
+) -> SearchResult:
+    results = []
+    for p, params in enumerate(grid):
+        parts = {f: outputs[family.name, p, f] for f in range(len(splits))}
+        oof = np.zeros((len(targets), *parts[0].shape[1:]))
+        for f, out in parts.items():
+            oof[splits[f][1]] = out
+        results.append((task.cv_score(targets, oof, metric, labels), params, oof))
+    # first best: grids list cheap first
+    best = max(range(len(results)), key=lambda i: task.better(metric, results[i][0]))
+    return SearchResult(
+        params=results[best][1],
+        cv_score=results[best][0],
+        scores=[{"params": params, "cv_score": value} for value, params, _ in results],
+        oof=results[best][2],
+    )
 
 
 def search(
@@ -73,33 +278,11 @@ def search(
         from shoal.tasks.text_classification.kind import TextClassification
 
         task = TextClassification()
-    x, y = np.empty(len(inputs), dtype=object), np.empty(len(targets), dtype=object)
-    x[:], y[:] = inputs, targets  # element-wise: rows that are dicts stay dicts
-    splits = task.cv_folds(targets, folds, seed)
-    grid = family.grid(len(y))
-    if not splits:  # a task without folds (forecasting: the backtest judges) takes the family's first setting
-        return SearchResult(params=grid[0], cv_score=None, scores=[], oof=np.empty(0))
-    jobs = [(p, f) for p in range(len(grid)) for f in range(len(splits))]
-    # loky starts its workers with fork+exec, never a bare fork of this (threaded) process; they die with it
-    parallel = Parallel(
-        n_jobs=min(n_jobs, len(jobs)), backend="loky", initializer=die_with_parent, initargs=(os.getpid(),)
-    )
-    outputs = parallel(
-        delayed(_fold_fit)(task, family, x, y, splits[f][0], splits[f][1], grid[p], seed, labels) for p, f in jobs
-    )
-    results = []
-    for p, params in enumerate(grid):
-        parts = {f: out for (q, f), out in zip(jobs, outputs, strict=True) if q == p}
-        oof = np.zeros((len(y), *parts[0].shape[1:]))
-        for f, out in parts.items():
-            oof[splits[f][1]] = out
-        results.append((task.cv_score(targets, oof, metric, labels), params, oof))
-    checkpoint("search")
-    # first best: grids list cheap first
-    best = max(range(len(results)), key=lambda i: task.better(metric, results[i][0]))
-    return SearchResult(
-        params=results[best][1],
-        cv_score=results[best][0],
-        scores=[{"params": params, "cv_score": value} for value, params, _ in results],
-        oof=results[best][2],
-    )
+    found = search_many([family], inputs, targets, labels, metric, folds=folds, seed=seed, n_jobs=n_jobs, task=task)
+    if family.name in found.failed:
+        raise SearchFailed(found.failed[family.name].error)
+    return found.results[family.name]
+
+
+class SearchFailed(RuntimeError):
+    """A family's search failed in a worker (the message names the error raised there)."""

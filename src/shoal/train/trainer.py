@@ -13,17 +13,17 @@ from dataclasses import dataclass, field, replace
 
 from shoal import __version__, gate
 from shoal.data.sets import TestSet, TrainSet
-from shoal.evaluate.evaluator import evaluate
+from shoal.evaluate.evaluator import with_costs
 from shoal.families import get_family
-from shoal.families.base import write_json
+from shoal.families.base import FeatureFamily
 from shoal.faults import checkpoint
 from shoal.fleet import ModelSpec
 from shoal.registry import PRODUCTION, Version
-from shoal.registry.artifacts import full_disk_as_error
 from shoal.registry.records import CrossValidation
 from shoal.tasks import get_task
+from shoal.train.candidates import Built, Job, build
 from shoal.train.errors import TrainError
-from shoal.train.search import search
+from shoal.train.search import Failed, search_many
 from shoal.workspace import Workspace
 
 Step = Callable[[str, str], None]  # (model, what is happening now)
@@ -59,67 +59,6 @@ def budget_skip(family_name: str, spec: ModelSpec, n_rows: int) -> str | None:
     if spec.max_train_seconds is not None and expected_train > spec.max_train_seconds:
         reasons.append(f"expected training {expected_train:.0f} s > budget {spec.max_train_seconds:g} s")
     return f"skipped {family_name}: declared cost over budget ({'; '.join(reasons)})" if reasons else None
-
-
-def _fit_candidate(
-    ws: Workspace,
-    name: str,
-    spec: ModelSpec,
-    family_name: str,
-    dataset_version: str,
-    train: TrainSet,
-    test: TestSet,
-) -> Version:
-    settings = ws.fleet.workspace
-    task = get_task(spec.task)
-    family = get_family(family_name)
-    started = time.perf_counter()
-    found = search(
-        family,
-        train.inputs,
-        train.targets,
-        test.labels,
-        spec.metric,
-        folds=spec.cv_folds,
-        seed=settings.seed,
-        n_jobs=settings.n_jobs,
-        task=task,
-    )
-    predictor = family.fit(train.inputs, train.targets, found.params, settings.seed)
-    error_rate, files = task.after_fit(predictor, train, found.oof, test.labels)
-    train_seconds = time.perf_counter() - started
-    staged = ws.registry.artifacts.stage()
-    try:
-        with full_disk_as_error(staged, f"the {family_name} artifact"):
-            predictor.save(staged)
-            for file_name, content in files.items():
-                write_json(staged / file_name, content)
-        size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
-        evaluated = time.perf_counter()
-        scored, _ = evaluate(task, predictor, family_name, staged, test, spec.metric, settings, size)
-        metrics = replace(
-            scored,
-            train_seconds=train_seconds,
-            eval_seconds=time.perf_counter() - evaluated,
-            cv=CrossValidation(spec.cv_folds, found.cv_score, found.scores),
-            n_train=len(train.inputs),
-        )
-        checkpoint("artifact_written")
-        version, _ = ws.registry.register_version(
-            name,
-            family=family_name,
-            params=found.params,
-            dataset_version=dataset_version,
-            code_version=f"shoal {__version__}",
-            metrics=metrics,
-            staged=staged,
-            test_hash=test.hash,
-            label_error_rate=error_rate,
-        )
-        checkpoint("registered")
-        return version
-    finally:
-        ws.registry.artifacts.discard(staged)
 
 
 @dataclass(frozen=True)
@@ -158,34 +97,126 @@ def candidate_families(spec: ModelSpec) -> list[str]:
 
 def _train_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, step: Step) -> list[CandidateResult]:
     """Every candidate family on this data: reused when already trained, skipped when its declared costs are
-    over budget, and isolated when it fails."""
+    over budget, and isolated when it fails; the others are fitted together (`_fit_candidates`)."""
     registry = ws.registry
     existing = {v.family: v for v in registry.versions(name) if v.dataset_version == data.dataset_version}
     results = []
     for family_name in candidate_families(spec):
         result = CandidateResult(family_name)
         results.append(result)
-        t0 = time.perf_counter()
         if family_name in existing:
             result.version, result.reused = existing[family_name], True
             continue
         result.skipped = budget_skip(family_name, spec, len(data.train.inputs))
         if result.skipped:
             registry.record_event(name, "skipped", result.skipped, payload={"family": family_name})
-            continue
-        step(name, f"training {family_name}")
-        try:
-            result.version = _fit_candidate(ws, name, spec, family_name, data.dataset_version, data.train, data.test)
-        except Exception as error:  # isolate: one family's failure never stops the others
-            result.error = f"{type(error).__name__}: {error}"
-            registry.record_event(
-                name,
-                "failed",
-                f"{family_name} failed: {result.error}",
-                payload={"family": family_name, "traceback": traceback.format_exc()},
-            )
-        result.seconds = time.perf_counter() - t0
+    to_fit = [r for r in results if not r.reused and not r.skipped]
+    if to_fit:
+        step(name, f"training {', '.join(r.family for r in to_fit)}")
+        _fit_candidates(ws, name, spec, data, to_fit)
     return results
+
+
+def _failed(ws: Workspace, name: str, result: CandidateResult, error: str, trace: str) -> None:
+    result.error = error
+    ws.registry.record_event(
+        name, "failed", f"{result.family} failed: {error}", payload={"family": result.family, "traceback": trace}
+    )
+
+
+def _fit_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, to_fit: list[CandidateResult]) -> None:
+    """One search for all the families (sharing features where they can), their final fits, audits, artifacts,
+    scores and peak RSS on the pool's processes; then, with the pool idle, each one's latency timed and its version
+    registered, one after the other."""
+    settings, task = ws.fleet.workspace, get_task(spec.task)
+    by_name = {r.family: r for r in to_fit}
+    families = [get_family(r.family) for r in to_fit]
+    train, test = data.train, data.test
+    started = time.perf_counter()
+    try:
+        searched = search_many(
+            families,
+            train.inputs,
+            train.targets,
+            test.labels,
+            spec.metric,
+            folds=spec.cv_folds,
+            seed=settings.seed,
+            n_jobs=settings.n_jobs,
+            task=task,
+        )
+    except Exception as error:  # the pool itself broke (a worker was killed): every family fails
+        for result in to_fit:
+            _failed(ws, name, result, f"{type(error).__name__}: {error}", traceback.format_exc())
+        return
+    search_seconds = time.perf_counter() - started
+    for family_name, failure in searched.failed.items():
+        _failed(ws, name, by_name[family_name], failure.error, failure.traceback)
+    jobs: list[Job] = []
+    try:
+        for family in families:
+            if family.name in searched.failed:
+                continue
+            try:
+                staged = ws.registry.artifacts.stage()
+            except Exception as error:
+                _failed(ws, name, by_name[family.name], f"{type(error).__name__}: {error}", traceback.format_exc())
+                continue
+            shared = searched.features.get(family.features_key) if isinstance(family, FeatureFamily) else None
+            jobs.append(Job(family, searched.results[family.name], shared, staged))
+        try:
+            built = build(task, jobs, train, test, spec.metric, settings)
+        except Exception as error:  # the pool itself broke
+            for job in jobs:
+                _failed(ws, name, by_name[job.family.name], f"{type(error).__name__}: {error}", traceback.format_exc())
+            return
+        # the quiet phase: the pool is idle, so each candidate's latency is timed with nothing else running
+        for job, done in zip(jobs, built, strict=True):
+            result = by_name[job.family.name]
+            if isinstance(done, Failed):
+                _failed(ws, name, result, done.error, done.traceback)
+                continue
+            try:
+                result.version = _register(ws, name, spec, data, job, done, search_seconds)
+            except Exception as error:  # isolate: one family's failure never stops the others
+                _failed(ws, name, result, f"{type(error).__name__}: {error}", traceback.format_exc())
+            result.seconds = time.perf_counter() - started
+    finally:
+        for job in jobs:
+            ws.registry.artifacts.discard(job.staged)
+
+
+def _register(
+    ws: Workspace, name: str, spec: ModelSpec, data: ModelData, job: Job, built: Built, search_seconds: float
+) -> Version:
+    """Time the candidate's latency and register its version (`search_seconds`: the search's wall time, shared by
+    the families searched together, counts in each one's training time)."""
+    settings, task = ws.fleet.workspace, get_task(spec.task)
+    started = time.perf_counter()
+    predictor = built.predictor or job.family.load(job.staged)
+    size = sum(p.stat().st_size for p in job.staged.rglob("*") if p.is_file())
+    scored = with_costs(task, predictor, built.scores, data.test, settings, size_bytes=size, peak_rss=built.peak_rss_mb)
+    metrics = replace(
+        scored,
+        train_seconds=search_seconds + built.fit_seconds,
+        eval_seconds=built.eval_seconds + time.perf_counter() - started,
+        cv=CrossValidation(spec.cv_folds, job.found.cv_score, job.found.scores),
+        n_train=len(data.train.inputs),
+    )
+    checkpoint("artifact_written")
+    version, _ = ws.registry.register_version(
+        name,
+        family=job.family.name,
+        params=job.found.params,
+        dataset_version=data.dataset_version,
+        code_version=f"shoal {__version__}",
+        metrics=metrics,
+        staged=job.staged,
+        test_hash=data.test.hash,
+        label_error_rate=built.error_rate,
+    )
+    checkpoint("registered")
+    return version
 
 
 def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None) -> ModelReport:

@@ -56,11 +56,16 @@ class SklearnPredictor(Predictor):
 
     #: skops types beyond its defaults that this family's estimators contain
     extra_trusted: ClassVar[tuple[str, ...]] = ()
+    portable = True
 
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
         self.labels = [str(label) for label in estimator.classes_]
         self._transforms, self._final = _inference_steps(estimator)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        """Pickled (between the trainer's processes only) as its estimator: the inference steps are rebuilt."""
+        return type(self), (self.estimator,)
 
     def predict_proba(self, inputs: Sequence[str]) -> np.ndarray:
         # the fitted pipeline, minus scikit-learn's per-call input and parameter validation and the joblib

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -22,9 +25,16 @@ def tfidf_features(n_rows: int) -> FeatureUnion:
     )
 
 
-def drop_stop_words(model: Pipeline) -> Pipeline:
-    """Forget the terms min_df dropped: scikit-learn keeps them only for introspection, and they can make
-    an artifact ten times larger."""
-    for _, vectorizer in model.named_steps["features"].transformer_list:
+def fit_tfidf(inputs: Sequence[str]) -> tuple[FeatureUnion, Any]:
+    """`tfidf_features` fitted on `inputs`, and the features of `inputs`. The terms min_df dropped are forgotten:
+    scikit-learn keeps them only for introspection, and they can make an artifact ten times larger."""
+    features = tfidf_features(len(inputs))
+    matrix = features.fit_transform(list(inputs))
+    for _, vectorizer in features.transformer_list:
         vectorizer.stop_words_ = None
-    return model
+    return features, matrix
+
+
+def tfidf_pipeline(features: FeatureUnion, head: Any) -> Pipeline:
+    """The served pipeline of fitted TF-IDF features and a fitted head."""
+    return Pipeline([("features", features), ("clf", head)])

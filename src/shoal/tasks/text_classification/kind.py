@@ -188,6 +188,18 @@ class TextClassification(TaskKind):
     ) -> dict[str, Any]:
         return paired_test(test.truth, challenger, champion, test.labels, metric, bootstrap=bootstrap, seed=seed)
 
+    def stored_outputs(self, outputs: np.ndarray, test: TestSet) -> dict[str, Any] | None:
+        if (outputs < 0).any():  # a label outside the global list has no name here: not stored
+            return None
+        # label names, not indices: the global label list also holds the training labels, which change with data
+        return {"rows": rows_digest(test), "predicted": [test.labels[i] for i in outputs]}
+
+    def restored_outputs(self, stored: dict[str, Any], test: TestSet) -> np.ndarray | None:
+        if stored.get("rows") != rows_digest(test) or len(stored.get("predicted", [])) != len(test.inputs):
+            return None
+        index = {label: i for i, label in enumerate(test.labels)}
+        return np.array([index.get(label, -1) for label in stored["predicted"]], dtype=np.int64)
+
     def feedback_rows(self, spec: ModelSpec, texts: list[str], labels: list[str], lines: list[int]) -> pd.DataFrame:
         assert isinstance(spec, TextClassificationSpec)
         columns = {spec.text_column: texts, spec.label_column: labels}  # as logged: validation checks them
@@ -216,6 +228,14 @@ def predict_indices(predictor: Any, test: TestSet) -> tuple[np.ndarray, np.ndarr
     proba = predictor.predict_proba(test.inputs)
     mapping = np.array([test.labels.index(label) if label in test.labels else -1 for label in predictor.labels])
     return mapping[proba.argmax(axis=1)], proba
+
+
+def rows_digest(test: TestSet) -> str:
+    """Names the test rows in their order (the texts; what a predictor's outputs depend on)."""
+    digest = hashlib.sha256()
+    for text in test.inputs:
+        digest.update(text.encode() + b"\0")
+    return digest.hexdigest()
 
 
 def latest_labels(stored: pd.DataFrame | None) -> dict[str, str]:
