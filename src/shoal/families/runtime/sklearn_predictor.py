@@ -16,6 +16,7 @@ import sklearn
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from shoal.families.base import Predictor, read_json, write_json
+from shoal.families.runtime.text_features import FastTfidf
 
 MODEL_FILE = "model.skops"
 
@@ -99,11 +100,16 @@ def _inference_steps(estimator: Any) -> tuple[list[Any], Any]:
         if step is None or step == "passthrough":
             continue
         if isinstance(step, FeatureUnion) and step.transformer_weights is None:
-            parts = [part.transform for _, part in step.transformer_list if part not in ("drop", "passthrough")]
+            parts = [_transform(part) for _, part in step.transformer_list if part not in ("drop", "passthrough")]
             transforms.append(lambda x, parts=parts: sp.hstack([part(x) for part in parts], format="csr"))
         else:
-            transforms.append(step.transform)
+            transforms.append(_transform(step))
     return transforms, estimator.steps[-1][1]
+
+
+def _transform(step: Any) -> Any:
+    """The step's `transform`, or the same numbers faster (`FastTfidf`) for a TF-IDF vectorizer it reproduces."""
+    return FastTfidf(step).transform if FastTfidf.supports(step) else step.transform
 
 
 def count_parameters(estimator: Any) -> int:
