@@ -13,7 +13,9 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 import sklearn
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.utils.extmath import safe_sparse_dot, softmax
 
 from shoal.families.base import Predictor, read_json, write_json
 from shoal.families.runtime.text_features import FastTfidf
@@ -61,7 +63,7 @@ class SklearnPredictor(Predictor):
             features: Any = list(inputs)
             for transform in self._transforms:
                 features = transform(features)
-            return np.asarray(self._final.predict_proba(features), dtype=np.float64)
+            return np.asarray(self._final(features), dtype=np.float64)
 
     def save(self, folder: Path) -> None:
         dump_skops(self.estimator, folder / MODEL_FILE)
@@ -94,7 +96,7 @@ def load_skops(path: Path, extra_trusted: tuple[str, ...]) -> Any:
 def _inference_steps(estimator: Any) -> tuple[list[Any], Any]:
     """The fitted pipeline as a list of transform callables and the final classifier."""
     if not isinstance(estimator, Pipeline):
-        return [], estimator
+        return [], _proba(estimator)
     transforms = []
     for _, step in estimator.steps[:-1]:
         if step is None or step == "passthrough":
@@ -104,7 +106,16 @@ def _inference_steps(estimator: Any) -> tuple[list[Any], Any]:
             transforms.append(lambda x, parts=parts: sp.hstack([part(x) for part in parts], format="csr"))
         else:
             transforms.append(_transform(step))
-    return transforms, estimator.steps[-1][1]
+    return transforms, _proba(estimator.steps[-1][1])
+
+
+def _proba(classifier: Any) -> Any:
+    """The classifier's `predict_proba`; for a multinomial LogisticRegression, its own steps (scores, softmax)
+    without the per-call input validation, which costs more than the arithmetic for a few texts."""
+    if type(classifier) is not LogisticRegression or len(classifier.classes_) <= 2 or classifier.coef_.ndim != 2:
+        return classifier.predict_proba
+    coef_t, intercept = classifier.coef_.T, classifier.intercept_
+    return lambda x: softmax(safe_sparse_dot(x, coef_t, dense_output=True) + intercept, copy=False)
 
 
 def _transform(step: Any) -> Any:

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l1, inplace_csr_row_normalize_l2
 
 
 def tfidf_features(n_rows: int) -> FeatureUnion:
@@ -64,10 +65,23 @@ class FastTfidf:
             and not vectorizer.binary
             and vectorizer.preprocessor is None
             and vectorizer.tokenizer is None
+            and vectorizer.norm in ("l1", "l2", None)
+            and np.dtype(vectorizer.dtype) in (np.float32, np.float64)
         )
 
     def transform(self, texts: list[str]) -> sp.csr_array:
-        return self.vectorizer._tfidf.transform(self.counts(texts), copy=False)
+        """What `TfidfTransformer.transform` does to the counts, without its per-call input validation."""
+        tfidf, counts = self.vectorizer._tfidf, self.counts(texts)
+        if tfidf.sublinear_tf:
+            np.log(counts.data, counts.data)
+            counts.data += 1.0
+        if hasattr(tfidf, "idf_"):
+            counts.data *= tfidf.idf_[counts.indices]
+        if tfidf.norm == "l2":
+            inplace_csr_row_normalize_l2(counts)
+        elif tfidf.norm == "l1":
+            inplace_csr_row_normalize_l1(counts)
+        return counts
 
     def counts(self, texts: list[str]) -> sp.csr_array:
         """The term counts of `texts`: what `CountVectorizer.transform` returns."""
