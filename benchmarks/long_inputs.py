@@ -29,8 +29,8 @@ import httpx
 import orjson
 import pandas as pd
 import yaml
+from harness import free_port, server
 from machine import print_command, print_machine
-from serve import free_port, server
 
 from shoal.data.ingest import ingest_file
 from shoal.registry import PRODUCTION
@@ -178,7 +178,7 @@ def main() -> None:
     long = [orjson.dumps({"inputs": [(words * (args.long_chars // len(words) + 1))[: args.long_chars]]})]
     port = free_port()
     command = [sys.executable, "-m", "shoal", "serve", "-w", str(args.workspace), "--port", str(port)]
-    with server(command, {}, port, route=ROUTE) as (url, _):
+    with server(command, port, path=ROUTE) as (url, _):
         alone = phase(url, (args.normal, normal), None, args.duration)
         mixed = phase(url, (args.normal, normal), (args.long, long), args.duration)
     limit = args.max_input_chars if args.max_input_chars is not None else "the default"

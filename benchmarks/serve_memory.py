@@ -11,48 +11,16 @@ artifact folder, so nothing is shared between models except the code. The server
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 import psutil
-import yaml
+from harness import MODEL, ROOT, fleet_of, free_port, server
 from machine import print_command, print_machine
-from serve import MODEL, ROOT, free_port, server
 
 from shoal.workspace import Workspace
-
-
-def fleet_of(source: Workspace, count: int, folder: Path) -> Path:
-    """A workspace with `count` production copies of the source's production Banking77 version."""
-    version = source.registry.version(MODEL, source.registry.alias(MODEL))  # type: ignore[arg-type]
-    names = [f"m{i:03d}" for i in range(count)]
-    root = folder / f"fleet-{count}"
-    root.mkdir()
-    spec = {"task": "text-classification", "families": [version.family]}
-    (root / "shoal.yaml").write_text(yaml.safe_dump({"models": dict.fromkeys(names, spec)}))
-    ws = Workspace(root)
-    artifact = source.registry.artifacts.open(version.artifact_uri, version.checksum)
-    for name in names:
-        ws.registry.ensure_model(name, "text-classification")
-        staged = ws.registry.artifacts.stage()
-        shutil.copytree(artifact, staged, dirs_exist_ok=True)
-        copy, _ = ws.registry.register_version(
-            name,
-            family=version.family,
-            params=version.params,
-            dataset_version=version.dataset_version,
-            code_version=version.code_version,
-            metrics=version.metrics,
-            staged=staged,
-            test_hash=version.test_hash,
-            label_error_rate=None,
-        )
-        ws.registry.set_alias(name, copy.number, actor="benchmark", reason="memory benchmark")
-    ws.close()
-    return root
 
 
 def main() -> None:
@@ -70,7 +38,7 @@ def main() -> None:
             root = fleet_of(source, count, Path(folder))
             port = free_port()
             command = [sys.executable, "-m", "shoal", "serve", "-w", str(root), "--port", str(port)]
-            with server(command, {}, port, route="/v1/models/m000/predict", timeout=600) as (url, pid):
+            with server(command, port, path="/v1/models/m000/predict", timeout=600) as (url, pid):
                 for i in range(count):
                     answer = httpx.post(f"{url}/v1/models/m{i:03d}/predict", json={"inputs": ["card arrived?"]})
                     answer.raise_for_status()

@@ -50,8 +50,8 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
+from harness import free_port
 from machine import code_commit, cpu_model, load_average, memory_gib, print_command, print_machine
-from serve import free_port
 from soak_fleet import ModelData, database, model_data, no_registry_override, train_fleet, write_fleet
 from soak_traffic import INVALID, INVALID_ID_PREFIX, VALID, Clients, Outcome, Request, Traffic, send
 from sqlalchemy import func, select

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import shutil
+import weakref
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +14,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from shoal.families import get_family
+from shoal.families.runtime.sklearn_predictor import MODEL_FILE, UntrustedArtifact, _with_term_arrays, load_skops, sio
 
 
 @pytest.mark.parametrize("family_name", ["majority", "tfidf-logreg", "tfidf-svm"])
@@ -32,3 +37,60 @@ def test_lean_prediction_equals_the_pipeline_before_and_after_a_round_trip(
         accuracy = (predicted == truth).mean()
         assert 1 - accuracy <= (1 - floor) / 2, f"accuracy {accuracy:.3f}: not half the errors of {floor:.3f}"
         assert f1_score(truth, predicted, pos_label="spam") > 0.8  # the floor scores 0
+
+
+def test_vocabularies_are_saved_as_arrays_and_older_artifacts_still_load(sms: pd.DataFrame, tmp_path: Path) -> None:
+    """skops rebuilt a vocabulary dict node by node (seconds of Python holding the GIL for a large model); the
+    saved form keeps terms as two arrays, leaves the fitted model unchanged, and older artifacts still load."""
+    family = get_family("tfidf-logreg")
+    predictor = family.fit(sms["text"].iloc[:400].tolist(), sms["label"].iloc[:400].tolist(), {"C": 3.0}, 0)
+    vectorizers = [v for _, v in predictor.estimator.named_steps["features"].transformer_list]  # type: ignore[attr-defined]
+    vocabularies = [dict(v.vocabulary_) for v in vectorizers]
+    texts = [*sms["text"].iloc[400:450].tolist(), "ünïcode 💳 and a term never seen"]
+    expected = predictor.predict_proba(texts)
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    new.mkdir()
+    predictor.save(new)
+    assert [v.vocabulary_ for v in vectorizers] == vocabularies  # saving changed nothing in the fitted model
+    with zipfile.ZipFile(new / MODEL_FILE) as archive:
+        schema = archive.read("schema.json").decode()
+    assert '"vocabulary_"' not in schema and '"_shoal_terms_utf8"' in schema
+    shutil.copytree(new, old)
+    sio.dump(predictor.estimator, old / MODEL_FILE)  # how shoal saved models before: the dicts in the schema
+
+    for folder in (new, old):
+        loaded = family.load(folder)
+        steps = loaded.estimator.named_steps["features"].transformer_list  # type: ignore[attr-defined]
+        assert [v.vocabulary_ for _, v in steps] == vocabularies
+        assert not any(hasattr(v, "_shoal_terms_utf8") for _, v in steps)
+        np.testing.assert_array_equal(loaded.predict_proba(texts), expected)
+
+
+def test_term_arrays_that_do_not_match_are_refused(sms: pd.DataFrame, tmp_path: Path) -> None:
+    family = get_family("tfidf-logreg")
+    predictor = family.fit(sms["text"].iloc[:200].tolist(), sms["label"].iloc[:200].tolist(), {"C": 3.0}, 0)
+    saved = _with_term_arrays(predictor.estimator)  # type: ignore[attr-defined]
+    word = saved.named_steps["features"].transformer_list[0][1]
+    word._shoal_term_ends = word._shoal_term_ends[::-1].copy()
+    sio.dump(saved, tmp_path / MODEL_FILE)
+    with pytest.raises(UntrustedArtifact, match="term offsets"):
+        load_skops(tmp_path / MODEL_FILE, ())
+
+
+def test_a_loaded_model_is_freed_by_reference_counting(sms: pd.DataFrame, tmp_path: Path) -> None:
+    """The server freezes what it loads out of the cycle collector's reach (a full collection per swap paused every
+    request), so a replaced version must need no collection to be freed: it may hold no reference cycle."""
+    family = get_family("tfidf-svm")  # the deepest pipeline: a union of vectorizers and calibrated classifiers
+    family.fit(sms["text"].iloc[:300].tolist(), sms["label"].iloc[:300].tolist(), {"C": 1.0}, 0).save(tmp_path)
+    gc.collect()
+    gc.disable()
+    try:
+        loaded = family.load(tmp_path)
+        loaded.predict_proba(["warm-up request"])
+        refs = [weakref.ref(loaded), weakref.ref(loaded.estimator)]  # type: ignore[attr-defined]
+        refs += [weakref.ref(step) for _, step in loaded.estimator.steps]  # type: ignore[attr-defined]
+        del loaded
+        assert [ref() for ref in refs] == [None] * len(refs)
+    finally:
+        gc.enable()

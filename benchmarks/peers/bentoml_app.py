@@ -2,7 +2,8 @@
 benchmarks/serve.py.
 
 Runs in its own venv (benchmarks/.work/venvs/bentoml): `bentoml serve bentoml_app:Banking77 --port PORT`;
-SHOAL_WORKSPACE names the workspace whose production `banking77` version is served.
+SHOAL_WORKSPACE names the workspace whose production `banking77` version is served, PEER_WORKERS the number of
+worker processes (default 1).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from shoal.workspace import Workspace
 MODEL = "banking77"
 
 
-@bentoml.service(workers=1, traffic={"timeout": 30})
+@bentoml.service(workers=int(os.environ.get("PEER_WORKERS", "1")), traffic={"timeout": 30})
 class Banking77:
     def __init__(self) -> None:
         ws = Workspace(os.environ["SHOAL_WORKSPACE"])

@@ -1,7 +1,8 @@
 """The Banking77 model served by LitServe with its own batching (64 items or 1 ms), for benchmarks/serve.py.
 
-Runs in its own venv (benchmarks/.work/venvs/litserve): `python litserve_app.py PORT`; SHOAL_WORKSPACE names the
-workspace whose production `banking77` version is served. The same predictor object shoal serves.
+Runs in its own venv (benchmarks/.work/venvs/litserve): `python litserve_app.py --port PORT`; SHOAL_WORKSPACE
+names the workspace whose production `banking77` version is served, PEER_WORKERS the number of inference workers.
+The same predictor object shoal serves.
 """
 
 import os
@@ -43,6 +44,6 @@ class Banking77(ls.LitAPI):
 
 if __name__ == "__main__":
     api = Banking77(max_batch_size=64, batch_timeout=0.001, api_path=f"/v1/models/{MODEL}/predict")
-    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(
-        port=int(sys.argv[1]), generate_client_file=False, log_level="warning"
+    ls.LitServer(api, accelerator="cpu", workers_per_device=int(os.environ.get("PEER_WORKERS", "1"))).run(
+        port=int(sys.argv[-1]), generate_client_file=False, log_level="warning"
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import operator
 import re
-from functools import reduce
+from functools import cache, reduce
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
@@ -29,7 +29,8 @@ class FleetError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # defer_build: a model's validator is built when it first validates, not at import (`shoal --help` stays fast)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
 
 class GateSpec(_Strict):
@@ -173,8 +174,8 @@ class WorkspaceSpec(_Strict):
 ModelName = Annotated[str, Field(pattern=_NAME.pattern)]
 
 
-#: a model entry: the spec of its `task` (each task kind's spec subclasses `ModelSpec` above)
-AnyModelSpec = Annotated[reduce(operator.or_, model_specs().values()), Field(discriminator="task")]
+if TYPE_CHECKING:
+    AnyModelSpec = ModelSpec  # when run: the union of every task's spec, made by `_complete_fleet` (below)
 
 
 class Fleet(_Strict):
@@ -213,13 +214,23 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+@cache
+def _complete_fleet() -> type[Fleet]:
+    """`Fleet`, with each model entry validated by the spec its `task` names. The specs subclass `ModelSpec` above,
+    so their union is made on the first fleet file read, not on import (a spec module may be what imports this
+    one; and `shoal --help` imports no spec)."""
+    any_spec = Annotated[reduce(operator.or_, model_specs().values()), Field(discriminator="task")]
+    Fleet.model_rebuild(_types_namespace={"AnyModelSpec": any_spec, "ModelName": ModelName})
+    return Fleet
+
+
 def parse_fleet(data: Any, path: Path) -> Fleet:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise FleetError(f"{path}: the fleet file must be a mapping with 'workspace' and 'models'")
     try:
-        fleet = Fleet.model_validate(data)
+        fleet = _complete_fleet().model_validate(data)
     except ValidationError as error:
         raise FleetError(_format_errors(path, error)) from None
     from shoal.families import check_families

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from shoal.cli.common import WorkspaceOption, console, open_workspace
-from shoal.fleet_edit import add_model, with_settings, write_example
-from shoal.tasks import model_specs, task_names
+from shoal.tasks import task_names
 
 #: the task kinds `--task` takes
 TaskName = Enum("TaskName", [(name, name) for name in task_names()], type=str)  # type: ignore[misc]
-_METRICS = "; ".join(f"{task}: {spec.metric_choices()}" for task, spec in model_specs().items())
+METRIC_HELP = "The metric the gate judges on. Default: the task's."
+
+
+class AddCommand(TyperCommand):
+    """`shoal add`, whose --metric help lists each task's metrics, read from the task specs (pydantic models) only
+    when that help is shown: `shoal --help` and every other command stay free of them."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from shoal.tasks import model_specs
+
+        metrics = "; ".join(f"{task}: {spec.metric_choices()}" for task, spec in model_specs().items())
+        for param in self.params:
+            if param.name == "metric":
+                param.help = f"{metrics}. Default: the task's."  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
 
 
 def init(
@@ -21,6 +35,8 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing shoal.yaml.")] = False,
 ) -> None:
     """Write a commented example shoal.yaml into the workspace."""
+    from shoal.fleet_edit import write_example
+
     ws = open_workspace(workspace)
     ws.root.mkdir(parents=True, exist_ok=True)
     write_example(ws.fleet_path, force=force)
@@ -38,7 +54,7 @@ def add(
     value_column: Annotated[str | None, typer.Option(help="forecasting: the observed value column.")] = None,
     freq: Annotated[str | None, typer.Option(help="forecasting: pandas frequency, e.g. D, W, MS, h.")] = None,
     horizon: Annotated[int | None, typer.Option(help="forecasting: points to forecast ahead.")] = None,
-    metric: Annotated[str | None, typer.Option(help=f"{_METRICS}. Default: the task's.")] = None,
+    metric: Annotated[str | None, typer.Option(help=METRIC_HELP)] = None,
     families: Annotated[str | None, typer.Option(help="Comma-separated candidate families.")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma-separated declared label set.")] = None,
     settings: Annotated[
@@ -53,6 +69,8 @@ def add(
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Add a model to shoal.yaml, keeping the file's comments."""
+    from shoal.fleet_edit import add_model, with_settings
+
     ws = open_workspace(workspace)
     fields = {
         "task": task.value,
@@ -86,5 +104,5 @@ def split(value: str | None) -> list[str] | None:
 
 def register(app: typer.Typer) -> None:
     app.command()(init)
-    app.command()(add)
+    app.command(cls=AddCommand)(add)
     app.command()(check)

@@ -1,5 +1,3 @@
-"""Evaluation: metrics with bootstrap CIs, paired tests, latency/size/memory profiling and cost."""
+"""Evaluation: metrics with bootstrap CIs, paired tests, latency/size/memory profiling and cost.
 
-from shoal.evaluate.evaluator import evaluate
-
-__all__ = ["evaluate"]
+Imports nothing itself, so a server that reads live accuracy (`live`) does not load the evaluation stack."""

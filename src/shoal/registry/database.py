@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -25,6 +24,9 @@ from shoal.faults import checkpoint
 from shoal.registry import schema as t
 from shoal.registry.artifacts import ArtifactError, ArtifactStore, StoreFull, free_bytes, store_full
 from shoal.registry.records import AliasChange, Drop, Event, Version, VersionMetrics
+
+if TYPE_CHECKING:  # pandas only where drops are read: a server never needs it
+    import pandas as pd
 
 PRODUCTION = "production"
 _PG_DISK_FULL = "53100"
@@ -321,6 +323,8 @@ class Registry:
         return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
 
     def load_drops(self, drops: list[Drop]) -> pd.DataFrame:
+        import pandas as pd
+
         frames = [pd.read_parquet(self.artifacts.path(d.uri)) for d in drops]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

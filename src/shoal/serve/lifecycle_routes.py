@@ -16,8 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from shoal.data.errors import DropRejected
-from shoal.data.feedback import add_feedback
-from shoal.data.ingest import ingest_rows
 from shoal.data.split_mode import SplitMode
 from shoal.fleet import FleetError, ModelSpec
 from shoal.registry.jobs import JobQueue
@@ -156,6 +154,8 @@ def send_data(name: str, body: DataRequest, request: Request) -> DataResponse | 
     `retrain` settings. A drop is refused whole (422, with each problem's row and reason) or stored whole."""
     ws = get_state(request).ws
     _spec(ws, name)
+    from shoal.data.ingest import ingest_rows  # pandas and the task kinds: imported by the first drop sent
+
     try:
         result = ingest_rows(ws, name, body.rows, split=body.split)
     except DropRejected as error:
@@ -191,6 +191,8 @@ def send_feedback(name: str, body: FeedbackRequest, request: Request) -> Feedbac
     the worker adds joined feedback to the model's data, and it scores each version's live accuracy."""
     ws = get_state(request).ws
     _spec(ws, name)
+    from shoal.data.feedback import add_feedback  # like ingest_rows
+
     try:
         joined = add_feedback(ws, request.app.state.prediction_log, name, body.request_id, body.label, body.index)
     except DropRejected as error:

@@ -207,6 +207,8 @@ class ModelPool:
         checkpoint("swap" if previous else "load")
         self._install(slot, loaded)
         log.info("model %s: serving v%d (was %s)", slot.name, number, f"v{previous}" if previous else "none")
+        if previous is not None:  # in a thread: trimming a large heap takes milliseconds the event loop keeps
+            await asyncio.to_thread(_give_back_freed_memory)
 
     async def _fall_back(self, slot: Slot, production: int, reason: str) -> None:
         """Serve the newest earlier production version that loads, since `production` does not."""
@@ -236,13 +238,14 @@ class ModelPool:
     def _install(self, slot: Slot, loaded: Loaded) -> None:
         slot.current = loaded  # the switch: new requests use it, queued ones keep the version they hold
         slot.swaps += 1
-        # a model is millions of long-lived objects (vocabularies); leaving them in the collector's generations
-        # makes every full collection pause requests for tens of ms, so move what is loaded out of its reach;
-        # unfreezing first lets this collection reclaim a replaced version that sits in a reference cycle
-        gc.unfreeze()
+        # a model is many long-lived objects; leaving them in the collector's generations makes every full
+        # collection walk them, so after collecting what is garbage now, move what is alive out of its reach. Only
+        # objects made since the last freeze are walked: a few ms on the event loop (unfreezing first made this
+        # walk every module and model, tens of ms per swap). So a frozen version is never collected: a replaced one
+        # is freed by reference counting once its last queued request is done (it holds no reference cycle:
+        # tests/test_serve_load.py)
         gc.collect()
         gc.freeze()
-        _give_back_freed_memory()
         self.metrics.loads.inc((slot.name, str(loaded.number), "ok"))
 
     def _load(self, name: str, number: int) -> Loaded:

@@ -71,9 +71,3 @@ def get_task(name: str) -> TaskKind:
 def get_codec(name: str) -> Codec:
     home = _home(name)
     return home.load("codec", home.codec)()  # type: ignore[no-any-return]
-
-
-# Last: `shoal.fleet` builds its union of model specs from `model_specs()` above while each spec subclasses its
-# `ModelSpec`; loading it here, before any task module can be, keeps a spec module from being half-imported
-# when the union is built.
-import shoal.fleet  # noqa: E402, F401

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from shoal import __version__, gate
 from shoal.data.sets import TestSet, TrainSet
-from shoal.evaluate import evaluate
+from shoal.evaluate.evaluator import evaluate
 from shoal.families import get_family
 from shoal.families.base import write_json
 from shoal.faults import checkpoint

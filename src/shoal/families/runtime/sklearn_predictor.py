@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import sys
 import zipfile
@@ -13,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 import sklearn
+from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.extmath import safe_sparse_dot, softmax
@@ -21,6 +23,11 @@ from shoal.families.base import Predictor, read_json, write_json
 from shoal.families.runtime.text_features import FastTfidf
 
 MODEL_FILE = "model.skops"
+#: a text vectorizer's vocabulary is saved as these two arrays (its terms in index order, UTF-8, and where each ends)
+#: instead of a dict: skops writes a dict entry by entry into its JSON schema and rebuilds it node by node, which made
+#: loading a Banking77 TF-IDF model 1-2 s of Python holding the GIL (a serving event loop stalled during hot swaps)
+_TERMS, _TERM_ENDS = "_shoal_terms_utf8", "_shoal_term_ends"
+_STEPS: dict[type, str] = {Pipeline: "steps", FeatureUnion: "transformer_list"}
 
 
 def _import_skops_io() -> ModuleType:
@@ -28,7 +35,8 @@ def _import_skops_io() -> ModuleType:
     module, among them the array-API adapter for torch, which imports torch whenever it is installed (hundreds of MB
     mapped into a server that only loads artifacts). Unless torch is loaded already, it is hidden for that import:
     `import torch` then raises ImportError, which scikit-learn's walk over its modules skips. Runs once, when this
-    module is first imported (the fleet file's check imports the families before any thread starts)."""
+    module is first imported (in a server: by the first model load, in its loader thread; nothing else a server runs
+    imports torch)."""
     if "torch" in sys.modules:
         return importlib.import_module("skops.io")
     sys.modules["torch"] = None  # type: ignore[assignment]
@@ -39,6 +47,7 @@ def _import_skops_io() -> ModuleType:
 
 
 sio = _import_skops_io()
+UntrustedTypesFound: type[Exception] = importlib.import_module("skops.io.exceptions").UntrustedTypesFoundException
 
 
 class UntrustedArtifact(RuntimeError):
@@ -82,15 +91,69 @@ class SklearnPredictor(Predictor):
 
 
 def dump_skops(estimator: Any, path: Path) -> None:
-    sio.dump(estimator, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    sio.dump(_with_term_arrays(estimator), path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
 
 
 def load_skops(path: Path, extra_trusted: tuple[str, ...]) -> Any:
     """Load a skops file holding only skops' default trusted types and `extra_trusted` (never anything else)."""
-    untrusted = set(sio.get_untrusted_types(file=path)) - set(extra_trusted)
-    if untrusted:
-        raise UntrustedArtifact(f"{path} contains types shoal does not load: {', '.join(sorted(untrusted))}")
-    return sio.load(path, trusted=list(extra_trusted))
+    try:
+        estimator = sio.load(path, trusted=list(extra_trusted))  # audits every type before it builds anything
+    except UntrustedTypesFound:
+        untrusted = set(sio.get_untrusted_types(file=path)) - set(extra_trusted)
+        raise UntrustedArtifact(f"{path} contains types shoal does not load: {', '.join(sorted(untrusted))}") from None
+    return _with_vocabularies(estimator, path)
+
+
+def _with_term_arrays(estimator: Any) -> Any:
+    """`estimator` with each text vectorizer's vocabulary as two arrays; the fitted estimator itself is unchanged
+    (the pipeline, union and vectorizers are copied shallowly)."""
+    if attr := _STEPS.get(type(estimator)):
+        outer = copy.copy(estimator)
+        setattr(outer, attr, [(name, _with_term_arrays(step)) for name, step in getattr(estimator, attr)])
+        return outer
+    vocabulary = getattr(estimator, "vocabulary_", None)
+    if not isinstance(estimator, CountVectorizer) or not isinstance(vocabulary, dict):
+        return estimator
+    terms = sorted(vocabulary, key=vocabulary.__getitem__)
+    if [vocabulary[term] for term in terms] != list(range(len(terms))):
+        return estimator  # not the 0..n-1 numbering a fitted vectorizer has: saved as the dict it is
+    vectorizer = copy.copy(estimator)
+    del vectorizer.vocabulary_
+    setattr(vectorizer, _TERMS, np.frombuffer("".join(terms).encode("utf-8"), dtype=np.uint8))
+    setattr(vectorizer, _TERM_ENDS, np.cumsum([len(term) for term in terms], dtype=np.int64))
+    return vectorizer
+
+
+def _with_vocabularies(estimator: Any, path: Path) -> Any:
+    """Rebuild, in place, the vocabulary dicts `_with_term_arrays` saved as arrays. A Python loop, so a thread that
+    loads a model leaves the interpreter to the others at every switch interval."""
+    for part in _parts(estimator):
+        if not isinstance(part, CountVectorizer) or not hasattr(part, _TERMS):
+            continue
+        text, ends = getattr(part, _TERMS).tobytes().decode("utf-8"), getattr(part, _TERM_ENDS).tolist()
+        if ends != sorted(ends) or (ends and ends[-1] != len(text)):
+            raise UntrustedArtifact(f"{path}: a vocabulary's term offsets do not match its terms")
+        vocabulary, start = {}, 0
+        for index, end in enumerate(ends):
+            vocabulary[text[start:end]] = index
+            start = end
+        if len(vocabulary) != len(ends):
+            raise UntrustedArtifact(f"{path}: a vocabulary lists a term twice")
+        delattr(part, _TERMS)
+        delattr(part, _TERM_ENDS)
+        part.vocabulary_ = vocabulary
+    return estimator
+
+
+def _steps(estimator: Any) -> list[tuple[str, Any]]:
+    """The (name, step) pairs of a pipeline or feature union; [] for any other estimator."""
+    attr = _STEPS.get(type(estimator))
+    return list(getattr(estimator, attr)) if attr else []
+
+
+def _parts(estimator: Any) -> list[Any]:
+    """The estimator and every step of its pipelines and feature unions, recursively."""
+    return [estimator, *(part for _, step in _steps(estimator) for part in _parts(step))]
 
 
 def _inference_steps(estimator: Any) -> tuple[list[Any], Any]:

@@ -9,7 +9,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.families.base import Predictor
-from shoal.families.forecast import LEVEL, ForecastPredictor
 from shoal.tasks.codec import Codec, Parsed, Text
 
 
@@ -41,6 +40,9 @@ class ForecastingCodec(Codec):
     answer_doc = "the next horizon points of a series"
 
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[Any]:
+        # here, not at the top: the family brings pandas, which a server loads only with a forecasting model
+        from shoal.families.forecast import LEVEL, ForecastPredictor
+
         assert isinstance(predictor, ForecastPredictor)
         h = predictor.horizon
         answers = []

@@ -13,7 +13,6 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.families.base import Predictor
-from shoal.families.tabular import INTERVAL_LEVEL
 from shoal.tasks.codec import Codec, Parsed
 
 Row = dict[str, float | str | None]
@@ -54,6 +53,9 @@ class RegressionCodec(Codec):
         return sum(len(key) + (len(value) if type(value) is str else 0) for key, value in item.items())
 
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[Any]:
+        # here, not at the top: the family brings scikit-learn, which a server loads only with a model that needs it
+        from shoal.families.tabular import INTERVAL_LEVEL
+
         answers = []
         for value, lower, upper in outputs.tolist():
             answer: dict[str, Any] = {"value": value}
