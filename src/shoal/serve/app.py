@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from shoal import __version__
 from shoal.registry.prediction_log import PredictionLog
@@ -28,6 +29,20 @@ production versions. Errors are `{"error": {"code": ..., "message": ...}}`.
 """
 
 
+class ShoalApp(FastAPI):
+    """FastAPI, except that a predict request goes straight to `predict.FastPredict` (set by `create_app`)."""
+
+    fast: predict.FastPredict | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast is not None and scope["type"] == "http":
+            route = self.fast.route(scope)
+            if route is not None:
+                await self.fast(scope, receive, send, *route)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAPI:
     """The server app for `ws`; models load in the background once it starts (see `GET /readyz`)."""
     state = ServeState.build(ws, poll_interval_s)
@@ -41,7 +56,7 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
             await state.pool.stop()
             app.state.prediction_log.close()
 
-    app = FastAPI(title="shoal", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = ShoalApp(title="shoal", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.shoal = state
     app.state.prediction_log = PredictionLog.for_registry(ws.registry)
     state.metrics.gauges.append(lambda metrics: _sample_log(metrics, app.state.prediction_log))
@@ -49,6 +64,7 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
     app.add_middleware(BodyLimit, max_body_bytes=state.max_body_bytes)
     app.add_middleware(errors.CatchAll)  # added last: the outermost, so it sees what escapes every other layer
     app.include_router(predict.router(protect=state.protect_predict))
+    app.fast = predict.FastPredict(app, state, predict.endpoints())
     app.include_router(routes.models)
     app.include_router(routes.operations)
     app.include_router(lifecycle_routes.router)

@@ -11,20 +11,30 @@ import hmac
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from shoal.serve.errors import ServeError
-from shoal.serve.state import get_state
+from shoal.serve.state import ServeState, get_state
 
 bearer = HTTPBearer(
     auto_error=False, description="the token from the server's SHOAL_TOKEN (or workspace.server.token_env)"
 )
 
 
-def check_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> None:
-    state = get_state(request)
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization` header value as `bearer` reads it (None unless it is `Bearer <token>`); for
+    the predict routes, which read their headers themselves."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return None
+    return credentials
+
+
+def check_token(state: ServeState, given: str | None) -> None:
+    """Refuse with 401 unless `given` is the server's token (when one is configured)."""
     if state.token is None:
         return
-    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), state.token.encode()):
+    if given is None or not hmac.compare_digest(given.encode(), state.token.encode()):
         raise ServeError(
             401,
             "unauthorized",
@@ -36,4 +46,4 @@ def check_token(request: Request, credentials: HTTPAuthorizationCredentials | No
 
 async def require_token(request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
     """Refuse the request with 401 unless it carries the server's bearer token (when one is configured)."""
-    check_token(request, credentials)
+    check_token(get_state(request), credentials.credentials if credentials is not None else None)

@@ -9,6 +9,11 @@ never mixes versions, so a request finishes on the version it started with even 
 
 A full queue (`max_queue` inputs) refuses a request at once; an entry not started within `deadline_ms` is
 refused when its deadline passes. Both answer 503 with Retry-After.
+
+The batches of every model of a server process run on one `InferencePool`: as many threads as the largest
+`concurrency`, given to the models that have work in turn, and a model's batch is formed only when a thread takes it.
+With many models, a model's queue fills while the others run, and a handful of threads (not one per model) share
+the GIL with the event loop.
 """
 
 from __future__ import annotations
@@ -61,22 +66,57 @@ class _Entry:
         self.timer: asyncio.TimerHandle | None = None
 
 
-class Batcher:
-    """The queue and executor of one model; every method runs on the event loop thread."""
+class InferencePool:
+    """The threads that run the batches of every model, taken by the models with work in turn (round robin); every
+    method runs on the event loop thread."""
 
-    def __init__(self, model: str, spec: ServeSpec, metrics: Metrics) -> None:
+    def __init__(self) -> None:
+        self.threads = 1  # the largest concurrency of a model using it
+        self.busy = 0
+        self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="shoal-batch")  # started as needed
+        self._turns: deque[Batcher] = deque()
+
+    def want(self, batcher: Batcher) -> None:
+        """`batcher` can start a batch: start it when a thread is free and the models asking before it have had one."""
+        if not batcher.has_turn:
+            batcher.has_turn = True
+            self._turns.append(batcher)
+        self._run()
+
+    def finished(self) -> None:
+        self.busy -= 1
+        self._run()
+
+    def _run(self) -> None:
+        while self.busy < self.threads and self._turns:
+            batcher = self._turns.popleft()
+            batcher.has_turn = False
+            if batcher.start_batch():
+                self.busy += 1
+
+    def close(self) -> None:
+        self._turns.clear()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Batcher:
+    """The queue of one model, whose batches run on the shared `inference` pool; every method runs on the event loop
+    thread."""
+
+    def __init__(self, model: str, spec: ServeSpec, metrics: Metrics, inference: InferencePool) -> None:
         self.model = model
         self.spec = spec
         self.metrics = metrics
+        self.inference = inference
+        inference.threads = max(inference.threads, spec.concurrency)
         self.queued = 0  # inputs waiting
         self.running = 0  # batches executing
+        self.has_turn = False  # waiting for a thread of the pool
         self._queue: deque[_Entry] = deque()
         self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=spec.concurrency, thread_name_prefix=f"shoal-{model}")
 
     def close(self) -> None:
         self._closed = True
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def predict(self, loaded: Loaded, texts: list[str]) -> np.ndarray:
         """Class probabilities of `texts` from `loaded`, computed in batches shared with other requests."""
@@ -134,6 +174,12 @@ class Batcher:
             )
 
     def _dispatch(self) -> None:
+        """Ask the pool for a thread when a batch could start."""
+        if not self._closed and self.running < self.spec.concurrency and self._queue:
+            self.inference.want(self)
+
+    def start_batch(self) -> bool:
+        """Start a batch of what is queued now (the pool has a thread for it); False when there is none to start."""
         queue, limit = self._queue, self.spec.max_batch_size
         while not self._closed and self.running < self.spec.concurrency and queue:
             first = queue.popleft()
@@ -156,6 +202,8 @@ class Batcher:
             if size >= limit:
                 reason = "full"
             self._start(batch, size, loaded, reason)
+            return True
+        return False
 
     def _start(self, batch: list[_Entry], size: int, loaded: Loaded, reason: str) -> None:
         loop = asyncio.get_running_loop()
@@ -173,11 +221,13 @@ class Batcher:
         self.metrics.flushes.inc((*labels, reason))
         self.metrics.inputs.inc(labels, size)
         texts = batch[0].texts if len(batch) == 1 else [text for entry in batch for text in entry.texts]
-        future = loop.run_in_executor(self._executor, loaded.predictor.predict_proba, texts)
+        future = loop.run_in_executor(self.inference.executor, loaded.predictor.predict_proba, texts)
         future.add_done_callback(partial(self._finished, batch, loaded))
 
     def _finished(self, batch: list[_Entry], loaded: Loaded, future: asyncio.Future[np.ndarray]) -> None:
         self.running -= 1
+        self._dispatch()  # in line for the next batch before the thread is handed on
+        self.inference.finished()
         if future.cancelled():  # the server is shutting down
             failure: ServeError | None = unavailable("shutting_down", "the server is stopping; retry on another one")
         elif future.exception() is not None:
@@ -196,4 +246,3 @@ class Batcher:
                 if not entry.future.done():
                     entry.future.set_result(proba[offset:end])
                 offset = end
-        self._dispatch()

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 from fastapi.routing import APIRoute
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,9 +29,8 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {
 _SEND_JSON = "send the body as UTF-8 JSON with 'Content-Type: application/json'"
 
 
-def require_json(headers: Headers) -> None:
-    """Refuse with 415 unless the Content-Type says JSON (in UTF-8)."""
-    value = headers.get("content-type")
+def require_json(value: str | None) -> None:
+    """Refuse with 415 unless the Content-Type header's value says JSON (in UTF-8)."""
     if value is None:
         raise ServeError(415, "unsupported_media_type", f"the request has no Content-Type; {_SEND_JSON}")
     media, *parameters = (part.strip().lower() for part in value.split(";"))
@@ -88,7 +86,7 @@ class JsonRoute(APIRoute):
             return handler
 
         async def checked(request: Request) -> Response:
-            require_json(request.headers)
+            require_json(request.headers.get("content-type"))
             request = JsonRequest(request.scope, request.receive)
             await request.json()  # a ServeError here is answered as it is; inside FastAPI it would become a 400
             return await handler(request)

@@ -93,8 +93,11 @@ async def _store_full(_request: Request, error: Exception) -> Response:
     return error_response(507, "insufficient_storage", f"{error}", {"Retry-After": "60"})
 
 
+DISCONNECTED = "the client closed the connection before sending the body"
+
+
 async def _disconnected(_request: Request, _error: Exception) -> Response:
-    return error_response(400, "client_disconnected", "the client closed the connection before sending the body")
+    return error_response(400, "client_disconnected", DISCONNECTED)
 
 
 class CatchAll:

@@ -27,7 +27,7 @@ from functools import cache
 
 from shoal.faults import checkpoint
 from shoal.fleet import FleetError, ServeSpec
-from shoal.serve.batcher import Batcher, Loaded
+from shoal.serve.batcher import Batcher, InferencePool, Loaded
 from shoal.serve.errors import ServeError, unavailable
 from shoal.serve.metrics import Metrics
 from shoal.serve.redact import without_paths
@@ -114,6 +114,7 @@ class ModelPool:
         self.metrics = metrics
         self.poll_interval_s = poll_interval_s
         self.slots: dict[str, Slot] = {}
+        self.inference = InferencePool()  # the batch threads every model shares
         self.polled = False  # one poll has completed
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -130,6 +131,7 @@ class ModelPool:
             await asyncio.gather(self._task, return_exceptions=True)
         for slot in self.slots.values():
             slot.batcher.close()
+        self.inference.close()
 
     @property
     def ready(self) -> bool:
@@ -183,7 +185,8 @@ class ModelPool:
             self._skipped.add(name)
             return None
         self._skipped.discard(name)
-        slot = self.slots[name] = Slot(name, spec.task, spec.serve, Batcher(name, spec.serve, self.metrics))
+        batcher = Batcher(name, spec.serve, self.metrics, self.inference)
+        slot = self.slots[name] = Slot(name, spec.task, spec.serve, batcher)
         return slot
 
     async def _swap(self, slot: Slot, number: int) -> None:

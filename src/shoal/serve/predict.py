@@ -14,18 +14,23 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from functools import reduce
+from functools import partial, reduce
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shoal.serve.auth import bearer, check_token
+from shoal.registry.prediction_log import PredictionLog
+from shoal.serve.auth import bearer, bearer_token, check_token
 from shoal.serve.bodies import BODY_ERRORS, read_json, require_json
 from shoal.serve.codecs import answer, codec_for, parse, response_model
-from shoal.serve.errors import ServeError, error_response
+from shoal.serve.errors import DISCONNECTED, CatchAll, ServeError, error_response
+from shoal.serve.limits import BodyLimit
 from shoal.serve.metrics import UNKNOWN_MODEL
 from shoal.serve.schemas import ErrorResponse
 from shoal.serve.state import ServeState, get_state
@@ -35,10 +40,10 @@ from shoal.tasks.codec import Codec
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _PREFIX = os.urandom(4).hex()
 _counter = itertools.count(1)
+_JSON = b"application/json"
 
 
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
+def _request_id(given: str | None) -> str:
     if given and _REQUEST_ID.fullmatch(given):
         return given
     return f"{_PREFIX}-{next(_counter):x}"
@@ -54,10 +59,10 @@ def _unknown(state: ServeState, name: str) -> ServeError:
 
 
 async def _answer(
-    state: ServeState, name: str, request: Request, request_id: str, endpoint: str
-) -> tuple[Response, str]:
-    require_json(request.headers)  # the body first, as on every JSON body route
-    data = read_json(await request.body())
+    state: ServeState, log: PredictionLog, name: str, body: bytes, request_id: str, endpoint: str
+) -> tuple[bytes, str]:
+    """The JSON answer to a body whose Content-Type was accepted, and the version that made it."""
+    data = read_json(body)
     slot = state.pool.slots.get(name)
     if slot is None:
         raise _unknown(state, name)
@@ -86,30 +91,118 @@ async def _answer(
         raise ServeError(422, "invalid_request", "; ".join(problems[:5]) + more)
     outputs = await slot.batcher.predict(loaded, inputs)
     answers = codec.answers(outputs, loaded.predictor, parsed)
-    request.app.state.prediction_log.record(request_id, name, loaded.number, *codec.logged(inputs, answers))
-    body = answer(name, loaded.number, request_id, codec, answers)
-    headers = {"X-Request-ID": request_id}
-    return Response(orjson.dumps(body), media_type="application/json", headers=headers), str(loaded.number)
+    log.record(request_id, name, loaded.number, *codec.logged(inputs, answers))
+    return orjson.dumps(answer(name, loaded.number, request_id, codec, answers)), str(loaded.number)
 
 
-async def _serve(name: str, request: Request, endpoint: str) -> Response:
+class FastPredict:
+    """`POST /v1/models/{name}/{endpoint}` as a raw ASGI handler, answered before FastAPI's middleware and routing
+    (`shoal.serve.app.ShoalApp`): per request, that stack costs more than reading the body and queueing it. It keeps
+    what that stack did for these routes: the body size limit (`BodyLimit`, 413), one 500 for anything unexpected
+    (`CatchAll`), the bearer token when predictions are protected (401, before the body is read), 400 when the client
+    leaves before its body arrived; FastAPI still documents the routes (`router`)."""
+
+    def __init__(self, app: Starlette, state: ServeState, endpoints: Iterable[str]) -> None:
+        self.app = app  # its `state.prediction_log` is read per request (tests replace it)
+        self.state = state
+        self.endpoints = frozenset(endpoints)
+        self.stack: ASGIApp = CatchAll(BodyLimit(self._serve, state.max_body_bytes))
+
+    def route(self, scope: Scope) -> tuple[str, str] | None:
+        """(model name, endpoint) when `scope` is a POST to a predict route, else None."""
+        if scope["method"] != "POST":
+            return None
+        path: str = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root + "/"):
+            path = path[len(root) :]
+        parts = path.split("/")
+        if len(parts) != 5 or parts[:3] != ["", "v1", "models"] or not parts[3] or parts[4] not in self.endpoints:
+            return None
+        return parts[3], parts[4]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, name: str, endpoint: str) -> None:
+        scope["path_params"] = {"name": name}
+        scope["shoal.endpoint"] = endpoint
+        await self.stack(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = given_id = authorization = None
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                content_type = content_type or value.decode("latin-1")
+            elif key == b"x-request-id":
+                given_id = given_id or value.decode("latin-1")
+            elif key == b"authorization":
+                authorization = authorization or value.decode("latin-1")
+        if self.state.protect_predict:
+            try:
+                check_token(self.state, bearer_token(authorization))
+            except ServeError as error:
+                await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
+                return
+        try:
+            status, content, headers = await respond(
+                self.state,
+                self.app.state.prediction_log,
+                scope["path_params"]["name"],
+                scope["shoal.endpoint"],
+                content_type,
+                given_id,
+                partial(_read_body, receive),
+            )
+        except ClientDisconnect:
+            await error_response(400, "client_disconnected", DISCONNECTED)(scope, receive, send)
+            return
+        raw = [(b"content-type", _JSON), (b"content-length", b"%d" % len(content))]
+        raw += [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body (as Starlette's `Request.body`, which raises ClientDisconnect too)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
+        if not message.get("more_body", False):
+            return b"".join([*chunks, chunk]) if chunks else chunk
+        chunks.append(chunk)
+
+
+async def respond(
+    state: ServeState,
+    log: PredictionLog,
+    name: str,
+    endpoint: str,
+    content_type: str | None,
+    given_id: str | None,
+    body: Callable[[], Awaitable[bytes]],
+) -> tuple[int, bytes, dict[str, str]]:
+    """(status, JSON body, headers) of a predict request, its metrics counted; `body` reads the request body."""
     started = time.perf_counter()
-    state = get_state(request)
-    request_id = _request_id(request)
+    request_id = _request_id(given_id)
     try:
-        response, version = await _answer(state, name, request, request_id, endpoint)
+        require_json(content_type)  # the body's type first, as on every JSON body route
+        content, version = await _answer(state, log, name, await body(), request_id, endpoint)
     except ServeError as error:
         slot = state.pool.slots.get(name)
         model = name if slot is not None else UNKNOWN_MODEL
         version = str(slot.current.number) if slot is not None and slot.current is not None else ""
         state.metrics.request(model, version, error.status, time.perf_counter() - started)
-        return error_response(error.status, error.code, error.message, {**error.headers, "X-Request-ID": request_id})
+        error_body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
+        return error.status, error_body, {**error.headers, "X-Request-ID": request_id}
     state.metrics.request(name, version, 200, time.perf_counter() - started)
-    return response
+    return 200, content, {"X-Request-ID": request_id}
 
 
 def _handler(endpoint: str, protect: bool) -> Callable[..., Awaitable[Response]]:
-    """The route function of one endpoint; with `protect`, it requires the bearer token."""
+    """The route function of one endpoint as FastAPI documents it (with `protect`, it requires the bearer token).
+    `ShoalApp` answers these paths with `FastPredict` before FastAPI routes a request; FastAPI reaches this function
+    only for a path `FastPredict.route` does not recognize (an app mounted under another path)."""
 
     async def serve(name: str, request: Request) -> Response:
         return await _serve(name, request, endpoint)
@@ -117,10 +210,24 @@ def _handler(endpoint: str, protect: bool) -> Callable[..., Awaitable[Response]]
     async def protected(
         name: str, request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
     ) -> Response:
-        check_token(request, credentials)
+        check_token(get_state(request), credentials.credentials if credentials is not None else None)
         return await _serve(name, request, endpoint)
 
     return protected if protect else serve
+
+
+async def _serve(name: str, request: Request, endpoint: str) -> Response:
+    headers = request.headers
+    status, content, extra = await respond(
+        get_state(request),
+        request.app.state.prediction_log,
+        name,
+        endpoint,
+        headers.get("content-type"),
+        headers.get("x-request-id"),
+        request.body,
+    )
+    return Response(content, status_code=status, media_type="application/json", headers=extra)
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -150,11 +257,7 @@ def router(protect: bool) -> APIRouter:
     responses = dict(_ERRORS)
     if protect:
         responses[401] = {"model": ErrorResponse, "description": "missing or wrong bearer token"}
-    endpoints: dict[str, dict[str, Codec]] = {}
-    for task in task_names():
-        codec = get_codec(task)
-        endpoints.setdefault(codec.endpoint, {})[task] = codec
-    for endpoint, codecs in endpoints.items():
+    for endpoint, codecs in endpoints().items():
         models = [response_model(task) for task in codecs]
         routes.add_api_route(
             f"/v1/models/{{name}}/{endpoint}",
@@ -178,6 +281,15 @@ def router(protect: bool) -> APIRouter:
             openapi_extra=_body(merged_request(codecs)),
         )
     return routes
+
+
+def endpoints() -> dict[str, dict[str, Codec]]:
+    """The endpoints the tasks' codecs name (predict, embed), each with the codecs of the tasks it serves."""
+    found: dict[str, dict[str, Codec]] = {}
+    for task in task_names():
+        codec = get_codec(task)
+        found.setdefault(codec.endpoint, {})[task] = codec
+    return found
 
 
 def _listing(items: Iterable[str]) -> str:

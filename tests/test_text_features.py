@@ -1,0 +1,74 @@
+"""`FastTfidf` must give a fitted TfidfVectorizer's own matrix, bit for bit, on real texts and odd ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from shoal.families.runtime.text_features import FastTfidf, tfidf_features
+
+ODD = [
+    "",
+    "   ",
+    "a",
+    "I",
+    "Ünïcode  ÇAFÉ\u00a0non-breaking\ttab\nnew line\r\n",
+    "\x1cfile\x1dgroup\x1erecord\x1funit separators",
+    "emoji 😀 ok 😀😀",
+    "ﬁ ligature and İstanbul (lowercases to two code points)",
+    "repeat repeat repeat repeat",
+    "x" * 400,
+    "card card card? card! CARD.",
+]
+
+
+@pytest.fixture(scope="module")
+def vectorizers(banking: tuple[pd.DataFrame, pd.DataFrame]) -> list[TfidfVectorizer]:
+    train, _ = banking
+    union = tfidf_features(len(train)).fit(train["text"].tolist()[:4000])
+    return [vectorizer for _, vectorizer in union.transformer_list]
+
+
+def test_the_matrix_is_the_vectorizers_to_the_bit(
+    vectorizers: list[TfidfVectorizer], banking: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    texts = banking[1]["text"].tolist() + ODD
+    for vectorizer in vectorizers:
+        assert FastTfidf.supports(vectorizer)
+        fast = FastTfidf(vectorizer)
+        for size in (1, 7, 64, len(texts)):
+            for start in range(0, min(len(texts), 4 * size), size):
+                batch = texts[start : start + size]
+                expected, got = vectorizer.transform(batch), fast.transform(batch)
+                assert got.dtype == expected.dtype and got.shape == expected.shape
+                np.testing.assert_array_equal(got.indptr, expected.indptr)
+                np.testing.assert_array_equal(got.indices, expected.indices)
+                np.testing.assert_array_equal(got.data, expected.data)  # exact, not close
+        batch = ODD * 3
+        np.testing.assert_array_equal(fast.transform(batch).toarray(), vectorizer.transform(batch).toarray())
+
+
+def test_the_word_memory_is_bounded_and_forgetting_changes_nothing(vectorizers: list[TfidfVectorizer]) -> None:
+    char = next(v for v in vectorizers if v.analyzer == "char_wb")
+    fast = FastTfidf(char)
+    fast.max_words = 5
+    texts = ["lost my card yesterday evening", "my card arrived", "when will my new card arrive please"]
+    for _ in range(3):
+        np.testing.assert_array_equal(fast.transform(texts).toarray(), char.transform(texts).toarray())
+        assert len(fast.words) <= 5
+
+
+def test_vectorizers_it_does_not_reproduce_keep_their_own_transform() -> None:
+    texts = ["one two", "two three"]
+    assert not FastTfidf.supports(TfidfVectorizer(binary=True).fit(texts))
+    assert not FastTfidf.supports(TfidfVectorizer(analyzer="char").fit(texts))
+    assert not FastTfidf.supports(TfidfVectorizer(preprocessor=str.upper).fit(texts))
+    assert not FastTfidf.supports(TfidfVectorizer())  # not fitted
+    for options in ({"stop_words": ["one"]}, {"analyzer": "char_wb", "strip_accents": "unicode", "lowercase": False}):
+        vectorizer = TfidfVectorizer(**options).fit(ODD)  # type: ignore[arg-type]
+        assert FastTfidf.supports(vectorizer)
+        np.testing.assert_array_equal(
+            FastTfidf(vectorizer).transform(ODD).toarray(), vectorizer.transform(ODD).toarray()
+        )
