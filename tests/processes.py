@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -107,3 +111,40 @@ def assert_stopped_at(ws: Workspace, model: str, point: str, families: list[str]
     }
     assert (registered, len(staged)) == expected[point]
     assert ws.registry.alias(model) is None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def shoal_serve(root: Path, ready_within: float, *, quiet: bool = False) -> Iterator[tuple[str, psutil.Process]]:
+    """`shoal serve` of `root` in its own process (and session), once `/readyz` answers 200; yields its URL and
+    process, and stops it (SIGTERM to its group) on exit. `quiet` discards its output."""
+    port = free_port()
+    output = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "serve", "--port", str(port), "-w", str(root)],
+        start_new_session=True,
+        stdout=output,
+        stderr=output,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_within
+        while True:
+            assert process.poll() is None, f"shoal serve exited with {process.returncode}"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"shoal serve was not ready within {ready_within:g} s"
+            time.sleep(0.1)
+        yield url, psutil.Process(process.pid)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

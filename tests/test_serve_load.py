@@ -5,13 +5,9 @@ Behaviour, not benchmarks: thresholds are generous; benchmarks/serve_swap.py and
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import signal
 import string
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +21,7 @@ import yaml
 
 from conftest import FAST_WORKSPACE
 from metrics_fixture import metrics_of
+from processes import shoal_serve
 from serve_fixtures import Trained, copy_workspace
 from shoal.families import get_family
 from shoal.workspace import Workspace
@@ -35,41 +32,11 @@ HEAVY = ("/sklearn/", "/scipy/", "/pandas/", "/pyarrow/")
 STALL_LIMIT_S = 0.4
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serve(root: Path) -> Iterator[tuple[str, psutil.Process]]:
     """`shoal serve` in its own process (and session), ready; yields its URL and process."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "serve", "--port", str(port), "-w", str(root)],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"shoal serve exited with {process.returncode}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "shoal serve was not ready within 120 s"
-            time.sleep(0.1)
-        yield url, psutil.Process(process.pid)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+    with shoal_serve(root, ready_within=120, quiet=True) as served:
+        yield served
 
 
 def heavy_files(process: psutil.Process) -> list[str]:

