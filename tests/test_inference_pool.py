@@ -70,3 +70,30 @@ def test_models_take_the_shared_threads_in_turn() -> None:
     models = [name for name, _ in calls]
     assert models.index("quiet") <= 1, models  # after at most the batch that was running, not after all eight
     assert models.count("quiet") == 1 and all(size == 4 for name, size in calls if name == "flooded")
+
+
+def test_a_model_runs_up_to_its_concurrency_of_batches_at_once() -> None:
+    """A request split into several batches runs them side by side when the model's concurrency allows it."""
+    running, most, lock = [0], [0], threading.Lock()
+
+    class Overlapping(Recording):
+        def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+            return np.array([[float(len(text))] for text in inputs])
+
+    async def scenario() -> np.ndarray:
+        pool = InferencePool()
+        batcher = Batcher("m", ServeSpec(max_batch_size=2, concurrency=3), Metrics(), pool)
+        loaded = _loaded(Overlapping("m", [], threading.Lock()))
+        answer = await asyncio.wait_for(batcher.predict(loaded, ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"]), 10)
+        pool.close()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert most[0] == 3  # three batches of two at once, not one after another

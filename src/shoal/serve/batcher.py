@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,7 +72,9 @@ class InferencePool:
     method runs on the event loop thread."""
 
     def __init__(self) -> None:
-        self.threads = 1  # the largest concurrency of a model using it
+        # one per core, or the largest concurrency of a model using it if more: a slow model's batch then never
+        # holds the only thread while the other models' queues wait
+        self.threads = os.cpu_count() or 1
         self.busy = 0
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="shoal-batch")  # started as needed
         self._turns: deque[Batcher] = deque()
@@ -93,6 +96,9 @@ class InferencePool:
             batcher.has_turn = False
             if batcher.start_batch():
                 self.busy += 1
+                if batcher.can_start():  # below its concurrency with work left: in line again, behind the others
+                    batcher.has_turn = True
+                    self._turns.append(batcher)
 
     def close(self) -> None:
         self._turns.clear()
@@ -173,9 +179,13 @@ class Batcher:
                 )
             )
 
+    def can_start(self) -> bool:
+        """Whether a batch could start now: open, below `concurrency` batches running, something queued."""
+        return not self._closed and self.running < self.spec.concurrency and bool(self._queue)
+
     def _dispatch(self) -> None:
         """Ask the pool for a thread when a batch could start."""
-        if not self._closed and self.running < self.spec.concurrency and self._queue:
+        if self.can_start():
             self.inference.want(self)
 
     def start_batch(self) -> bool:
