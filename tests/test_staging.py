@@ -108,12 +108,14 @@ def test_kill_9_of_shoal_train_kills_its_pool_workers_and_the_next_run_cleans_on
         tree = process_tree(first.pid)
         workers = [p for p in tree[1:] if "loky" in " ".join(p.cmdline())]
         assert len(workers) >= 2, [p.cmdline() for p in tree]
-        [staged] = list((ws.artifact_root / ".staging").iterdir())
+        staged = sorted((ws.artifact_root / ".staging").iterdir())
+        assert len(staged) == 2, staged  # every family's artifact is staged before the first one is registered
 
         # a second trainer runs to the end while the first one lives: the first one's folder stays
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=540)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert staged.is_dir() and [p.name for p in (ws.artifact_root / ".staging").iterdir()] == [staged.name]
+        assert all(folder.is_dir() for folder in staged)
+        assert sorted((ws.artifact_root / ".staging").iterdir()) == staged
 
         first.send_signal(signal.SIGKILL)  # the trainer alone, as the OOM killer or a user's kill -9 would
         first.wait(timeout=30)
@@ -125,6 +127,6 @@ def test_kill_9_of_shoal_train_kills_its_pool_workers_and_the_next_run_cleans_on
 
     third = subprocess.run(command, capture_output=True, text=True, timeout=540)
     assert third.returncode == 0, third.stdout + third.stderr
-    assert not staged.exists() and not any((ws.artifact_root / ".staging").iterdir())
+    assert not any(folder.exists() for folder in staged) and not any((ws.artifact_root / ".staging").iterdir())
     assert not any((ws.artifact_root / OWNERS).iterdir())
     assert_store_consistent(ws, "spam")
