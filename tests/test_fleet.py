@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from shoal.cli import app
-from shoal.fleet import FleetError, load_fleet
+from shoal.fleet import LARGE_TRAINING_ROWS, FleetError, load_fleet
 from shoal.fleet_edit import EXAMPLE
 from shoal.tasks import get_codec, get_task, model_specs, task_names
 from shoal.tasks.codec import Codec
@@ -228,3 +228,14 @@ def test_add_sets_any_key_of_the_task_spec(tmp_path: Path) -> None:
     vision = runner.invoke(app, ["add", "other", "--task", "vision", "-w", str(tmp_path)])
     assert vision.exit_code == 2 and "forecasting" in vision.output  # a usage error listing the tasks
     assert "other" not in load_fleet(tmp_path / "shoal.yaml").models
+
+
+def test_the_search_uses_two_folds_on_large_data_unless_the_fleet_file_sets_cv_folds(tmp_path: Path) -> None:
+    base = "models:\n  m:\n    task: text-classification\n    metric: accuracy\n    families: [majority]\n"
+    default = load_fleet(write(tmp_path, base)).model("m")
+    assert default.cv_folds is None
+    assert default.folds(LARGE_TRAINING_ROWS - 1) == 3 and default.folds(LARGE_TRAINING_ROWS) == 2
+    chosen = load_fleet(write(tmp_path, base + "    cv_folds: 3\n")).model("m")
+    assert chosen.folds(100 * LARGE_TRAINING_ROWS) == 3 and chosen.folds(10) == 3
+    with pytest.raises(FleetError, match=r"models\.m\.cv_folds"):
+        load_fleet(write(tmp_path, base + "    cv_folds: 1\n"))

@@ -66,7 +66,7 @@ def teacher_predictor(ws: Workspace, model: str, teacher: str, train: pd.DataFra
         labels,
         sorted(set(labels)),
         spec.metric,
-        folds=spec.cv_folds,
+        folds=spec.folds(len(texts)),
         seed=settings.seed,
         n_jobs=settings.n_jobs,
     )

@@ -140,7 +140,7 @@ def _fit_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, 
             train.targets,
             test.labels,
             spec.metric,
-            folds=spec.cv_folds,
+            folds=spec.folds(len(train.inputs)),
             seed=settings.seed,
             n_jobs=settings.n_jobs,
             task=task,
@@ -200,7 +200,7 @@ def _register(
         scored,
         train_seconds=search_seconds + built.fit_seconds,
         eval_seconds=built.eval_seconds + time.perf_counter() - started,
-        cv=CrossValidation(spec.cv_folds, job.found.cv_score, job.found.scores),
+        cv=CrossValidation(spec.folds(len(data.train.inputs)), job.found.cv_score, job.found.scores),
         n_train=len(data.train.inputs),
     )
     checkpoint("artifact_written")
