@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from conftest import spam_model, write_rows
+from shoal import fleet
 from shoal.data import sets
 from shoal.data.ingest import ingest_file
 from shoal.evaluate import evaluator
@@ -29,21 +30,27 @@ from shoal.families.tfidf_logreg import TfidfLogReg
 from shoal.families.tfidf_svm import TfidfSvm
 from shoal.gate import OUTPUTS_FILE
 from shoal.tasks.text_classification.kind import TextClassification, align
-from shoal.train import candidates
+from shoal.train import candidates, trainer
 from shoal.train.search import search_many
 from shoal.train.trainer import _load_data, train_models
 
 TASK = TextClassification()
 
 
-def reference(family: str, texts: list[str], labels: list[str], params: dict, seed: int) -> Pipeline:
-    """The pipeline as each TF-IDF family fitted it before features were shared: its own vectorizer fit."""
+def reference(
+    family: str, texts: list[str], labels: list[str], params: dict, seed: int, *, warm_from: Sequence[dict] = ()
+) -> Pipeline:
+    """The pipeline as each TF-IDF family fitted it before features were shared: its own vectorizer fit. A logistic
+    regression in the search starts from the solutions of the settings `warm_from` (the grid's earlier ones)."""
     if family == "tfidf-logreg":
-        head = LogisticRegression(C=params["C"], max_iter=300, random_state=seed)
-    else:
-        counts = pd.Series(labels).value_counts()
-        folds = max(2, min(3, int(counts.min())))
-        head = CalibratedClassifierCV(LinearSVC(C=params["C"], random_state=seed), cv=folds, method="sigmoid")
+        head = LogisticRegression(C=params["C"], max_iter=300, random_state=seed, warm_start=bool(warm_from))
+        pipeline = Pipeline([("features", tfidf_features(len(texts))), ("clf", head)])
+        for earlier in warm_from:  # the same rows give the same vectorizer, so each fit starts from the last
+            pipeline.set_params(clf__C=earlier["C"]).fit(texts, labels)
+        return pipeline.set_params(clf__C=params["C"]).fit(texts, labels)
+    counts = pd.Series(labels).value_counts()
+    folds = max(2, min(3, int(counts.min())))
+    head = CalibratedClassifierCV(LinearSVC(C=params["C"], random_state=seed), cv=folds, method="sigmoid")
     return Pipeline([("features", tfidf_features(len(texts))), ("clf", head)]).fit(texts, labels)
 
 
@@ -64,10 +71,12 @@ def test_shared_features_give_each_family_the_same_out_of_fold_predictions_as_it
     x, y = np.array(texts, dtype=object), np.array(labels, dtype=object)
     for family in families:
         result = found.results[family.name]
-        assert [s["params"] for s in result.scores] == family.grid(len(texts))
+        grid = family.grid(len(texts))
+        assert [s["params"] for s in result.scores] == grid
+        earlier = grid[: grid.index(result.params)]
         oof = np.zeros((len(texts), len(label_set)))
         for train, held in TASK.cv_folds(labels, 3, 0):  # each fold's vectorizer fit on its training part only
-            model = reference(family.name, x[train].tolist(), y[train].tolist(), result.params, 0)
+            model = reference(family.name, x[train].tolist(), y[train].tolist(), result.params, 0, warm_from=earlier)
             oof[held] = align(model.predict_proba(x[held].tolist()), [str(c) for c in model.classes_], label_set)
         np.testing.assert_allclose(result.oof, oof, rtol=1e-6, atol=1e-9)
 
@@ -85,6 +94,24 @@ def test_a_final_fit_on_the_shared_features_predicts_as_its_own_pipeline(
         alone = reference(family.name, texts, labels, params, 0)
         np.testing.assert_allclose(shared.predict_proba(unseen), alone.predict_proba(unseen), rtol=1e-6, atol=1e-9)
         assert shared.predict(unseen) == [str(p) for p in alone.predict(unseen)]
+
+
+def test_each_logistic_regression_setting_of_the_search_starts_from_the_previous_ones_solution(
+    rows: tuple[list[str], list[str], list[str]],
+) -> None:
+    texts, labels, _ = rows
+    family = TfidfLogReg()
+    grid = family.grid(len(texts))
+    _, features = family.fit_features(texts)
+    heads = family.fit_heads(features, labels, grid, 0)
+    cold = [family.fit_head(features, labels, params, 0) for params in grid]
+    assert [h.C for h in heads] == [p["C"] for p in grid]
+    np.testing.assert_array_equal(heads[0].coef_, cold[0].coef_)  # the first setting starts from zero
+    for warm, alone in zip(heads[1:], cold[1:], strict=True):
+        assert warm.n_iter_[0] < alone.n_iter_[0]  # fewer iterations to the same optimum (within L-BFGS's tolerance)
+        assert np.mean(warm.predict(features) == alone.predict(features)) >= 0.98
+        assert np.abs(warm.predict_proba(features) - alone.predict_proba(features)).mean() < 0.01
+    assert heads[0].coef_ is not heads[1].coef_ and not np.array_equal(heads[0].coef_, heads[1].coef_)
 
 
 def test_the_features_are_fitted_once_per_fold_and_once_on_all_rows_for_every_setting_and_family(
@@ -131,6 +158,24 @@ def test_latency_is_timed_after_every_final_fit_with_nothing_else_running(
     for candidate in report.candidates:
         profile_ = candidate.version.metrics.profile
         assert profile_.latency_calls == 20 and profile_.p95_ms_batch1 > 0
+
+
+def test_a_model_without_cv_folds_is_searched_on_two_folds_from_large_training_data(
+    make_workspace, sms: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleet, "LARGE_TRAINING_ROWS", 200)  # 300 rows, a fifth held out for the test set
+    ws = make_workspace({"spam": spam_model(families=["majority"])}, n_jobs=1)
+    ingest_file(ws, "spam", write_rows(tmp_path / "spam.csv", sms.head(300)))
+    folds: list[int] = []
+
+    def searching(*args, **kwargs):  # type: ignore[no-untyped-def]
+        folds.append(kwargs["folds"])
+        return search_many(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "search_many", searching)
+    train_models(ws)
+    [version] = ws.registry.versions("spam")
+    assert folds == [2] and version.metrics.cv.folds == 2 and version.metrics.n_train >= 200
 
 
 class Slow(Predictor):

@@ -95,6 +95,11 @@ class FeatureFamily(Family):
     def fit_head(self, features: Any, targets: Sequence[Any], params: Params, seed: int) -> Any:
         """A head fitted on features (with `predict_proba` and `classes_`)."""
 
+    def fit_heads(self, features: Any, targets: Sequence[Any], grid: list[Params], seed: int) -> list[Any]:
+        """A head per setting of `grid`, in its order, on one fold's features (the search's fits). Each is fitted on
+        its own here; a family whose solver can start from the previous setting's solution may do so."""
+        return [self.fit_head(features, targets, params, seed) for params in grid]
+
     @abstractmethod
     def assemble(self, featurizer: Any, head: Any) -> Predictor:
         """The predictor of a fitted featurizer and head."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,16 @@ class TfidfLogReg(FeatureFamily):
     def fit_head(self, features: Any, targets: Sequence[str], params: Params, seed: int) -> LogisticRegression:
         head = LogisticRegression(C=params.get("C", 10.0), max_iter=300, random_state=seed)
         return head.fit(features, list(targets))
+
+    def fit_heads(self, features: Any, targets: Sequence[str], grid: list[Params], seed: int) -> list[Any]:
+        """The search's heads on one fold: each setting's solver starts from the previous setting's solution (the
+        grid lists C growing, and a larger C's optimum lies near a smaller one's: Banking77's C=20 takes 16 L-BFGS
+        iterations from C=3's solution instead of 36 from zero). The final fit starts from zero (`fit_head`)."""
+        heads: list[Any] = []
+        for params in grid:
+            head = copy.deepcopy(heads[-1]) if heads else LogisticRegression(max_iter=300, random_state=seed)
+            heads.append(head.set_params(C=params.get("C", 10.0), warm_start=True).fit(features, list(targets)))
+        return heads
 
     def assemble(self, featurizer: Any, head: Any) -> SklearnPredictor:
         return SklearnPredictor(tfidf_pipeline(featurizer, head))

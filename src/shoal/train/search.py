@@ -3,7 +3,9 @@
 Every (family, params, fold) fit runs in parallel; the best params' out-of-fold outputs are kept for the task's
 `after_fit` (the label audit of text classification, the prediction intervals of regression), so the search
 and those share one set of fits. Families that build the same features (the TF-IDF families) fit them once per
-fold and share them across their settings. The task kind decides the folds, the outputs and the score.
+fold and share them across their settings; their settings on one fold are one job (`FeatureFamily.fit_heads`,
+which may start each setting from the previous one's solution). The task kind decides the folds, the outputs and
+the score.
 """
 
 from __future__ import annotations
@@ -119,19 +121,20 @@ def _all_features(family: FeatureFamily, inputs: np.ndarray) -> tuple[Any, Any]:
 
 
 @isolated
-def _head_fit(
+def _head_fits(
     task: TaskKind,
     family: FeatureFamily,
     features: tuple[Any, Any],
     targets: np.ndarray,
     train: np.ndarray,
-    params: Params,
+    grid: list[Params],
     seed: int,
     labels: list[str],
-) -> np.ndarray:
+) -> list[np.ndarray]:
+    """Every setting's held-out outputs on one fold, in `grid`'s order (`FeatureFamily.fit_heads`)."""
     fitted, held = features
-    head = family.fit_head(fitted, targets[train].tolist(), params, seed)
-    return task.fold_outputs(_Head(head), held, labels)
+    heads = family.fit_heads(fitted, targets[train].tolist(), grid, seed)
+    return [task.fold_outputs(_Head(head), held, labels) for head in heads]
 
 
 def parallel_pool(n_jobs: int, n_tasks: int) -> Parallel:
@@ -210,21 +213,19 @@ def search_many(
             failed.update({family.name: broken for family in members})
             continue
         features[key] = done[key, None]
-        heads += [
-            (family, p, f) for family in members for p in range(len(grids[family.name])) for f in range(len(splits))
-        ]
-    # then: each sharing family's settings on the fold features
+        heads += [(family, f) for family in members for f in range(len(splits))]
+    # then: each sharing family's settings on the fold features, one job per family and fold (`fit_heads`)
     head_outputs = parallel_pool(n_jobs, len(heads))(
-        delayed(_head_fit)(
-            task, family, done[family.features_key, f], y, splits[f][0], grids[family.name][p], seed, labels
+        delayed(_head_fits)(
+            task, family, done[family.features_key, f], y, splits[f][0], grids[family.name], seed, labels
         )
-        for family, p, f in heads
+        for family, f in heads
     )
-    for (family, p, f), out in zip(heads, head_outputs, strict=True):
+    for (family, f), out in zip(heads, head_outputs, strict=True):
         if isinstance(out, Failed):
             failed.setdefault(family.name, out)
         else:
-            outputs[family.name, p, f] = out
+            outputs.update({(family.name, p, f): setting for p, setting in enumerate(out)})
     checkpoint("search")
     results = {
         family.name: _best(task, family, grids[family.name], splits, outputs, targets, metric, labels)
