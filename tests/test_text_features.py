@@ -1,13 +1,16 @@
-"""`FastTfidf` must give a fitted TfidfVectorizer's own matrix, bit for bit, on real texts and odd ones."""
+"""`FastTfidf` and `FastUnion` must give a fitted TfidfVectorizer's (and a FeatureUnion of them) own matrix, bit for
+bit, on real texts and odd ones."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion
 
-from shoal.families.runtime.text_features import FastTfidf, tfidf_features
+from shoal.families.runtime.text_features import FastTfidf, FastUnion, tfidf_features
 
 ODD = [
     "",
@@ -72,3 +75,33 @@ def test_vectorizers_it_does_not_reproduce_keep_their_own_transform() -> None:
         np.testing.assert_array_equal(
             FastTfidf(vectorizer).transform(ODD).toarray(), vectorizer.transform(ODD).toarray()
         )
+
+
+def assert_same_matrix(got: sp.csr_array, expected: sp.csr_matrix) -> None:
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got.indptr, expected.indptr)
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_array_equal(got.data, expected.data)  # exact, not close
+
+
+def test_a_union_of_vectorizers_is_built_as_one_matrix_equal_to_the_unions_own(
+    vectorizers: list[TfidfVectorizer], banking: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    union = FeatureUnion([(v.analyzer, v) for v in vectorizers])
+    assert FastUnion.supports(union)
+    fast = FastUnion(vectorizers)
+    texts = banking[1]["text"].tolist() + ODD
+    for size in (1, 3, 64, len(texts)):
+        for start in range(0, min(len(texts), 4 * size), size):
+            assert_same_matrix(
+                fast.transform(texts[start : start + size]), union.transform(texts[start : start + size])
+            )
+    assert_same_matrix(fast.transform(ODD * 2), union.transform(ODD * 2))
+    others = [  # the other weightings and norms, on texts with empty rows
+        TfidfVectorizer(norm="l1", sublinear_tf=False).fit(ODD),
+        TfidfVectorizer(analyzer="char_wb", norm=None, use_idf=False, dtype=np.float64).fit(ODD),
+    ]
+    assert_same_matrix(
+        FastUnion(others).transform(ODD), FeatureUnion([("a", others[0]), ("b", others[1])]).transform(ODD)
+    )
+    assert not FastUnion.supports(FeatureUnion([(v.analyzer, v) for v in vectorizers], transformer_weights={"word": 2}))

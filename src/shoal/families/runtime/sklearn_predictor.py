@@ -20,7 +20,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.extmath import safe_sparse_dot, softmax
 
 from shoal.families.base import Predictor, read_json, write_json
-from shoal.families.runtime.text_features import FastTfidf
+from shoal.families.runtime.text_features import FastTfidf, FastUnion
 
 MODEL_FILE = "model.skops"
 #: a text vectorizer's vocabulary is saved as these two arrays (its terms in index order, UTF-8, and where each ends)
@@ -169,7 +169,9 @@ def _inference_steps(estimator: Any) -> tuple[list[Any], Any]:
     for _, step in estimator.steps[:-1]:
         if step is None or step == "passthrough":
             continue
-        if isinstance(step, FeatureUnion) and step.transformer_weights is None:
+        if FastUnion.supports(step):
+            transforms.append(FastUnion([part for _, part in step.transformer_list]).transform)
+        elif isinstance(step, FeatureUnion) and step.transformer_weights is None:
             parts = [_transform(part) for _, part in step.transformer_list if part not in ("drop", "passthrough")]
             transforms.append(lambda x, parts=parts: sp.hstack([part(x) for part in parts], format="csr"))
         else:

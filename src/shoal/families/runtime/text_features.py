@@ -9,7 +9,6 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l1, inplace_csr_row_normalize_l2
 
 
 def tfidf_features(n_rows: int) -> FeatureUnion:
@@ -48,8 +47,9 @@ class FastTfidf:
     scikit-learn counts every n-gram of every text in a Python loop; here a char_wb vectorizer's n-grams are
     produced once per distinct word (its n-grams never cross a word boundary) and remembered as vocabulary indices,
     and the counts of a whole batch are made by one `np.unique` over (row, column) keys, which gives the sorted CSR
-    matrix scikit-learn builds. The word analyzer is the vectorizer's own. The TF-IDF weighting and normalization
-    are the vectorizer's own as well, so the output is the vectorizer's to the bit (tests/test_text_features.py).
+    matrix scikit-learn builds. The word analyzer is the vectorizer's own; the TF-IDF weighting and normalization
+    repeat `TfidfTransformer`'s arithmetic in the same order, so the output is the vectorizer's to the bit
+    (tests/test_text_features.py).
     """
 
     #: distinct words remembered per vectorizer; the memory is cleared when it is reached
@@ -80,32 +80,33 @@ class FastTfidf:
         )
 
     def transform(self, texts: list[str]) -> sp.csr_array:
-        """What `TfidfTransformer.transform` does to the counts, without its per-call input validation."""
-        tfidf, counts = self.vectorizer._tfidf, self.counts(texts)
-        if tfidf.sublinear_tf:
-            np.log(counts.data, counts.data)
-            counts.data += 1.0
-        if hasattr(tfidf, "idf_"):
-            counts.data *= tfidf.idf_[counts.indices]
-        if tfidf.norm == "l2":
-            inplace_csr_row_normalize_l2(counts)
-        elif tfidf.norm == "l1":
-            inplace_csr_row_normalize_l1(counts)
-        return counts
+        """What `TfidfVectorizer.transform` returns, without its per-call input validation."""
+        rows, columns, values = self.entries(texts)
+        return _csr(rows, columns, values, (len(texts), self.width))
 
-    def counts(self, texts: list[str]) -> sp.csr_array:
-        """The term counts of `texts`: what `CountVectorizer.transform` returns."""
+    def entries(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows, columns and values of `transform(texts)`'s nonzero entries, in its (row, column) order: the
+        term counts weighted and normalized as `TfidfTransformer.transform` does (its Cython row norms: float32
+        squares summed in float64, row by row in column order, then each value divided in float64)."""
         flat, sizes = self._char_wb_columns(texts) if self.char_wb else self._word_columns(texts)
         rows = np.repeat(np.arange(len(texts), dtype=np.int64), sizes)
         keys, counts = np.unique(rows * self.width + flat, return_counts=True)
-        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(keys // self.width, minlength=len(texts)), out=indptr[1:])
-        index = np.int32 if len(keys) <= np.iinfo(np.int32).max else np.int64
-        return sp.csr_array(
-            (counts.astype(np.intc), (keys % self.width).astype(index), indptr.astype(index)),
-            shape=(len(texts), self.width),
-            dtype=self.vectorizer.dtype,
-        )
+        rows, columns = keys // self.width, keys % self.width
+        values = counts.astype(self.vectorizer.dtype)
+        tfidf = self.vectorizer._tfidf
+        if tfidf.sublinear_tf:
+            np.log(values, values)
+            values += 1.0
+        if hasattr(tfidf, "idf_"):
+            values *= tfidf.idf_[columns]
+        if tfidf.norm in ("l1", "l2"):
+            sizes = np.abs(values) if tfidf.norm == "l1" else values * values
+            norms = np.bincount(rows, weights=sizes, minlength=len(texts))
+            if tfidf.norm == "l2":
+                np.sqrt(norms, norms)
+            norms[norms == 0.0] = 1.0
+            values /= norms[rows]
+        return rows, columns, values
 
     def _word_columns(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """The columns of every text's terms (one per occurrence), and how many each text has."""
@@ -145,3 +146,36 @@ class FastTfidf:
 
 
 _NONE = np.empty(0, dtype=np.int64)
+
+
+class FastUnion:
+    """`FeatureUnion.transform` of TF-IDF vectorizers that `FastTfidf` reproduces, side by side: each one's entries,
+    then one CSR matrix of them all (what `scipy.sparse.hstack` of their matrices gives, without building each)."""
+
+    def __init__(self, vectorizers: list[TfidfVectorizer]) -> None:
+        self.parts = [FastTfidf(vectorizer) for vectorizer in vectorizers]
+        self.offsets = np.cumsum([0] + [part.width for part in self.parts])
+
+    @staticmethod
+    def supports(union: object) -> bool:
+        return (
+            type(union) is FeatureUnion
+            and union.transformer_weights is None
+            and all(FastTfidf.supports(part) for _, part in union.transformer_list)
+        )
+
+    def transform(self, texts: list[str]) -> sp.csr_array:
+        found = [part.entries(texts) for part in self.parts]
+        rows = np.concatenate([r for r, _, _ in found])
+        order = np.argsort(rows, kind="stable")  # each part's entries are in row order: rows, then parts' columns
+        columns = np.concatenate([c + offset for (_, c, _), offset in zip(found, self.offsets, strict=False)])
+        values = np.concatenate([v for _, _, v in found])
+        return _csr(rows[order], columns[order], values[order], (len(texts), int(self.offsets[-1])))
+
+
+def _csr(rows: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_array:
+    """The CSR matrix of entries in (row, column) order."""
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    index = np.int32 if max(len(values), shape[1]) <= np.iinfo(np.int32).max else np.int64
+    return sp.csr_array((values, columns.astype(index), indptr.astype(index)), shape=shape)
