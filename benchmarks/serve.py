@@ -48,7 +48,7 @@ from shoal.workspace import Workspace
 
 PEERS = {"litserve": "litserve==0.2.19", "bentoml": "bentoml==1.4.40", "ray": "ray[serve]==2.60.0"}
 PEER_DIR = ROOT / "benchmarks" / "peers"
-SHOAL, PLAIN, WINDOW = "shoal", "plain FastAPI", "fixed window 64 / 2 ms"
+SHOAL, PLAIN, WINDOW, CEILING = "shoal", "plain FastAPI", "fixed window 64 / 2 ms", "raw ASGI, no model (ceiling)"
 NOTE = """Workers: uvicorn worker processes (shoal, plain FastAPI, fixed window), LitServe inference workers (and as
 many API-server processes), BentoML workers, Ray Serve replicas. `processes` counts each server's whole process tree,
 supervisors and helpers included; Ray also runs its GCS, raylet, Serve controller, HTTP proxy and agents. Equal
@@ -67,7 +67,7 @@ def peer_venv(name: str) -> Path:
     return venv / "bin"
 
 
-def commands(peers: list[str], workers: int) -> dict[str, tuple[list[str], dict[str, str]]]:
+def commands(peers: list[str], workers: int, ceiling: bool) -> dict[str, tuple[list[str], dict[str, str]]]:
     """name -> (command whose last argument is the port, environment) of every server with `workers` workers."""
     n = str(workers)
     uvicorn = [sys.executable, "-m", "uvicorn", "serve_baselines:app", "--factory", "--loop", "uvloop", "--http"]
@@ -78,6 +78,8 @@ def commands(peers: list[str], workers: int) -> dict[str, tuple[list[str], dict[
         PLAIN: (uvicorn, {"SHOAL_BASELINE": "plain"}),
         WINDOW: (uvicorn, {"SHOAL_BASELINE": "window"}),
     }
+    if ceiling:
+        found[CEILING] = (uvicorn, {"SHOAL_BASELINE": "ceiling"})
     for peer in peers:
         bin_dir, version = peer_venv(peer), PEERS[peer].split("==")[1]
         python = str(bin_dir / "python")
@@ -147,13 +149,20 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16,64,256")
     parser.add_argument("--workers", default="1,2", help="worker counts every server runs with")
     parser.add_argument("--peers", default="litserve,bentoml,ray", help="comma-separated, of: " + ", ".join(PEERS))
+    parser.add_argument(
+        "--ceiling", action="store_true", help="also a raw ASGI app without a model: what uvicorn itself answers"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     texts = banking77_texts(args.data)
     levels = [int(c) for c in args.concurrency.split(",")]
     peers = [p for p in args.peers.split(",") if p]
-    servers = {(name, w): spec for w in map(int, args.workers.split(",")) for name, spec in commands(peers, w).items()}
+    servers = {
+        (name, w): spec
+        for w in map(int, args.workers.split(","))
+        for name, spec in commands(peers, w, args.ceiling).items()
+    }
     begun = print_machine()
     print(f"{args.duration} s per run, median of {args.repeat} rounds\n{NOTE}", flush=True)
     runs: dict[tuple[str, int], dict[int, list[dict[str, float]]]] = defaultdict(lambda: defaultdict(list))

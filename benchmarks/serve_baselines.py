@@ -1,9 +1,11 @@
 """Baseline servers for benchmarks/serve.py, each serving the same promoted model on the same route.
 
-    SHOAL_WORKSPACE=... SHOAL_BASELINE=plain|window uvicorn benchmarks.serve_baselines:app --factory
+    SHOAL_WORKSPACE=... SHOAL_BASELINE=plain|window|ceiling uvicorn benchmarks.serve_baselines:app --factory
 
 `plain`: FastAPI calling the model once per request. `window`: a fixed-window batcher (flush at 64 inputs or
-2 ms, whichever comes first), the naive dynamic batcher the issue compares against.
+2 ms, whichever comes first), the naive dynamic batcher the issue compares against. `ceiling`: no model and no
+framework, a raw ASGI app that reads the body and answers one fixed answer of shoal's shape: what uvicorn itself can
+answer, the bound of every server here.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shoal.workspace import Workspace
 
@@ -31,7 +35,32 @@ def _answer(labels: list[str], proba: Any) -> list[dict[str, Any]]:
     return [{"label": labels[k], "probability": float(proba[i, k])} for i, k in enumerate(best)]
 
 
-def app() -> FastAPI:
+ANSWER = orjson.dumps(
+    {
+        "model": MODEL,
+        "version": 1,
+        "request_id": "0123abcd-1",
+        "predictions": [{"label": "card_arrival", "probability": 0.9}],
+    }
+)
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]
+
+
+async def ceiling(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":  # nothing to start or stop
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    while (await receive()).get("more_body", False):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": ANSWER})
+
+
+def app() -> FastAPI | ASGIApp:
+    if os.environ.get("SHOAL_BASELINE") == "ceiling":
+        return ceiling
     ws = Workspace(os.environ["SHOAL_WORKSPACE"])
     predictor = ws.load_predictor(ws.registry.version(MODEL, ws.registry.alias(MODEL)))
     server = FastAPI()

@@ -22,6 +22,7 @@ from conftest import FAST_WORKSPACE, read_csv, spam_model
 from shoal.data.ingest import ingest_file
 from shoal.registry import PRODUCTION
 from shoal.serve.app import create_app
+from shoal.serve.protocol import CorkedHttpTools
 from shoal.train.trainer import train_models
 from shoal.workspace import REGISTRY_ENV, Workspace
 
@@ -76,13 +77,13 @@ def copy_workspace(trained: Trained, folder: Path, **fleet_changes: Any) -> Work
 
 @contextmanager
 def running(ws: Workspace, *, wait_ready: bool = True) -> Iterator[str]:
-    """Serve `ws` with uvicorn (uvloop + httptools, as `shoal serve` does) on a free port; yield its URL."""
+    """Serve `ws` with uvicorn (uvloop + `CorkedHttpTools`, as `shoal serve` does) on a free port; yield its URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     config = uvicorn.Config(
-        create_app(ws), loop="uvloop", http="httptools", log_level="warning", access_log=False, lifespan="on"
+        create_app(ws), loop="uvloop", http=CorkedHttpTools, log_level="warning", access_log=False, lifespan="on"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

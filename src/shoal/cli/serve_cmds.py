@@ -43,7 +43,7 @@ def serve(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http="shoal.serve.protocol:CorkedHttpTools",
         log_config=log_config(log_json),
         access_log=access_log,
         server_header=False,

@@ -68,9 +68,14 @@ class TextClassificationCodec(Codec):
 
 
 def predictions(proba: np.ndarray, labels: list[str], top_k: int | None, probabilities: bool) -> list[dict[str, Any]]:
-    best = proba.argmax(axis=1)
-    scores = proba[np.arange(len(best)), best].tolist()
-    answers = [{"label": labels[i], "probability": p} for i, p in zip(best.tolist(), scores, strict=True)]
+    if len(proba) == 1:  # most requests: numpy's argmax lets go of the GIL, and the event loop waits to get it back
+        row = proba[0].tolist()
+        top = max(row)
+        answers = [{"label": labels[row.index(top)], "probability": top}]
+    else:
+        rows = proba.argmax(axis=1)
+        scores = proba[np.arange(len(rows)), rows].tolist()
+        answers = [{"label": labels[i], "probability": p} for i, p in zip(rows.tolist(), scores, strict=True)]
     if top_k:
         k = min(top_k, len(labels))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :k]

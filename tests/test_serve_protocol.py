@@ -1,0 +1,109 @@
+"""`CorkedHttpTools`: what a connection writes in one turn of the event loop goes out in one send, in order; closing
+sends what is pending first; a real server answers pipelined requests whole and in order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import orjson
+import uvloop
+
+from serve_fixtures import Trained, copy_workspace, running
+from shoal.serve.protocol import _Corked
+
+
+class Socket(asyncio.Transport):
+    """The operating system's side of a connection: what reached it, one entry per send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.sends.append(bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 1)}.get(name, default)
+
+
+def test_the_writes_of_one_turn_go_out_in_one_send_in_order() -> None:
+    loop = uvloop.new_event_loop()
+    try:
+        sock = Socket()
+        corked = _Corked(sock, loop)
+
+        async def respond(head: bytes, body: bytes) -> None:
+            sent = len(sock.sends)
+            corked.write(head)
+            corked.write(body)
+            assert len(sock.sends) == sent  # nothing sent before the code yields
+            await asyncio.sleep(0)
+
+        loop.run_until_complete(respond(b"HTTP/1.1 200 OK\r\n\r\n", b"one"))
+        loop.run_until_complete(respond(b"HTTP/1.1 200 OK\r\n\r\n", b"two"))
+        assert sock.sends == [b"HTTP/1.1 200 OK\r\n\r\none", b"HTTP/1.1 200 OK\r\n\r\ntwo"]
+        assert corked.get_extra_info("peername") == ("127.0.0.1", 1)  # the rest is the transport's own
+
+        corked.write(b"last words")
+        corked.close()  # sends what is pending, then closes
+        assert sock.sends[-1] == b"last words" and sock.closed
+        loop.run_until_complete(asyncio.sleep(0))  # the scheduled send finds nothing left to send
+        assert len(sock.sends) == 3
+
+        gone = Socket()
+        corked = _Corked(gone, loop)
+        corked.write(b"for a client that left")
+        gone.closed = True  # the connection was lost before the turn ended
+        loop.run_until_complete(asyncio.sleep(0))
+        assert gone.sends == []
+    finally:
+        loop.close()
+
+
+def test_pipelined_requests_are_answered_whole_and_in_order(trained: Trained, tmp_path: Path) -> None:
+    ws = copy_workspace(trained, tmp_path)
+    with running(ws) as url:
+        parts = urlsplit(url)
+        requests = b""
+        for i in range(5):
+            body = orjson.dumps({"inputs": [f"free prize number {i}, call now"]})
+            requests += (
+                f"POST /v1/models/spam/predict HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+                f"X-Request-ID: pipelined-{i}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+        requests += f"GET /healthz HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+            sock.sendall(requests)  # six requests in one send, on one connection
+            stream = sock.makefile("rb")
+            answers = [read_answer(stream) for _ in range(6)]
+            assert stream.read() == b""  # nothing more: the server closed after the last one
+    for i, (status, request_id, body) in enumerate(answers[:5]):
+        assert status == 200 and request_id == f"pipelined-{i}", (status, body)
+        answer = orjson.loads(body)
+        assert answer["request_id"] == f"pipelined-{i}" and answer["predictions"][0]["label"] in ("ham", "spam")
+    assert answers[5][0] == 200
+
+
+def read_answer(stream: BinaryIO) -> tuple[int, str | None, bytes]:
+    """One answer from `stream`: (status, X-Request-ID, body of its Content-Length)."""
+    status_line = stream.readline()
+    assert status_line, "the server closed the connection instead of answering"
+    headers = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers.get("x-request-id"), stream.read(int(headers["content-length"]))
