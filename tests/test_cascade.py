@@ -59,7 +59,7 @@ def _fleet(small: dict[str, Any], **others: dict[str, Any]) -> dict[str, Any]:
     ],
 )
 def test_bad_cascades_name_the_key_path(small: dict[str, Any], others: dict[str, Any], expected: str) -> None:
-    with pytest.raises(FleetError, match="shoal.yaml") as raised:
+    with pytest.raises(FleetError, match=r"shoal\.yaml") as raised:
         parse_fleet(_fleet(small, **others), Path("shoal.yaml"))
     assert expected in str(raised.value)
 
