@@ -17,6 +17,7 @@ from shoal.cascade.calibration import (
     fit_temperature,
     threshold,
 )
+from shoal.cascade.curve import at_threshold, coverage_curve
 from shoal.cascade.spec import CascadeSpec
 from shoal.fleet import FleetError, parse_fleet
 
@@ -120,3 +121,24 @@ def test_temperature_scaling_softens_an_overconfident_model() -> None:
     again = Calibration.from_json(record.as_json())
     assert again.temperature == record.temperature and np.array_equal(again.correct, record.correct)
     assert calibrate(np.empty(0), np.empty(0, dtype=int)) is None
+
+
+def test_the_coverage_curve_defers_the_least_confident_first() -> None:
+    conf = np.array([0.9, 0.2, 0.8, 0.4, 0.6, 0.3, 0.7, 0.5, 0.95, 0.1])
+    small = conf > 0.45  # the small model is right exactly where it is sure
+    fallback = np.ones(10, dtype=bool)
+    curve = coverage_curve(conf, small, ~fallback, (0.0, 0.3, 1.0), (1.0, 10.0))
+    assert curve == [
+        {"deferred": 0.0, "accuracy": 0.6, "cost_per_million": 1.0},
+        {"deferred": 0.3, "accuracy": 0.6, "cost_per_million": 4.0},
+        {"deferred": 1.0, "accuracy": 0.0, "cost_per_million": 11.0},
+    ]
+    assert [p["accuracy"] for p in coverage_curve(conf, small, fallback, (0.0, 0.2, 0.4, 0.5), (0, 0))] == [
+        0.6,
+        0.8,
+        1.0,
+        1.0,
+    ]
+    chosen = at_threshold(conf, small, fallback, 0.45, (1.0, 10.0))
+    assert chosen == {"threshold": 0.45, "deferred": 0.4, "accuracy": 1.0, "cost_per_million": 5.0}
+    assert at_threshold(conf, small, fallback, float("inf"), (1.0, 10.0))["threshold"] is None

@@ -3,6 +3,7 @@ small one (tfidf-logreg) deferring its unsure inputs to the other (tfidf-svm) pe
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from datetime import date
@@ -14,12 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from conftest import FAST_WORKSPACE, read_csv
 from serve_fixtures import running
 from shoal.cascade.calibration import CALIBRATION_FILE
 from shoal.cascade.combiner import Caps, load_route
 from shoal.cascade.spec import CascadeSpec
+from shoal.cli import app
 from shoal.data.ingest import ingest_file
 from shoal.registry import PRODUCTION
 from shoal.train.trainer import train_models
@@ -117,6 +120,27 @@ def test_training_stores_a_calibration_with_each_version(trained: Path) -> None:
             assert (ws.registry.artifacts.path(version.artifact_uri) / CALIBRATION_FILE).is_file()
     finally:
         ws.close()
+
+
+def test_eval_and_the_report_show_the_coverage_accuracy_curve(trained: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", "small", "--json", "-w", str(trained)])
+    assert result.exit_code == 0, result.output
+    cascade = json.loads(result.output)["cascade"]
+    curve = {p["deferred"]: p["accuracy"] for p in cascade["curve"]}
+    assert list(curve) == [0.0, 0.1, 0.2, 0.3, 0.5, 1.0]
+    assert curve[0.0] == pytest.approx(cascade["small_accuracy"])
+    assert curve[1.0] == pytest.approx(cascade["fallback_accuracy"])
+    # max_deferral 0.3, chosen on out-of-fold rows: the final fit (on every training row) is surer than the fold fits
+    assert 0.05 < cascade["chosen"]["deferred"] <= 0.35
+    costs = cascade["cost_per_million"]
+    assert costs["small"] < cascade["chosen"]["cost_per_million"] < costs["small"] + costs["fallback"]
+    table = CliRunner().invoke(app, ["eval", "small", "-w", str(trained)], terminal_width=200)
+    assert "cascade small -> big" in table.output and "(chosen)" in table.output
+    assert "cascade" not in json.loads(CliRunner().invoke(app, ["eval", "big", "--json", "-w", str(trained)]).output)
+    result = CliRunner().invoke(app, ["report", "small", "--out", str(tmp_path / "r"), "-w", str(trained)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r" / "small.html").read_text(encoding="utf-8")
+    assert '<table id="cascade">' in page and "(chosen threshold)" in page
 
 
 def test_only_the_unsure_inputs_of_a_batch_reach_the_fallback_batched(
