@@ -19,7 +19,9 @@ from shoal.cascade.calibration import (
 )
 from shoal.cascade.curve import at_threshold, coverage_curve
 from shoal.cascade.spec import CascadeSpec
+from shoal.evaluate.classification import paired_test
 from shoal.fleet import FleetError, parse_fleet
+from shoal.gate import Decision, cascade_verdict
 
 
 def _fleet(small: dict[str, Any], **others: dict[str, Any]) -> dict[str, Any]:
@@ -142,3 +144,29 @@ def test_the_coverage_curve_defers_the_least_confident_first() -> None:
     chosen = at_threshold(conf, small, fallback, 0.45, (1.0, 10.0))
     assert chosen == {"threshold": 0.45, "deferred": 0.4, "accuracy": 1.0, "cost_per_million": 5.0}
     assert at_threshold(conf, small, fallback, float("inf"), (1.0, 10.0))["threshold"] is None
+
+
+def _decision() -> Decision:
+    return Decision(True, "promoted: significantly better; v2 vs v1", "accuracy", 0.05, [0.01, 0.09], 0.001, "mcnemar")
+
+
+def test_the_gate_refuses_a_version_whose_cascade_loses_accuracy_significantly() -> None:
+    truth = np.arange(400) % 4
+    labels = ["a", "b", "c", "d"]
+    old = truth.copy()
+    worse = truth.copy()
+    worse[:40] = (truth[:40] + 1) % 4  # the challenger's cascade gets 40 more inputs wrong
+    drop = paired_test(truth, old, worse, labels, "accuracy", bootstrap=200, seed=0)
+    refused = cascade_verdict(_decision(), drop, "big", 0.05)
+    assert not refused.promote
+    assert refused.reason.startswith("kept the champion: the cascade with big: accuracy Δ -0.1000")
+    slightly = truth.copy()
+    slightly[:2] = (truth[:2] + 1) % 4  # two inputs: not a significant drop
+    kept = cascade_verdict(
+        _decision(), paired_test(truth, old, slightly, labels, "accuracy", bootstrap=200, seed=0), "big", 0.05
+    )
+    assert kept.promote and "the cascade with big: accuracy Δ -0.0050" in kept.reason
+    better = cascade_verdict(
+        _decision(), paired_test(truth, worse, old, labels, "accuracy", bootstrap=200, seed=0), "big", 0.05
+    )
+    assert better.promote

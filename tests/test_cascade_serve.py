@@ -21,10 +21,13 @@ from conftest import FAST_WORKSPACE, read_csv
 from serve_fixtures import running
 from shoal.cascade.calibration import CALIBRATION_FILE
 from shoal.cascade.combiner import Caps, load_route
+from shoal.cascade.evaluation import current_test_set
 from shoal.cascade.spec import CascadeSpec
 from shoal.cli import app
 from shoal.data.ingest import ingest_file
+from shoal.gate import Decision, _cascade_rule
 from shoal.registry import PRODUCTION
+from shoal.tasks import get_task
 from shoal.train.trainer import train_models
 from shoal.workspace import REGISTRY_ENV, Workspace
 
@@ -141,6 +144,20 @@ def test_eval_and_the_report_show_the_coverage_accuracy_curve(trained: Path, tmp
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r" / "small.html").read_text(encoding="utf-8")
     assert '<table id="cascade">' in page and "(chosen threshold)" in page
+
+
+def test_the_gate_judges_the_cascade_when_the_fleet_asks(trained: Path, tmp_path: Path) -> None:
+    ws = _copy(trained, tmp_path, {"gate": True})
+    spec = ws.model("small")
+    version = ws.registry.version("small", ws.registry.alias("small", PRODUCTION))
+    test = current_test_set(ws, "small")
+    assert test is not None
+    promoted = Decision(True, "promoted: significantly better", "accuracy", 0.1, [0.05, 0.15], 0.001, "mcnemar")
+    judged = _cascade_rule(ws, spec, get_task(spec.task), test, version, version, promoted)
+    assert judged.promote and judged.reason.endswith("; the cascade with big: accuracy Δ +0.0000, p=1 for a drop")
+    spec.cascade.gate = False  # type: ignore[attr-defined]
+    assert _cascade_rule(ws, spec, get_task(spec.task), test, version, version, promoted) == promoted
+    ws.close()
 
 
 def test_only_the_unsure_inputs_of_a_batch_reach_the_fallback_batched(

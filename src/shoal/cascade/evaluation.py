@@ -27,12 +27,26 @@ def current_test_set(ws: Workspace, name: str) -> TestSet | None:
     return None if test.empty else task.test_set(train, test, spec)
 
 
-def _right(ws: Workspace, version: Version, test: TestSet) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities in the version's label order, whether each test input's top label is the true one)."""
+def _outputs(ws: Workspace, version: Version, test: TestSet) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities in the version's label order, predicted indices in the test set's labels, -1 for a label
+    the test set lacks)."""
     predictor = ws.load_predictor(version)
     proba = predictor.predict_proba(test.inputs)
-    predicted = [predictor.labels[i] for i in proba.argmax(axis=1)]
-    return proba, np.array([label == test.labels[t] for label, t in zip(predicted, test.truth, strict=True)])
+    index = {label: i for i, label in enumerate(test.labels)}
+    mapping = np.array([index.get(label, -1) for label in predictor.labels])
+    return proba, mapping[proba.argmax(axis=1)]
+
+
+def cascade_predictions(
+    ws: Workspace, small: Version, fallback: np.ndarray, test: TestSet, cascade: CascadeSpec
+) -> np.ndarray | None:
+    """The cascade's predicted indices on `test`: `small`'s, except on the inputs below its threshold for the declared
+    target, where the fallback's (`fallback`, its predicted indices) stand; None without a calibration record."""
+    route = load_route(ws.registry.artifacts.open(small.artifact_uri, small.checksum), cascade)
+    if route is None:
+        return None
+    proba, predicted = _outputs(ws, small, test)
+    return np.where(confidence(proba, route.temperature) < route.threshold, fallback, predicted)  # type: ignore[no-any-return]
 
 
 def cascade_report(ws: Workspace, name: str) -> dict[str, Any] | None:
@@ -60,8 +74,8 @@ def cascade_report(ws: Workspace, name: str) -> dict[str, Any] | None:
     if route is None:
         report["problem"] = f"{name} v{small.number} has no calibration record (trained before cascades): retrain it"
         return report
-    proba, small_right = _right(ws, small, test)
-    _, fallback_right = _right(ws, fallback, test)
+    proba, small_predicted = _outputs(ws, small, test)
+    small_right, fallback_right = small_predicted == test.truth, _outputs(ws, fallback, test)[1] == test.truth
     conf = confidence(proba, route.temperature)
     costs = (small.metrics.profile.cost_per_million, fallback.metrics.profile.cost_per_million)
     report.update(
