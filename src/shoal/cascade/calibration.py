@@ -21,7 +21,7 @@ from shoal.cascade.spec import CascadeSpec
 #: a version's calibration record, beside its artifact
 CALIBRATION_FILE = "calibration.json"
 _EPS = 1e-12
-_GRID = np.geomspace(0.05, 20.0, 121)
+_LOWEST, _HIGHEST = 0.05, 20.0  # the temperatures searched
 
 
 def scaled(proba: np.ndarray, temperature: float) -> np.ndarray:
@@ -37,16 +37,33 @@ def confidence(proba: np.ndarray, temperature: float) -> np.ndarray:
     return scaled(proba, temperature).max(axis=1)  # type: ignore[no-any-return]
 
 
-def _nll(proba: np.ndarray, truth: np.ndarray, temperature: float) -> float:
-    return float(-np.log(np.clip(scaled(proba, temperature)[np.arange(len(truth)), truth], _EPS, None)).mean())
+def _nll(log_proba: np.ndarray, truth: np.ndarray, inverse: float) -> float:
+    """Mean negative log-likelihood of `truth` at temperature 1 / `inverse`."""
+    logits = log_proba * inverse
+    logits -= logits.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(logits).sum(axis=1))
+    return float((log_norm - logits[np.arange(len(truth)), truth]).mean())
 
 
 def fit_temperature(proba: np.ndarray, truth: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of `truth` (label indices): a log-spaced grid
-    from 0.05 to 20, then a finer grid around its best point."""
-    best = min(_GRID, key=lambda t: _nll(proba, truth, t))
-    fine = np.geomspace(best / 1.06, best * 1.06, 25)
-    return float(min(fine, key=lambda t: _nll(proba, truth, t)))
+    """The temperature in [0.05, 20] that minimises the negative log-likelihood of `truth` (label indices). The
+    likelihood is convex in 1 / temperature, so a golden-section search on its logarithm finds it (40 steps: a few
+    tenths of a second for 10,000 rows of 77 classes)."""
+    log_proba = np.log(np.clip(proba, _EPS, None))
+    low, high = np.log(1 / _HIGHEST), np.log(1 / _LOWEST)
+    ratio = (np.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    fa, fb = _nll(log_proba, truth, np.exp(a)), _nll(log_proba, truth, np.exp(b))
+    for _ in range(40):
+        if fa <= fb:
+            high, b, fb = b, a, fa
+            a = high - ratio * (high - low)
+            fa = _nll(log_proba, truth, np.exp(a))
+        else:
+            low, a, fa = a, b, fb
+            b = low + ratio * (high - low)
+            fb = _nll(log_proba, truth, np.exp(b))
+    return float(1 / np.exp((low + high) / 2))
 
 
 @dataclass(frozen=True)
