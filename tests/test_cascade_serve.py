@@ -3,6 +3,7 @@ small one (tfidf-logreg) deferring its unsure inputs to the other (tfidf-svm) pe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -186,6 +187,27 @@ def test_only_the_unsure_inputs_of_a_batch_reach_the_fallback_batched(
         assert _metric(url, 'shoal_cascade_inputs_total{model="small",tier="small"}') == len(texts) - unsure.sum()
         assert _metric(url, 'shoal_cascade_tier_duration_seconds_count{model="small",tier="fallback"}') == 1
         assert _metric(url, 'shoal_cascade_fallback_cost_dollars_total{model="small"}') > 0
+
+
+def test_the_deferred_inputs_of_concurrent_requests_batch_together_at_the_fallback(
+    trained: Path, tmp_path: Path, texts: list[str]
+) -> None:
+    ws = _copy(trained, tmp_path)
+    _, unsure = _small_view(ws, texts)
+    requests = [[text] for text, u in zip(texts, unsure, strict=True) if u]  # one unsure input per request
+    assert len(requests) >= 4
+
+    async def send_all(url: str) -> list[list[dict[str, Any]]]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            sent = [client.post(f"{url}/v1/models/small/predict", json={"inputs": body}) for body in requests]
+            return [r.json()["predictions"] for r in await asyncio.gather(*sent)]
+
+    with running(ws) as url:
+        answers = asyncio.run(send_all(url))
+        big = ws.registry.alias("big", PRODUCTION)
+        batches = _metric(url, f'shoal_batch_size_count{{model="big",version="{big}"}}')
+    assert [a["tier"] for [a] in answers] == ["fallback"] * len(requests)
+    assert 1 <= batches < len(requests)
 
 
 def test_past_the_rate_cap_the_small_model_answers_and_says_so(trained: Path, tmp_path: Path, texts: list[str]) -> None:
