@@ -123,6 +123,9 @@ def test_temperature_scaling_softens_an_overconfident_model() -> None:
     again = Calibration.from_json(record.as_json())
     assert again.temperature == record.temperature and np.array_equal(again.correct, record.correct)
     assert calibrate(np.empty(0), np.empty(0, dtype=int)) is None
+    # a label with no training row (only in the test set) is no column of the served model: it is left out
+    padded = np.hstack([proba, np.zeros((n, 3))])
+    assert calibrate(padded, truth).temperature == pytest.approx(temperature)  # type: ignore[union-attr]
 
 
 def test_the_coverage_curve_defers_the_least_confident_first() -> None:

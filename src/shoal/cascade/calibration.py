@@ -91,10 +91,13 @@ class Calibration:
 
 
 def calibrate(oof: np.ndarray, truth: np.ndarray) -> Calibration | None:
-    """The calibration of out-of-fold probabilities `oof` (rows × classes) against `truth` (label indices); None
-    without out-of-fold rows (a search that took a single setting keeps none)."""
+    """The calibration of out-of-fold probabilities `oof` (rows × classes) against `truth` (label indices), on the
+    columns of the labels `truth` holds; None without out-of-fold rows (a task whose search keeps none)."""
     if oof.ndim != 2 or len(oof) != len(truth) or len(truth) == 0:
         return None
+    # the served model has a column per training label only: a label seen only in the test set is no column there
+    present = np.unique(truth)
+    oof, truth = oof[:, present], np.searchsorted(present, truth)
     temperature = fit_temperature(oof, truth)
     conf = confidence(oof, temperature)
     order = np.argsort(conf, kind="stable")
