@@ -22,7 +22,7 @@ from conftest import FAST_WORKSPACE, read_csv
 from serve_fixtures import running
 from shoal.cascade.calibration import CALIBRATION_FILE
 from shoal.cascade.combiner import Caps, load_route
-from shoal.cascade.evaluation import current_test_set
+from shoal.cascade.evaluation import cascade_report, current_test_set
 from shoal.cascade.spec import CascadeSpec
 from shoal.cli import app
 from shoal.data.ingest import ingest_file
@@ -230,6 +230,13 @@ def test_a_fallback_that_does_not_answer_leaves_the_small_answer_marked(
     else:  # the fallback's queue takes one input: the deferred ones are refused with 503 there
         ws = _copy(trained, tmp_path, big=_model("tfidf-svm", serve={"max_queue": 1, "max_inputs": 1}))
     own, unsure = _small_view(ws, texts)
+    if how == "not_served":  # nor can `shoal eval` judge the cascade
+        assert cascade_report(ws, "small") == {
+            "model": "small",
+            "fallback": "bigger",
+            "target": {"fallback": "bigger", "max_deferral": 0.3, "gate": False},
+            "problem": "no production version of the fallback model",
+        }
     with running(ws) as url:
         answers = _predict(url, "small", texts)
         assert _metric(url, 'shoal_cascade_inputs_total{model="small",tier="small-fallback-down"}') == unsure.sum()
