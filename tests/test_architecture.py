@@ -43,6 +43,7 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("shoal.serve", "shoal.worker", "shoal.cli", "shoal.train", "fastapi", "starlette", "typer")),
     ("evaluate", ("shoal.serve", "shoal.worker", "shoal.cli", "sqlalchemy", "typer")),
     ("worker", ("shoal.serve", "shoal.cli", "sqlalchemy", "fastapi", "starlette", "typer")),
+    ("cascade", ("shoal.serve", "shoal.train", "shoal.worker", "shoal.cli", "sqlalchemy", "fastapi", "starlette")),
 ]
 
 

@@ -251,12 +251,16 @@ def parse_fleet(data: Any, path: Path) -> Fleet:
         fleet = _complete_fleet().model_validate(data)
     except ValidationError as error:
         raise FleetError(_format_errors(path, error)) from None
+    from shoal.cascade.spec import cascade_problems
     from shoal.families import check_families
 
     for name, spec in fleet.models.items():
         problem = check_families(spec.task, spec.families)
         if problem:
             raise FleetError(f"{path}: models.{name}.families: {problem}")
+    problems = cascade_problems(fleet)
+    if problems:
+        raise FleetError("\n  ".join([f"{path}: {len(problems)} problem(s) in the fleet file", *problems]))
     return fleet
 
 

@@ -93,6 +93,8 @@ def run(
         seed=settings.seed,
     )
     decision = decide(spec.gate, spec.metric, challenger, opponent, stats)
+    if decision.promote and champion is not None:
+        decision = _cascade_rule(ws, spec, task, test, best, champion, decision)
     siblings = {v.family: v for v in candidates}
     if not decision.promote and champion is not None:
         fresh = _refresh(task, champion, siblings, test)
@@ -107,6 +109,38 @@ def run(
     else:
         registry.record_event(name, "rejected", decision.reason, version=best.number, payload=payload)
     return decision
+
+
+def _cascade_rule(
+    ws: Workspace, spec: ModelSpec, task: TaskKind, test: TestSet, best: Version, champion: Version, decision: Decision
+) -> Decision:
+    """With `cascade.gate`, a promotion stands only if the cascade (each version with its own threshold for the
+    declared target, the fallback's production version answering the inputs below it) does not lose accuracy
+    significantly on the test rows; it is not judged while the fallback has no production version or a version has
+    no calibration record."""
+    from shoal.cascade.evaluation import cascade_predictions
+
+    cascade = getattr(spec, "cascade", None)
+    fallback = ws.registry.alias(cascade.fallback, PRODUCTION) if cascade is not None and cascade.gate else None
+    if cascade is None or fallback is None:
+        return decision
+    answers = _contender(ws, task, ws.registry.version(cascade.fallback, fallback), test).predictions
+    new, old = (cascade_predictions(ws, version, answers, test, cascade) for version in (best, champion))
+    if new is None or old is None:
+        return decision
+    settings = ws.fleet.workspace
+    drop = task.paired_test(test, old, new, "accuracy", bootstrap=settings.evaluation.bootstrap, seed=settings.seed)
+    return cascade_verdict(decision, drop, cascade.fallback, spec.gate.alpha)
+
+
+def cascade_verdict(decision: Decision, drop: dict[str, Any], fallback: str, alpha: float) -> Decision:
+    """`decision` unless the cascade's accuracy drops significantly: `drop` is the paired test of the champion's
+    cascade against the challenger's (Δ > 0: the challenger's cascade is worse)."""
+    delta, p = drop["delta"], drop["p_value"]
+    against = f"the cascade with {fallback}: accuracy Δ {0.0 - delta:+.4f}, p={p:.3g} for a drop"
+    if delta > 0 and p < alpha:
+        return replace(decision, promote=False, reason=f"kept the champion: {against}; alone: {decision.reason}")
+    return replace(decision, reason=f"{decision.reason}; {against}")
 
 
 def budget_problems(spec: GateSpec, p95_ms: float, size_mb: float) -> list[str]:

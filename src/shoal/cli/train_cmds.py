@@ -131,8 +131,15 @@ def eval_(
     workspace: WorkspaceOption = ".",
     as_json: JsonOption = False,
 ) -> None:
-    """Show a version's evaluation on the frozen test set: quality with CIs, latency, size, cost."""
-    report = eval_report(_resolve(open_workspace(workspace), model, version))
+    """Show a version's evaluation on the frozen test set: quality with CIs, latency, size, cost; for a model with
+    a cascade, also the cascade of the production versions: accuracy against the fraction deferred, and its cost."""
+    from shoal.cascade.evaluation import cascade_report
+
+    ws = open_workspace(workspace)
+    report = eval_report(_resolve(ws, model, version))
+    cascade = cascade_report(ws, model)
+    if cascade is not None:
+        report["cascade"] = cascade
     if as_json:
         print_json(report)
         return
@@ -157,6 +164,8 @@ def eval_(
     table.add_row("label-error rate (train)", "n/a" if rate is None else f"{rate:.2%}")
     table.add_row("test rows / test hash", f"{report['n_test']} / {report['test_hash'][:12]}")
     console.print(table)
+    if cascade is not None:
+        console.print(_cascade_table(cascade))
     if not report["per_class"]:
         return
     classes = Table("class", "precision", "recall", "f1", "support")
@@ -165,6 +174,28 @@ def eval_(
             label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])
         )
     console.print(classes)
+
+
+def _cascade_table(cascade: dict[str, Any]) -> Table | str:
+    """The cascade of the production versions: accuracy per fraction deferred, the chosen threshold, $ per 1M."""
+    title = f"cascade {cascade['model']} -> {cascade['fallback']}"
+    if "problem" in cascade:
+        return f"{title}: {cascade['problem']}"
+    table = Table(
+        "deferred",
+        "accuracy",
+        "$ per 1M",
+        title=f"{title} (v{cascade['small_version']} -> v{cascade['fallback_version']}, {cascade['n_test']} test rows)",
+    )
+    for point in cascade["curve"]:
+        table.add_row(f"{point['deferred']:.0%}", f"{point['accuracy']:.4f}", f"{point['cost_per_million']:.4f}")
+    chosen = cascade["chosen"]
+    table.add_row(
+        f"{chosen['deferred']:.1%} (chosen)", f"{chosen['accuracy']:.4f}", f"{chosen['cost_per_million']:.4f}"
+    )
+    fallback = cascade["cost_per_million"]["fallback"]
+    table.add_row("fallback alone", f"{cascade['fallback_accuracy']:.4f}", f"{fallback:.4f}")
+    return table
 
 
 def versions(

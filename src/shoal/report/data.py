@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shoal.cascade.evaluation import cascade_report
 from shoal.data.audit import LABEL_ISSUES_FILE
 from shoal.registry import PRODUCTION
 from shoal.tasks import get_task
@@ -93,4 +94,5 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
         "decisions": decisions[-20:],
         "label_issues": issues,
         "cost_per_core_hour": ws.fleet.workspace.cost_per_core_hour,
+        "cascade": cascade_report(ws, name),
     }

@@ -72,6 +72,29 @@ def scatter(
     return "".join(parts)
 
 
+def cascade_section(cascade: dict[str, Any] | None) -> str:
+    """The cascade of the production versions: accuracy per fraction deferred and $ per million, each tier's too."""
+    if cascade is None:
+        return ""
+    title = f"<h2>Cascade: {escape(cascade['model'])} → {escape(cascade['fallback'])}</h2>"
+    if "problem" in cascade:
+        return f"{title}<p>{escape(cascade['problem'])}</p>"
+    rows = "".join(
+        f"<tr><td>{p['deferred']:.0%}</td><td>{_fmt(p['accuracy'])}</td><td>{_fmt(p['cost_per_million'])}</td></tr>"
+        for p in cascade["curve"]
+    )
+    chosen, costs = cascade["chosen"], cascade["cost_per_million"]
+    return f"""{title}
+<p>On the small model's test set ({cascade["n_test"]} rows), v{cascade["small_version"]} answers and its least confident
+inputs go to {escape(cascade["fallback"])} v{cascade["fallback_version"]}.</p>
+<table id="cascade"><tr><th>deferred</th><th>accuracy</th><th>$ / 1M</th></tr>{rows}
+<tr class="prod"><td>{chosen["deferred"]:.1%} (chosen threshold)</td><td>{_fmt(chosen["accuracy"])}</td>
+<td>{_fmt(chosen["cost_per_million"])}</td></tr>
+<tr><td>small alone</td><td>{_fmt(cascade["small_accuracy"])}</td><td>{_fmt(costs["small"])}</td></tr>
+<tr><td>fallback alone</td><td>{_fmt(cascade["fallback_accuracy"])}</td><td>{_fmt(costs["fallback"])}</td></tr>
+</table>"""
+
+
 def model_page(report: dict[str, Any]) -> str:
     metric = report["metric"]
     rows = []
@@ -117,6 +140,7 @@ the production version is yellow.</p>
 <th>p95 ms</th><th>inputs/s (b=64)</th><th>MB</th><th>$ / 1M</th><th>train s</th>
 <th>Pareto</th></tr>{"".join(rows)}</table>
 <p>$ per million predictions at {report["cost_per_core_hour"]} $ per core-hour, from measured CPU time at batch 64.</p>
+{cascade_section(report.get("cascade"))}
 <h2>Decisions</h2><table><tr><th>time</th><th>event</th><th>version</th><th>why</th></tr>{decisions}</table>
 <h2>Likely label errors in the training data</h2>
 <table><tr><th>row</th><th>text</th><th>given</th><th>suggested</th><th>p(given)</th></tr>{issues}</table>

@@ -29,6 +29,7 @@ from functools import partial
 
 import numpy as np
 
+from shoal.cascade.combiner import Route
 from shoal.families import Predictor
 from shoal.fleet import ServeSpec
 from shoal.registry import Version
@@ -45,6 +46,7 @@ class Loaded:
     version: Version
     predictor: Predictor
     loaded_at: datetime
+    route: Route | None = None  # how it defers, for a model with a cascade (`shoal.cascade`)
 
     @property
     def number(self) -> int:

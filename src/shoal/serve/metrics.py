@@ -126,11 +126,37 @@ class Metrics:
             ("reason",),
         )
         self.log_buffered = Family("shoal_prediction_log_buffered", "gauge", "Predictions waiting to be logged.", ())
+        self.cascade_tiers = Family(
+            "shoal_cascade_inputs_total",
+            "counter",
+            "Inputs of a model with a cascade by the tier that answered: small (sure), fallback, small-capped (unsure, "
+            "the fallback's cap was reached), small-fallback-down (unsure, the fallback did not answer).",
+            ("model", "tier"),
+        )
+        self.cascade_latency = Family(
+            "shoal_cascade_tier_duration_seconds",
+            "histogram",
+            "Per request of a model with a cascade, the time of each tier: small (its batch), fallback (the deferred "
+            "inputs).",
+            ("model", "tier"),
+        )
+        self.cascade_spent = Family(
+            "shoal_cascade_fallback_cost_dollars_total", "counter", "$ of the fallback's answers.", ("model",)
+        )
         self.gauges: list[Callable[[Metrics], None]] = []
 
     def request(self, model: str, version: str, code: int, seconds: float) -> None:
         self.requests.inc((model, version, str(code)))
         self.latency.histogram((model, version), LATENCY_BUCKETS).observe(seconds)
+
+    def cascade_inputs(self, model: str, tier: str, count: int) -> None:
+        self.cascade_tiers.inc((model, tier), count)
+
+    def cascade_tier_seconds(self, model: str, tier: str, seconds: float) -> None:
+        self.cascade_latency.histogram((model, tier), LATENCY_BUCKETS).observe(seconds)
+
+    def cascade_cost(self, model: str, dollars: float) -> None:
+        self.cascade_spent.inc((model,), dollars)
 
     def render(self) -> str:
         for sample in self.gauges:

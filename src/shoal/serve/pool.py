@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 
+from shoal.cascade.combiner import Caps, Cascade, load_route
+from shoal.cascade.fallback import FleetFallback
 from shoal.faults import checkpoint
 from shoal.fleet import FleetError, ServeSpec
 from shoal.serve.batcher import Batcher, InferencePool, Loaded
@@ -80,6 +82,7 @@ class Slot:
     last_error_at: datetime | None = None
     failed: set[int] = field(default_factory=set)
     degraded: str | None = None  # why the production version is not served (shown while it is not)
+    cascade: Cascade | None = None  # where its unsure inputs go, when the fleet file names a fallback
 
     @property
     def max_inputs(self) -> int:
@@ -187,6 +190,10 @@ class ModelPool:
         self._skipped.discard(name)
         batcher = Batcher(name, spec.serve, self.metrics, self.inference)
         slot = self.slots[name] = Slot(name, spec.task, spec.serve, batcher)
+        cascade = getattr(spec, "cascade", None)
+        if cascade is not None:
+            fallback = FleetFallback(cascade.fallback, self.slots)
+            slot.cascade = Cascade(name, cascade, fallback, self.metrics, Caps(cascade))
         return slot
 
     async def _swap(self, slot: Slot, number: int) -> None:
@@ -254,7 +261,13 @@ class ModelPool:
         proba = predictor.predict_proba(predictor.warm_up_inputs())
         if proba.shape != (1, len(predictor.labels)):
             raise ValueError(f"warm-up returned shape {proba.shape}, expected (1, {len(predictor.labels)})")
-        return Loaded(version, predictor, datetime.now(UTC))
+        cascade = getattr(self.ws.fleet.models.get(name), "cascade", None)
+        route = None
+        if cascade is not None:  # the artifact was verified by load_predictor just now
+            route = load_route(self.ws.registry.artifacts.path(version.artifact_uri), cascade)
+            if route is None:
+                log.warning("model %s v%d has no calibration record: its cascade defers nothing", name, number)
+        return Loaded(version, predictor, datetime.now(UTC), route)
 
     async def _report(self, slot: Slot, kind: str, number: int, message: str, production: int | None = None) -> None:
         """Keep `message` for the status routes and predict's 503 (without server paths: predict and the status

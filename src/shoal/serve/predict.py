@@ -89,8 +89,11 @@ async def _answer(
     if problems:
         more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise ServeError(422, "invalid_request", "; ".join(problems[:5]) + more)
-    outputs = await slot.batcher.predict(loaded, inputs)
-    answers = codec.answers(outputs, loaded.predictor, parsed)
+    if slot.cascade is None:
+        outputs = await slot.batcher.predict(loaded, inputs)
+        answers = codec.answers(outputs, loaded.predictor, parsed)
+    else:
+        answers = await slot.cascade.answers(slot.batcher, loaded, inputs, codec, parsed)
     log.record(request_id, name, loaded.number, *codec.logged(inputs, answers))
     return orjson.dumps(answer(name, loaded.number, request_id, codec, answers)), str(loaded.number)
 

@@ -35,6 +35,13 @@ class Prediction(BaseModel):
     probability: float
     top_k: list[LabelScore] | None = Field(None, description="present when the request set top_k")
     probabilities: dict[str, float] | None = Field(None, description="present when return_probabilities")
+    tier: str | None = Field(
+        None,
+        description="for a model with a cascade, who answered: small, fallback, small-capped (the fallback's cap was "
+        "reached) or small-fallback-down (the fallback did not answer)",
+    )
+    fallback_model: str | None = Field(None, description="the fallback that answered (tier fallback)")
+    fallback_version: int | str | None = Field(None, description="its version (tier fallback)")
 
 
 class TextClassificationCodec(Codec):

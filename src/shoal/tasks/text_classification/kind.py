@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from shoal.cascade.calibration import CALIBRATION_FILE, calibrate
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE
 from shoal.data.sets import TestSet, TrainSet
@@ -213,7 +214,12 @@ class TextClassification(TaskKind):
         from shoal.data.audit import LABEL_ISSUES_FILE, label_issues
 
         error_rate, issues = label_issues(train.inputs, train.targets, labels, oof)
-        return error_rate, {LABEL_ISSUES_FILE: issues}
+        files: dict[str, Any] = {LABEL_ISSUES_FILE: issues}
+        # the confidence a cascade defers on, calibrated on the same out-of-fold probabilities
+        record = calibrate(oof, np.array([labels.index(label) for label in train.targets]))
+        if record is not None:
+            files[CALIBRATION_FILE] = record.as_json()
+        return error_rate, files
 
 
 def align(proba: np.ndarray, model_labels: list[str], labels: list[str]) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from shoal.cascade.spec import CascadeSpec
 from shoal.fleet import ModelSpec
 
 _F1_OF_CLASS = re.compile(r"^f1:(?P<label>.+)$")
@@ -26,6 +27,7 @@ class TextClassificationSpec(ModelSpec):
     )
     metric: str = "accuracy"
     families: list[str] = Field(default_factory=lambda: ["majority", "tfidf-logreg", "tfidf-svm"])
+    cascade: CascadeSpec | None = Field(None, description="send the inputs this model is unsure of to a fallback")
 
     @classmethod
     def metric_choices(cls) -> str:
