@@ -45,7 +45,6 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     (
         "pipelines",
         (
-            "shoal.registry",
             "shoal.serve",
             "shoal.worker",
             "shoal.cli",

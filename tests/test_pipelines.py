@@ -5,6 +5,7 @@ label can key a forecast)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -16,14 +17,18 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from client_load import Load
 from conftest import FAST_WORKSPACE, read_csv, spam_model
 from serve_fixtures import running
 from shoal import Client
+from shoal.cli import app
 from shoal.client import ShoalError
+from shoal.data.errors import DropRejected
 from shoal.data.ingest import ingest_file
 from shoal.fleet import FleetError, parse_fleet
+from shoal.pipelines.evaluate import evaluate_pipeline
 from shoal.registry import PRODUCTION
 from shoal.train.trainer import train_models
 from shoal.workspace import REGISTRY_ENV, Workspace
@@ -359,3 +364,88 @@ def test_a_swap_during_pipeline_requests_never_mixes_versions_and_fails_none(
         assert load.failures == [], load.failures[:5]
         assert mixed == []
         load.check_switch(old, new)
+
+
+def _inbox_cases(path: Path) -> pd.DataFrame:
+    """A mixed inbox: SMS texts (judged on spam only) and Banking77 texts (ham, and their intent)."""
+    sms = read_csv("sms_spam/sms_spam.csv").iloc[500:620]
+    banking = read_csv("banking77/test.csv")
+    banking = banking[banking["label"].isin(INTENTS)]
+    spam = sms[sms["label"] == "spam"].head(5)
+    cases = pd.concat(
+        [
+            pd.DataFrame({"text": sms["text"], "spam": sms["label"], "intent": ""}),
+            pd.DataFrame({"text": banking["text"], "spam": "ham", "intent": banking["label"]}),
+            # texts the spam filter stops where the file expects an intent: the skipped step counts as wrong
+            pd.DataFrame({"text": spam["text"], "spam": "ham", "intent": "card_arrival"}),
+        ]
+    )
+    cases.to_csv(path, index=False)
+    return cases
+
+
+def test_eval_pipeline_judges_end_to_end_and_per_step_with_the_production_versions(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    ws = _copy(trained_root, tmp_path)
+    cases = _inbox_cases(ws.root / "inbox-test.csv")
+    shown = CliRunner().invoke(
+        app, ["eval", "--pipeline", "inbox", "-w", str(ws.root), "--data", str(ws.root / "inbox-test.csv"), "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.output)
+
+    # the same rule computed here from each production model's own predictions
+    spam, intent = ({}, {})
+    for model, found in (("spam", spam), ("intent", intent)):
+        number = ws.registry.alias(model, PRODUCTION)
+        predictor = ws.load_predictor(ws.registry.version(model, number))
+        found.update(enumerate(predictor.predict(cases["text"].tolist())))
+        assert report["versions"][model] == number
+    truth_spam, truth_intent = cases["spam"].tolist(), cases["intent"].tolist()
+    spam_right = [spam[i] == truth_spam[i] for i in range(len(cases))]
+    intent_rows = [i for i in range(len(cases)) if truth_intent[i]]
+    # the intent step answers only where the spam step did not stop the input
+    intent_right = [spam[i] != "spam" and intent[i] == truth_intent[i] for i in intent_rows]
+    end = [
+        spam_right[i] and (not truth_intent[i] or (spam[i] != "spam" and intent[i] == truth_intent[i]))
+        for i in range(len(cases))
+    ]
+    assert report["n"] == len(cases) and report["stopped"] == {"spam": sum(s == "spam" for s in spam.values())}
+    assert report["steps"]["spam"]["accuracy"] == pytest.approx(sum(spam_right) / len(cases))
+    assert report["steps"]["intent"]["n"] == len(intent_rows)
+    assert report["steps"]["intent"]["accuracy"] == pytest.approx(sum(intent_right) / len(intent_rows))
+    assert report["steps"]["intent"]["skipped"] == sum(spam[i] == "spam" for i in intent_rows) > 0
+    assert report["end_to_end"]["accuracy"] == pytest.approx(sum(end) / len(cases))
+    low, high = report["end_to_end"]["ci"]
+    assert low <= report["end_to_end"]["accuracy"] <= high and high - low < 0.2
+    table = CliRunner().invoke(
+        app, ["eval", "--pipeline", "inbox", "-w", str(ws.root), "--data", str(ws.root / "inbox-test.csv")]
+    )
+    assert table.exit_code == 0 and "end to end" in table.output and "step intent" in table.output
+
+
+def test_a_bad_pipeline_test_file_names_the_column_or_line(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    ws = _copy(trained_root, tmp_path)
+    path = ws.root / "bad.csv"
+    for content, expected in [
+        (
+            "text,colour\nhi,red\n",
+            "column 'colour' is no step of the pipeline (steps: spam, intent, volume, unsure, cards)",
+        ),
+        ("text,volume\nhi,x\n", "column 'volume': step 'volume' answers no label to judge"),
+        ("spam\nham\n", "no 'text' column"),
+        ("text,spam\nhi,ham\n,spam\n", "line 3: text: expected a text"),
+    ]:
+        path.write_text(content, encoding="utf-8")
+        with pytest.raises(DropRejected) as caught:
+            evaluate_pipeline(ws, "inbox", path)
+        assert expected in str(caught.value)
+    with pytest.raises(FleetError, match=r"pipelines\.inbox\.test: no test file"):
+        evaluate_pipeline(ws, "inbox")
+    with pytest.raises(FleetError, match="no pipeline 'nope'"):
+        evaluate_pipeline(ws, "nope", path)

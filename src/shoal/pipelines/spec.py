@@ -97,6 +97,9 @@ class Step(_Strict):
 
 class Pipeline(_Strict):
     description: str | None = None
+    test: str | None = Field(
+        None, description="labelled test file, relative to the workspace: a text column, one label column per step"
+    )
     steps: list[Step] = Field(min_length=1, description="run in order; independent steps run side by side")
 
     @property
