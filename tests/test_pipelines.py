@@ -16,7 +16,10 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+import schemathesis
 import yaml
+from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from typer.testing import CliRunner
 
 from client_load import Load
@@ -449,3 +452,29 @@ def test_a_bad_pipeline_test_file_names_the_column_or_line(
         evaluate_pipeline(ws, "inbox")
     with pytest.raises(FleetError, match="no pipeline 'nope'"):
         evaluate_pipeline(ws, "nope", path)
+
+
+def test_generated_pipeline_requests_get_no_server_error_and_match_the_schema(url: str) -> None:
+    """Schemathesis on the pipeline routes, with the name of a served pipeline and with generated names."""
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    operations = [op.ok() for op in schema.get_all_operations() if op.ok().path.startswith("/v1/pipelines")]
+    assert len(operations) == 2
+    for operation in operations:
+        for name in ("side", "inbox", None):
+            _schema_check(operation, url, name)()
+
+
+def _schema_check(operation: Any, url: str, name: str | None) -> Any:
+    @given(case=operation.as_strategy())
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(case: schemathesis.Case) -> None:
+        if name is not None and case.path_parameters:
+            case.path_parameters["name"] = name
+        body = case.body if isinstance(case.body, dict) else {}
+        inputs = body.get("inputs")
+        # rows are a valid body for a pipeline that reads rows: for these text pipelines, a documented 422
+        rows = isinstance(inputs, list) and not all(isinstance(item, str) for item in inputs)
+        response = case.call_and_validate(base_url=url, excluded_checks=[positive_data_acceptance] if rows else None)
+        assert response.status_code < 500
+
+    return check

@@ -13,7 +13,7 @@ from __future__ import annotations
 import operator
 import time
 from functools import cache, reduce
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Request, Security
@@ -44,7 +44,9 @@ class PipelineRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: list[Text] | list[Row] = Field(min_length=1, description="more than any step's max_inputs answers 413")
+    inputs: Annotated[list[Text], Field(min_length=1)] | Annotated[list[Row], Field(min_length=1)] = Field(
+        description="more than any step's max_inputs answers 413"
+    )
 
 
 @cache
