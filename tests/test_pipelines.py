@@ -478,3 +478,19 @@ def _schema_check(operation: Any, url: str, name: str | None) -> Any:
         assert response.status_code < 500
 
     return check
+
+
+def test_feedback_names_a_pipeline_input_by_its_request_id_and_index(url: str) -> None:
+    """Each step's predictions are logged at the index of the pipeline's input, so feedback on an input that
+    reached `intent` after stopped inputs joins that input's text."""
+    texts = _texts()  # spam texts first: the banking texts are not at the same index among intent's inputs
+    body = httpx.post(f"{url}/v1/pipelines/inbox/predict", json={"inputs": texts}).json()
+    index = len(texts) - 1
+    assert body["results"][0]["stopped_at"] == "spam" and "intent" in body["results"][index]["steps"]
+    sent = {"request_id": body["request_id"], "label": "card_arrival", "index": index}
+    joined = httpx.post(f"{url}/v1/models/intent/feedback", json=sent)
+    assert joined.status_code == 200, joined.text
+    predicted = body["results"][index]["steps"]["intent"]["label"]
+    assert joined.json()["index"] == index and joined.json()["predicted"] == predicted
+    stopped = httpx.post(f"{url}/v1/models/intent/feedback", json={**sent, "index": 0})
+    assert stopped.status_code == 422  # input 0 stopped at spam: intent never answered it

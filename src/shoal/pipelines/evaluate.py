@@ -79,7 +79,7 @@ async def outcomes(
 ) -> list[Outcome]:
     """The pipeline's outcomes for `inputs`, each model predicting in a thread."""
 
-    async def predict(model: str, version: int, items: list[Any]) -> list[Answer]:
+    async def predict(model: str, version: int, items: list[Any], _positions: list[int]) -> list[Answer]:
         _, task, predictor = models[model]
         return await checked_answers(
             task, predictor, items, lambda good: asyncio.to_thread(predictor.predict_proba, good)

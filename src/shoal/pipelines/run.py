@@ -2,8 +2,8 @@
 
 The runner knows nothing of HTTP or the registry: it is given, per model, the version to use for the whole run
 (a snapshot: a swap during the run never mixes two versions of a model) and an async `predict(model, version,
-inputs)` answering every input with the task's JSON-ready answer (`step_answers`), or with a `Rejected` when the
-model cannot read that input (e.g. a label fed to a forecasting model that has no such series). Each step is
+inputs, positions)` answering every input with the task's JSON-ready answer (`step_answers`), or with a `Rejected`
+when the model cannot read that input (e.g. a label fed to a forecasting model that has no such series). Each step is
 called once per run with all the inputs that reach it, and the independent steps of a wave are awaited together.
 """
 
@@ -30,7 +30,8 @@ class Rejected:
 
 
 Answer = dict[str, Any] | Rejected
-Predict = Callable[[str, int, list[Any]], Awaitable[list[Answer]]]
+#: predict(model, version, inputs, positions): `positions` are the indices of the run's inputs these inputs belong to
+Predict = Callable[[str, int, list[Any], list[int]], Awaitable[list[Answer]]]
 
 
 @dataclass
@@ -106,17 +107,18 @@ def _blocked(step: Step, outcome: Outcome) -> str | None:
 
 
 async def _step(step: Step, inputs: list[Any], outcomes: list[Outcome], version: int, predict: Predict) -> None:
-    reached, fed = [], []
-    for item, outcome in zip(inputs, outcomes, strict=True):
+    reached, fed, positions = [], [], []
+    for position, (item, outcome) in enumerate(zip(inputs, outcomes, strict=True)):
         reason = _blocked(step, outcome)
         if reason is not None:
             outcome.skipped[step.name] = reason
             continue
         reached.append(outcome)
         fed.append(item if step.input is None else outcome.steps[step.input.source][step.input.field])
+        positions.append(position)
     if not fed:
         return
-    answers = await predict(step.model, version, fed)
+    answers = await predict(step.model, version, fed, positions)
     for outcome, answer in zip(reached, answers, strict=True):
         if isinstance(answer, Rejected):
             outcome.skipped[step.name] = f"{step.model!r} cannot read its input: {answer.reason}"

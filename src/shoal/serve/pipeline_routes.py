@@ -3,7 +3,8 @@
 The routing is `shoal.pipelines.run` (shared with the evaluation); this module binds it to the server: each model's
 loaded version is taken once per request (a swap during the request never mixes two versions of a model), each
 step's inputs go through that model's batcher in one call (so the inputs of many requests still batch per step),
-and each step's answers are written to the prediction log under its model, as its own predict route does. The body
+and each step's answers are written to the prediction log under its model, as its own predict route does, at the
+index of the pipeline's input (so feedback names an input by the request id and index the pipeline answered). The body
 rules are those of predict: JSON (415), UTF-8 (422), the body size (413), `inputs` as the pipeline's first step
 reads them (422), no more inputs than any of its models takes (413), and the token when predictions are protected.
 """
@@ -165,7 +166,7 @@ async def _answer(state: ServeState, request: Request, name: str, body: bytes, r
             raise ServeError(422, "invalid_request", f"step {step.name!r}: " + "; ".join(problems[:5]))
     log = request.app.state.prediction_log
 
-    async def predict(model: str, version: int, items: list[Any]) -> list[Answer]:
+    async def predict(model: str, version: int, items: list[Any], positions: list[int]) -> list[Answer]:
         current, slot = loaded[model], slots[model]
         assert current.number == version
         answers = await checked_answers(
@@ -174,7 +175,7 @@ async def _answer(state: ServeState, request: Request, name: str, body: bytes, r
         kept = [i for i, answer in enumerate(answers) if not isinstance(answer, Rejected)]
         if kept:
             logged = get_codec(slot.task).logged([items[i] for i in kept], [answers[i] for i in kept])
-            log.record(request_id, model, version, *logged)
+            log.record(request_id, model, version, *logged, positions=[positions[i] for i in kept])
         return answers
 
     outcomes = await run(pipeline, inputs, {model: current.number for model, current in loaded.items()}, predict)
