@@ -143,8 +143,8 @@ def _direct(pipeline: Pipeline) -> list[Step]:
 
 
 async def _answer(state: ServeState, request: Request, name: str, body: bytes, request_id: str) -> bytes:
+    data = read_json(body)  # a bad body answers the same 422 whatever the name, as on every body route
     pipeline = _pipeline(state, name)
-    data = read_json(body)
     if type(data) is dict and data.keys() - {"inputs"}:
         extra = ", ".join(sorted(data.keys() - {"inputs"}))
         raise ServeError(422, "invalid_request", f"{extra}: unknown key; a pipeline request has only 'inputs'")
