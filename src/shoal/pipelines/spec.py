@@ -183,9 +183,7 @@ def check_pipelines(fleet: Fleet) -> list[str]:
                 source_task = tasks.get(step.input.source)
                 if step.input.source not in tasks or step.input.source == step.name:
                     problems.append(f"{path}.input.from: {_not_earlier(step.input.source, step, pipeline)}")
-                elif source_task is None:
-                    pass  # its own problem is reported
-                elif step.input.field not in _text_fields(source_task):
+                elif source_task is not None and step.input.field not in _text_fields(source_task):
                     fields = ", ".join(_text_fields(source_task)) or "none"
                     problems.append(
                         f"{path}.input.field: a {source_task} answer has no text field {step.input.field!r} "
