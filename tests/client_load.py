@@ -28,10 +28,19 @@ class Load:
     """`with Load(url, body) as load:` — `clients` threads, each with its own connection, POST `body` to `url`
     until the block ends; then every thread is joined with a timeout."""
 
-    def __init__(self, url: str, body: dict[str, Any], *, clients: int = CLIENTS, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        body: dict[str, Any],
+        *,
+        clients: int = CLIENTS,
+        timeout_s: float = 10.0,
+        version_of: Callable[[Any], int] = lambda answer: int(answer["version"]),
+    ) -> None:
         self.url = url
         self.body = body
         self.timeout_s = timeout_s
+        self.version_of = version_of  # the version that answered, read from a 200 answer's JSON
         self.failures: list[str] = []
         self.answers: list[list[Answer]] = [[] for _ in range(clients)]  # per client, in order
         self._all: list[Answer] = []  # every client's, in arrival order
@@ -69,7 +78,7 @@ class Load:
                 if response.status_code != 200:
                     self._record_failure(f"client {index}: HTTP {response.status_code}: {response.text[:200]}")
                     continue
-                answer = Answer(time.monotonic(), int(response.json()["version"]))
+                answer = Answer(time.monotonic(), self.version_of(response.json()))
                 with self._changed:
                     self.answers[index].append(answer)
                     self._all.append(answer)

@@ -42,6 +42,19 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("tasks", ("shoal.registry", "shoal.serve", "shoal.worker", "shoal.cli", "fastapi", "starlette", "sqlalchemy")),
     ("data", ("shoal.serve", "shoal.worker", "shoal.cli", "shoal.train", "fastapi", "starlette", "typer")),
     ("evaluate", ("shoal.serve", "shoal.worker", "shoal.cli", "sqlalchemy", "typer")),
+    (
+        "pipelines",
+        (
+            "shoal.serve",
+            "shoal.worker",
+            "shoal.cli",
+            "shoal.train",
+            "fastapi",
+            "starlette",
+            "sqlalchemy",
+            "typer",
+        ),
+    ),
     ("worker", ("shoal.serve", "shoal.cli", "sqlalchemy", "fastapi", "starlette", "typer")),
     ("cascade", ("shoal.serve", "shoal.train", "shoal.worker", "shoal.cli", "sqlalchemy", "fastapi", "starlette")),
 ]

@@ -41,5 +41,6 @@ def test_demo_runs_the_whole_loop_and_exits(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "curl -s -X POST http://127.0.0.1:" in out and "/v1/models/banking77/predict" in out
+    assert "/v1/pipelines/inbox/predict" in out and "end to end" in out and "step banking77" in out
     assert "the server now answers banking77 with v" in out and "with no restart" in out
     assert (workspace / "inbox" / "banking77" / "processed" / "banking77_second.csv").exists()

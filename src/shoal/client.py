@@ -48,6 +48,14 @@ def _predict_body(inputs: str | list[str], top_k: int | None, return_probabiliti
     return body
 
 
+def _pipeline_path(name: str) -> str:
+    return f"/v1/pipelines/{quote(name, safe='')}/predict"
+
+
+def _inputs(inputs: Any) -> dict[str, Any]:
+    return {"inputs": [inputs] if isinstance(inputs, str | dict) else list(inputs)}
+
+
 def _result(response: httpx.Response) -> Any:
     if response.is_success:
         return response.json()
@@ -72,6 +80,10 @@ class Client:
         """Predictions of `model`'s production version for one text or a list of texts."""
         body = _predict_body(inputs, top_k, return_probabilities)
         return _result(self._http.post(_path(model, "/predict"), json=body))  # type: ignore[no-any-return]
+
+    def predict_pipeline(self, pipeline: str, inputs: str | dict[str, Any] | list[Any]) -> dict[str, Any]:
+        """Every step's answer (with the version that answered), skipped step and stop for one input or a list."""
+        return _result(self._http.post(_pipeline_path(pipeline), json=_inputs(inputs)))  # type: ignore[no-any-return]
 
     def models(self) -> list[dict[str, Any]]:
         """Every served model with its production version and key metrics."""
@@ -103,6 +115,11 @@ class AsyncClient:
         """Predictions of `model`'s production version for one text or a list of texts."""
         body = _predict_body(inputs, top_k, return_probabilities)
         return _result(await self._http.post(_path(model, "/predict"), json=body))  # type: ignore[no-any-return]
+
+    async def predict_pipeline(self, pipeline: str, inputs: str | dict[str, Any] | list[Any]) -> dict[str, Any]:
+        """Every step's answer (with the version that answered), skipped step and stop for one input or a list."""
+        body = _inputs(inputs)
+        return _result(await self._http.post(_pipeline_path(pipeline), json=body))  # type: ignore[no-any-return]
 
     async def models(self) -> list[dict[str, Any]]:
         """Every served model with its production version and key metrics."""

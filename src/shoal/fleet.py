@@ -193,6 +193,8 @@ ModelName = Annotated[str, Field(pattern=_NAME.pattern)]
 
 
 if TYPE_CHECKING:
+    from shoal.pipelines.spec import Pipeline
+
     AnyModelSpec = ModelSpec  # when run: the union of every task's spec, made by `_complete_fleet` (below)
 
 
@@ -201,6 +203,9 @@ class Fleet(_Strict):
 
     workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
     models: dict[ModelName, AnyModelSpec] = Field(default_factory=dict)
+    pipelines: dict[ModelName, Pipeline] = Field(
+        default_factory=dict, description="models working together on one input (shoal.pipelines.spec)"
+    )
 
     def model(self, name: str) -> ModelSpec:
         try:
@@ -236,9 +241,11 @@ def _format_errors(path: Path, error: ValidationError) -> str:
 def _complete_fleet() -> type[Fleet]:
     """`Fleet`, with each model entry validated by the spec its `task` names. The specs subclass `ModelSpec` above,
     so their union is made on the first fleet file read, not on import (a spec module may be what imports this
-    one; and `shoal --help` imports no spec)."""
+    one; and `shoal --help` imports no spec). The pipelines' spec is imported here too, for the same reasons."""
+    from shoal.pipelines.spec import Pipeline
+
     any_spec = Annotated[reduce(operator.or_, model_specs().values()), Field(discriminator="task")]
-    Fleet.model_rebuild(_types_namespace={"AnyModelSpec": any_spec, "ModelName": ModelName})
+    Fleet.model_rebuild(_types_namespace={"AnyModelSpec": any_spec, "ModelName": ModelName, "Pipeline": Pipeline})
     return Fleet
 
 
@@ -259,6 +266,10 @@ def parse_fleet(data: Any, path: Path) -> Fleet:
         if problem:
             raise FleetError(f"{path}: models.{name}.families: {problem}")
     problems = cascade_problems(fleet)
+    if fleet.pipelines:
+        from shoal.pipelines.spec import check_pipelines
+
+        problems += check_pipelines(fleet)
     if problems:
         raise FleetError("\n  ".join([f"{path}: {len(problems)} problem(s) in the fleet file", *problems]))
     return fleet

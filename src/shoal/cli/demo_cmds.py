@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from shoal.cli.common import console
+from shoal.cli.pipeline_cmds import eval_pipeline
 from shoal.cli.train_cmds import run_training
 
 
@@ -24,7 +25,8 @@ def demo(
     retrain_timeout: Annotated[float, typer.Option(help="Seconds to wait for the live retrain.")] = 300,
 ) -> None:
     """Train, evaluate and promote a demo fleet (SMS spam, Banking77, TweetEval emotion) from data shipped
-    with shoal, serve it, then drop new data into an inbox and watch a gated promotion go live.
+    with shoal, serve it with a spam -> intent pipeline judged end to end, then drop new data into an inbox and
+    watch a gated promotion go live.
     Ctrl-C stops everything."""
     from shoal.demo import Demo
 
@@ -39,6 +41,7 @@ def demo(
         runner.start("worker")
         runner.wait_ready()
         runner.print_tour()
+        eval_pipeline(ws, "inbox", None, as_json=False)
         console.print(f"ready after {time.perf_counter() - started:.0f} s")
         served = runner.live_retrain(ws, retrain_timeout)
         if exit_after_retrain:

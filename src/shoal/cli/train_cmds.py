@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -126,13 +127,27 @@ def eval_report(v: Version) -> dict[str, Any]:
 
 
 def eval_(
-    model: Annotated[str, typer.Argument(help="Model name.")],
+    model: Annotated[str | None, typer.Argument(help="Model name.")] = None,
     version: Annotated[int | None, typer.Argument(help="Version number (default: production).")] = None,
     workspace: WorkspaceOption = ".",
     as_json: JsonOption = False,
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", help="Judge this pipeline end to end instead of one model.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="The pipeline's test file (default: its 'test:').", dir_okay=False)
+    ] = None,
 ) -> None:
     """Show a version's evaluation on the frozen test set: quality with CIs, latency, size, cost; for a model with
-    a cascade, also the cascade of the production versions: accuracy against the fraction deferred, and its cost."""
+    a cascade, also the cascade of the production versions: accuracy against the fraction deferred, and its cost.
+    With --pipeline, a pipeline's end-to-end and per-step accuracy on its test file, with the production versions."""
+    if pipeline is not None:
+        from shoal.cli.pipeline_cmds import eval_pipeline
+
+        eval_pipeline(open_workspace(workspace), pipeline, data, as_json)
+        return
+    if model is None:
+        raise typer.BadParameter("name a model, or a pipeline with --pipeline", param_hint="MODEL")
     from shoal.cascade.evaluation import cascade_report
 
     ws = open_workspace(workspace)

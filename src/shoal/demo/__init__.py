@@ -48,7 +48,17 @@ FLEET = {
             "retrain": {"min_new_rows": 1, "debounce_seconds": 2},
         },
     },
+    "pipelines": {
+        "inbox": {
+            "description": "a mixed inbox: the spam filter first; what is not spam gets its Banking77 intent",
+            "test": "inbox_test.csv",
+            "steps": [{"model": "spam", "stop": {"label": ["spam"]}}, {"model": "banking77"}],
+        },
+    },
 }
+# the inbox pipeline's labelled test file, copied into the workspace: held-out SMS texts (judged on spam) and
+# Banking77 test texts (judged on spam = ham and on their intent)
+PIPELINE_TEST = "inbox_test.csv"
 # (model, file, split) ingested before the first training
 FIRST_DROPS = [
     ("spam", "spam_first.csv", "auto"),
@@ -93,6 +103,8 @@ class Demo:
             text = io.StringIO()
             YAML(typ="safe", pure=True).dump(FLEET, text)
             fleet.write_text("# the shoal demo fleet (see README.md)\n" + text.getvalue())
+        if not (self.root / PIPELINE_TEST).exists():
+            shutil.copy(data_file(PIPELINE_TEST), self.root / PIPELINE_TEST)
         ws = Workspace(self.root)
         for model, name, split in FIRST_DROPS:
             result = ingest_file(ws, model, data_file(name), split=split)  # type: ignore[arg-type]
@@ -128,6 +140,9 @@ class Demo:
                          -H 'content-type: application/json' -d '{body}'
   top-3 with probs:    curl -s -X POST {self.url}/v1/models/spam/predict -H 'content-type: application/json' \\
                          -d '{{"inputs": ["WINNER! claim your free prize now"], "top_k": 2}}'
+  pipeline:            curl -s -X POST {self.url}/v1/pipelines/inbox/predict -H 'content-type: application/json' \\
+                         -d '{{"inputs": ["WINNER! claim your free prize now", "my card has not arrived yet"]}}'
+  pipeline eval:       shoal eval --pipeline inbox -w {self.root}
   metrics:             curl -s {self.url}/metrics
   history:             shoal history banking77 -w {self.root}
   inbox (drop files):  {self.root / "inbox" / "<model>"}""",

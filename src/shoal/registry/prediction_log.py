@@ -183,14 +183,22 @@ class PredictionLog:
 
     # -- the predict path ---------------------------------------------------------------------------
     def record(
-        self, request_id: str, model: str, version: int, texts: Sequence[str], labels: Sequence[str] | None = None
+        self,
+        request_id: str,
+        model: str,
+        version: int,
+        texts: Sequence[str],
+        labels: Sequence[str] | None = None,
+        positions: Sequence[int] | None = None,
     ) -> None:
-        """Log one answered request (its inputs and, if given, the predicted labels). Never blocks on I/O."""
+        """Log one answered request (its inputs and, if given, the predicted labels; each input at its index in the
+        request, or at `positions` when only some of a pipeline request's inputs reached this model). Never blocks
+        on I/O."""
         at = now()
         rows = [
             {
                 "request_id": request_id,
-                "position": position,
+                "position": positions[position] if positions is not None else position,
                 "model": model,
                 "version": version,
                 "text_hash": text_hash(text),

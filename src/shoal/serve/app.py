@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from shoal import __version__
 from shoal.registry.prediction_log import PredictionLog
-from shoal.serve import errors, lifecycle_routes, predict, routes
+from shoal.serve import errors, lifecycle_routes, pipeline_routes, predict, routes
 from shoal.serve.limits import BodyLimit
 from shoal.serve.metrics import Metrics
 from shoal.serve.state import ServeState
@@ -68,6 +68,7 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
     app.include_router(routes.models)
     app.include_router(routes.operations)
     app.include_router(lifecycle_routes.router)
+    app.include_router(pipeline_routes.router(protect=state.protect_predict))
     return app
 
 

@@ -1,7 +1,8 @@
 """Prometheus metrics of one server process, kept in plain dicts and rendered in the text format.
 
 Everything is updated on the event loop thread, so no locks are needed and an update costs a dict lookup.
-Labels are bounded: `model` (a served model, or `_unknown` for requests naming no served model), `version`,
+Labels are bounded: `model` (a served model, or `_unknown` for requests naming no served model), `pipeline` and
+`step` (of the fleet file, or `_unknown`), `version`,
 `code` (HTTP status), and the fixed sets `reason` (why a batch was flushed, or a prediction not logged) and
 `result` (of a load).
 With `--workers N` every worker process keeps and exposes its own series.
@@ -143,6 +144,21 @@ class Metrics:
         self.cascade_spent = Family(
             "shoal_cascade_fallback_cost_dollars_total", "counter", "$ of the fallback's answers.", ("model",)
         )
+        self.pipeline_requests = Family(
+            "shoal_pipeline_requests_total", "counter", "Pipeline requests by answer code.", ("pipeline", "code")
+        )
+        self.pipeline_latency = Family(
+            "shoal_pipeline_request_duration_seconds",
+            "histogram",
+            "Pipeline request time inside the server.",
+            ("pipeline",),
+        )
+        self.pipeline_steps = Family(
+            "shoal_pipeline_step_inputs_total",
+            "counter",
+            "Inputs that reached a pipeline's step, by result: answered or skipped.",
+            ("pipeline", "step", "result"),
+        )
         self.gauges: list[Callable[[Metrics], None]] = []
 
     def request(self, model: str, version: str, code: int, seconds: float) -> None:
@@ -157,6 +173,10 @@ class Metrics:
 
     def cascade_cost(self, model: str, dollars: float) -> None:
         self.cascade_spent.inc((model,), dollars)
+
+    def pipeline_request(self, pipeline: str, code: int, seconds: float) -> None:
+        self.pipeline_requests.inc((pipeline, str(code)))
+        self.pipeline_latency.histogram((pipeline,), LATENCY_BUCKETS).observe(seconds)
 
     def render(self) -> str:
         for sample in self.gauges:

@@ -43,7 +43,7 @@ _counter = itertools.count(1)
 _JSON = b"application/json"
 
 
-def _request_id(given: str | None) -> str:
+def new_request_id(given: str | None) -> str:
     if given and _REQUEST_ID.fullmatch(given):
         return given
     return f"{_PREFIX}-{next(_counter):x}"
@@ -187,7 +187,7 @@ async def respond(
 ) -> tuple[int, bytes, dict[str, str]]:
     """(status, JSON body, headers) of a predict request, its metrics counted; `body` reads the request body."""
     started = time.perf_counter()
-    request_id = _request_id(given_id)
+    request_id = new_request_id(given_id)
     try:
         require_json(content_type)  # the body's type first, as on every JSON body route
         content, version = await _answer(state, log, name, await body(), request_id, endpoint)

@@ -1,0 +1,2 @@
+"""Pipelines: models of the fleet working together on one input (`spec`: the fleet file's `pipelines:`,
+`run`: the one runner the server and the evaluation share)."""
