@@ -105,3 +105,12 @@ def test_a_union_of_vectorizers_is_built_as_one_matrix_equal_to_the_unions_own(
         FastUnion(others).transform(ODD), FeatureUnion([("a", others[0]), ("b", others[1])]).transform(ODD)
     )
     assert not FastUnion.supports(FeatureUnion([(v.analyzer, v) for v in vectorizers], transformer_weights={"word": 2}))
+
+
+def test_a_batch_with_no_known_term_at_all_is_the_vectorizers_empty_matrix(vectorizers: list[TfidfVectorizer]) -> None:
+    # every row empty: no entries to weigh or normalize (a served batch of "" or unknown words, found by a test server)
+    batch = ["", "   ", "\u2603"]
+    word = next(v for v in vectorizers if v.analyzer == "word")
+    assert_same_matrix(FastTfidf(word).transform(batch), word.transform(batch))
+    union = FeatureUnion([(v.analyzer, v) for v in vectorizers])
+    assert_same_matrix(FastUnion(vectorizers).transform(["", "   "]), union.transform(["", "   "]))

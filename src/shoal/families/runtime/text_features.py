@@ -101,7 +101,8 @@ class FastTfidf:
             values *= tfidf.idf_[columns]
         if tfidf.norm in ("l1", "l2"):
             sizes = np.abs(values) if tfidf.norm == "l1" else values * values
-            norms = np.bincount(rows, weights=sizes, minlength=len(texts))
+            # float64 even for a batch with no known term at all (bincount of nothing counts in int64)
+            norms = np.bincount(rows, weights=sizes, minlength=len(texts)).astype(np.float64, copy=False)
             if tfidf.norm == "l2":
                 np.sqrt(norms, norms)
             norms[norms == 0.0] = 1.0
