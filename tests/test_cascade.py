@@ -81,6 +81,7 @@ def test_max_deferral_defers_that_fraction_of_held_out_inputs() -> None:
         cut = deferral_threshold(conf, fraction)
         assert (conf < cut).mean() == pytest.approx(fraction, abs=1e-9)
     assert deferral_threshold(conf, 1.0) == float("inf")
+    assert deferral_threshold(conf, 0.0) == 0.0  # nothing deferred, not even the least confident input
 
 
 def test_target_accuracy_takes_the_lowest_threshold_whose_kept_inputs_reach_it() -> None:

@@ -265,3 +265,29 @@ def test_the_rate_cap_refills_with_time() -> None:
     assert caps.reserve(5, 0.0) == 3
     now[0] = 100.0
     assert caps.reserve(50, 0.0) == 10  # the bucket holds one second of inputs
+
+
+def test_a_rate_cap_below_one_per_second_still_sends_one_input_now_and_then() -> None:
+    now = [0.0]
+    caps = Caps(CascadeSpec(fallback="b", max_deferral=0.2, max_fallback_per_second=0.5), clock=lambda: now[0])
+    assert caps.reserve(3, 0.0) == 1
+    assert caps.reserve(3, 0.0) == 0
+    now[0] = 2.0  # half an input a second: one more after two seconds
+    assert caps.reserve(3, 0.0) == 1
+
+
+def test_a_pipeline_step_answers_through_its_models_cascade(trained: Path, tmp_path: Path, texts: list[str]) -> None:
+    ws = _copy(trained, tmp_path)
+    path = ws.root / "shoal.yaml"
+    fleet = yaml.safe_load(path.read_text(encoding="utf-8"))
+    fleet["pipelines"] = {"one": {"steps": [{"model": "small"}]}}
+    path.write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
+    ws.close()
+    ws = Workspace(ws.root)
+    _, unsure = _small_view(ws, texts)
+    with running(ws) as url:
+        response = httpx.post(f"{url}/v1/pipelines/one/predict", json={"inputs": texts}, timeout=30)
+        assert response.status_code == 200, response.text
+        steps = [result["steps"]["small"] for result in response.json()["results"]]
+        assert [step["tier"] for step in steps] == ["fallback" if u else "small" for u in unsure]
+        assert _metric(url, 'shoal_cascade_inputs_total{model="small",tier="fallback"}') == unsure.sum()

@@ -109,6 +109,8 @@ def deferral_threshold(confidences: np.ndarray, max_deferral: float) -> float:
     quantile of `confidences` (at most that fraction is deferred; ties at the threshold are kept)."""
     ordered = np.sort(confidences)
     k = int(np.floor(max_deferral * len(ordered) + 1e-9))
+    if k == 0:
+        return 0.0  # nothing deferred: no confidence is below 0
     return float(ordered[k]) if k < len(ordered) else float("inf")
 
 

@@ -35,8 +35,6 @@ from shoal.cascade.spec import CascadeSpec
 
 log = logging.getLogger("shoal.serve")
 
-TIERS = ("small", "fallback", "small-capped", "small-fallback-down")
-
 
 @dataclass(frozen=True)
 class Route:
@@ -67,15 +65,19 @@ class Caps:
     ) -> None:
         self.rate, self.budget = spec.max_fallback_per_second, spec.max_fallback_cost_per_day
         self.clock, self.today = clock, today
-        self.tokens, self.at = self.rate or 0.0, clock()
+        self.tokens, self.at = self._bucket(), clock()
         self.day, self.spent = today(), 0.0
+
+    def _bucket(self) -> float:
+        """The most tokens the rate bucket holds: a second's worth, and at least one (a rate below 1/s still sends)."""
+        return max(self.rate or 0.0, 1.0) if self.rate is not None else 0.0
 
     def reserve(self, wanted: int, cost_per_input: float) -> int:
         """How many of `wanted` inputs may go to the fallback now; they are counted against both caps."""
         allowed = wanted
         if self.rate is not None:
             now = self.clock()
-            self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+            self.tokens = min(self._bucket(), self.tokens + (now - self.at) * self.rate)
             self.at = now
             allowed = min(allowed, int(self.tokens + 1e-9))
         if self.budget is not None and cost_per_input > 0:

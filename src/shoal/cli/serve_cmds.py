@@ -44,6 +44,7 @@ def serve(
         workers=workers,
         loop="uvloop",
         http="shoal.serve.protocol:CorkedHttpTools",
+        ws="none",  # no WebSocket routes; and the corked transport is for HTTP answers only
         log_config=log_config(log_json),
         access_log=access_log,
         server_header=False,

@@ -142,6 +142,8 @@ def eval_(
     a cascade, also the cascade of the production versions: accuracy against the fraction deferred, and its cost.
     With --pipeline, a pipeline's end-to-end and per-step accuracy on its test file, with the production versions."""
     if pipeline is not None:
+        if model is not None or version is not None:
+            raise typer.BadParameter("give a model or --pipeline, not both", param_hint="MODEL")
         from shoal.cli.pipeline_cmds import eval_pipeline
 
         eval_pipeline(open_workspace(workspace), pipeline, data, as_json)

@@ -18,7 +18,7 @@ import numpy as np
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import LINE, read_table
 from shoal.evaluate.classification import resample_indices
-from shoal.pipelines.run import Answer, Outcome, checked_answers, run
+from shoal.pipelines.run import Answer, Outcome, checked_answers, run, step_answers
 from shoal.pipelines.spec import Pipeline
 
 if TYPE_CHECKING:
@@ -77,13 +77,16 @@ def production(ws: Workspace, pipeline: Pipeline) -> dict[str, tuple[int, str, P
 async def outcomes(
     pipeline: Pipeline, inputs: list[Any], models: dict[str, tuple[int, str, Predictor]]
 ) -> list[Outcome]:
-    """The pipeline's outcomes for `inputs`, each model predicting in a thread."""
+    """The pipeline's outcomes for `inputs`, each model predicting in a thread: each step's own model alone (a
+    model's cascade, if it has one, is judged by `shoal eval MODEL`, not here)."""
 
     async def predict(model: str, version: int, items: list[Any], _positions: list[int]) -> list[Answer]:
         _, task, predictor = models[model]
-        return await checked_answers(
-            task, predictor, items, lambda good: asyncio.to_thread(predictor.predict_proba, good)
-        )
+
+        async def answer(good: list[Any]) -> list[dict[str, Any]]:
+            return step_answers(task, predictor, good, await asyncio.to_thread(predictor.predict_proba, good))
+
+        return await checked_answers(predictor, items, answer)
 
     return await run(pipeline, inputs, {model: number for model, (number, _, _) in models.items()}, predict)
 

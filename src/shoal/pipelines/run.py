@@ -60,10 +60,10 @@ def step_answers(task: str, predictor: Predictor, inputs: list[Any], outputs: np
 
 
 async def checked_answers(
-    task: str, predictor: Predictor, items: list[Any], outputs: Callable[[list[Any]], Awaitable[np.ndarray]]
+    predictor: Predictor, items: list[Any], answer: Callable[[list[Any]], Awaitable[list[dict[str, Any]]]]
 ) -> list[Answer]:
-    """The answers of `predictor` to `items` (`outputs` computes its output rows), with a `Rejected` for each item
-    it cannot read: only the others are predicted."""
+    """The answers to `items` (`answer` answers those `predictor` can read), with a `Rejected` for each item it
+    cannot read: only the others are predicted."""
     bad: dict[int, str] = {}
     if predictor.check_inputs(items):
         for i, item in enumerate(items):
@@ -71,7 +71,7 @@ async def checked_answers(
             if problems:
                 bad[i] = problems[0].split(": ", 1)[-1]  # without its 'inputs[0]: '
     good = [item for i, item in enumerate(items) if i not in bad]
-    answers = iter(step_answers(task, predictor, good, await outputs(good)) if good else [])
+    answers = iter(await answer(good) if good else [])
     return [Rejected(bad[i]) if i in bad else next(answers) for i in range(len(items))]
 
 

@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.responses import Response
 
-from shoal.pipelines.run import Answer, Rejected, checked_answers, run
+from shoal.pipelines.run import Answer, Rejected, checked_answers, run, step_answers
 from shoal.pipelines.spec import Pipeline, Step
 from shoal.serve.auth import bearer, check_token
 from shoal.serve.batcher import Loaded
@@ -35,7 +35,7 @@ from shoal.serve.predict import new_request_id
 from shoal.serve.schemas import ErrorResponse
 from shoal.serve.state import ServeState, get_state
 from shoal.tasks import get_codec, task_names
-from shoal.tasks.codec import Text
+from shoal.tasks.codec import Parsed, Text
 from shoal.tasks.regression.codec import Row
 
 
@@ -169,9 +169,15 @@ async def _answer(state: ServeState, request: Request, name: str, body: bytes, r
     async def predict(model: str, version: int, items: list[Any], positions: list[int]) -> list[Answer]:
         current, slot = loaded[model], slots[model]
         assert current.number == version
-        answers = await checked_answers(
-            slot.task, current.predictor, items, lambda good: slot.batcher.predict(current, good)
-        )
+
+        async def answer(good: list[Any]) -> list[dict[str, Any]]:
+            if slot.cascade is None:
+                return step_answers(slot.task, current.predictor, good, await slot.batcher.predict(current, good))
+            codec = get_codec(slot.task)  # a model with a cascade answers as on its own route: unsure inputs deferred
+            parsed = Parsed(good, codec.fast_options({"inputs": good}) or {})
+            return await slot.cascade.answers(slot.batcher, current, good, codec, parsed)
+
+        answers = await checked_answers(current.predictor, items, answer)
         kept = [i for i, answer in enumerate(answers) if not isinstance(answer, Rejected)]
         if kept:
             logged = get_codec(slot.task).logged([items[i] for i in kept], [answers[i] for i in kept])
