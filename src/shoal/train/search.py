@@ -159,9 +159,10 @@ def search_many(
     n_jobs: int,
     task: TaskKind,
 ) -> Searched:
-    """The best of each family's grid by cross-validated `metric`, the fits on `n_jobs` processes (a plain family:
-    one job per setting and fold; a feature-sharing family: one job per fold for all its settings, `fit_heads`). Families that share features (`FeatureFamily.features_key`) fit them once per fold, on the fold's
-    training rows, and once on all rows (kept for the final fits), instead of once per setting and fold."""
+    """The best of each family's grid by cross-validated `metric`, the fits on `n_jobs` processes: a plain family
+    one job per setting and fold; a feature-sharing family one job per fold for all its settings (`fit_heads`).
+    Families that share features (`FeatureFamily.features_key`) fit them once per fold, on the fold's training
+    rows, and once on all rows (kept for the final fits), instead of once per setting and fold."""
     x, y = np.empty(len(inputs), dtype=object), np.empty(len(targets), dtype=object)
     x[:], y[:] = inputs, targets  # element-wise: rows that are dicts stay dicts
     splits = task.cv_folds(targets, folds, seed)
