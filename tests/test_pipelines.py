@@ -287,6 +287,22 @@ def test_a_bad_pipeline_is_rejected_naming_its_key_path(pipelines: dict[str, Any
     assert expected in str(caught.value) and str(caught.value).startswith("shoal.yaml: ")
 
 
+def test_a_condition_on_a_label_the_model_does_not_declare_is_rejected() -> None:
+    models = _models()
+    models["spam"] = {**models["spam"], "labels": ["ham", "spam"]}
+    typo = {"p": {"steps": [{"model": "spam", "stop": {"label": ["Spam"]}}, {"model": "intent"}]}}
+    with pytest.raises(FleetError) as caught:
+        parse_fleet({"models": models, "pipelines": typo}, Path("shoal.yaml"))
+    assert "pipelines.p.steps.0.stop.label: 'Spam' not among the labels model 'spam' declares (ham, spam)" in str(
+        caught.value
+    )
+    later = {"p": {"steps": [{"model": "spam"}, {"model": "intent", "when": {"step": "spam", "label": ["hm"]}}]}}
+    with pytest.raises(FleetError, match=r"pipelines\.p\.steps\.1\.when\.label: 'hm' not among the labels"):
+        parse_fleet({"models": models, "pipelines": later}, Path("shoal.yaml"))
+    fine = {"p": {"steps": [{"model": "spam", "stop": {"label": ["spam"]}}, {"model": "intent"}]}}
+    assert parse_fleet({"models": models, "pipelines": fine}, Path("shoal.yaml")).pipelines["p"]
+
+
 def test_unknown_pipeline_and_bad_bodies_answer_as_predict_does(url: str) -> None:
     post = lambda path, **kw: httpx.post(f"{url}{path}", **kw)  # noqa: E731
     missing = post("/v1/pipelines/nope/predict", json={"inputs": ["hi"]})

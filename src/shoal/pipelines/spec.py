@@ -142,6 +142,7 @@ def check_pipelines(fleet: Fleet) -> list[str]:
     problems = []
     for name, pipeline in fleet.pipelines.items():
         tasks: dict[str, str | None] = {}  # step -> its model's task (None: already reported), for the earlier steps
+        models: dict[str, str] = {}  # step -> its model, for the earlier steps
         direct: tuple[str, Any] | None = None  # the first step reading the pipeline's input, and what it reads
         for i, step in enumerate(pipeline.steps):
             path = f"pipelines.{name}.steps.{i}"
@@ -163,13 +164,21 @@ def check_pipelines(fleet: Fleet) -> list[str]:
                     continue
                 where = f"{path}.{key}"
                 task: str | None = spec.task
+                answering = step.model
                 if source is not None:
                     if source.step not in tasks or source.step == step.name:
                         problems.append(f"{where}.step: {_not_earlier(source.step, step, pipeline)}")
                         continue
-                    task = tasks[source.step]
+                    task, answering = tasks[source.step], models[source.step]
                 if task is not None and not {"label", "probability"} <= _answer_fields(task).keys():
                     problems.append(f"{where}: a {task} answer has no label and probability to match")
+                declared = getattr(fleet.models[answering], "labels", None)
+                unknown = [label for label in match.label or [] if declared is not None and label not in declared]
+                if unknown:
+                    problems.append(
+                        f"{where}.label: {', '.join(map(repr, unknown))} not among the labels model {answering!r} "
+                        f"declares ({', '.join(declared)}); this condition would never match"
+                    )
             if step.input is None:
                 reads = _reads(spec.task)
                 if direct is None:
@@ -191,7 +200,7 @@ def check_pipelines(fleet: Fleet) -> list[str]:
                     )
                 elif not codec.accepts("text"):
                     problems.append(f"{path}.input: {step.model!r} ({spec.task}) does not read a text")
-            tasks[step.name] = spec.task
+            tasks[step.name], models[step.name] = spec.task, step.model
     return problems
 
 
