@@ -5,6 +5,7 @@ mistaken for bad rows, and users' texts never reach the logs."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -97,3 +98,31 @@ def test_a_row_recorded_after_close_is_counted_not_kept(log: PredictionLog, capl
     log.close()  # a second close reports the count, and is otherwise harmless
     assert "1 row(s) arrived after it was closed" in caplog.text and "nothing would" not in caplog.text
     assert log.add_feedback("spam", "before", "ham").text == "written at close"
+
+
+def test_feedback_waits_for_a_flush_another_thread_is_writing(log: PredictionLog) -> None:
+    # the flusher thread has taken the buffered rows and is still inserting them when feedback arrives: feedback's
+    # own flush finds the buffer empty and must wait for that insert, or it answers "not logged" (seen in CI, loaded)
+    log.record("req", "spam", 1, ["a text"], ["ham"])
+    inserting, release = threading.Event(), threading.Event()
+    insert_rows = log._insert
+
+    def slow_insert(rows: list) -> int:
+        inserting.set()
+        assert release.wait(10)
+        return insert_rows(rows)
+
+    log._insert = slow_insert  # type: ignore[method-assign]
+    flusher = threading.Thread(target=log.flush)
+    flusher.start()
+    assert inserting.wait(10)
+    log._insert = insert_rows  # type: ignore[method-assign]
+    joined: list = []
+    feedback = threading.Thread(target=lambda: joined.append(log.add_feedback("spam", "req", "spam", 0)))
+    feedback.start()
+    feedback.join(0.3)
+    release.set()
+    flusher.join(10)
+    feedback.join(10)
+    assert not flusher.is_alive() and not feedback.is_alive()
+    assert joined and joined[0].predicted == "ham"

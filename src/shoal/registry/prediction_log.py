@@ -145,6 +145,9 @@ class PredictionLog:
         self._dropped = {REFUSED: 0, OVERFLOW: 0, CLOSED: 0}
         self._reported = dict(self._dropped)
         self._lock = threading.Lock()
+        # one flush at a time: a flush that finds the buffer empty must not return while another thread's flush is
+        # still writing the rows it took (feedback flushes, then reads the rows it joins to)
+        self._flushing = threading.Lock()
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self._pruned = 0.0
@@ -250,13 +253,14 @@ class PredictionLog:
         """Write buffered rows now (and prune old ones at most once a minute); returns how many were written.
         Rows the database refuses are dropped and counted; if it cannot be reached, the rows stay buffered and
         the error is raised."""
-        with self._lock:
-            rows = list(self._buffer)
-            self._buffer.clear()
-        try:
-            written = self._insert(rows) if rows else 0
-        finally:
-            self._report()
+        with self._flushing:
+            with self._lock:
+                rows = list(self._buffer)
+                self._buffer.clear()
+            try:
+                written = self._insert(rows) if rows else 0
+            finally:
+                self._report()
         if time.monotonic() - self._pruned >= PRUNE_EVERY_S:
             self.prune()
         return written
