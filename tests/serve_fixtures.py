@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import pytest
@@ -116,3 +116,14 @@ def served(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     ws = copy_workspace(trained, tmp_path_factory.mktemp("served"))
     with running(ws) as url:
         yield url, trained
+
+
+def read_answer(stream: BinaryIO) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer read from `stream`: (status, headers with lowercase names, body of its Content-Length)."""
+    status_line = stream.readline()
+    assert status_line, "the server closed the connection instead of answering"
+    headers = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, stream.read(int(headers["content-length"]))

@@ -26,7 +26,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from processes import wait_for
-from serve_fixtures import Trained, copy_workspace, running
+from serve_fixtures import Trained, copy_workspace, read_answer, running
 from shoal.registry.jobs import JobQueue
 from shoal.serve.bodies import BODY_ERRORS, JsonRoute
 
@@ -182,14 +182,9 @@ def free_port() -> int:
 def exchange(sock: socket.socket, stream: BinaryIO, request_line: str) -> tuple[int, bytes]:
     """Send one request on a kept-alive connection and read its whole answer: (status, body)."""
     sock.sendall(f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    status_line = stream.readline()
-    assert status_line, "the server closed the connection instead of answering"
-    headers = {}
-    while (line := stream.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, headers, body = read_answer(stream)
     assert headers.get("connection") != "close", headers
-    return int(status_line.split()[1]), stream.read(int(headers["content-length"]))
+    return status, body
 
 
 def test_an_unexpected_error_answers_500_and_is_logged_once(trained: Trained, tmp_path: Path) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import uvloop
 
-from serve_fixtures import Trained, copy_workspace, running
+from serve_fixtures import Trained, copy_workspace, read_answer, running
 from shoal.serve.protocol import _Corked
 
 
@@ -91,19 +91,8 @@ def test_pipelined_requests_are_answered_whole_and_in_order(trained: Trained, tm
             stream = sock.makefile("rb")
             answers = [read_answer(stream) for _ in range(6)]
             assert stream.read() == b""  # nothing more: the server closed after the last one
-    for i, (status, request_id, body) in enumerate(answers[:5]):
-        assert status == 200 and request_id == f"pipelined-{i}", (status, body)
+    for i, (status, headers, body) in enumerate(answers[:5]):
+        assert status == 200 and headers.get("x-request-id") == f"pipelined-{i}", (status, body)
         answer = orjson.loads(body)
         assert answer["request_id"] == f"pipelined-{i}" and answer["predictions"][0]["label"] in ("ham", "spam")
     assert answers[5][0] == 200
-
-
-def read_answer(stream: BinaryIO) -> tuple[int, str | None, bytes]:
-    """One answer from `stream`: (status, X-Request-ID, body of its Content-Length)."""
-    status_line = stream.readline()
-    assert status_line, "the server closed the connection instead of answering"
-    headers = {}
-    while (line := stream.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_line.split()[1]), headers.get("x-request-id"), stream.read(int(headers["content-length"]))
