@@ -6,23 +6,25 @@ other, and the pipeline's end-to-end accuracy with its CI and per-step figures.
 The workspace (created and trained on first use: `spam` on the SMS Spam Collection, `intent` on the Banking77 train
 split, both `tfidf-logreg`) has the pipeline `inbox`: `spam`, stopping at label spam, then `intent`. Its test file
 is held out from both models: the last 20% of the SMS rows (judged on spam) and the Banking77 test split (judged on
-spam = ham and on the intent). One `shoal serve` process (`--workers 1`). The same asyncio client (httpx, one
-connection per concurrent caller) sends one inbox text per request, cycling through the test texts, either to
-`POST /v1/pipelines/inbox/predict` or to spam's predict and then, unless spam, to intent's predict. Texts/s count
-texts fully answered (no failed request is counted; failures are printed); p50 is per text. Each figure is the
-median of `--repeat` interleaved rounds.
+spam = ham and on the intent). One `shoal serve` process (`--workers 1`). The same client, `wrk` with one
+connection per thread (so a connection's second call follows its first answer) and a Lua script, sends one inbox
+text at a time, cycling through the test texts, either to `POST /v1/pipelines/inbox/predict` or to spam's predict and
+then, unless spam answered, to intent's predict. Texts/s count texts fully answered (a text with a non-2xx answer or
+a socket error is a failure, printed, not counted); p50 is per text (both calls for "two calls"), timed in the script
+with CLOCK_MONOTONIC. Each figure is the median of `--repeat` interleaved rounds.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
+import re
 import statistics
+import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import yaml
 from harness import DATA, ROOT, free_port, server
@@ -79,46 +81,81 @@ def prepare(root: Path, data: Path) -> Workspace:
     return ws
 
 
-async def _caller(url: str, mode: str, texts: list[str], start: int, until: float, out: dict[str, list]) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        i = start
-        while time.perf_counter() < until:
-            text = texts[i % len(texts)]
-            i += 1
-            began = time.perf_counter()
-            try:
-                if mode == "pipeline":
-                    response = await http.post(PIPELINE, json={"inputs": [text]})
-                    ok = response.status_code == 200
-                else:
-                    response = await http.post("/v1/models/spam/predict", json={"inputs": [text]})
-                    ok = response.status_code == 200
-                    if ok and response.json()["predictions"][0]["label"] != "spam":
-                        response = await http.post("/v1/models/intent/predict", json={"inputs": [text]})
-                        ok = response.status_code == 200
-            except httpx.HTTPError as error:
-                out["failed"].append(f"{type(error).__name__}")
-                continue
-            if ok:
-                out["latency"].append(time.perf_counter() - began)
-            else:
-                out["failed"].append(str(response.status_code))
+LUA = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long tv_sec; long tv_nsec; } shoal_timespec;
+           int clock_gettime(int, shoal_timespec *); ]]
+local clock = ffi.new("shoal_timespec")
+local function now()
+  ffi.C.clock_gettime(1, clock)
+  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) * 1e-9
+end
+MODE = "%(mode)s"
+bodies = {
+%(bodies)s
+}
+texts, failed, latencies = 0, 0, {}
+local counter, current, began, second = 0, nil, 0, false
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+  thread:set("start", #threads * 7919)
+end
+init = function() counter = start or 0 end
+request = function()
+  if second then
+    return wrk.format(nil, "/v1/models/intent/predict", nil, current)
+  end
+  counter = counter + 1
+  current = bodies[(counter %% #bodies) + 1]
+  began = now()
+  return wrk.format(nil, MODE == "pipeline" and "%(pipeline)s" or "/v1/models/spam/predict", nil, current)
+end
+response = function(status, headers, body)
+  if status ~= 200 then
+    failed, second = failed + 1, false
+  elseif MODE == "two calls" and not second and not string.find(body, '"label":"spam"', 1, true) then
+    second = true
+  else
+    texts, second = texts + 1, false
+    latencies[#latencies + 1] = now() - began
+  end
+end
+done = function(summary, latency, requests)
+  local all, total, bad = {}, 0, 0
+  for _, thread in ipairs(threads) do
+    total, bad = total + thread:get("texts"), bad + thread:get("failed")
+    for _, value in ipairs(thread:get("latencies")) do all[#all + 1] = value end
+  end
+  table.sort(all)
+  local p50 = #all > 0 and all[math.floor((#all + 1) / 2)] * 1000 or -1
+  io.write(string.format("SHOAL texts %%d failed %%d p50_ms %%.3f\n", total, bad, p50))
+end
+"""
 
 
-def measure(url: str, mode: str, texts: list[str], concurrency: int, seconds: float) -> dict[str, float]:
-    out: dict[str, list] = {"latency": [], "failed": []}
-    until = time.perf_counter() + seconds
+def script(mode: str, texts: list[str], folder: Path) -> Path:
+    """A wrk script sending one inbox text per request (to the pipeline) or per one or two calls (spam, then intent
+    unless spam). Each wrk thread holds one connection, so a connection's second call follows its first answer."""
+    bodies = ",\n".join(f"[==[{json.dumps({'inputs': [t]})}]==]" for t in texts)
+    path = folder / f"pipeline-{mode.replace(' ', '-')}.lua"
+    path.write_text(LUA % {"mode": mode, "bodies": bodies, "pipeline": PIPELINE}, encoding="utf-8")
+    return path
 
-    async def run() -> None:
-        step = len(texts) // concurrency or 1
-        await asyncio.gather(*(_caller(url, mode, texts, k * step, until, out) for k in range(concurrency)))
 
-    asyncio.run(run())
-    done = out["latency"]
+def measure(url: str, lua: Path, concurrency: int, seconds: int) -> dict[str, float]:
+    """Texts fully answered per second (failed texts excluded), p50 per text (ms), failures (non-2xx + socket)."""
+    command = ["wrk", f"-t{concurrency}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    texts, failed, p50 = re.search(r"SHOAL texts (\d+) failed (\d+) p50_ms ([\d.-]+)", out).groups()  # type: ignore[union-attr]
+    elapsed = float(re.search(r"requests in ([\d.]+)s,", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
-        "texts_per_s": len(done) / seconds,
-        "p50_ms": statistics.median(done) * 1000 if done else float("nan"),
-        "failed": len(out["failed"]),
+        "texts_per_s": int(texts) / elapsed,
+        "p50_ms": float(p50),
+        "failed": int(failed) + (sum(map(int, errors.groups())) if errors else 0),
     }
 
 
@@ -127,7 +164,7 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / ".work" / "pipeline")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--concurrency", default="1,64")
-    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     begun = print_machine()
@@ -144,16 +181,16 @@ def main() -> None:
     texts = pd.read_csv(args.workspace / "inbox_test.csv", keep_default_na=False)["text"].tolist()
     levels = [int(c) for c in args.concurrency.split(",")]
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    folder = Path(tempfile.mkdtemp(prefix="shoal-pipeline-"))
+    scripts = {mode: script(mode, texts, folder) for mode in ("pipeline", "two calls")}
     port = free_port()
     command = [sys.executable, "-m", "shoal", "serve", "-w", str(args.workspace), "--port", str(port), "--workers", "1"]
     with server(command, port, path=PIPELINE) as (url, _pid):
         for _ in range(args.repeat):
             for concurrency in levels:
-                for mode in ("pipeline", "two calls"):
-                    measure(url, mode, texts, concurrency, 1.0)  # warm-up
-                    runs.setdefault((mode, concurrency), []).append(
-                        measure(url, mode, texts, concurrency, args.duration)
-                    )
+                for mode, lua in scripts.items():
+                    measure(url, lua, concurrency, 1)  # warm-up
+                    runs.setdefault((mode, concurrency), []).append(measure(url, lua, concurrency, args.duration))
             print(f"  round done ({load_average()})", flush=True)
     print("\n| client | concurrency | texts/s | p50 ms per text | failed |\n|---|---:|---:|---:|---:|")
     for (mode, concurrency), found in runs.items():

@@ -64,13 +64,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
 
 def copy_workspace(trained: Trained, folder: Path, **fleet_changes: Any) -> Workspace:
-    """A private copy of the trained workspace; `server={...}` or `serve={...}` change its fleet file."""
+    """A private copy of the trained workspace; `server={...}` or `serve={...}` change its fleet file, `pipelines={...}`
+    adds pipelines to it."""
     root = folder / "ws"
     shutil.copytree(trained.root, root)
     path = root / "shoal.yaml"
     fleet = yaml.safe_load(path.read_text(encoding="utf-8"))
     fleet["workspace"]["server"].update(fleet_changes.get("server", {}))
     fleet["models"]["spam"]["serve"].update(fleet_changes.get("serve", {}))
+    if "pipelines" in fleet_changes:
+        fleet["pipelines"] = fleet_changes["pipelines"]
     path.write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
     return Workspace(root)
 

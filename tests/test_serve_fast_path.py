@@ -1,5 +1,6 @@
-"""The predict routes are answered by `FastPredict` ahead of FastAPI; FastAPI's own route for them (what it documents,
-and what answers when the fast path does not recognize a path) must answer every request the same way."""
+"""The predict routes, a model's and a pipeline's, are answered by `FastPredict` ahead of FastAPI; FastAPI's own route
+for them (what it documents, and what answers when the fast path does not recognize a path) must answer every request
+the same way."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.testclient import TestClient
 
 from serve_fixtures import Trained, copy_workspace, wait_until
 from shoal.serve.app import create_app
-from shoal.serve.predict import FastPredict
+from shoal.serve.predict import PIPELINE, FastPredict
 
 TOKEN = {"Authorization": "Bearer sesame"}
 JSON = {"Content-Type": "application/json"}
@@ -26,7 +27,15 @@ CASES: list[tuple[str, bytes, dict[str, str]]] = [
     ("/v1/models/spam/predict", b'{"inputs": ["' + b"x" * 5000 + b'"]}', JSON),
     ("/v1/models/nope/predict", b'{"inputs": ["hello"]}', JSON),
     ("/v1/models/spam/embed", b'{"inputs": ["hello"]}', JSON),
+    ("/v1/pipelines/screen/predict", b'{"inputs": ["free prize, call now", "lunch tomorrow?"]}', JSON),
+    ("/v1/pipelines/screen/predict", b'{"inputs": ["hello"]}', {"Content-Type": "text/plain"}),
+    ("/v1/pipelines/screen/predict", b'{"inputs": ["a"], "top_k": 2}', JSON),
+    ("/v1/pipelines/screen/predict", b"not json", JSON),
+    ("/v1/pipelines/screen/predict", b'{"inputs": ["' + b"x" * 5000 + b'"]}', JSON),
+    ("/v1/pipelines/nope/predict", b'{"inputs": ["hello"]}', JSON),
 ]
+#: a one-step pipeline over the trained `spam` model
+PIPELINES = {"screen": {"steps": [{"model": "spam", "stop": {"label": ["spam"]}}]}}
 
 
 def _answers(client: TestClient, headers: dict[str, str]) -> list[tuple[int, Any, str | None]]:
@@ -42,7 +51,9 @@ def test_the_fast_path_and_fastapis_route_answer_alike(
     protect: bool, trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SHOAL_TOKEN", "sesame")
-    ws = copy_workspace(trained, tmp_path, server={"protect_predict": protect}, serve={"max_input_chars": 1000})
+    ws = copy_workspace(
+        trained, tmp_path, server={"protect_predict": protect}, serve={"max_input_chars": 1000}, pipelines=PIPELINES
+    )
     app = create_app(ws)
     fast = app.fast
     assert fast is not None
@@ -53,17 +64,18 @@ def test_the_fast_path_and_fastapis_route_answer_alike(
             app.fast = path
             answers[name] = _answers(client, TOKEN)
             if protect:  # no token: 401 before the body is looked at, on both paths
-                refused = client.post(CASES[0][0], content=b"not json", headers=JSON)
-                assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
-                assert refused.json()["error"]["code"] == "unauthorized"
+                for route in (CASES[0][0], "/v1/pipelines/screen/predict"):
+                    refused = client.post(route, content=b"not json", headers=JSON)
+                    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+                    assert refused.json()["error"]["code"] == "unauthorized"
     ws.close()
     assert answers["fast"] == answers["fastapi"]
     statuses = [status for status, _, _ in answers["fast"]]
-    assert statuses == [200, 415, 415, 422, 422, 422, 422, 422, 404, 422]
+    assert statuses == [200, 415, 415, 422, 422, 422, 422, 422, 404, 422, 200, 415, 422, 422, 422, 404]
     assert {request_id for _, _, request_id in answers["fast"]} == {"same-id"}
 
 
-def test_only_posts_to_a_predict_route_take_the_fast_path() -> None:
+def test_only_posts_to_a_predict_route_or_a_pipeline_take_the_fast_path() -> None:
     fast = FastPredict.__new__(FastPredict)
     fast.endpoints = frozenset({"predict", "embed"})
 
@@ -73,6 +85,15 @@ def test_only_posts_to_a_predict_route_take_the_fast_path() -> None:
     assert route("/v1/models/spam/predict") == ("spam", "predict")
     assert route("/v1/models/vectors/embed") == ("vectors", "embed")
     assert route("/api/v1/models/spam/predict", root="/api") == ("spam", "predict")
+    assert route("/v1/pipelines/inbox/predict") == ("inbox", PIPELINE)
     assert route("/v1/models/spam/predict", method="GET") is None  # FastAPI answers 405
-    for path in ("/v1/models/spam/predict/", "/v1/models//predict", "/v1/models/spam/train", "/v2/models/spam/predict"):
+    assert route("/v1/pipelines", method="GET") is None
+    for path in (
+        "/v1/models/spam/predict/",
+        "/v1/models//predict",
+        "/v1/models/spam/train",
+        "/v2/models/spam/predict",
+        "/v1/pipelines/inbox/embed",
+        "/v1/pipelines//predict",
+    ):
         assert route(path) is None

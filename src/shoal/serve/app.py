@@ -30,7 +30,8 @@ production versions. Errors are `{"error": {"code": ..., "message": ...}}`.
 
 
 class ShoalApp(FastAPI):
-    """FastAPI, except that a predict request goes straight to `predict.FastPredict` (set by `create_app`)."""
+    """FastAPI, except that a model's or a pipeline's predict request goes straight to `predict.FastPredict` (set by
+    `create_app`)."""
 
     fast: predict.FastPredict | None = None
 
@@ -64,7 +65,7 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
     app.add_middleware(BodyLimit, max_body_bytes=state.max_body_bytes)
     app.add_middleware(errors.CatchAll)  # added last: the outermost, so it sees what escapes every other layer
     app.include_router(predict.router(protect=state.protect_predict))
-    app.fast = predict.FastPredict(app, state, predict.endpoints())
+    app.fast = predict.FastPredict(app, state, predict.endpoints(), pipeline_routes.respond)
     app.include_router(routes.models)
     app.include_router(routes.operations)
     app.include_router(lifecycle_routes.router)

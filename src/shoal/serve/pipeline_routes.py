@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 import time
+from collections.abc import Awaitable, Callable
 from functools import cache, reduce
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from starlette.responses import Response
 
 from shoal.pipelines.run import Answer, Rejected, checked_answers, run, step_answers
 from shoal.pipelines.spec import Pipeline, Step
+from shoal.registry.prediction_log import PredictionLog
 from shoal.serve.auth import bearer, check_token
 from shoal.serve.batcher import Loaded
 from shoal.serve.bodies import BODY_ERRORS, read_json, require_json
@@ -142,7 +144,7 @@ def _direct(pipeline: Pipeline) -> list[Step]:
     return [step for step in pipeline.steps if step.input is None]
 
 
-async def _answer(state: ServeState, request: Request, name: str, body: bytes, request_id: str) -> bytes:
+async def _answer(state: ServeState, log: PredictionLog, name: str, body: bytes, request_id: str) -> bytes:
     data = read_json(body)  # a bad body answers the same 422 whatever the name, as on every body route
     pipeline = _pipeline(state, name)
     if type(data) is dict and data.keys() - {"inputs"}:
@@ -164,7 +166,6 @@ async def _answer(state: ServeState, request: Request, name: str, body: bytes, r
         problems = loaded[step.model].predictor.check_inputs(inputs)
         if problems:
             raise ServeError(422, "invalid_request", f"step {step.name!r}: " + "; ".join(problems[:5]))
-    log = request.app.state.prediction_log
 
     async def predict(model: str, version: int, items: list[Any], positions: list[int]) -> list[Answer]:
         current, slot = loaded[model], slots[model]
@@ -200,21 +201,42 @@ async def _answer(state: ServeState, request: Request, name: str, body: bytes, r
     )
 
 
-async def _respond(name: str, request: Request) -> Response:
-    state = get_state(request)
+async def respond(
+    state: ServeState,
+    log: PredictionLog,
+    name: str,
+    content_type: str | None,
+    given_id: str | None,
+    body: Callable[[], Awaitable[bytes]],
+) -> tuple[int, bytes, dict[str, str]]:
+    """(status, JSON body, headers) of a pipeline request, its metrics counted; `body` reads the request body. The
+    server's raw ASGI path (`shoal.serve.predict.FastPredict`) calls it, as it does a model's `respond`."""
     started = time.perf_counter()
-    request_id = new_request_id(request.headers.get("x-request-id"))
+    request_id = new_request_id(given_id)
     label = name if name in state.ws.fleet.pipelines else UNKNOWN_MODEL
     try:
-        require_json(request.headers.get("content-type"))
-        content = await _answer(state, request, name, await request.body(), request_id)
+        require_json(content_type)
+        content = await _answer(state, log, name, await body(), request_id)
     except ServeError as error:
         state.metrics.pipeline_request(label, error.status, time.perf_counter() - started)
         error_body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
-        headers = {**error.headers, "X-Request-ID": request_id}
-        return Response(error_body, status_code=error.status, media_type="application/json", headers=headers)
+        return error.status, error_body, {**error.headers, "X-Request-ID": request_id}
     state.metrics.pipeline_request(label, 200, time.perf_counter() - started)
-    return Response(content, media_type="application/json", headers={"X-Request-ID": request_id})
+    return 200, content, {"X-Request-ID": request_id}
+
+
+async def _respond(name: str, request: Request) -> Response:
+    """The route as FastAPI documents it; reached only for a path `FastPredict.route` does not recognize."""
+    headers = request.headers
+    status, content, extra = await respond(
+        get_state(request),
+        request.app.state.prediction_log,
+        name,
+        headers.get("content-type"),
+        headers.get("x-request-id"),
+        request.body,
+    )
+    return Response(content, status_code=status, media_type="application/json", headers=extra)
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

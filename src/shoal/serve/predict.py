@@ -41,6 +41,13 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _PREFIX = os.urandom(4).hex()
 _counter = itertools.count(1)
 _JSON = b"application/json"
+#: `FastPredict.route`'s endpoint for `POST /v1/pipelines/{name}/predict`
+PIPELINE = "pipeline"
+#: respond(state, log, pipeline name, content type, X-Request-ID, body reader) -> (status, body, headers)
+PipelineResponder = Callable[
+    [ServeState, PredictionLog, str, str | None, str | None, Callable[[], Awaitable[bytes]]],
+    Awaitable[tuple[int, bytes, dict[str, str]]],
+]
 
 
 def new_request_id(given: str | None) -> str:
@@ -99,20 +106,25 @@ async def _answer(
 
 
 class FastPredict:
-    """`POST /v1/models/{name}/{endpoint}` as a raw ASGI handler, answered before FastAPI's middleware and routing
-    (`shoal.serve.app.ShoalApp`): per request, that stack costs more than reading the body and queueing it. It keeps
+    """`POST /v1/models/{name}/{endpoint}` and `POST /v1/pipelines/{name}/predict` as a raw ASGI handler, answered
+    before FastAPI's middleware and routing (`shoal.serve.app.ShoalApp`): per request, that stack costs more than
+    reading the body and queueing it. It keeps
     what that stack did for these routes: the body size limit (`BodyLimit`, 413), one 500 for anything unexpected
     (`CatchAll`), the bearer token when predictions are protected (401, before the body is read), 400 when the client
     leaves before its body arrived; FastAPI still documents the routes (`router`)."""
 
-    def __init__(self, app: Starlette, state: ServeState, endpoints: Iterable[str]) -> None:
+    def __init__(
+        self, app: Starlette, state: ServeState, endpoints: Iterable[str], pipelines: PipelineResponder
+    ) -> None:
         self.app = app  # its `state.prediction_log` is read per request (tests replace it)
         self.state = state
         self.endpoints = frozenset(endpoints)
+        self.pipelines = pipelines  # `shoal.serve.pipeline_routes.respond`
         self.stack: ASGIApp = CatchAll(BodyLimit(self._serve, state.max_body_bytes))
 
     def route(self, scope: Scope) -> tuple[str, str] | None:
-        """(model name, endpoint) when `scope` is a POST to a predict route, else None."""
+        """(model or pipeline name, endpoint) when `scope` is a POST to a model's predict route or to a pipeline's
+        (endpoint `PIPELINE`), else None."""
         if scope["method"] != "POST":
             return None
         path: str = scope["path"]
@@ -120,9 +132,13 @@ class FastPredict:
         if root and path.startswith(root + "/"):
             path = path[len(root) :]
         parts = path.split("/")
-        if len(parts) != 5 or parts[:3] != ["", "v1", "models"] or not parts[3] or parts[4] not in self.endpoints:
+        if len(parts) != 5 or parts[:2] != ["", "v1"] or not parts[3]:
             return None
-        return parts[3], parts[4]
+        if parts[2] == "models" and parts[4] in self.endpoints:
+            return parts[3], parts[4]
+        if parts[2] == "pipelines" and parts[4] == "predict":
+            return parts[3], PIPELINE
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, name: str, endpoint: str) -> None:
         scope["path_params"] = {"name": name}
@@ -144,16 +160,13 @@ class FastPredict:
             except ServeError as error:
                 await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
                 return
+        name, endpoint, log = scope["path_params"]["name"], scope["shoal.endpoint"], self.app.state.prediction_log
+        body = partial(_read_body, receive)
         try:
-            status, content, headers = await respond(
-                self.state,
-                self.app.state.prediction_log,
-                scope["path_params"]["name"],
-                scope["shoal.endpoint"],
-                content_type,
-                given_id,
-                partial(_read_body, receive),
-            )
+            if endpoint == PIPELINE:
+                status, content, headers = await self.pipelines(self.state, log, name, content_type, given_id, body)
+            else:
+                status, content, headers = await respond(self.state, log, name, endpoint, content_type, given_id, body)
         except ClientDisconnect:
             await error_response(400, "client_disconnected", DISCONNECTED)(scope, receive, send)
             return
