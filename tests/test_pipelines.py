@@ -219,7 +219,7 @@ def test_a_requests_inputs_reach_each_step_in_one_batch_and_metrics_count_them(u
 
 def test_waves_run_independent_steps_together_after_every_stop() -> None:
     fleet = parse_fleet({"models": _models(), "pipelines": PIPELINES}, Path("shoal.yaml"))
-    waves = {name: [[s.name for s in wave] for wave in p.waves()] for name, p in fleet.pipelines.items()}
+    waves = {name: [[s.name for s in wave] for wave in p.waves] for name, p in fleet.pipelines.items()}
     assert waves == {
         "inbox": [["spam"], ["intent", "unsure"], ["volume", "cards"]],
         "side": [["spam", "intent"]],

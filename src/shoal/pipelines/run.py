@@ -78,8 +78,11 @@ async def checked_answers(
 async def run(pipeline: Pipeline, inputs: list[Any], versions: Mapping[str, int], predict: Predict) -> list[Outcome]:
     """Every input's outcome through `pipeline`, each model at `versions[model]`."""
     outcomes = [Outcome() for _ in inputs]
-    for wave in pipeline.waves():
-        await asyncio.gather(*(_step(step, inputs, outcomes, versions[step.model], predict) for step in wave))
+    for wave in pipeline.waves:
+        if len(wave) == 1:  # no task to gather
+            await _step(wave[0], inputs, outcomes, versions[wave[0].model], predict)
+        else:
+            await asyncio.gather(*(_step(step, inputs, outcomes, versions[step.model], predict) for step in wave))
         for step in wave:
             if step.stop is None:
                 continue

@@ -25,6 +25,7 @@ reads, the steps that read the pipeline's input read the same kind). Its message
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, model_validator
@@ -102,13 +103,14 @@ class Pipeline(_Strict):
     )
     steps: list[Step] = Field(min_length=1, description="run in order; independent steps run side by side")
 
-    @property
+    @cached_property
     def models(self) -> list[str]:
         return list(dict.fromkeys(step.model for step in self.steps))
 
+    @cached_property
     def waves(self) -> list[list[Step]]:
         """The steps in groups that run at the same time: a step runs after the steps it reads and after every
-        earlier step that may stop the pipeline."""
+        earlier step that may stop the pipeline (worked out once: the server asks per request)."""
         level: dict[str, int] = {}
         for i, step in enumerate(self.steps):
             after = step.sources() | {s.name for s in self.steps[:i] if s.stop is not None}
