@@ -33,7 +33,7 @@ from shoal.serve.codecs import codec_for, parse
 from shoal.serve.errors import ServeError
 from shoal.serve.metrics import UNKNOWN_MODEL
 from shoal.serve.pool import Slot
-from shoal.serve.predict import new_request_id
+from shoal.serve.predict import new_request_id, routed
 from shoal.serve.schemas import ErrorResponse
 from shoal.serve.state import ServeState, get_state
 from shoal.tasks import get_codec, task_names
@@ -227,16 +227,7 @@ async def respond(
 
 async def _respond(name: str, request: Request) -> Response:
     """The route as FastAPI documents it; reached only for a path `FastPredict.route` does not recognize."""
-    headers = request.headers
-    status, content, extra = await respond(
-        get_state(request),
-        request.app.state.prediction_log,
-        name,
-        headers.get("content-type"),
-        headers.get("x-request-id"),
-        request.body,
-    )
-    return Response(content, status_code=status, media_type="application/json", headers=extra)
+    return await routed(request, lambda state, log, *rest: respond(state, log, name, *rest))
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

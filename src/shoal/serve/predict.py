@@ -43,6 +43,11 @@ _counter = itertools.count(1)
 _JSON = b"application/json"
 #: `FastPredict.route`'s endpoint for `POST /v1/pipelines/{name}/predict`
 PIPELINE = "pipeline"
+#: respond(state, log, content type, X-Request-ID, body reader) -> (status, body, headers), for one route
+Responder = Callable[
+    [ServeState, PredictionLog, str | None, str | None, Callable[[], Awaitable[bytes]]],
+    Awaitable[tuple[int, bytes, dict[str, str]]],
+]
 #: respond(state, log, pipeline name, content type, X-Request-ID, body reader) -> (status, body, headers)
 PipelineResponder = Callable[
     [ServeState, PredictionLog, str, str | None, str | None, Callable[[], Awaitable[bytes]]],
@@ -233,12 +238,15 @@ def _handler(endpoint: str, protect: bool) -> Callable[..., Awaitable[Response]]
 
 
 async def _serve(name: str, request: Request, endpoint: str) -> Response:
+    return await routed(request, lambda state, log, *rest: respond(state, log, name, endpoint, *rest))
+
+
+async def routed(request: Request, responder: Responder) -> Response:
+    """A predict route's answer (a model's or a pipeline's) when FastAPI routed the request."""
     headers = request.headers
-    status, content, extra = await respond(
+    status, content, extra = await responder(
         get_state(request),
         request.app.state.prediction_log,
-        name,
-        endpoint,
         headers.get("content-type"),
         headers.get("x-request-id"),
         request.body,
