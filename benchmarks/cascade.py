@@ -15,13 +15,13 @@ served at least 2x the fallback's throughput at c=64.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from harness import arguments, banking77_texts, free_port, lua_script, median_run, route, server, wrk
+from machine import print_command, print_machine
 
 from shoal.cascade.evaluation import cascade_report
 from shoal.workspace import Workspace
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--small", default="banking77")
     parser.add_argument("--fallback", default="banking77-big")
     args = parser.parse_args()
-    print(f"load average before: {os.getloadavg()}")
+    begun = print_machine()
     ws = Workspace(args.workspace)
     report = cascade_report(ws, args.small)
     ws.close()
@@ -80,7 +80,6 @@ def main() -> None:
     for name, levels in figures.items():
         failed = levels[64]["failed"] + levels[1]["failed"]
         print(f"| {name} | {levels[64]['rps']:.0f} | {levels[64]['p99']:.1f} | {levels[1]['p50']:.2f} | {failed:.0f} |")
-    print(f"load average after: {os.getloadavg()}")
     reached = [p for p in report["curve"] if p["accuracy"] >= 0.99 * report["fallback_accuracy"]]
     least = min((p["deferred"] for p in reached), default=None)
     speedup = figures["cascade"][64]["rps"] / figures["fallback alone"][64]["rps"]
@@ -93,6 +92,7 @@ def main() -> None:
     )
     verdict = "met" if speedup >= 2 else "MISSED"
     print(f"| c=64 throughput, cascade / fallback alone (x) | {speedup:.2f} | >= 2 | {verdict} |")
+    print_command(begun)
 
 
 if __name__ == "__main__":
