@@ -13,6 +13,7 @@ the content hash of the rows it was judged on, whichever way they came).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,7 +72,7 @@ def checked_rows(frame: pd.DataFrame, source: str, pipeline: Pipeline, tasks: di
         raise DropRejected(source, problems)
     for column in columns:
         for line, value in zip(frame[LINE], frame[column], strict=True):
-            if not (value is None or isinstance(value, str)) or (column == TEXT and not value):
+            if not (_missing(value) or isinstance(value, str)) or (column == TEXT and (_missing(value) or not value)):
                 problems.append(
                     Problem(
                         int(line),
@@ -81,7 +82,16 @@ def checked_rows(frame: pd.DataFrame, source: str, pipeline: Pipeline, tasks: di
     if problems:
         raise DropRejected(source, problems)
     ordered = [TEXT, *(c for c in columns if c != TEXT)]
-    return pd.DataFrame({c: [value or None for value in frame[c]] for c in ordered})
+    return pd.DataFrame({c: pd.Series(_labels(frame[c]), dtype=object) for c in ordered})
+
+
+def _missing(value: object) -> bool:
+    """An empty cell as the readers and a stored drop give it: None, or pandas' missing value."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _labels(column: pd.Series) -> list[str | None]:
+    return [None if _missing(value) or value == "" else value for value in column]
 
 
 def _tasks(ws: Workspace, pipeline: Pipeline) -> dict[str, str]:
@@ -89,7 +99,7 @@ def _tasks(ws: Workspace, pipeline: Pipeline) -> dict[str, str]:
 
 
 def _cases(rows: pd.DataFrame, source: str, digest: str | None = None) -> PipelineCases:
-    expected = {c: list(rows[c]) for c in rows.columns if c != TEXT}
+    expected = {c: _labels(rows[c]) for c in rows.columns if c != TEXT}
     return PipelineCases(list(rows[TEXT]), expected, source, digest or content_hash(rows))
 
 
