@@ -58,30 +58,20 @@ def pipeline_history(ws: Workspace, name: str, limit: int, as_json: bool) -> Non
         if untested:
             errors.print(no_test_set(name), highlight=False)
         return
-    table = Table("time", "change", "component gain", "end to end", "steps", "versions", title=f"pipeline {name}")
+    columns = ("time", "change (versions after it)", "component gain", "end to end", "steps")
+    table = Table(*columns, title=f"pipeline {name}")
+    for column in table.columns:
+        column.overflow = "fold"  # a narrow terminal wraps a figure, never cuts it
     for row in rows:
         record = row.record
         change = f"{row.model} v{row.from_version or '-'} → v{row.to_version} ({row.actor})"
+        at = row.at.strftime("%Y-%m-%d %H:%M:%S")
         if "error" in record:
-            table.add_row(
-                row.at.strftime("%Y-%m-%d %H:%M:%S"),
-                change,
-                _gain(record["gain"]),
-                "not judged: " + record["error"],
-                "",
-                "",
-            )
+            table.add_row(at, change, _gain(record["gain"]), "not judged: " + record["error"], "")
             continue
-        steps = "; ".join(f"{step} {_accuracy(part)}" for step, part in record["steps"].items())
         versions = ", ".join(f"{model} v{number}" for model, number in record["versions"].items())
-        table.add_row(
-            row.at.strftime("%Y-%m-%d %H:%M:%S"),
-            change,
-            _gain(record["gain"]),
-            _accuracy(record["end_to_end"]),
-            steps,
-            versions,
-        )
+        steps = "\n".join(f"{step} {_accuracy(part)}" for step, part in record["steps"].items())
+        table.add_row(at, f"{change}\n{versions}", _gain(record["gain"]), _accuracy(record["end_to_end"]), steps)
     console.print(table)
     if untested:
         console.print(no_test_set(name), highlight=False)
