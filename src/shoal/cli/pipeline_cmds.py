@@ -36,7 +36,8 @@ def eval_pipeline(ws: Workspace, name: str, data: Path | None, as_json: bool) ->
     console.print(table)
     stops = ", ".join(f"{count} at {step}" for step, count in report["stopped"].items()) or "none"
     test = report["test_set"]
-    console.print(f"{report['n']} inputs of {test['source']} (rows {test['hash'][:12]}); stopped: {stops}")
+    rows = "" if test["hash"][:12] in test["source"] else f" (rows {test['hash'][:12]})"
+    console.print(f"{report['n']} inputs of {test['source']}{rows}; stopped: {stops}")
 
 
 def _gain(gain: dict | None) -> str:  # type: ignore[type-arg]
@@ -58,6 +59,13 @@ def pipeline_history(ws: Workspace, name: str, limit: int, as_json: bool) -> Non
         if untested:
             errors.print(no_test_set(name), highlight=False)
         return
+    if not rows:
+        waiting = (
+            f"no production change of {', '.join(pipeline.models)} since the pipeline had a test set: the next one "
+            "records its end-to-end score here"
+        )
+        console.print(no_test_set(name) if untested else waiting, highlight=False)
+        return
     columns = ("time", "change (versions after it)", "component gain", "end to end", "steps")
     table = Table(*columns, title=f"pipeline {name}")
     for column in table.columns:
@@ -75,5 +83,3 @@ def pipeline_history(ws: Workspace, name: str, limit: int, as_json: bool) -> Non
     console.print(table)
     if untested:
         console.print(no_test_set(name), highlight=False)
-    elif not rows:
-        console.print(f"no production change of {', '.join(pipeline.models)} since the pipeline had a test set")
