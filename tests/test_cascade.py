@@ -21,7 +21,7 @@ from shoal.cascade.curve import at_threshold, coverage_curve
 from shoal.cascade.spec import CascadeSpec
 from shoal.evaluate.classification import paired_test
 from shoal.fleet import FleetError, parse_fleet
-from shoal.gate import Decision, cascade_verdict
+from shoal.gate import Decision, drop_verdict
 
 
 def _fleet(small: dict[str, Any], **others: dict[str, Any]) -> dict[str, Any]:
@@ -161,16 +161,22 @@ def test_the_gate_refuses_a_version_whose_cascade_loses_accuracy_significantly()
     worse = truth.copy()
     worse[:40] = (truth[:40] + 1) % 4  # the challenger's cascade gets 40 more inputs wrong
     drop = paired_test(truth, old, worse, labels, "accuracy", bootstrap=200, seed=0)
-    refused = cascade_verdict(_decision(), drop, "big", 0.05)
+    refused = drop_verdict(_decision(), drop, "the cascade with big", 0.05)
     assert not refused.promote
     assert refused.reason.startswith("kept the champion: the cascade with big: accuracy Δ -0.1000")
     slightly = truth.copy()
     slightly[:2] = (truth[:2] + 1) % 4  # two inputs: not a significant drop
-    kept = cascade_verdict(
-        _decision(), paired_test(truth, old, slightly, labels, "accuracy", bootstrap=200, seed=0), "big", 0.05
+    kept = drop_verdict(
+        _decision(),
+        paired_test(truth, old, slightly, labels, "accuracy", bootstrap=200, seed=0),
+        "the cascade with big",
+        0.05,
     )
     assert kept.promote and "the cascade with big: accuracy Δ -0.0050" in kept.reason
-    better = cascade_verdict(
-        _decision(), paired_test(truth, worse, old, labels, "accuracy", bootstrap=200, seed=0), "big", 0.05
+    better = drop_verdict(
+        _decision(),
+        paired_test(truth, worse, old, labels, "accuracy", bootstrap=200, seed=0),
+        "the cascade with big",
+        0.05,
     )
     assert better.promote

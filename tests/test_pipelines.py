@@ -306,7 +306,8 @@ def test_a_condition_on_a_label_the_model_does_not_declare_is_rejected() -> None
 def test_unknown_pipeline_and_bad_bodies_answer_as_predict_does(url: str) -> None:
     post = lambda path, **kw: httpx.post(f"{url}{path}", **kw)  # noqa: E731
     missing = post("/v1/pipelines/nope/predict", json={"inputs": ["hi"]})
-    assert missing.status_code == 404 and "no pipeline 'nope' (pipelines: inbox, side, twice)" in missing.text
+    assert missing.status_code == 404
+    assert "no pipeline 'nope' in the fleet file (pipelines: inbox, side, twice)" in missing.text
     assert missing.headers["X-Request-ID"]
     assert post("/v1/pipelines/side/predict", content=b'{"inputs": ["a"]}').status_code == 415
     cases = [
@@ -464,7 +465,9 @@ def test_a_bad_pipeline_test_file_names_the_column_or_line(
         with pytest.raises(DropRejected) as caught:
             evaluate_pipeline(ws, "inbox", path)
         assert expected in str(caught.value)
-    with pytest.raises(FleetError, match=r"pipelines\.inbox\.test: no test file"):
+    with pytest.raises(
+        FleetError, match=r"pipeline 'inbox' has no test set: register one with 'shoal ingest --pipeline"
+    ):
         evaluate_pipeline(ws, "inbox")
     with pytest.raises(FleetError, match="no pipeline 'nope'"):
         evaluate_pipeline(ws, "nope", path)

@@ -127,16 +127,19 @@ def _versions(
 def _drops(registry: Registry, repair: bool) -> Check:
     check = Check("drop files", advice="training leaves these rows out: restore the files from a backup")
     store = registry.artifacts
+    stored = [
+        (f"{d.model} drop {d.hash[:12]}", d.uri, d.hash) for m in registry.model_names() for d in registry.drops(m)
+    ]
+    stored += [(f"pipeline {d.pipeline} test drop {d.hash[:12]}", d.uri, d.hash) for d in registry.pipeline_drops()]
     verified = 0
-    for model in registry.model_names():
-        for drop in registry.drops(model):
-            problem = _drop_problem(store, drop.uri, drop.hash)
-            if problem and repair and _restore(store, drop.uri) and not _drop_problem(store, drop.uri, drop.hash):
-                check.repaired.append(f"{model} drop {drop.hash[:12]}: moved its file back from {ORPHANS}/")
-            elif problem:
-                check.problems.append(f"{model} drop {drop.hash[:12]}: {problem}")
-            else:
-                verified += 1
+    for where, uri, expected in stored:
+        problem = _drop_problem(store, uri, expected)
+        if problem and repair and _restore(store, uri) and not _drop_problem(store, uri, expected):
+            check.repaired.append(f"{where}: moved its file back from {ORPHANS}/")
+        elif problem:
+            check.problems.append(f"{where}: {problem}")
+        else:
+            verified += 1
     check.notes.append(f"{verified} verified")
     return check
 
@@ -153,7 +156,8 @@ def _drop_problem(store: ArtifactStore, uri: str, expected: str) -> str | None:
 
 
 def _orphans(registry: Registry, versions: dict[str, list[Version]], repair: bool, grace_seconds: float) -> Check:
-    """Artifact folders (models/<model>/<key>) and drop files (data/<model>/<file>) that no row refers to."""
+    """Artifact folders (models/<model>/<key>) and drop files (data/<model>/<file>, pipelines/<pipeline>/<file>)
+    that no row refers to."""
     check = Check(
         "unreferenced files",
         advice=f"when no process is writing to the store, shoal doctor --repair --grace 0 moves them into {ORPHANS}/ "
@@ -162,6 +166,7 @@ def _orphans(registry: Registry, versions: dict[str, list[Version]], repair: boo
     store = registry.artifacts
     referenced = {store.path(v.artifact_uri) for found in versions.values() for v in found}
     referenced |= {store.path(d.uri) for model in registry.model_names() for d in registry.drops(model)}
+    referenced |= {store.path(d.uri) for d in registry.pipeline_drops()}
     aside = store.root / ORPHANS / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     for entry in _stored_entries(store.root):
         if entry in referenced:
@@ -188,7 +193,12 @@ def _orphans(registry: Registry, versions: dict[str, list[Version]], repair: boo
 
 
 def _stored_entries(root: Path) -> list[Path]:
-    return [entry for kind in ("models", "data") for owner in _children(root / kind) for entry in _children(owner)]
+    return [
+        entry
+        for kind in ("models", "data", "pipelines")
+        for owner in _children(root / kind)
+        for entry in _children(owner)
+    ]
 
 
 def _children(folder: Path) -> list[Path]:

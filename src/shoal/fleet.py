@@ -214,6 +214,13 @@ class Fleet(_Strict):
             known = ", ".join(sorted(self.models)) or "none yet"
             raise FleetError(f"no model {name!r} in the fleet (models: {known}); add it with 'shoal add'") from None
 
+    def pipeline(self, name: str) -> Pipeline:
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise FleetError(f"no pipeline {name!r} in the fleet file (pipelines: {known})") from None
+
 
 def _format_errors(path: Path, error: ValidationError) -> str:
     tasks = task_names()

@@ -95,6 +95,7 @@ def run(
     decision = decide(spec.gate, spec.metric, challenger, opponent, stats)
     if decision.promote and champion is not None:
         decision = _cascade_rule(ws, spec, task, test, best, champion, decision)
+        decision = _pipeline_rules(ws, name, spec, best, decision)
     siblings = {v.family: v for v in candidates}
     if not decision.promote and champion is not None:
         fresh = _refresh(task, champion, siblings, test)
@@ -105,7 +106,11 @@ def run(
         decision = floor_served(decision, best.number, task.floor_name)
     payload: dict[str, Any] = {"decision": decision.as_dict(), "champion": current}
     if decision.promote:
+        from shoal.pipelines.history import record_change
+
         registry.set_alias(name, best.number, actor="gate", reason=decision.reason, payload=payload)
+        gain = {key: value for key, value in decision.as_dict().items() if key not in ("promote", "reason")}
+        record_change(ws, name, current, best.number, actor="gate", gain=gain)
     else:
         registry.record_event(name, "rejected", decision.reason, version=best.number, payload=payload)
     return decision
@@ -130,14 +135,59 @@ def _cascade_rule(
         return decision
     settings = ws.fleet.workspace
     drop = task.paired_test(test, old, new, "accuracy", bootstrap=settings.evaluation.bootstrap, seed=settings.seed)
-    return cascade_verdict(decision, drop, cascade.fallback, spec.gate.alpha)
+    return drop_verdict(decision, drop, f"the cascade with {cascade.fallback}", spec.gate.alpha)
 
 
-def cascade_verdict(decision: Decision, drop: dict[str, Any], fallback: str, alpha: float) -> Decision:
-    """`decision` unless the cascade's accuracy drops significantly: `drop` is the paired test of the champion's
-    cascade against the challenger's (Δ > 0: the challenger's cascade is worse)."""
+def _pipeline_rules(ws: Workspace, name: str, spec: ModelSpec, best: Version, decision: Decision) -> Decision:
+    """With `pipelines.<p>.gate`, a promotion stands only if each such pipeline with this model loses no end-to-end
+    accuracy significantly on its test set (`shoal.pipelines.testset`) with the challenger in place of the
+    production version, every other model at its production version: McNemar's test on the inputs' end-to-end
+    right/wrong, as a model's own accuracy is judged. A pipeline without a test set or with a model that has no
+    production version is not judged (the reason says so)."""
+    from shoal.evaluate.classification import paired_test
+    from shoal.pipelines.evaluate import correctness, judge, load, production_versions
+    from shoal.pipelines.testset import no_test_set, pipeline_cases
+
+    settings = ws.fleet.workspace
+    for pipeline_name, pipeline in ws.fleet.pipelines.items():
+        rule = pipeline.gate
+        if not decision.promote or rule is None or not rule.no_significant_drop or name not in pipeline.models:
+            continue
+        try:
+            cases = pipeline_cases(ws, pipeline_name)
+            if cases is None:
+                raise ValueError(no_test_set(pipeline_name))
+            current = load(ws, production_versions(ws, pipeline))
+            challenger = {**current, **load(ws, {name: best.number})}
+            old, new = (
+                correctness(judge(pipeline, cases, models), cases.expected)[0] for models in (current, challenger)
+            )
+        except Exception as error:  # the rule cannot be judged: say so, never fail the training over it
+            decision = replace(decision, reason=f"{decision.reason}; pipeline {pipeline_name!r} not judged: {error}")
+            continue
+        truth = np.ones(len(old), dtype=int)
+        drop = paired_test(
+            truth,
+            old.astype(int),
+            new.astype(int),
+            ["wrong", "right"],
+            "accuracy",
+            bootstrap=settings.evaluation.bootstrap,
+            seed=settings.seed,
+        )
+        what = (
+            f"pipeline {pipeline_name!r} end to end on {len(old)} inputs of {cases.source} "
+            f"(accuracy {old.mean():.4f} with v{current[name][0]}, {new.mean():.4f} with v{best.number})"
+        )
+        decision = drop_verdict(decision, drop, what, rule.alpha or spec.gate.alpha)
+    return decision
+
+
+def drop_verdict(decision: Decision, drop: dict[str, Any], what: str, alpha: float) -> Decision:
+    """`decision` unless the accuracy of `what` (the model's cascade, a pipeline with the model) drops significantly:
+    `drop` is the paired test of the champion's against the challenger's (Δ > 0: the challenger's is worse)."""
     delta, p = drop["delta"], drop["p_value"]
-    against = f"the cascade with {fallback}: accuracy Δ {0.0 - delta:+.4f}, p={p:.3g} for a drop"
+    against = f"{what}: accuracy Δ {0.0 - delta:+.4f}, p={p:.3g} for a drop"
     if delta > 0 and p < alpha:
         return replace(decision, promote=False, reason=f"kept the champion: {against}; alone: {decision.reason}")
     return replace(decision, reason=f"{decision.reason}; {against}")

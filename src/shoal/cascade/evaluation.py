@@ -10,6 +10,7 @@ from shoal.cascade.calibration import confidence
 from shoal.cascade.combiner import load_route
 from shoal.cascade.curve import FRACTIONS, at_threshold, coverage_curve
 from shoal.cascade.spec import CascadeSpec
+from shoal.data.assembled import assembled
 from shoal.data.sets import TestSet
 from shoal.registry import PRODUCTION, Version
 from shoal.tasks import get_task
@@ -18,13 +19,10 @@ from shoal.workspace import Workspace
 
 def current_test_set(ws: Workspace, name: str) -> TestSet | None:
     """The model's frozen test set as its data stands now, or None without test rows."""
-    spec, registry = ws.model(name), ws.registry
-    drops = registry.drops(name) if name in registry.model_names() else []
-    if not drops:
+    found, spec = assembled(ws, name), ws.model(name)
+    if found is None or found.test.empty:
         return None
-    task = get_task(spec.task)
-    train, test, _ = task.assemble(registry.load_drops(drops), spec)
-    return None if test.empty else task.test_set(train, test, spec)
+    return get_task(spec.task).test_set(found.train, found.test, spec)
 
 
 def _outputs(ws: Workspace, version: Version, test: TestSet) -> tuple[np.ndarray, np.ndarray]:

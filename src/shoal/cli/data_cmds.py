@@ -19,8 +19,10 @@ data_app = typer.Typer(help="Inspect a model's data drops and label issues.", no
 
 
 def ingest(
-    model: Annotated[str, typer.Argument(help="Model the data belongs to.")],
-    file: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or Parquet file.", exists=True, dir_okay=False)],
+    model: Annotated[str | None, typer.Argument(help="Model the data belongs to (not with --pipeline).")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="CSV, TSV, JSONL or Parquet file.", exists=True, dir_okay=False)
+    ] = None,
     split: Annotated[
         SplitMode, typer.Option(help="train, test (an official test split, kept as is) or auto (by hash of the text).")
     ] = "auto",
@@ -28,12 +30,26 @@ def ingest(
         bool,
         typer.Option("--skip-invalid", help="Leave out invalid rows (listed) instead of rejecting the whole drop."),
     ] = False,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(
+            "--pipeline",
+            help="Register FILE as this pipeline's labelled test set (a text column, one label column per judged "
+            "step): 'shoal ingest --pipeline NAME FILE'. It judges the pipeline; no model trains on it.",
+        ),
+    ] = None,
     workspace: WorkspaceOption = ".",
 ) -> None:
-    """Validate a file and record it as an immutable, content-addressed data drop."""
+    """Validate a file and record it as an immutable, content-addressed data drop (of a model, or with --pipeline
+    the test set of a pipeline)."""
     from shoal.data.errors import DropRejected
     from shoal.data.ingest import ingest_file
 
+    if pipeline is not None:
+        _ingest_pipeline_test(workspace, pipeline, model, file, split, skip_invalid)
+        return
+    if model is None or file is None:
+        raise typer.BadParameter("give a MODEL and a FILE (or --pipeline NAME FILE)", param_hint="MODEL FILE")
     try:
         result = ingest_file(open_workspace(workspace), model, file, split=split, skip_invalid=skip_invalid)
     except DropRejected as error:
@@ -50,6 +66,27 @@ def ingest(
         console.print(f"[yellow]skipped[/yellow] {file.name}: {line}", highlight=False)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+def _ingest_pipeline_test(
+    workspace: Path, pipeline: str, first: str | None, second: Path | None, split: SplitMode, skip_invalid: bool
+) -> None:
+    """`shoal ingest --pipeline NAME FILE`: the one argument is the file (a test set is kept whole, as it is)."""
+    from shoal.pipelines.testset import ingest_pipeline_test
+
+    if first is None or second is not None:
+        raise typer.BadParameter("give one FILE with --pipeline (no model name)", param_hint="FILE")
+    if split != "auto" or skip_invalid:
+        raise typer.BadParameter("a pipeline test set is kept whole: no --split or --skip-invalid", param_hint="FILE")
+    file = Path(first)
+    if not file.is_file():
+        raise typer.BadParameter(f"file {file} does not exist", param_hint="FILE")
+    drop, created = ingest_pipeline_test(open_workspace(workspace), pipeline, file)
+    state = "stored" if created else "already the newest"
+    console.print(
+        f"{state}: test drop {drop.hash[:12]} of pipeline {pipeline}: {drop.n_rows} rows; "
+        f"'shoal eval --pipeline {pipeline}' judges the pipeline on it"
+    )
 
 
 @data_app.command("list")

@@ -1,4 +1,5 @@
-"""`shoal promote`, `shoal rollback`, `shoal history`: the production alias and its decisions."""
+"""`shoal promote`, `shoal rollback`, `shoal history`: the production alias and its decisions (a change of
+production version also records the score of each pipeline with the model: `shoal history --pipeline`)."""
 
 from __future__ import annotations
 
@@ -17,24 +18,53 @@ def promote(
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Put a version in production by hand (recorded as manual)."""
+    from shoal.pipelines.history import record_change
+    from shoal.registry import PRODUCTION
+
     ws = open_workspace(workspace)
+    before = ws.registry.alias(model, PRODUCTION)
     ws.registry.set_alias(model, version, actor="manual", reason=reason)
     console.print(f"{model}: v{version} is now in production")
+    record_change(ws, model, before, version, actor="manual", gain=None)
 
 
 def rollback(model: Annotated[str, typer.Argument(help="Model name.")], workspace: WorkspaceOption = ".") -> None:
     """Put the previous production version back."""
-    version = open_workspace(workspace).registry.rollback(model)
+    from shoal.pipelines.history import record_change
+    from shoal.registry import PRODUCTION
+
+    ws = open_workspace(workspace)
+    before = ws.registry.alias(model, PRODUCTION)
+    version = ws.registry.rollback(model)
     console.print(f"{model}: rolled back to v{version}")
+    record_change(ws, model, before, version, actor="rollback", gain=None)
 
 
 def history(
-    model: Annotated[str, typer.Argument(help="Model name.")],
+    model: Annotated[str | None, typer.Argument(help="Model name (not with --pipeline).")] = None,
     limit: Annotated[int, typer.Option(help="How many of the latest events.")] = 50,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(
+            "--pipeline",
+            help="The pipeline's end-to-end score after each production change of one of its models, beside the "
+            "model's own gain.",
+        ),
+    ] = None,
     workspace: WorkspaceOption = ".",
     as_json: JsonOption = False,
 ) -> None:
-    """Every event of a model: drops, trainings, promotions, rejections with reasons, rollbacks, failures."""
+    """Every event of a model: drops, trainings, promotions, rejections with reasons, rollbacks, failures. With
+    --pipeline, whether each component's change improved the pipeline end to end."""
+    if pipeline is not None:
+        if model is not None:
+            raise typer.BadParameter("give a model or --pipeline, not both", param_hint="MODEL")
+        from shoal.cli.pipeline_cmds import pipeline_history
+
+        pipeline_history(open_workspace(workspace), pipeline, limit, as_json)
+        return
+    if model is None:
+        raise typer.BadParameter("name a model, or a pipeline with --pipeline", param_hint="MODEL")
     found = open_workspace(workspace).registry.events(model)[-limit:]
     if as_json:
         print_json([{k: v for k, v in e.__dict__.items() if k != "payload" or "traceback" not in v} for e in found])

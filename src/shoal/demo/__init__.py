@@ -22,6 +22,7 @@ from rich.console import Console
 from ruamel.yaml import YAML
 
 from shoal.data.ingest import ingest_file
+from shoal.pipelines.testset import ingest_pipeline_test
 from shoal.workspace import Workspace
 
 FAMILIES = ["majority", "tfidf-logreg", "tfidf-svm"]
@@ -51,13 +52,12 @@ FLEET = {
     "pipelines": {
         "inbox": {
             "description": "a mixed inbox: the spam filter first; what is not spam gets its Banking77 intent",
-            "test": "inbox_test.csv",
             "steps": [{"model": "spam", "stop": {"label": ["spam"]}}, {"model": "banking77"}],
         },
     },
 }
-# the inbox pipeline's labelled test file, copied into the workspace: held-out SMS texts (judged on spam) and
-# Banking77 test texts (judged on spam = ham and on their intent)
+# the inbox pipeline's labelled test file, copied into the workspace and registered as the pipeline's test drop:
+# held-out SMS texts (judged on spam) and Banking77 test texts (judged on spam = ham and on their intent)
 PIPELINE_TEST = "inbox_test.csv"
 # (model, file, split) ingested before the first training
 FIRST_DROPS = [
@@ -110,6 +110,9 @@ class Demo:
             result = ingest_file(ws, model, data_file(name), split=split)  # type: ignore[arg-type]
             state = "stored" if result.created else "already stored"
             self.console.print(f"{state}: {model} <- {name} ({result.drop.n_rows} rows, split {split})")
+        drop, created = ingest_pipeline_test(ws, "inbox", self.root / PIPELINE_TEST)
+        state = "stored" if created else "already stored"
+        self.console.print(f"{state}: pipeline inbox test set <- {PIPELINE_TEST} ({drop.n_rows} rows)")
         return ws
 
     def start(self, *args: str) -> None:
@@ -143,6 +146,7 @@ class Demo:
   pipeline:            curl -s -X POST {self.url}/v1/pipelines/inbox/predict -H 'content-type: application/json' \\
                          -d '{{"inputs": ["WINNER! claim your free prize now", "my card has not arrived yet"]}}'
   pipeline eval:       shoal eval --pipeline inbox -w {self.root}
+  pipeline history:    shoal history --pipeline inbox -w {self.root}
   metrics:             curl -s {self.url}/metrics
   history:             shoal history banking77 -w {self.root}
   inbox (drop files):  {self.root / "inbox" / "<model>"}""",

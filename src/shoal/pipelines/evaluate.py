@@ -1,8 +1,8 @@
-"""A pipeline judged end to end on its own labelled test file, with the runner the server uses.
+"""A pipeline judged end to end on its test set (`shoal.pipelines.testset`), with the runner the server uses:
+`shoal eval --pipeline`, the score recorded when a model of the pipeline changes production version
+(`shoal.pipelines.history`) and the gate's pipeline rule all judge here.
 
-The file (CSV, TSV, JSONL or Parquet; the pipeline's `test:` or one given) has a `text` column with the pipeline's
-input and one column per judged step, named after the step, holding the label that step should answer; an empty
-cell is not judged (e.g. no intent for a spam text). An input is right end to end when every judged step answered
+An input is right end to end when every judged step answered
 its expected label, so a step skipped where an answer was expected counts as wrong. Each model runs at its
 production version; the accuracies carry bootstrap CIs (`workspace.evaluation.bootstrap`, `workspace.seed`).
 """
@@ -15,63 +15,35 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shoal.data.errors import DropRejected, Problem
-from shoal.data.readers import LINE, read_table
 from shoal.evaluate.classification import resample_indices
 from shoal.pipelines.run import Answer, Outcome, checked_answers, run, step_answers
 from shoal.pipelines.spec import Pipeline
+from shoal.pipelines.testset import PipelineCases, no_test_set, pipeline_cases
 
 if TYPE_CHECKING:
     from shoal.families.base import Predictor
     from shoal.workspace import Workspace
 
-TEXT = "text"
 
-
-def read_cases(path: Path, pipeline: Pipeline, tasks: dict[str, str]) -> tuple[list[str], dict[str, list[str | None]]]:
-    """(inputs, expected label per judged step and input, None where not judged) of a pipeline test file."""
-    frame = read_table(path)
-    source = str(path)
-    steps = {step.name: step for step in pipeline.steps}
-    columns = [c for c in frame.columns if c != LINE]
-    problems = []
-    if TEXT not in columns:
-        problems.append(Problem(None, f"no {TEXT!r} column (the pipeline's input); columns: {', '.join(columns)}"))
-    for column in columns:
-        if column == TEXT:
-            continue
-        if column not in steps:
-            problems.append(Problem(None, f"column {column!r} is no step of the pipeline (steps: {', '.join(steps)})"))
-        elif tasks[steps[column].model] != "text-classification":
-            problems.append(Problem(None, f"column {column!r}: step {column!r} answers no label to judge"))
-    if problems:
-        raise DropRejected(source, problems)
-    for column in columns:
-        for line, value in zip(frame[LINE], frame[column], strict=True):
-            if not (value is None or isinstance(value, str)) or (column == TEXT and not value):
-                problems.append(
-                    Problem(
-                        int(line),
-                        f"{column}: expected {'a text' if column == TEXT else 'a label or nothing'}, got {value!r}",
-                    )
-                )
-    if problems:
-        raise DropRejected(source, problems)
-    expected = {c: [value or None for value in frame[c]] for c in columns if c != TEXT}
-    return list(frame[TEXT]), expected
-
-
-def production(ws: Workspace, pipeline: Pipeline) -> dict[str, tuple[int, str, Predictor]]:
-    """(version, task, predictor) of each model of the pipeline at its production version."""
+def production_versions(ws: Workspace, pipeline: Pipeline) -> dict[str, int]:
+    """Each model of the pipeline's production version (a RegistryError names a model without one)."""
     from shoal.registry import PRODUCTION, RegistryError
 
-    loaded = {}
+    versions = {}
     for model in pipeline.models:
         number = ws.registry.alias(model, PRODUCTION)
         if number is None:
             raise RegistryError(f"model {model!r} has no production version; train it with 'shoal train {model}'")
-        loaded[model] = (number, ws.model(model).task, ws.load_predictor(ws.registry.version(model, number)))
-    return loaded
+        versions[model] = number
+    return versions
+
+
+def load(ws: Workspace, versions: dict[str, int]) -> dict[str, tuple[int, str, Predictor]]:
+    """(version, task, predictor) of each model at the given version."""
+    return {
+        model: (number, ws.model(model).task, ws.load_predictor(ws.registry.version(model, number)))
+        for model, number in versions.items()
+    }
 
 
 async def outcomes(
@@ -102,44 +74,55 @@ def _accuracy(correct: np.ndarray, bootstrap: int, seed: int) -> dict[str, Any]:
     }
 
 
-def score(
-    results: list[Outcome], expected: dict[str, list[str | None]], *, bootstrap: int, seed: int
-) -> dict[str, Any]:
-    """End-to-end accuracy (rows with at least one judged step) and each judged step's, with CIs."""
+def correctness(results: list[Outcome], expected: dict[str, list[str | None]]) -> tuple[np.ndarray, dict[str, Any]]:
+    """(right end to end, for each input with at least one judged step; per judged step: (right for each input it
+    is judged on, how many of those it skipped))."""
     judged_rows = [i for i in range(len(results)) if any(labels[i] is not None for labels in expected.values())]
     right = np.ones(len(results), dtype=bool)
     steps = {}
     for step, labels in expected.items():
         rows = [i for i, label in enumerate(labels) if label is not None]
         answers = [results[i].steps.get(step) for i in rows]
-        correct = np.array([a is not None and a["label"] == labels[i] for i, a in zip(rows, answers, strict=True)])
+        correct = np.array(
+            [a is not None and a["label"] == labels[i] for i, a in zip(rows, answers, strict=True)], dtype=bool
+        )
         right[rows] &= correct
-        steps[step] = {**_accuracy(correct, bootstrap, seed), "skipped": sum(a is None for a in answers)}
-    return {"end_to_end": _accuracy(right[judged_rows], bootstrap, seed), "steps": steps}
+        steps[step] = (correct, sum(a is None for a in answers))
+    return right[judged_rows], steps
 
 
-def evaluate_pipeline(ws: Workspace, name: str, path: Path | None = None) -> dict[str, Any]:
-    """The pipeline `name` judged on its test file (`path`, else its `test:`), with the production versions."""
-    from shoal.fleet import FleetError
+def judge(pipeline: Pipeline, cases: PipelineCases, models: dict[str, tuple[int, str, Predictor]]) -> list[Outcome]:
+    """The pipeline's outcomes on the test inputs with each model's loaded version (`load`)."""
+    return asyncio.run(outcomes(pipeline, cases.inputs, models))
 
-    pipeline = ws.fleet.pipelines.get(name)
-    if pipeline is None:
-        known = ", ".join(sorted(ws.fleet.pipelines)) or "none"
-        raise FleetError(f"no pipeline {name!r} in the fleet file (pipelines: {known})")
-    if path is None:
-        if pipeline.test is None:
-            raise FleetError(f"pipelines.{name}.test: no test file; set it or give one with --data FILE")
-        path = ws.root / pipeline.test
-    models = production(ws, pipeline)
-    inputs, expected = read_cases(path, pipeline, {model: task for model, (_, task, _) in models.items()})
-    results = asyncio.run(outcomes(pipeline, inputs, models))
+
+def report(ws: Workspace, name: str, cases: PipelineCases, versions: dict[str, int]) -> dict[str, Any]:
+    """End-to-end accuracy (inputs with at least one judged step) and each judged step's, with CIs, at `versions`."""
+    results = judge(ws.fleet.pipeline(name), cases, load(ws, versions))
     settings = ws.fleet.workspace
-    scores = score(results, expected, bootstrap=settings.evaluation.bootstrap, seed=settings.seed)
+    bootstrap, seed = settings.evaluation.bootstrap, settings.seed
+    right, steps = correctness(results, cases.expected)
     stopped = [r.stopped_at for r in results if r.stopped_at is not None]
     return {
         "pipeline": name,
-        "versions": {model: number for model, (number, _, _) in models.items()},
-        "n": len(inputs),
+        "versions": versions,
+        "test_set": cases.describe(),
+        "n": len(cases.inputs),
         "stopped": {step: stopped.count(step) for step in dict.fromkeys(stopped)},
-        **scores,
+        "end_to_end": _accuracy(right, bootstrap, seed),
+        "steps": {
+            step: {**_accuracy(correct, bootstrap, seed), "skipped": skipped}
+            for step, (correct, skipped) in steps.items()
+        },
     }
+
+
+def evaluate_pipeline(ws: Workspace, name: str, path: Path | None = None) -> dict[str, Any]:
+    """The pipeline `name` judged with the production versions on `path`, else on its test set (`pipeline_cases`)."""
+    from shoal.fleet import FleetError
+
+    pipeline = ws.fleet.pipeline(name)
+    cases = pipeline_cases(ws, name, path)
+    if cases is None:
+        raise FleetError(f"{no_test_set(name)}; or give a file with --data FILE")
+    return report(ws, name, cases, production_versions(ws, pipeline))

@@ -12,6 +12,7 @@
           - name: volume
             model: intent-volume             # a forecasting model keyed by the intent's label
             input: {from: intent, field: label}
+        gate: {no_significant_drop: true}    # a model of the pipeline is promoted only if the pipeline holds up
 
 A step reads the pipeline's input unless `input:` names a text field of an earlier step's answer. It runs for an
 input only when its `when:` matches an earlier step's answer (every condition given must hold) and the step it reads
@@ -96,11 +97,25 @@ class Step(_Strict):
         return found | ({self.input.source} if self.input is not None else set())
 
 
+class PipelineGate(_Strict):
+    """A rule the gate adds for every model of the pipeline (`shoal.gate`): a challenger is refused when the
+    pipeline's end-to-end accuracy on its test set, with the challenger in place of the production version, drops
+    significantly (McNemar's test, as a model's own accuracy is judged)."""
+
+    no_significant_drop: bool = Field(True, description="refuse a challenger that lowers end-to-end accuracy")
+    alpha: float | None = Field(
+        None, gt=0, lt=1, description="significance level of the paired test (default: the model's gate.alpha)"
+    )
+
+
 class Pipeline(_Strict):
     description: str | None = None
     test: str | None = Field(
-        None, description="labelled test file, relative to the workspace: a text column, one label column per step"
+        None,
+        description="labelled test file, relative to the workspace: a text column, one label column per step "
+        "(used while no test drop is registered with 'shoal ingest --pipeline')",
     )
+    gate: PipelineGate | None = Field(None, description="judge each model of the pipeline in the pipeline too")
     steps: list[Step] = Field(min_length=1, description="run in order; independent steps run side by side")
 
     @cached_property

@@ -1,5 +1,6 @@
-"""The registry: the only code that talks SQL. Models, data drops, versions, aliases with history, and the
-append-only event log. SQLite (WAL, write transactions taken up front) by default; any SQLAlchemy URL.
+"""The registry: the only code that talks SQL. Models, data drops, versions, aliases with history, the
+append-only event log, and the pipelines' test drops and end-to-end scores. SQLite (WAL, write transactions taken
+up front) by default; any SQLAlchemy URL.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from shoal.faults import checkpoint
 from shoal.registry import schema as t
 from shoal.registry.artifacts import ArtifactError, ArtifactStore, StoreFull, free_bytes, store_full
-from shoal.registry.records import AliasChange, Drop, Event, Version, VersionMetrics
+from shoal.registry.records import AliasChange, Drop, Event, PipelineDrop, PipelineScore, Version, VersionMetrics
 
 if TYPE_CHECKING:  # pandas only where drops are read: a server never needs it
     import pandas as pd
@@ -327,6 +328,95 @@ class Registry:
 
         frames = [pd.read_parquet(self.artifacts.path(d.uri)) for d in drops]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    # -- pipelines: test drops and end-to-end scores ---------------------------------------------------
+    def add_pipeline_drop(
+        self, pipeline: str, frame: pd.DataFrame, *, content_hash: str, source: str
+    ) -> tuple[PipelineDrop, bool]:
+        """Store a validated pipeline test file as the pipeline's newest test drop; returns (drop, created). The
+        same rows as the newest drop change nothing; rows stored earlier become the newest again (one file)."""
+        newest = self.pipeline_drop(pipeline)
+        if newest is not None and newest.hash == content_hash:
+            return newest, False
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        uri, written = self.artifacts.put_file(buffer.getvalue(), f"pipelines/{pipeline}/{content_hash}.parquet")
+        checkpoint("drop_written")
+        values = dict(pipeline=pipeline, hash=content_hash, uri=uri, source=source, n_rows=len(frame))
+        try:
+            with self._write() as conn:
+                created_at = now()
+                conn.execute(insert(t.pipeline_drops).values(**values, created_at=created_at))
+        except BaseException:
+            with suppress(Exception):  # no row came to use the file: take it back (the error is what matters)
+                if written and not any(d.uri == uri for d in self.pipeline_drops(pipeline)):
+                    self.artifacts.path(uri).unlink(missing_ok=True)
+            raise
+        return PipelineDrop(**values, created_at=created_at), True  # type: ignore[arg-type]
+
+    def pipeline_drops(self, pipeline: str | None = None) -> list[PipelineDrop]:
+        """A pipeline's test drops (every pipeline's with None), oldest first."""
+        query = select(t.pipeline_drops).order_by(t.pipeline_drops.c.id)
+        if pipeline is not None:
+            query = query.where(t.pipeline_drops.c.pipeline == pipeline)
+        with self._read() as conn:
+            return [
+                PipelineDrop(row.pipeline, row.hash, row.uri, row.source, row.n_rows, _aware(row.created_at))  # type: ignore[arg-type]
+                for row in conn.execute(query)
+            ]
+
+    def pipeline_drop(self, pipeline: str) -> PipelineDrop | None:
+        """The pipeline's newest test drop (the one its evaluation uses), None before the first."""
+        found = self.pipeline_drops(pipeline)
+        return found[-1] if found else None
+
+    def load_pipeline_drop(self, drop: PipelineDrop) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_parquet(self.artifacts.path(drop.uri))
+
+    def record_pipeline_score(
+        self,
+        pipeline: str,
+        model: str,
+        from_version: int | None,
+        to_version: int,
+        *,
+        actor: str,
+        record: dict[str, Any],
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                insert(t.pipeline_scores).values(
+                    pipeline=pipeline,
+                    model=model,
+                    from_version=from_version,
+                    to_version=to_version,
+                    actor=actor,
+                    record=record,
+                    at=now(),
+                )
+            )
+
+    def pipeline_scores(self, pipeline: str) -> list[PipelineScore]:
+        """The pipeline's end-to-end scores, one per production change of one of its models, oldest first."""
+        query = (
+            select(t.pipeline_scores).where(t.pipeline_scores.c.pipeline == pipeline).order_by(t.pipeline_scores.c.id)
+        )
+        with self._read() as conn:
+            return [
+                PipelineScore(
+                    row.id,
+                    row.pipeline,
+                    row.model,
+                    row.from_version,
+                    row.to_version,
+                    row.actor,
+                    dict(row.record),
+                    _aware(row.at),  # type: ignore[arg-type]
+                )
+                for row in conn.execute(query)
+            ]
 
     # -- versions -----------------------------------------------------------------------------------
     def find_version(self, model: str, dataset_version: str, family: str, params: dict[str, Any]) -> Version | None:

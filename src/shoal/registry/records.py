@@ -23,6 +23,34 @@ class Drop:
 
 
 @dataclass(frozen=True)
+class PipelineDrop:
+    """A pipeline's labelled test file, stored whole (its `text` column and one label column per judged step)."""
+
+    pipeline: str
+    hash: str
+    uri: str
+    source: str
+    n_rows: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PipelineScore:
+    """A pipeline judged end to end after one of its models changed production version (`record`: the test set,
+    the component's gain as the gate recorded it, the end-to-end and per-step accuracies, every model's version,
+    or the error that kept it from being judged)."""
+
+    id: int
+    pipeline: str
+    model: str
+    from_version: int | None
+    to_version: int
+    actor: str
+    record: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Profile:
     """What a version costs to serve, measured on the test inputs."""
 

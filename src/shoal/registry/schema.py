@@ -117,3 +117,28 @@ jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     UniqueConstraint("model_id", "kind", "dataset_version", name="uq_job"),
 )
+
+pipeline_drops = Table(
+    "pipeline_drops",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pipeline", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+pipeline_scores = Table(
+    "pipeline_scores",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pipeline", String(64), nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("from_version", Integer),
+    Column("to_version", Integer, nullable=False),
+    Column("actor", String(32), nullable=False),
+    Column("record", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

@@ -19,13 +19,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shoal.serve.errors import ServeError
-from shoal.serve.schemas import ErrorResponse
+from shoal.serve.schemas import documented
 
 #: the answers a JSON body route documents besides its own
-BODY_ERRORS: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorResponse, "description": "the body is larger than workspace.server.max_body_bytes"},
-    415: {"model": ErrorResponse, "description": "the body is not sent as Content-Type: application/json"},
-}
+BODY_ERRORS = documented(
+    {
+        413: "the body is larger than workspace.server.max_body_bytes",
+        415: "the body is not sent as Content-Type: application/json",
+    }
+)
 _SEND_JSON = "send the body as UTF-8 JSON with 'Content-Type: application/json'"
 
 

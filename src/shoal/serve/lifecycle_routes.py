@@ -24,13 +24,12 @@ from shoal.serve.auth import require_token
 from shoal.serve.bodies import BODY_ERRORS, JsonRoute
 from shoal.serve.errors import ServeError
 from shoal.serve.redact import without_paths
-from shoal.serve.schemas import ErrorResponse
+from shoal.serve.schemas import UNAUTHORIZED, ErrorResponse
 from shoal.serve.state import get_state
 from shoal.workspace import Workspace
 
 router = APIRouter(tags=["lifecycle"], route_class=JsonRoute)
 
-UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "missing or wrong bearer token"}}
 NO_MODEL = {404: {"model": ErrorResponse, "description": "no such model in the fleet"}}
 STORE_FULL = {507: {"model": ErrorResponse, "description": "the store's disk is full: nothing was stored; retry later"}}
 

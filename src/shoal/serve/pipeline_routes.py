@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.responses import Response
 
+from shoal.fleet import FleetError
 from shoal.pipelines.run import Answer, Rejected, checked_answers, run, step_answers
 from shoal.pipelines.spec import Pipeline, Step
 from shoal.registry.prediction_log import PredictionLog
@@ -34,7 +35,7 @@ from shoal.serve.errors import ServeError
 from shoal.serve.metrics import UNKNOWN_MODEL
 from shoal.serve.pool import Slot
 from shoal.serve.predict import new_request_id, routed
-from shoal.serve.schemas import ErrorResponse
+from shoal.serve.schemas import UNAUTHORIZED, documented
 from shoal.serve.state import ServeState, get_state
 from shoal.tasks import get_codec, task_names
 from shoal.tasks.codec import Parsed, Text
@@ -110,11 +111,10 @@ class PipelineList(BaseModel):
 
 
 def _pipeline(state: ServeState, name: str) -> Pipeline:
-    pipeline = state.ws.fleet.pipelines.get(name)
-    if pipeline is None:
-        known = ", ".join(sorted(state.ws.fleet.pipelines)) or "none"
-        raise ServeError(404, "not_found", f"no pipeline {name!r} (pipelines: {known}); see GET /v1/pipelines")
-    return pipeline
+    try:
+        return state.ws.fleet.pipeline(name)
+    except FleetError as error:
+        raise ServeError(404, "not_found", f"{error}; see GET /v1/pipelines") from None
 
 
 def _slots(state: ServeState, pipeline: Pipeline) -> dict[str, Slot]:
@@ -230,34 +230,26 @@ async def _respond(name: str, request: Request) -> Response:
     return await routed(request, lambda state, log, *rest: respond(state, log, name, *rest))
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+_ERRORS = {
     **BODY_ERRORS,
-    404: {"model": ErrorResponse, "description": "no such pipeline in the fleet file"},
-    413: {
-        "model": ErrorResponse,
-        "description": "more inputs than a step's serve.max_inputs, or the body is too large",
-    },
-    422: {
-        "model": ErrorResponse,
-        "description": "the body is not UTF-8 JSON, not `{inputs: [...]}` as the pipeline's first step reads them, "
-        "or a step that reads the pipeline's input cannot read one of them",
-    },
-    500: {"model": ErrorResponse, "description": "a model failed on an input (details in the server log)"},
-    503: {
-        "model": ErrorResponse,
-        "description": "a model of the pipeline has no production version, is loading, its queue is full or the "
-        "request missed its deadline",
-        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}},
-    },
+    **documented(
+        {
+            404: "no such pipeline in the fleet file",
+            413: "more inputs than a step's serve.max_inputs, or the body is too large",
+            422: "the body is not UTF-8 JSON, not `{inputs: [...]}` as the pipeline's first step reads them, or a step "
+            "that reads the pipeline's input cannot read one of them",
+            500: "a model failed on an input (details in the server log)",
+            503: "a model of the pipeline has no production version, is loading, its queue is full or the request "
+            "missed its deadline",
+        }
+    ),
 }
 
 
 def router(protect: bool) -> APIRouter:
     """The pipeline routes; with `protect`, predict requires the token (as a model's predict does)."""
     routes = APIRouter(tags=["pipelines"])
-    responses = dict(_ERRORS)
-    if protect:
-        responses[401] = {"model": ErrorResponse, "description": "missing or wrong bearer token"}
+    responses = {**_ERRORS, **(UNAUTHORIZED if protect else {})}
 
     async def serve(name: str, request: Request) -> Response:
         return await _respond(name, request)

@@ -32,7 +32,7 @@ from shoal.serve.codecs import answer, codec_for, parse, response_model
 from shoal.serve.errors import DISCONNECTED, CatchAll, ServeError, error_response
 from shoal.serve.limits import BodyLimit
 from shoal.serve.metrics import UNKNOWN_MODEL
-from shoal.serve.schemas import ErrorResponse
+from shoal.serve.schemas import UNAUTHORIZED, documented
 from shoal.serve.state import ServeState, get_state
 from shoal.tasks import get_codec, task_names
 from shoal.tasks.codec import Codec
@@ -254,23 +254,19 @@ async def routed(request: Request, responder: Responder) -> Response:
     return Response(content, status_code=status, media_type="application/json", headers=extra)
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+_ERRORS = {
     **BODY_ERRORS,
-    404: {"model": ErrorResponse, "description": "no such model is served"},
-    413: {"model": ErrorResponse, "description": "more inputs than serve.max_inputs, or the body is too large"},
-    422: {
-        "model": ErrorResponse,
-        "description": "the body is not UTF-8 JSON or not a valid request for the model's task, an input is longer "
-        "than the model's serve.max_input_chars (code input_too_long, naming the input), or the model's task is "
-        "served by the other endpoint (predict / embed)",
-    },
-    500: {"model": ErrorResponse, "description": "the model itself failed on this input (details in the server log)"},
-    503: {
-        "model": ErrorResponse,
-        "description": "the model is loading, its queue is full or the request missed its deadline; "
-        "retry after Retry-After",
-        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}},
-    },
+    **documented(
+        {
+            404: "no such model is served",
+            413: "more inputs than serve.max_inputs, or the body is too large",
+            422: "the body is not UTF-8 JSON or not a valid request for the model's task, an input is longer than the "
+            "model's serve.max_input_chars (code input_too_long, naming the input), or the model's task is served by "
+            "the other endpoint (predict / embed)",
+            500: "the model itself failed on this input (details in the server log)",
+            503: "the model is loading, its queue is full or the request missed its deadline; retry after Retry-After",
+        }
+    ),
 }
 _REQUEST_ID_HEADER = {"description": "the client's X-Request-ID if valid, else a new id", "schema": {"type": "string"}}
 
@@ -278,9 +274,7 @@ _REQUEST_ID_HEADER = {"description": "the client's X-Request-ID if valid, else a
 def router(protect: bool) -> APIRouter:
     """One route per endpoint the tasks' codecs name (predict, embed); with `protect`, they require the token."""
     routes = APIRouter(tags=["predict"])
-    responses = dict(_ERRORS)
-    if protect:
-        responses[401] = {"model": ErrorResponse, "description": "missing or wrong bearer token"}
+    responses = {**_ERRORS, **(UNAUTHORIZED if protect else {})}
     for endpoint, codecs in endpoints().items():
         models = [response_model(task) for task in codecs]
         routes.add_api_route(

@@ -16,6 +16,7 @@ from shoal.serve.metrics import CONTENT_TYPE
 from shoal.serve.pool import Slot
 from shoal.serve.redact import without_paths
 from shoal.serve.schemas import (
+    UNAUTHORIZED,
     ErrorResponse,
     GateEvent,
     Health,
@@ -33,7 +34,6 @@ from shoal.serve.state import get_state
 GATE_KINDS = ("promoted", "rejected", "rolled_back", "failed", "fallback")
 GATE_HISTORY = 50
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such model is served"}}
-UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "missing or wrong bearer token"}}
 
 models = APIRouter(tags=["models"])
 operations = APIRouter(tags=["operations"])

@@ -7,7 +7,7 @@ every answer shares is here. The other routes validate and serialize through the
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -31,6 +31,24 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+RETRY_AFTER_HEADER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
+
+
+def documented(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses` for its error statuses: each an `ErrorResponse`, a 503 with its Retry-After header."""
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": description,
+            **({"headers": RETRY_AFTER_HEADER} if status == 503 else {}),
+        }
+        for status, description in descriptions.items()
+    }
+
+
+UNAUTHORIZED = documented({401: "missing or wrong bearer token"})
 
 
 class KeyMetrics(BaseModel):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from shoal import __version__, gate
+from shoal.data.assembled import assembled
 from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate.evaluator import with_costs
 from shoal.families import get_family
@@ -72,20 +73,17 @@ class ModelData:
 
 
 def _load_data(ws: Workspace, name: str, spec: ModelSpec) -> ModelData:
-    registry = ws.registry
-    drops = registry.drops(name) if name in registry.model_names() else []
-    if not drops:
+    found = assembled(ws, name)
+    if found is None:
         raise TrainError(f"model {name!r} has no data; add some with 'shoal ingest {name} FILE'")
-    task = get_task(spec.task)
-    train_frame, test_frame, notes = task.assemble(registry.load_drops(drops), spec)
-    if test_frame.empty:
+    if found.test.empty:
         raise TrainError(f"model {name!r} has no test rows; ingest a drop with --split test or --split auto")
+    task = get_task(spec.task)
     try:
-        train = task.train_set(train_frame, spec)
+        train = task.train_set(found.train, spec)
     except ValueError as error:
         raise TrainError(f"model {name!r} {error}") from None
-    test = task.test_set(train_frame, test_frame, spec)
-    return ModelData(registry.dataset_version(name, drops), train, test, notes)
+    return ModelData(found.dataset_version, train, task.test_set(found.train, found.test, spec), found.notes)
 
 
 def candidate_families(spec: ModelSpec) -> list[str]:

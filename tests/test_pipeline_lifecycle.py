@@ -1,0 +1,331 @@
+"""A pipeline through its lifecycle: its labelled test set registered as a versioned drop (refused whole, naming the
+row and reason), `shoal eval --pipeline` on it, the pipeline's end-to-end score recorded each time one of its models
+changes production version (`shoal history --pipeline`), and the optional gate rule that refuses a component whose
+challenger hurts the pipeline. Real models (an SMS spam filter, then a Banking77 intent classifier on four intents)
+trained on real data, on real SQLite (the registry part on PostgreSQL too)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import FAST_WORKSPACE, read_csv, spam_model
+from shoal.cli import app
+from shoal.data.errors import DropRejected
+from shoal.data.ingest import ingest_file
+from shoal.fleet import FleetError, parse_fleet
+from shoal.pipelines.evaluate import evaluate_pipeline
+from shoal.pipelines.testset import ingest_pipeline_test
+from shoal.registry import PRODUCTION
+from shoal.train.trainer import train_models
+from shoal.workspace import REGISTRY_ENV, Workspace
+from store_snapshot import assert_unchanged, snapshot
+
+INTENTS = ["card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed"]
+SWAPPED = {"card_arrival": "exchange_rate", "exchange_rate": "card_arrival"}
+INBOX: dict[str, Any] = {"steps": [{"model": "spam", "stop": {"label": ["spam"]}}, {"model": "intent"}]}
+
+
+def _fleet(pipeline: dict[str, Any], **workspace: Any) -> dict[str, Any]:
+    intent = {"task": "text-classification", "metric": "accuracy", "families": ["tfidf-logreg"], "cv_folds": 2}
+    return {
+        "workspace": {**FAST_WORKSPACE, "n_jobs": 1, **workspace},
+        "models": {"spam": spam_model(families=["tfidf-logreg"], cv_folds=2), "intent": intent},
+        "pipelines": {"inbox": pipeline},
+    }
+
+
+def _write_fleet(root: Path, pipeline: dict[str, Any] = INBOX, **workspace: Any) -> None:
+    text = yaml.safe_dump(_fleet(pipeline, **workspace), sort_keys=False)
+    (root / "shoal.yaml").write_text(text, encoding="utf-8")
+
+
+def _banking() -> tuple[pd.DataFrame, pd.DataFrame]:
+    train, test = read_csv("banking77/train.csv"), read_csv("banking77/test.csv")
+    return train[train["label"].isin(INTENTS)], test[test["label"].isin(INTENTS)]
+
+
+def _inbox_test(path: Path) -> pd.DataFrame:
+    """Held-out SMS texts (judged on spam) and Banking77 test texts the intent model never sees (judged on spam =
+    ham and on their intent)."""
+    sms = read_csv("sms_spam/sms_spam.csv").iloc[4000:4150]
+    _, test = _banking()
+    banking = test.groupby("label").tail(20)  # the intent model's own test drop takes the first 20 of each intent
+    cases = pd.concat(
+        [
+            pd.DataFrame({"text": sms["text"], "spam": sms["label"], "intent": ""}),
+            pd.DataFrame({"text": banking["text"], "spam": "ham", "intent": banking["label"]}),
+        ]
+    )
+    cases.to_csv(path, index=False)
+    return cases
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """spam v1 and a weak intent v1 (3 texts per intent), in production; no pipeline test set yet."""
+    root = tmp_path_factory.mktemp("lifecycle") / "ws"
+    root.mkdir()
+    _write_fleet(root)
+    train, test = _banking()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(REGISTRY_ENV, raising=False)
+        ws = Workspace(root)
+        ingest_frame(ws, "spam", read_csv("sms_spam/sms_spam.csv").iloc[:1000], source="sms.csv")
+        ingest_frame(ws, "intent", train.groupby("label").head(3), source="first.csv", split="train")
+        ingest_frame(ws, "intent", test.groupby("label").head(20), source="test.csv", split="test")
+        reports = train_models(ws, ["spam", "intent"])
+        assert all(report.error is None and report.production == 1 for report in reports), reports
+        ws.close()
+    _inbox_test(root / "inbox-test.csv")
+    return root
+
+
+def ingest_frame(ws: Workspace, model: str, frame: pd.DataFrame, *, source: str, split: str = "auto") -> None:
+    frame.to_csv(ws.root / source, index=False)
+    ingest_file(ws, model, ws.root / source, split=split)  # type: ignore[arg-type]
+
+
+def _copy(trained_root: Path, folder: Path, pipeline: dict[str, Any] = INBOX) -> Workspace:
+    root = folder / "ws"
+    shutil.copytree(trained_root, root)
+    _write_fleet(root, pipeline)
+    return Workspace(root)
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})  # a table's rows on one line each
+
+
+@pytest.fixture
+def ws(trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    return _copy(trained_root, tmp_path)
+
+
+def test_a_pipeline_test_set_is_stored_whole_or_not_at_all(
+    registry_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    root = tmp_path / "ws"
+    root.mkdir()
+    _write_fleet(root, registry=registry_url)
+    good = _inbox_test(root / "good.csv")
+    ws = Workspace(root)
+
+    drop, created = ingest_pipeline_test(ws, "inbox", root / "good.csv")
+    assert created and drop.n_rows == len(good) and drop.source == "good.csv"
+    stored = ws.registry.load_pipeline_drop(drop)
+    assert list(stored.columns) == ["text", "spam", "intent"] and len(stored) == len(good)
+    assert ws.registry.artifacts.path(drop.uri).is_file()
+    assert ingest_pipeline_test(ws, "inbox", root / "good.csv") == (drop, False)  # the same rows: nothing new
+    # a test set is no model's data: no model has a new drop, so no training ever sees these rows
+    assert [len(ws.registry.drops(model)) for model in ("spam", "intent")] == [0, 0]
+
+    # a file with one bad row is refused whole, naming the file, the row and the reason; nothing is stored
+    bad = good.copy()
+    bad.iloc[5, bad.columns.get_loc("text")] = ""
+    bad.to_csv(root / "bad.csv", index=False)
+    files = sorted(ws.registry.artifacts.root.rglob("*.parquet"))
+    with pytest.raises(DropRejected) as caught:
+        ingest_pipeline_test(ws, "inbox", root / "bad.csv")
+    assert "rejected bad.csv" in str(caught.value) and "line 7: text: expected a text" in str(caught.value)
+    (root / "cols.csv").write_text("text,colour\nhi,red\n", encoding="utf-8")
+    with pytest.raises(DropRejected, match="column 'colour' is no step of the pipeline"):
+        ingest_pipeline_test(ws, "inbox", root / "cols.csv")
+    assert ws.registry.pipeline_drops("inbox") == [drop]
+    assert sorted(ws.registry.artifacts.root.rglob("*.parquet")) == files
+
+    # a newer file becomes the one the pipeline is judged on; registering the older rows again brings them back
+    good.iloc[:100].to_csv(root / "smaller.csv", index=False)
+    smaller, created = ingest_pipeline_test(ws, "inbox", root / "smaller.csv")
+    assert created and ws.registry.pipeline_drop("inbox") == smaller
+    again, created = ingest_pipeline_test(ws, "inbox", root / "good.csv")
+    assert created and again.hash == drop.hash and ws.registry.pipeline_drop("inbox") == again
+    assert [d.hash for d in ws.registry.pipeline_drops("inbox")] == [drop.hash, smaller.hash, drop.hash]
+
+    # the scores' store, on the same database
+    record = {"gain": None, "end_to_end": {"n": 3, "accuracy": 1.0, "ci": [1.0, 1.0]}}
+    ws.registry.record_pipeline_score("inbox", "intent", 1, 2, actor="gate", record=record)
+    [score] = ws.registry.pipeline_scores("inbox")
+    assert (score.model, score.from_version, score.to_version, score.actor, score.record) == (
+        "intent",
+        1,
+        2,
+        "gate",
+        record,
+    )
+    assert ws.registry.pipeline_scores("other") == []
+    ws.close()
+
+
+def test_the_ingest_command_registers_a_pipeline_test_set_and_refuses_a_bad_one(ws: Workspace) -> None:
+    root = str(ws.root)
+    before = snapshot(ws.root)
+    (ws.root / "bad.csv").write_text("text,spam\nhello,ham\n,spam\n", encoding="utf-8")
+    refused = _cli("ingest", "--pipeline", "inbox", str(ws.root / "bad.csv"), "-w", root)
+    assert refused.exit_code != 0 and isinstance(refused.exception, DropRejected)
+    assert "line 3: text: expected a text" in str(refused.exception)
+    assert_unchanged(before, snapshot(ws.root))
+    stored = _cli("ingest", "--pipeline", "inbox", str(ws.root / "inbox-test.csv"), "-w", root)
+    assert stored.exit_code == 0, stored.output
+    assert "stored: test drop" in stored.output and "of pipeline inbox" in stored.output
+    assert ws.registry.pipeline_drop("inbox") is not None
+    both = _cli("ingest", "spam", str(ws.root / "inbox-test.csv"), "--pipeline", "inbox", "-w", root)
+    assert both.exit_code != 0 and "no model name" in both.output
+
+
+def test_eval_judges_the_pipeline_on_its_newest_registered_test_drop(ws: Workspace) -> None:
+    with pytest.raises(FleetError, match=r"has no test set: register one with 'shoal ingest --pipeline inbox FILE'"):
+        evaluate_pipeline(ws, "inbox")
+    cases = pd.read_csv(ws.root / "inbox-test.csv", keep_default_na=False)
+    cases.iloc[:60].to_csv(ws.root / "older.csv", index=False)
+    ingest_pipeline_test(ws, "inbox", ws.root / "older.csv")
+    drop, _ = ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
+    shown = _cli("eval", "--pipeline", "inbox", "-w", str(ws.root), "--json")
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.output)
+    assert report["n"] == len(cases) and report["test_set"]["hash"] == drop.hash
+    assert report["test_set"]["source"] == f"test drop {drop.hash[:12]} (inbox-test.csv)"
+    # the same figures as the same rows given as a file
+    given = evaluate_pipeline(ws, "inbox", ws.root / "inbox-test.csv")
+    assert given["end_to_end"] == report["end_to_end"] and given["steps"] == report["steps"]
+    assert given["test_set"]["hash"] == drop.hash
+    older = evaluate_pipeline(ws, "inbox", ws.root / "older.csv")
+    assert older["n"] == 60
+
+
+def test_promoting_a_component_records_the_pipelines_end_to_end_score(ws: Workspace) -> None:
+    root = str(ws.root)
+    history = _cli("history", "--pipeline", "inbox", "-w", root)
+    assert history.exit_code == 0 and "has no test set: register one with 'shoal ingest --pipeline inbox" in (
+        history.output
+    )
+    drop, _ = ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
+    before = evaluate_pipeline(ws, "inbox")
+    train, _ = _banking()
+    ingest_frame(ws, "intent", train.groupby("label").tail(60), source="second.csv", split="train")
+    [report] = train_models(ws, ["intent"])
+    assert report.decision is not None and report.decision.promote and report.production == 2, report
+
+    [score] = ws.registry.pipeline_scores("inbox")
+    assert (score.model, score.from_version, score.to_version, score.actor) == ("intent", 1, 2, "gate")
+    record, decision = score.record, report.decision
+    assert record["gain"] == {
+        "metric": "accuracy",
+        "delta": decision.delta,
+        "ci": decision.ci,
+        "p_value": decision.p_value,
+        "test": "mcnemar",
+    }
+    after = evaluate_pipeline(ws, "inbox")
+    assert record["versions"] == {"spam": 1, "intent": 2} == after["versions"]
+    assert record["end_to_end"] == after["end_to_end"] and record["steps"] == after["steps"]
+    assert record["test_set"] == {"source": f"test drop {drop.hash[:12]} (inbox-test.csv)", "hash": drop.hash, "n": 230}
+    assert after["end_to_end"]["accuracy"] > before["end_to_end"]["accuracy"]  # a better component, a better system
+
+    # a rollback is a production change too: recorded, with no gain (no gate judged it)
+    rolled = _cli("rollback", "intent", "-w", root)
+    assert rolled.exit_code == 0, rolled.output
+    latest = ws.registry.pipeline_scores("inbox")[-1]
+    assert (latest.model, latest.from_version, latest.to_version, latest.actor) == ("intent", 2, 1, "rollback")
+    assert latest.record["gain"] is None and latest.record["end_to_end"] == before["end_to_end"]
+
+    shown = _cli("history", "--pipeline", "inbox", "-w", root, "--json")
+    assert shown.exit_code == 0, shown.output
+    rows = json.loads(shown.output)
+    assert [(r["model"], r["from_version"], r["to_version"], r["actor"]) for r in rows] == [
+        ("intent", 1, 2, "gate"),
+        ("intent", 2, 1, "rollback"),
+    ]
+    table = _cli("history", "--pipeline", "inbox", "-w", root)
+    assert table.exit_code == 0, table.output
+    assert "intent v1 → v2 (gate)" in table.output and "intent v2 → v1 (rollback)" in table.output
+    assert f"accuracy Δ {decision.delta:+.4f}" in table.output and "not gated" in table.output
+    assert f"{after['end_to_end']['accuracy']:.4f}" in table.output and "spam v1, intent v2" in table.output
+    assert table.output.index("v1 → v2") < table.output.index("v2 → v1")  # newest last
+
+
+def test_a_pipeline_that_cannot_be_judged_never_holds_up_a_promotion(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    drop, _ = ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
+    ws.registry.artifacts.path(drop.uri).unlink()  # the test drop's file is lost
+    train, _ = _banking()
+    ingest_frame(ws, "intent", train.groupby("label").tail(60), source="second.csv", split="train")
+    with caplog.at_level(logging.WARNING, logger="shoal.pipelines"):
+        [report] = train_models(ws, ["intent"])
+    assert report.error is None and report.production == 2
+    [score] = ws.registry.pipeline_scores("inbox")
+    assert score.to_version == 2 and "error" in score.record and "end_to_end" not in score.record
+    assert "pipeline inbox: not judged after intent v2" in caplog.text
+    assert all(text not in caplog.text for text in pd.read_csv(ws.root / "inbox-test.csv")["text"].head(20))
+    promoted = _cli("promote", "intent", "1", "-w", str(ws.root))
+    assert promoted.exit_code == 0, promoted.output
+    assert ws.registry.alias("intent", PRODUCTION) == 1 and len(ws.registry.pipeline_scores("inbox")) == 2
+    table = _cli("history", "--pipeline", "inbox", "-w", str(ws.root))
+    assert "not judged: FileNotFoundError" in table.output
+
+
+GATED = {**INBOX, "gate": {"no_significant_drop": True}}
+
+
+def test_the_pipeline_gate_refuses_a_component_that_hurts_the_pipeline(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new drop relabels two intents for one another (a labelling mistake in train and test alike): on its own
+    test set the challenger is far better, but the pipeline's test set knows the true intents."""
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    ws = _copy(trained_root, tmp_path, GATED)
+    ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
+    train, test = _banking()
+    swap = lambda frame: frame.assign(label=frame["label"].replace(SWAPPED))  # noqa: E731
+    ingest_frame(ws, "intent", swap(train), source="relabelled.csv", split="train")
+    ingest_frame(ws, "intent", swap(test.groupby("label").head(20)), source="relabelled-test.csv", split="test")
+    [report] = train_models(ws, ["intent"])
+    decision = report.decision
+    assert decision is not None and not decision.promote and report.production == 1, decision
+    assert decision.delta > 0 and decision.p_value < 0.05  # alone, the challenger would have won
+    assert decision.reason.startswith("kept the champion: pipeline 'inbox' end to end on 230 inputs of test drop")
+    assert "(accuracy " in decision.reason and "with v1" in decision.reason and "p=" in decision.reason
+    assert "alone: promoted: significantly better" in decision.reason
+    assert ws.registry.pipeline_scores("inbox") == []  # no production change, nothing to record
+
+
+def test_the_pipeline_gate_lets_a_component_through_that_does_not_hurt_it(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    ws = _copy(trained_root, tmp_path, {**INBOX, "gate": {"alpha": 0.01}})
+    ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
+    train, _ = _banking()
+    ingest_frame(ws, "intent", train.groupby("label").tail(60), source="second.csv", split="train")
+    [report] = train_models(ws, ["intent"])
+    decision = report.decision
+    assert decision is not None and decision.promote and report.production == 2, decision
+    assert decision.reason.startswith("promoted: significantly better")
+    assert "; pipeline 'inbox' end to end on 230 inputs" in decision.reason
+    assert len(ws.registry.pipeline_scores("inbox")) == 1
+
+
+@pytest.mark.parametrize(
+    ("gate", "expected"),
+    [
+        ({"alpha": 2}, "pipelines.inbox.gate.alpha: Input should be less than 1"),
+        ({"no_significant_drops": True}, "pipelines.inbox.gate.no_significant_drops: unknown key"),
+        ({"no_significant_drop": "often"}, "pipelines.inbox.gate.no_significant_drop: Input should be a valid bool"),
+        ("yes", "pipelines.inbox.gate: Input should be a valid dictionary"),
+    ],
+)
+def test_a_bad_pipeline_gate_is_rejected_naming_its_key_path(gate: Any, expected: str) -> None:
+    with pytest.raises(FleetError) as caught:
+        parse_fleet(_fleet({**INBOX, "gate": gate}), Path("shoal.yaml"))
+    assert expected in str(caught.value)
