@@ -75,7 +75,12 @@ class FeedbackRequest(BaseModel):
 
     request_id: str = Field(min_length=1, max_length=128, description="the request_id a predict response returned")
     label: str = Field(min_length=1, description="the correct label")
-    index: int | None = Field(None, ge=0, description="which input of the request (needed when it had several)")
+    index: int | None = Field(
+        None,
+        ge=0,
+        le=2**31 - 1,  # documented: a larger number is not read as an integer at all (the schema promised it was)
+        description="which input of the request (needed when it had several)",
+    )
 
 
 class FeedbackResponse(BaseModel):
