@@ -178,14 +178,19 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
 
 
+def elapsed_seconds(out: str) -> float:
+    """How long the wrk run whose output is `out` lasted (wrk prints 10.01s, 1.00m, ...)."""
+    return _ms(re.search(r"\d+ requests in ([\d.]+\w+),", out).group(1)) / 1e3  # type: ignore[union-attr]
+
+
 def parse_wrk(out: str) -> dict[str, float]:
     """requests/s of 2xx answers only, p50/p99 (ms, of every answer) and failures (non-2xx + socket errors)."""
-    done, elapsed = re.search(r"(\d+) requests in ([\d.]+\w+),", out).groups()  # type: ignore[union-attr]
+    done = re.search(r"(\d+) requests in ", out).group(1)  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     bad = int(non2xx.group(1)) if non2xx else 0
     return {
-        "rps": (int(done) - bad) / (_ms(elapsed) / 1e3),
+        "rps": (int(done) - bad) / elapsed_seconds(out),
         "p50": _ms(re.search(r"\s50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
         "p99": _ms(re.search(r"\s99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
         "failed": float(bad + (sum(map(int, errors.groups())) if errors else 0)),
