@@ -329,3 +329,23 @@ def test_a_bad_pipeline_gate_is_rejected_naming_its_key_path(gate: Any, expected
     with pytest.raises(FleetError) as caught:
         parse_fleet(_fleet({**INBOX, "gate": gate}), Path("shoal.yaml"))
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "missing"),
+    [
+        ("text,spam,intent\n", "no rows: nothing to judge"),
+        ("text\nhello\nwin a prize\n", "no label column: nothing to judge"),
+        ("text,spam,intent\nhello,,\nwin a prize,,\n", "every label cell (spam, intent) is empty: nothing to judge"),
+    ],
+)
+def test_a_pipeline_test_set_that_judges_nothing_is_refused_whole(ws: Workspace, content: str, missing: str) -> None:
+    """Such a set would become the newest drop, and the gate would compare empty arrays: every challenger passing."""
+    (ws.root / "empty.csv").write_text(content, encoding="utf-8")
+    before = snapshot(ws.root)
+    with pytest.raises(DropRejected) as caught:
+        ingest_pipeline_test(ws, "inbox", ws.root / "empty.csv")
+    assert "rejected empty.csv" in str(caught.value) and missing in str(caught.value)
+    assert "steps: spam, intent" in str(caught.value) or "expected labels" in str(caught.value)
+    assert ws.registry.pipeline_drops("inbox") == []
+    assert_unchanged(before, snapshot(ws.root))
