@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +351,35 @@ def test_a_pipeline_test_set_that_judges_nothing_is_refused_whole(ws: Workspace,
     assert "steps: spam, intent" in str(caught.value) or "expected labels" in str(caught.value)
     assert ws.registry.pipeline_drops("inbox") == []
     assert_unchanged(before, snapshot(ws.root))
+
+
+def test_concurrent_ingests_of_the_same_pipeline_test_set_store_it_once(
+    registry_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ingests of the same rows at once: the second waits for the first's check, file and row, then finds the
+    rows already newest. Each ingest holds at its file written, its row not yet, until the other arrives there too
+    (or a bounded wait passes: with the check inside the write lock the other never can)."""
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    root = tmp_path / "ws"
+    root.mkdir()
+    _write_fleet(root, registry=registry_url)
+    _inbox_test(root / "good.csv")
+    ws = Workspace(root)
+    both = threading.Event()
+    arrivals = iter(range(2))
+
+    def hold(name: str) -> None:
+        if name != "drop_written":
+            return
+        if next(arrivals, None) == 1:
+            both.set()
+        both.wait(timeout=5)
+
+    monkeypatch.setattr("shoal.registry.database.checkpoint", hold)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: ingest_pipeline_test(ws, "inbox", root / "good.csv"), range(2)))
+    assert sorted(created for _, created in results) == [False, True]
+    [stored] = ws.registry.pipeline_drops("inbox")
+    assert {drop.hash for drop, _ in results} == {stored.hash}
+    assert ws.registry.artifacts.path(stored.uri).is_file()
+    ws.close()

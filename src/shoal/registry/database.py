@@ -334,25 +334,37 @@ class Registry:
         self, pipeline: str, frame: pd.DataFrame, *, content_hash: str, source: str
     ) -> tuple[PipelineDrop, bool]:
         """Store a validated pipeline test file as the pipeline's newest test drop; returns (drop, created). The
-        same rows as the newest drop change nothing; rows stored earlier become the newest again (one file)."""
-        newest = self.pipeline_drop(pipeline)
-        if newest is not None and newest.hash == content_hash:
-            return newest, False
+        same rows as the newest drop change nothing; rows stored earlier become the newest again (one file).
+
+        The check, the file and the row are one step per pipeline (SQLite's write lock; on PostgreSQL a transaction
+        lock on the pipeline's name): concurrent ingests of the same rows store them once, and a failed insert takes
+        its file back only when no row pointed to it before."""
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        uri, written = self.artifacts.put_file(buffer.getvalue(), f"pipelines/{pipeline}/{content_hash}.parquet")
-        checkpoint("drop_written")
-        values = dict(pipeline=pipeline, hash=content_hash, uri=uri, source=source, n_rows=len(frame))
-        try:
-            with self._write() as conn:
-                created_at = now()
+        with self._write() as conn:
+            if not self._sqlite:
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"pipeline_drops:{pipeline}"))))
+            rows = conn.execute(
+                select(t.pipeline_drops).where(t.pipeline_drops.c.pipeline == pipeline).order_by(t.pipeline_drops.c.id)
+            ).all()
+            if rows and rows[-1].hash == content_hash:
+                return self._pipeline_drop(rows[-1]), False
+            uri, written = self.artifacts.put_file(buffer.getvalue(), f"pipelines/{pipeline}/{content_hash}.parquet")
+            checkpoint("drop_written")
+            values = dict(pipeline=pipeline, hash=content_hash, uri=uri, source=source, n_rows=len(frame))
+            created_at = now()
+            try:
                 conn.execute(insert(t.pipeline_drops).values(**values, created_at=created_at))
-        except BaseException:
-            with suppress(Exception):  # no row came to use the file: take it back (the error is what matters)
-                if written and not any(d.uri == uri for d in self.pipeline_drops(pipeline)):
-                    self.artifacts.path(uri).unlink(missing_ok=True)
-            raise
+            except BaseException:
+                if written and not any(row.uri == uri for row in rows):
+                    with suppress(Exception):  # no row used the file: take it back (the error is what matters)
+                        self.artifacts.path(uri).unlink(missing_ok=True)
+                raise
         return PipelineDrop(**values, created_at=created_at), True  # type: ignore[arg-type]
+
+    @staticmethod
+    def _pipeline_drop(row: Any) -> PipelineDrop:
+        return PipelineDrop(row.pipeline, row.hash, row.uri, row.source, row.n_rows, _aware(row.created_at))  # type: ignore[arg-type]
 
     def pipeline_drops(self, pipeline: str | None = None) -> list[PipelineDrop]:
         """A pipeline's test drops (every pipeline's with None), oldest first."""
@@ -360,10 +372,7 @@ class Registry:
         if pipeline is not None:
             query = query.where(t.pipeline_drops.c.pipeline == pipeline)
         with self._read() as conn:
-            return [
-                PipelineDrop(row.pipeline, row.hash, row.uri, row.source, row.n_rows, _aware(row.created_at))  # type: ignore[arg-type]
-                for row in conn.execute(query)
-            ]
+            return [self._pipeline_drop(row) for row in conn.execute(query)]
 
     def pipeline_drop(self, pipeline: str) -> PipelineDrop | None:
         """The pipeline's newest test drop (the one its evaluation uses), None before the first."""
