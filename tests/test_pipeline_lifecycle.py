@@ -383,3 +383,110 @@ def test_concurrent_ingests_of_the_same_pipeline_test_set_store_it_once(
     assert {drop.hash for drop, _ in results} == {stored.hash}
     assert ws.registry.artifacts.path(stored.uri).is_file()
     ws.close()
+
+
+def _better_intent(ws: Workspace) -> None:
+    train, _ = _banking()
+    ingest_frame(ws, "intent", train.groupby("label").tail(60), source="second.csv", split="train")
+
+
+def _gated(trained_root: Path, tmp_path: Path, pipeline: dict[str, Any] = GATED) -> Workspace:
+    ws = _copy(trained_root, tmp_path, pipeline)
+    _better_intent(ws)
+    return ws
+
+
+def test_a_challenger_that_fails_inside_the_pipeline_is_refused(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production setup runs; only with the challenger in place does the pipeline fail (its artifact cannot be
+    loaded for the pipeline's inputs): never 'not judged' and promoted."""
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    ws = _gated(trained_root, tmp_path)
+    ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
+    load_predictor = Workspace.load_predictor
+
+    def failing(self: Workspace, version: Any) -> Any:
+        if (version.model, version.number) == ("intent", 2):
+            raise RuntimeError("the artifact's vocabulary is unreadable")
+        return load_predictor(self, version)
+
+    monkeypatch.setattr(Workspace, "load_predictor", failing)
+    [report] = train_models(ws, ["intent"])
+    decision = report.decision
+    assert decision is not None and not decision.promote and report.production == 1, decision
+    assert decision.reason.startswith(
+        "kept the champion: v2 fails in pipeline 'inbox' (RuntimeError: the artifact's vocabulary is unreadable); "
+        "alone: promoted: significantly better"
+    )
+    assert ws.registry.pipeline_scores("inbox") == []
+
+
+@pytest.mark.parametrize("source", ["none", "empty test file"])
+def test_a_gated_pipeline_that_cannot_be_judged_is_said_so_and_never_passes_with_nan(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    pipeline = GATED if source == "none" else {**GATED, "test": "unlabelled.csv"}
+    ws = _gated(trained_root, tmp_path, pipeline)
+    (ws.root / "unlabelled.csv").write_text("text,spam,intent\nhello,,\nmy card has not arrived,,\n", encoding="utf-8")
+    [report] = train_models(ws, ["intent"])
+    decision = report.decision
+    assert decision is not None and decision.promote and report.production == 2, decision
+    # an unlabelled file is refused where it is read; were it not, the rule itself finds no judged input
+    why = "has no test set: register one" if source == "none" else "nothing to judge"
+    assert "; pipeline 'inbox' not judged: " in decision.reason and why in decision.reason
+    assert "nan" not in decision.reason
+
+
+def test_the_pipeline_gate_judges_on_the_fleet_files_test_set(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    ws = _gated(trained_root, tmp_path, {**GATED, "test": "inbox-test.csv"})
+    [report] = train_models(ws, ["intent"])
+    decision = report.decision
+    assert decision is not None and decision.promote and report.production == 2, decision
+    assert "; pipeline 'inbox' end to end on 230 inputs of " in decision.reason
+    assert f"{ws.root / 'inbox-test.csv'} (accuracy " in decision.reason
+    [score] = ws.registry.pipeline_scores("inbox")
+    assert score.record["test_set"]["source"] == str(ws.root / "inbox-test.csv")
+    assert score.record["versions"] == {"spam": 1, "intent": 2} and score.from_version == 1
+
+
+def test_a_promotion_and_its_pipeline_scores_stand_or_fall_together(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process stopped while it judges the pipeline (here: interrupted) has changed nothing; the scores are written
+    in the alias change's own transaction, so a change never stands without them."""
+    ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
+    _better_intent(ws)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr("shoal.pipelines.evaluate.report", interrupted)
+        train_models(ws, ["intent"])
+    assert ws.registry.alias("intent", PRODUCTION) == 1 and ws.registry.pipeline_scores("inbox") == []
+    promoted = _cli("promote", "intent", "2", "-w", str(ws.root))
+    assert promoted.exit_code == 0, promoted.output
+    [score] = ws.registry.pipeline_scores("inbox")
+    assert (score.from_version, score.to_version, score.actor) == (1, 2, "manual")
+
+
+def test_nothing_is_recorded_until_every_model_of_the_pipeline_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    root = tmp_path / "ws"
+    root.mkdir()
+    _write_fleet(root)
+    _inbox_test(root / "inbox-test.csv")
+    ws = Workspace(root)
+    ingest_pipeline_test(ws, "inbox", root / "inbox-test.csv")
+    ingest_frame(ws, "spam", read_csv("sms_spam/sms_spam.csv").iloc[:1000], source="sms.csv")
+    [report] = train_models(ws, ["spam"])
+    assert report.error is None and report.production == 1, report
+    assert ws.registry.pipeline_scores("inbox") == []  # intent has no production version: no "not judged" noise
+    ws.close()

@@ -11,7 +11,7 @@ import json
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -395,17 +395,30 @@ class Registry:
         record: dict[str, Any],
     ) -> None:
         with self._write() as conn:
-            conn.execute(
-                insert(t.pipeline_scores).values(
-                    pipeline=pipeline,
-                    model=model,
-                    from_version=from_version,
-                    to_version=to_version,
-                    actor=actor,
-                    record=record,
-                    at=now(),
-                )
+            self._pipeline_score(conn, pipeline, model, from_version, to_version, actor=actor, record=record)
+
+    @staticmethod
+    def _pipeline_score(
+        conn: Connection,
+        pipeline: str,
+        model: str,
+        from_version: int | None,
+        to_version: int,
+        *,
+        actor: str,
+        record: dict[str, Any],
+    ) -> None:
+        conn.execute(
+            insert(t.pipeline_scores).values(
+                pipeline=pipeline,
+                model=model,
+                from_version=from_version,
+                to_version=to_version,
+                actor=actor,
+                record=record,
+                at=now(),
             )
+        )
 
     def pipeline_scores(self, pipeline: str) -> list[PipelineScore]:
         """The pipeline's end-to-end scores, one per production change of one of its models, oldest first."""
@@ -588,8 +601,11 @@ class Registry:
         reason: str,
         event_kind: str = "promoted",
         payload: dict[str, Any] | None = None,
-    ) -> None:
-        """Point `alias` at version `number`, recording the change and an event in one transaction.
+        pipeline_scores: list[tuple[str, dict[str, Any]]] | None = None,
+    ) -> int | None:
+        """Point `alias` at version `number`, recording the change, an event and the end-to-end score of each
+        pipeline judged with the new version (`pipeline_scores`: (pipeline, record)) in one transaction; returns the
+        version the alias held in that transaction (None: it had none).
 
         The version's artifact is verified first: an alias never moves to a version that cannot load."""
         version = self.version(model, number)
@@ -632,7 +648,10 @@ class Registry:
                 version=number,
                 payload={"alias": alias, "from": current, "actor": actor, **(payload or {})},
             )
+            for pipeline, record in pipeline_scores or []:
+                self._pipeline_score(conn, pipeline, model, current, number, actor=actor, record=record)
             checkpoint("promote")
+        return current
 
     def alias_history(self, model: str, alias: str = PRODUCTION) -> list[AliasChange]:
         query = (
@@ -660,8 +679,15 @@ class Registry:
                 stack.append(change.to_version)
         return stack[::-1]
 
-    def rollback(self, model: str, alias: str = PRODUCTION) -> int:
-        """Point `alias` back at the version it held before the current one was promoted.
+    def rollback(
+        self,
+        model: str,
+        alias: str = PRODUCTION,
+        *,
+        pipeline_scores: Callable[[int], list[tuple[str, dict[str, Any]]]] | None = None,
+    ) -> int:
+        """Point `alias` back at the version it held before the current one was promoted (`pipeline_scores`: the
+        scores judged with that version, written with the change as `set_alias` does).
 
         Rollbacks undo promotions like a stack: rolling back twice goes two promotions back.
         """
@@ -676,5 +702,6 @@ class Registry:
             actor="rollback",
             reason=f"rolled back from v{current} to v{previous}",
             event_kind="rolled_back",
+            pipeline_scores=pipeline_scores(previous) if pipeline_scores is not None else None,
         )
         return previous
