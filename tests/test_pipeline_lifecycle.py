@@ -490,3 +490,23 @@ def test_nothing_is_recorded_until_every_model_of_the_pipeline_serves(
     assert report.error is None and report.production == 1, report
     assert ws.registry.pipeline_scores("inbox") == []  # intent has no production version: no "not judged" noise
     ws.close()
+
+
+def test_a_promotion_by_the_worker_records_the_pipelines_score(ws: Workspace) -> None:
+    """The worker trains in a child process under its wall-clock budget: the score is written there, with the alias."""
+    from shoal.registry.jobs import JobQueue
+    from shoal.worker.runner import Worker
+
+    ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
+    train, _ = _banking()
+    inbox = ws.inbox("intent")
+    inbox.mkdir(parents=True)
+    train.groupby("label").tail(60).to_csv(inbox / "second.csv", index=False)
+    assert Worker(ws, worker_id="w1", settle_seconds=0.05).run(once=True) == 1
+    [job] = JobQueue(ws.registry).jobs("intent")
+    assert job.error is None, job.error
+    production = ws.registry.alias("intent", PRODUCTION)
+    assert production is not None and production > 1
+    [score] = ws.registry.pipeline_scores("inbox")
+    assert (score.model, score.from_version, score.to_version, score.actor) == ("intent", 1, production, "gate")
+    assert score.record["versions"] == {"spam": 1, "intent": production} and "end_to_end" in score.record
