@@ -21,6 +21,7 @@ def promote(
     from shoal.pipelines.history import scores_after
 
     ws = open_workspace(workspace)
+    ws.registry.version(model, version)  # an unknown version fails before any pipeline is judged with it
     scores = scores_after(ws, model, version, gain=None)
     ws.registry.set_alias(model, version, actor="manual", reason=reason, pipeline_scores=scores)
     console.print(f"{model}: v{version} is now in production")
