@@ -154,18 +154,6 @@ def test_a_pipeline_test_set_is_stored_whole_or_not_at_all(
     assert created and again.hash == drop.hash and ws.registry.pipeline_drop("inbox") == again
     assert [d.hash for d in ws.registry.pipeline_drops("inbox")] == [drop.hash, smaller.hash, drop.hash]
 
-    # the scores' store, on the same database
-    record = {"gain": None, "end_to_end": {"n": 3, "accuracy": 1.0, "ci": [1.0, 1.0]}}
-    ws.registry.record_pipeline_score("inbox", "intent", 1, 2, actor="gate", record=record)
-    [score] = ws.registry.pipeline_scores("inbox")
-    assert (score.model, score.from_version, score.to_version, score.actor, score.record) == (
-        "intent",
-        1,
-        2,
-        "gate",
-        record,
-    )
-    assert ws.registry.pipeline_scores("other") == []
     ws.close()
 
 

@@ -384,42 +384,6 @@ class Registry:
 
         return pd.read_parquet(self.artifacts.path(drop.uri))
 
-    def record_pipeline_score(
-        self,
-        pipeline: str,
-        model: str,
-        from_version: int | None,
-        to_version: int,
-        *,
-        actor: str,
-        record: dict[str, Any],
-    ) -> None:
-        with self._write() as conn:
-            self._pipeline_score(conn, pipeline, model, from_version, to_version, actor=actor, record=record)
-
-    @staticmethod
-    def _pipeline_score(
-        conn: Connection,
-        pipeline: str,
-        model: str,
-        from_version: int | None,
-        to_version: int,
-        *,
-        actor: str,
-        record: dict[str, Any],
-    ) -> None:
-        conn.execute(
-            insert(t.pipeline_scores).values(
-                pipeline=pipeline,
-                model=model,
-                from_version=from_version,
-                to_version=to_version,
-                actor=actor,
-                record=record,
-                at=now(),
-            )
-        )
-
     def pipeline_scores(self, pipeline: str) -> list[PipelineScore]:
         """The pipeline's end-to-end scores, one per production change of one of its models, oldest first."""
         query = (
@@ -648,8 +612,15 @@ class Registry:
                 version=number,
                 payload={"alias": alias, "from": current, "actor": actor, **(payload or {})},
             )
-            for pipeline, record in pipeline_scores or []:
-                self._pipeline_score(conn, pipeline, model, current, number, actor=actor, record=record)
+            if pipeline_scores:
+                conn.execute(
+                    insert(t.pipeline_scores),
+                    [
+                        dict(pipeline=pipeline, model=model, from_version=current, to_version=number, actor=actor)
+                        | dict(record=record, at=now())
+                        for pipeline, record in pipeline_scores
+                    ],
+                )
             checkpoint("promote")
         return current
 
