@@ -24,6 +24,7 @@ from shoal.cli import app
 from shoal.data.errors import DropRejected
 from shoal.data.ingest import ingest_file
 from shoal.fleet import FleetError, parse_fleet
+from shoal.pipelines import evaluate
 from shoal.pipelines.evaluate import evaluate_pipeline
 from shoal.pipelines.testset import ingest_pipeline_test
 from shoal.registry import PRODUCTION
@@ -298,7 +299,17 @@ def test_the_pipeline_gate_lets_a_component_through_that_does_not_hurt_it(
     ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
     train, _ = _banking()
     ingest_frame(ws, "intent", train.groupby("label").tail(60), source="second.csv", split="train")
+    runs: list[dict[str, Any]] = []
+    judge = evaluate.judge
+    monkeypatch.setattr(
+        evaluate, "judge", lambda pipeline, cases, models: runs.append(models) or judge(pipeline, cases, models)
+    )
     [report] = train_models(ws, ["intent"])
+    # the history reuses the rule's run with the challenger: the pipeline ran twice (production, challenger), not 3x
+    assert [{model: number for model, (number, _, _) in models.items()} for models in runs] == [
+        {"spam": 1, "intent": 1},
+        {"spam": 1, "intent": 2},
+    ]
     decision = report.decision
     assert decision is not None and decision.promote and report.production == 2, decision
     assert decision.reason.startswith("promoted: significantly better")
