@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from serve_fixtures import Trained, copy_workspace
+from shoal.data.ingest import content_hash
 from shoal.doctor import ORPHANS, examine
 from shoal.registry.jobs import QUEUED, TRAIN, JobQueue
 from shoal.workspace import Workspace
@@ -111,3 +112,29 @@ def test_a_folder_set_aside_goes_back_when_a_row_refers_to_it(trained: Trained, 
     [check] = [c for c in examine(ws, repair=True).checks if c.name == "version artifacts"]
     assert check.repaired == [f"spam v{trained.other} ({version.family}): moved its folder back from {ORPHANS}/"]
     assert examine(ws).healthy and folder.is_dir()
+
+
+def test_repair_keeps_live_pipeline_test_drops_and_sets_aside_only_unreferenced_ones(
+    trained: Trained, tmp_path: Path
+) -> None:
+    ws = copy_workspace(trained, tmp_path)
+    registry = ws.registry
+    rows = pd.DataFrame({"text": ["win a prize", "my card is late"], "spam": ["spam", "ham"]}, dtype=object)
+    drop, _ = registry.add_pipeline_drop("inbox", rows, content_hash=content_hash(rows), source="inbox.csv")
+    live = registry.artifacts.path(drop.uri)
+    left = live.with_name("left-by-a-kill.parquet")
+    rows.iloc[:1].to_parquet(left)
+
+    assert problems(ws, grace_seconds=0) == {
+        "unreferenced files": ["pipelines/inbox/left-by-a-kill.parquet: no row refers to it"]
+    }
+    examine(ws, repair=True, grace_seconds=0)
+    assert live.is_file() and not left.exists()  # the live test set stays, the leftover is set aside
+    assert len(list((ws.artifact_root / ORPHANS).glob("*/pipelines/inbox/left-by-a-kill.parquet"))) == 1
+    assert problems(ws, grace_seconds=0) == {}
+    assert registry.load_pipeline_drop(drop).to_dict("list") == rows.to_dict("list")
+
+    pd.DataFrame({"text": ["other"], "spam": ["ham"]}).to_parquet(live)
+    assert problems(ws)["drop files"] == [
+        f"pipeline inbox test drop {drop.hash[:12]}: its file {live} holds other rows than its hash names"
+    ]

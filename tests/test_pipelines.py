@@ -32,6 +32,7 @@ from shoal.data.errors import DropRejected
 from shoal.data.ingest import ingest_file
 from shoal.fleet import FleetError, parse_fleet
 from shoal.pipelines.evaluate import evaluate_pipeline
+from shoal.pipelines.testset import ingest_pipeline_test
 from shoal.registry import PRODUCTION
 from shoal.train.trainer import train_models
 from shoal.workspace import REGISTRY_ENV, Workspace
@@ -513,3 +514,38 @@ def test_feedback_names_a_pipeline_input_by_its_request_id_and_index(url: str) -
     assert joined.json()["index"] == index and joined.json()["predicted"] == predicted
     stopped = httpx.post(f"{url}/v1/models/intent/feedback", json={**sent, "index": 0})
     assert stopped.status_code == 422  # input 0 stopped at spam: intent never answered it
+
+
+def test_a_refit_promoted_in_place_of_the_challenger_is_judged_in_the_pipeline(
+    trained_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new day for the forecaster: its refit is promoted because the production forecast is stale, not because
+    the gate found it better. The pipeline rule judges that refit (the version actually promoted), and the history
+    records no gain for it (the gate's figures belong to the refused challenger)."""
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    steps = PIPELINES["inbox"]["steps"][:3]
+    ws = _copy(trained_root, tmp_path, {"inbox": {"steps": steps, "gate": {"no_significant_drop": True}}})
+    sms = read_csv("sms_spam/sms_spam.csv").iloc[500:560]
+    banking = read_csv("banking77/test.csv")
+    banking = banking[banking["label"].isin(INTENTS)].groupby("label").head(5)
+    cases = pd.concat(
+        [
+            pd.DataFrame({"text": sms["text"], "spam": sms["label"], "intent": ""}),
+            pd.DataFrame({"text": banking["text"], "spam": "ham", "intent": banking["label"]}),
+        ]
+    )
+    cases.to_csv(ws.root / "inbox-test.csv", index=False)
+    ingest_pipeline_test(ws, "inbox", ws.root / "inbox-test.csv")
+    temperatures = read_csv("daily_max_temperatures/daily-max-temperatures.csv")
+    temperatures.iloc[1460:1461].assign(intent=SERIES[1]).to_csv(ws.root / "day.csv", index=False)
+    ingest_file(ws, "volume", ws.root / "day.csv")
+    before = ws.registry.alias("volume", PRODUCTION)
+    [report] = train_models(ws, ["volume"])
+    decision = report.decision
+    assert decision is not None and decision.promote and report.production != before, decision
+    assert decision.reason.startswith(f"promoted: v{report.production} refits the production family")
+    assert f"; pipeline 'inbox' end to end on {len(cases)} inputs of test drop" in decision.reason
+    assert f"with v{report.production})" in decision.reason
+    [score] = ws.registry.pipeline_scores("inbox")
+    assert (score.model, score.from_version, score.to_version) == ("volume", before, report.production)
+    assert score.record["gain"] is None and score.record["versions"]["volume"] == report.production

@@ -7,6 +7,7 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from metrics_fixture import metrics_of
 from shoal.registry import ArtifactError, Registry, RegistryError
@@ -76,6 +77,26 @@ def test_aliases_keep_history_and_rollback_undoes_promotions(registry: Registry)
     assert kinds[-5:] == ["promoted", "promoted", "promoted", "rolled_back", "rolled_back"]
     with pytest.raises(RegistryError, match="has no version 9"):
         registry.set_alias("m", 9, actor="manual", reason="x")
+
+
+def test_pipeline_scores_are_written_with_the_alias_change_or_not_at_all(registry: Registry) -> None:
+    numbers = [register(registry, "a", {"C": c}, content=bytes([c]))[0].number for c in (1, 2)]
+    record = {"gain": None, "end_to_end": {"n": 3, "accuracy": 1.0, "ci": [1.0, 1.0]}}
+    assert registry.set_alias("m", numbers[0], actor="gate", reason="first", pipeline_scores=[("p", record)]) is None
+    assert registry.set_alias("m", numbers[1], actor="manual", reason="by hand", pipeline_scores=[]) == numbers[0]
+    # a score that cannot be stored (no pipeline): the alias stays where it was
+    with pytest.raises(IntegrityError):
+        registry.set_alias("m", numbers[0], actor="manual", reason="x", pipeline_scores=[(None, record)])  # type: ignore[list-item]
+    assert registry.alias("m") == numbers[1]
+    judged: list[int] = []
+    assert registry.rollback("m", pipeline_scores=lambda version: judged.append(version) or [("q", record)]) == 1
+    assert judged == [numbers[0]]
+    scores = registry.pipeline_scores("p") + registry.pipeline_scores("q")
+    assert [(s.pipeline, s.model, s.from_version, s.to_version, s.actor, s.record) for s in scores] == [
+        ("p", "m", None, 1, "gate", record),
+        ("q", "m", 2, 1, "rollback", record),
+    ]
+    assert registry.pipeline_scores("other") == []
 
 
 def _writer(url: str, root: str, worker: int, out: multiprocessing.Queue) -> None:

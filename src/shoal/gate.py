@@ -22,7 +22,7 @@ such a model always serves.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from shoal.registry import PRODUCTION, Registry, Version
 from shoal.tasks import get_task
 from shoal.tasks.base import TaskKind
 from shoal.workspace import Workspace
+
+if TYPE_CHECKING:
+    from shoal.pipelines.history import Judged
 
 CHEAPER_FACTOR = 2.0
 
@@ -93,27 +96,49 @@ def run(
         seed=settings.seed,
     )
     decision = decide(spec.gate, spec.metric, challenger, opponent, stats)
+    # the gate's own figures belong to the challenger: a refit or floor promoted instead has none of its own
+    gain: dict[str, Any] | None = {k: v for k, v in decision.as_dict().items() if k not in ("promote", "reason")}
+    judged: dict[str, Judged] = {}
     if decision.promote and champion is not None:
-        decision = _cascade_rule(ws, spec, task, test, best, champion, decision)
-        decision = _pipeline_rules(ws, name, spec, best, decision)
+        decision = _component_rules(ws, name, spec, task, test, best, champion, decision, judged)
     siblings = {v.family: v for v in candidates}
     if not decision.promote and champion is not None:
         fresh = _refresh(task, champion, siblings, test)
         if fresh is not None:
-            best, decision = fresh, refreshed(decision, fresh.number, fresh.family, champion.number)
+            best, decision, gain = fresh, refreshed(decision, fresh.number, fresh.family, champion.number), None
+            decision = _component_rules(ws, name, spec, task, test, best, champion, decision, judged)
     elif not decision.promote and task.serving_floor in siblings:
-        best = siblings[task.serving_floor]
+        best, gain = siblings[task.serving_floor], None
         decision = floor_served(decision, best.number, task.floor_name)
     payload: dict[str, Any] = {"decision": decision.as_dict(), "champion": current}
     if decision.promote:
-        from shoal.pipelines.history import record_change
+        from shoal.pipelines.history import scores_after
 
-        registry.set_alias(name, best.number, actor="gate", reason=decision.reason, payload=payload)
-        gain = {key: value for key, value in decision.as_dict().items() if key not in ("promote", "reason")}
-        record_change(ws, name, current, best.number, actor="gate", gain=gain)
+        # judged before the alias moves and written in its transaction: a promotion never stands without its scores
+        scores = scores_after(ws, name, best.number, gain=gain, judged=judged)
+        registry.set_alias(
+            name, best.number, actor="gate", reason=decision.reason, payload=payload, pipeline_scores=scores
+        )
     else:
         registry.record_event(name, "rejected", decision.reason, version=best.number, payload=payload)
     return decision
+
+
+def _component_rules(
+    ws: Workspace,
+    name: str,
+    spec: ModelSpec,
+    task: TaskKind,
+    test: TestSet,
+    version: Version,
+    champion: Version,
+    decision: Decision,
+    judged: dict[str, Judged],
+) -> Decision:
+    """The fleet's rules on the system a component works in (its cascade, its pipelines), on `version`: the version
+    actually about to be promoted."""
+    decision = _cascade_rule(ws, spec, task, test, version, champion, decision)
+    return _pipeline_rules(ws, name, spec, version, decision, judged)
 
 
 def _cascade_rule(
@@ -138,14 +163,19 @@ def _cascade_rule(
     return drop_verdict(decision, drop, f"the cascade with {cascade.fallback}", spec.gate.alpha)
 
 
-def _pipeline_rules(ws: Workspace, name: str, spec: ModelSpec, best: Version, decision: Decision) -> Decision:
+def _pipeline_rules(
+    ws: Workspace, name: str, spec: ModelSpec, best: Version, decision: Decision, judged: dict[str, Judged]
+) -> Decision:
     """With `pipelines.<p>.gate`, a promotion stands only if each such pipeline with this model loses no end-to-end
     accuracy significantly on its test set (`shoal.pipelines.testset`) with the challenger in place of the
     production version, every other model at its production version: McNemar's test on the inputs' end-to-end
-    right/wrong, as a model's own accuracy is judged. A pipeline without a test set or with a model that has no
-    production version is not judged (the reason says so)."""
+    right/wrong, as a model's own accuracy is judged. The production setup is judged first: a pipeline without a
+    test set, with a model that has no production version, or that fails as it is, is not judged (the reason says
+    so); a challenger that fails only once it is in the pipeline is refused. Each challenger run is kept in
+    `judged` (the pipeline's history reuses it)."""
     from shoal.evaluate.classification import paired_test
     from shoal.pipelines.evaluate import correctness, judge, load, production_versions
+    from shoal.pipelines.history import Judged
     from shoal.pipelines.testset import no_test_set, pipeline_cases
 
     settings = ws.fleet.workspace
@@ -158,13 +188,23 @@ def _pipeline_rules(ws: Workspace, name: str, spec: ModelSpec, best: Version, de
             if cases is None:
                 raise ValueError(no_test_set(pipeline_name))
             current = load(ws, production_versions(ws, pipeline))
-            challenger = {**current, **load(ws, {name: best.number})}
-            old, new = (
-                correctness(judge(pipeline, cases, models), cases.expected)[0] for models in (current, challenger)
-            )
+            old = correctness(judge(pipeline, cases, current), cases.expected)[0]
+            if not len(old):
+                raise ValueError(f"no input of {cases.source} has an expected label: nothing to judge")
         except Exception as error:  # the rule cannot be judged: say so, never fail the training over it
             decision = replace(decision, reason=f"{decision.reason}; pipeline {pipeline_name!r} not judged: {error}")
             continue
+        try:
+            challenger = {**current, **load(ws, {name: best.number})}
+            outcomes = judge(pipeline, cases, challenger)
+        except Exception as error:  # the pipeline works as it is: the challenger breaks it
+            failure = f"{type(error).__name__}: {error}"
+            why = f"kept the champion: v{best.number} fails in pipeline {pipeline_name!r} ({failure})"
+            decision = replace(decision, promote=False, reason=f"{why}; alone: {decision.reason}")
+            continue
+        versions = {model: number for model, (number, _, _) in challenger.items()}
+        judged[pipeline_name] = Judged(cases, versions, outcomes)
+        new = correctness(outcomes, cases.expected)[0]
         truth = np.ones(len(old), dtype=int)
         drop = paired_test(
             truth,

@@ -18,26 +18,22 @@ def promote(
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Put a version in production by hand (recorded as manual)."""
-    from shoal.pipelines.history import record_change
-    from shoal.registry import PRODUCTION
+    from shoal.pipelines.history import scores_after
 
     ws = open_workspace(workspace)
-    before = ws.registry.alias(model, PRODUCTION)
-    ws.registry.set_alias(model, version, actor="manual", reason=reason)
+    ws.registry.version(model, version)  # an unknown version fails before any pipeline is judged with it
+    scores = scores_after(ws, model, version, gain=None)
+    ws.registry.set_alias(model, version, actor="manual", reason=reason, pipeline_scores=scores)
     console.print(f"{model}: v{version} is now in production")
-    record_change(ws, model, before, version, actor="manual", gain=None)
 
 
 def rollback(model: Annotated[str, typer.Argument(help="Model name.")], workspace: WorkspaceOption = ".") -> None:
     """Put the previous production version back."""
-    from shoal.pipelines.history import record_change
-    from shoal.registry import PRODUCTION
+    from shoal.pipelines.history import scores_after
 
     ws = open_workspace(workspace)
-    before = ws.registry.alias(model, PRODUCTION)
-    version = ws.registry.rollback(model)
+    version = ws.registry.rollback(model, pipeline_scores=lambda previous: scores_after(ws, model, previous, gain=None))
     console.print(f"{model}: rolled back to v{version}")
-    record_change(ws, model, before, version, actor="rollback", gain=None)
 
 
 def history(

@@ -96,9 +96,13 @@ def judge(pipeline: Pipeline, cases: PipelineCases, models: dict[str, tuple[int,
     return asyncio.run(outcomes(pipeline, cases.inputs, models))
 
 
-def report(ws: Workspace, name: str, cases: PipelineCases, versions: dict[str, int]) -> dict[str, Any]:
-    """End-to-end accuracy (inputs with at least one judged step) and each judged step's, with CIs, at `versions`."""
-    results = judge(ws.fleet.pipeline(name), cases, load(ws, versions))
+def report(
+    ws: Workspace, name: str, cases: PipelineCases, versions: dict[str, int], results: list[Outcome] | None = None
+) -> dict[str, Any]:
+    """End-to-end accuracy (inputs with at least one judged step) and each judged step's, with CIs, at `versions`
+    (`results`: the pipeline's outcomes on the cases at those versions when already run)."""
+    if results is None:
+        results = judge(ws.fleet.pipeline(name), cases, load(ws, versions))
     settings = ws.fleet.workspace
     bootstrap, seed = settings.evaluation.bootstrap, settings.seed
     right, steps = correctness(results, cases.expected)

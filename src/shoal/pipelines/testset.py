@@ -23,7 +23,7 @@ import pandas as pd
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.ingest import content_hash
 from shoal.data.readers import LINE, read_table
-from shoal.pipelines.spec import Pipeline
+from shoal.pipelines.spec import Pipeline, Step
 
 if TYPE_CHECKING:
     from shoal.registry import PipelineDrop
@@ -82,7 +82,22 @@ def checked_rows(frame: pd.DataFrame, source: str, pipeline: Pipeline, tasks: di
     if problems:
         raise DropRejected(source, problems)
     ordered = [TEXT, *(c for c in columns if c != TEXT)]
+    nothing = _nothing_judged(frame, ordered[1:], steps)
+    if nothing is not None:
+        raise DropRejected(source, [Problem(None, nothing)])
     return pd.DataFrame({c: pd.Series(_labels(frame[c]), dtype=object) for c in ordered})
+
+
+def _nothing_judged(frame: pd.DataFrame, labels: list[str], steps: dict[str, Step]) -> str | None:
+    """Why a test file judges nothing (no rows, no label column, every label cell empty), or None."""
+    what = f"one label column per judged step, named after it (steps: {', '.join(steps)})"
+    if not len(frame):
+        return f"no rows: nothing to judge; give the inputs with {what}"
+    if not labels:
+        return f"no label column: nothing to judge; give {what}"
+    if all(label is None for column in labels for label in _labels(frame[column])):
+        return f"every label cell ({', '.join(labels)}) is empty: nothing to judge; give each input's expected labels"
+    return None
 
 
 def _missing(value: object) -> bool:

@@ -11,7 +11,7 @@ import json
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -334,25 +334,37 @@ class Registry:
         self, pipeline: str, frame: pd.DataFrame, *, content_hash: str, source: str
     ) -> tuple[PipelineDrop, bool]:
         """Store a validated pipeline test file as the pipeline's newest test drop; returns (drop, created). The
-        same rows as the newest drop change nothing; rows stored earlier become the newest again (one file)."""
-        newest = self.pipeline_drop(pipeline)
-        if newest is not None and newest.hash == content_hash:
-            return newest, False
+        same rows as the newest drop change nothing; rows stored earlier become the newest again (one file).
+
+        The check, the file and the row are one step per pipeline (SQLite's write lock; on PostgreSQL a transaction
+        lock on the pipeline's name): concurrent ingests of the same rows store them once, and a failed insert takes
+        its file back only when no row pointed to it before."""
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        uri, written = self.artifacts.put_file(buffer.getvalue(), f"pipelines/{pipeline}/{content_hash}.parquet")
-        checkpoint("drop_written")
-        values = dict(pipeline=pipeline, hash=content_hash, uri=uri, source=source, n_rows=len(frame))
-        try:
-            with self._write() as conn:
-                created_at = now()
+        with self._write() as conn:
+            if not self._sqlite:
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"pipeline_drops:{pipeline}"))))
+            rows = conn.execute(
+                select(t.pipeline_drops).where(t.pipeline_drops.c.pipeline == pipeline).order_by(t.pipeline_drops.c.id)
+            ).all()
+            if rows and rows[-1].hash == content_hash:
+                return self._pipeline_drop(rows[-1]), False
+            uri, written = self.artifacts.put_file(buffer.getvalue(), f"pipelines/{pipeline}/{content_hash}.parquet")
+            checkpoint("drop_written")
+            values = dict(pipeline=pipeline, hash=content_hash, uri=uri, source=source, n_rows=len(frame))
+            created_at = now()
+            try:
                 conn.execute(insert(t.pipeline_drops).values(**values, created_at=created_at))
-        except BaseException:
-            with suppress(Exception):  # no row came to use the file: take it back (the error is what matters)
-                if written and not any(d.uri == uri for d in self.pipeline_drops(pipeline)):
-                    self.artifacts.path(uri).unlink(missing_ok=True)
-            raise
+            except BaseException:
+                if written and not any(row.uri == uri for row in rows):
+                    with suppress(Exception):  # no row used the file: take it back (the error is what matters)
+                        self.artifacts.path(uri).unlink(missing_ok=True)
+                raise
         return PipelineDrop(**values, created_at=created_at), True  # type: ignore[arg-type]
+
+    @staticmethod
+    def _pipeline_drop(row: Any) -> PipelineDrop:
+        return PipelineDrop(row.pipeline, row.hash, row.uri, row.source, row.n_rows, _aware(row.created_at))  # type: ignore[arg-type]
 
     def pipeline_drops(self, pipeline: str | None = None) -> list[PipelineDrop]:
         """A pipeline's test drops (every pipeline's with None), oldest first."""
@@ -360,10 +372,7 @@ class Registry:
         if pipeline is not None:
             query = query.where(t.pipeline_drops.c.pipeline == pipeline)
         with self._read() as conn:
-            return [
-                PipelineDrop(row.pipeline, row.hash, row.uri, row.source, row.n_rows, _aware(row.created_at))  # type: ignore[arg-type]
-                for row in conn.execute(query)
-            ]
+            return [self._pipeline_drop(row) for row in conn.execute(query)]
 
     def pipeline_drop(self, pipeline: str) -> PipelineDrop | None:
         """The pipeline's newest test drop (the one its evaluation uses), None before the first."""
@@ -374,29 +383,6 @@ class Registry:
         import pandas as pd
 
         return pd.read_parquet(self.artifacts.path(drop.uri))
-
-    def record_pipeline_score(
-        self,
-        pipeline: str,
-        model: str,
-        from_version: int | None,
-        to_version: int,
-        *,
-        actor: str,
-        record: dict[str, Any],
-    ) -> None:
-        with self._write() as conn:
-            conn.execute(
-                insert(t.pipeline_scores).values(
-                    pipeline=pipeline,
-                    model=model,
-                    from_version=from_version,
-                    to_version=to_version,
-                    actor=actor,
-                    record=record,
-                    at=now(),
-                )
-            )
 
     def pipeline_scores(self, pipeline: str) -> list[PipelineScore]:
         """The pipeline's end-to-end scores, one per production change of one of its models, oldest first."""
@@ -579,8 +565,11 @@ class Registry:
         reason: str,
         event_kind: str = "promoted",
         payload: dict[str, Any] | None = None,
-    ) -> None:
-        """Point `alias` at version `number`, recording the change and an event in one transaction.
+        pipeline_scores: list[tuple[str, dict[str, Any]]] | None = None,
+    ) -> int | None:
+        """Point `alias` at version `number`, recording the change, an event and the end-to-end score of each
+        pipeline judged with the new version (`pipeline_scores`: (pipeline, record)) in one transaction; returns the
+        version the alias held in that transaction (None: it had none).
 
         The version's artifact is verified first: an alias never moves to a version that cannot load."""
         version = self.version(model, number)
@@ -623,7 +612,17 @@ class Registry:
                 version=number,
                 payload={"alias": alias, "from": current, "actor": actor, **(payload or {})},
             )
+            if pipeline_scores:
+                conn.execute(
+                    insert(t.pipeline_scores),
+                    [
+                        dict(pipeline=pipeline, model=model, from_version=current, to_version=number, actor=actor)
+                        | dict(record=record, at=now())
+                        for pipeline, record in pipeline_scores
+                    ],
+                )
             checkpoint("promote")
+        return current
 
     def alias_history(self, model: str, alias: str = PRODUCTION) -> list[AliasChange]:
         query = (
@@ -651,8 +650,15 @@ class Registry:
                 stack.append(change.to_version)
         return stack[::-1]
 
-    def rollback(self, model: str, alias: str = PRODUCTION) -> int:
-        """Point `alias` back at the version it held before the current one was promoted.
+    def rollback(
+        self,
+        model: str,
+        alias: str = PRODUCTION,
+        *,
+        pipeline_scores: Callable[[int], list[tuple[str, dict[str, Any]]]] | None = None,
+    ) -> int:
+        """Point `alias` back at the version it held before the current one was promoted (`pipeline_scores`: the
+        scores judged with that version, written with the change as `set_alias` does).
 
         Rollbacks undo promotions like a stack: rolling back twice goes two promotions back.
         """
@@ -667,5 +673,6 @@ class Registry:
             actor="rollback",
             reason=f"rolled back from v{current} to v{previous}",
             event_kind="rolled_back",
+            pipeline_scores=pipeline_scores(previous) if pipeline_scores is not None else None,
         )
         return previous
