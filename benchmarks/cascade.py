@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import arguments, banking77_texts, free_port, lua_script, median_run, route, server, wrk
+from harness import arguments, banking77_texts, free_port, lua_script, median_run, route, server, wrk, wrk_binary
 from machine import print_command, print_machine
 
 from shoal.cascade.evaluation import cascade_report
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--fallback", default="banking77-big")
     args = parser.parse_args()
     begun = print_machine()
+    wrk_binary()  # before any server or training starts
     ws = Workspace(args.workspace)
     report = cascade_report(ws, args.small)
     ws.close()

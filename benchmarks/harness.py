@@ -197,9 +197,19 @@ def parse_wrk(out: str) -> dict[str, float]:
     }
 
 
+def wrk_binary() -> str:
+    """The `wrk` load generator's path, or exit saying how to install it (before any server or training starts)."""
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit(
+            "wrk is not installed: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)"
+        )
+    return found
+
+
 def wrk(url: str, script: Path, connections: int, seconds: int, *, warmup: int = 3) -> dict[str, float]:
     """A `warmup`-second run, then the measured one; see `parse_wrk`."""
-    base = ["wrk", f"-t{1 if connections == 1 else 2}", f"-c{connections}", "--latency", "--timeout", "10s"]
+    base = [wrk_binary(), f"-t{1 if connections == 1 else 2}", f"-c{connections}", "--latency", "--timeout", "10s"]
     base += ["-s", str(script)]
     if warmup:
         subprocess.run([*base, f"-d{warmup}s", url], capture_output=True, check=True, timeout=warmup + 60)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from harness import DATA, ROOT, elapsed_seconds, free_port, server
+from harness import DATA, ROOT, elapsed_seconds, free_port, server, wrk_binary
 from machine import load_average, print_command, print_machine
 
 from shoal.data.ingest import ingest_file
@@ -156,7 +156,17 @@ def measure(url: str, lua: Path, concurrency: int, seconds: int) -> dict[str, fl
     """Texts fully answered per second (failed texts excluded), p50 per text (ms), failed texts (a non-2xx answer,
     or a request the script saw no answer to) and wrk's socket errors (a connection that never sent a text is
     counted only there; a request past wrk's --timeout is counted there and, if it is answered later, as a text)."""
-    command = ["wrk", f"-t{concurrency}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url]
+    command = [
+        wrk_binary(),
+        f"-t{concurrency}",
+        f"-c{concurrency}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(lua),
+        url,
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     texts, failed, p50 = re.search(r"SHOAL texts (\d+) failed (\d+) p50_ms ([\d.-]+)", out).groups()  # type: ignore[union-attr]
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -177,6 +187,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     begun = print_machine()
+    wrk_binary()
     ws = prepare(args.workspace, args.data)
     report = evaluate_pipeline(ws, "inbox")
     end = report["end_to_end"]

@@ -41,6 +41,7 @@ from harness import (
     process_count,
     server,
     wrk,
+    wrk_binary,
 )
 from machine import load_average, print_command, print_machine
 
@@ -164,6 +165,7 @@ def main() -> None:
         for name, spec in commands(peers, w, args.ceiling).items()
     }
     begun = print_machine()
+    wrk_binary()  # before any server or training starts
     print(f"{args.duration} s per run, median of {args.repeat} rounds\n{NOTE}", flush=True)
     runs: dict[tuple[str, int], dict[int, list[dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
     limits, tree = [], {}

@@ -29,6 +29,7 @@ from harness import (
     route,
     server,
     wrk,
+    wrk_binary,
 )
 from machine import load_average, print_command, print_machine
 
@@ -38,6 +39,7 @@ from shoal.workspace import Workspace
 def main() -> None:
     args = arguments(__doc__, models=20, connections=64, duration=20).parse_args()
     begun = print_machine()
+    wrk_binary()  # before any server or training starts
     texts = banking77_texts(args.data)
     runs: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as name, ExitStack() as servers:

@@ -37,6 +37,7 @@ from harness import (
     median_run,
     server,
     wrk,
+    wrk_binary,
 )
 from machine import load_average, print_command, print_machine
 
@@ -79,6 +80,7 @@ def swap_run(
 def main() -> None:
     args = arguments(__doc__, duration=30, changes=10, connections=64).parse_args()
     begun = print_machine()
+    wrk_binary()  # before any server or training starts
     texts = banking77_texts(args.data)
     quiet, swaps, switches = [], [], []
     with tempfile.TemporaryDirectory() as name:

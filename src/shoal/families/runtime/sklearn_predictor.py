@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 import sklearn
+from scipy.special import expit
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -180,12 +181,22 @@ def _inference_steps(estimator: Any) -> tuple[list[Any], Any]:
 
 
 def _proba(classifier: Any) -> Any:
-    """The classifier's `predict_proba`; for a multinomial LogisticRegression, its own steps (scores, softmax)
-    without the per-call input validation, which costs more than the arithmetic for a few texts."""
-    if type(classifier) is not LogisticRegression or len(classifier.classes_) <= 2 or classifier.coef_.ndim != 2:
+    """The classifier's `predict_proba`; for a LogisticRegression, its own steps (scores, then softmax, or the
+    logistic function for two classes) without the per-call input validation, which costs more than the arithmetic
+    for a few texts."""
+    if type(classifier) is not LogisticRegression or classifier.coef_.ndim != 2:
         return classifier.predict_proba
     coef_t, intercept = classifier.coef_.T, classifier.intercept_
-    return lambda x: softmax(safe_sparse_dot(x, coef_t, dense_output=True) + intercept, copy=False)
+    if len(classifier.classes_) > 2:
+        return lambda x: softmax(safe_sparse_dot(x, coef_t, dense_output=True) + intercept, copy=False)
+    if coef_t.shape[1] != 1:
+        return classifier.predict_proba
+
+    def binary(x: Any) -> np.ndarray:
+        positive = expit((safe_sparse_dot(x, coef_t, dense_output=True) + intercept).reshape(-1))
+        return np.stack([1 - positive, positive], axis=1)
+
+    return binary
 
 
 def _transform(step: Any) -> Any:
