@@ -64,7 +64,6 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
             "shoal.train",
             "shoal.worker",
             "shoal.cli",
-            "shoal.registry",
             "sqlalchemy",
             "fastapi",
             "starlette",

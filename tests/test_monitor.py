@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from conftest import DATA, read_csv
+from serve_fixtures import SPAM_ROWS, Trained, copy_workspace
+from shoal.cli import app
 from shoal.monitor.drift import Reference, check, level_for_budget
 from shoal.monitor.estimate import estimated_accuracy
 from shoal.monitor.stats import benjamini_hochberg, chi2_test, mmd_test
+from shoal.registry import PRODUCTION
+from shoal.registry.prediction_log import PredictionLog
+from shoal.tasks import get_codec
+from shoal.workspace import Workspace
 
 
 def test_benjamini_hochberg_finds_what_the_step_up_rule_finds() -> None:
@@ -107,3 +118,43 @@ def test_unseen_texts_of_a_large_vocabulary_do_not_look_out_of_vocabulary(sms: p
     reference = Reference.of_texts(rows["text"].tolist()[:4000], [], size=400, seed=0)
     verdict = check(reference, rows["text"].tolist()[4000:4300], [], level=0.01, min_samples=100)
     assert not verdict.drifted, verdict.summary()
+
+
+def _log_served(ws: Workspace, texts: list[str]) -> None:
+    """Log `texts` with the production version's answers, as the server logs a request."""
+    version = ws.registry.alias("spam", PRODUCTION)
+    assert version is not None
+    predictor = ws.load_predictor(ws.registry.version("spam", version))
+    log = PredictionLog.for_registry(ws.registry)
+    log.record("r1", "spam", version, texts, predictor.predict(texts))
+    log.close()
+
+
+def test_shoal_drift_checks_the_newest_logged_predictions(trained: Trained, tmp_path: Path, sms: pd.DataFrame) -> None:
+    ws = copy_workspace(trained, tmp_path / "ws")
+    runner = CliRunner()
+
+    def drift(*options: str) -> Result:
+        return runner.invoke(app, ["drift", "spam", "-w", str(ws.root), "--min-samples", "150", *options])
+
+    few = drift()
+    assert few.exit_code == 0 and "0 inputs in the window; a verdict needs at least 150" in few.output
+    _log_served(ws, sms["text"].tolist()[SPAM_ROWS : SPAM_ROWS + 300])  # unseen SMS: the traffic has not moved
+    calm = drift("--window", "300", "--json")
+    assert calm.exit_code == 0, calm.output
+    report = json.loads(calm.output)
+    assert report["n"] == 300 and report["drifted"] is False and len(report["tests"]) == 4
+    _log_served(ws, read_csv("tweeteval_offensive/test.csv")["text"].tolist()[:300])  # tweets, not SMS
+    moved = drift("--window", "300")
+    assert moved.exit_code == 1, moved.output
+    assert "drift in text features (MMD)" in moved.output
+
+
+def test_each_task_reads_its_logged_predictions_for_the_drift_tests() -> None:
+    rows, values = get_codec("regression").drift_view(
+        ['{"rooms": 3, "city": "Oslo"}', '{"rooms": 5, "city": "Bergen"}'], ["2.5", "1e+06"]
+    )  # type: ignore[misc]
+    assert rows.to_dict("records") == [{"rooms": 3, "city": "Oslo"}, {"rooms": 5, "city": "Bergen"}]
+    assert values == [2.5, 1e6]
+    assert get_codec("text-classification").drift_view(["hi"], ["ham"]) == (["hi"], ["ham"])
+    assert get_codec("forecasting").drift_view([], []) is None  # its residuals need the realised values: not yet
