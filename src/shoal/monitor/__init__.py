@@ -5,7 +5,13 @@
 - `drift`: a window of inputs (and the answers given to them) against a version's reference sample, per input kind:
   texts (their features, length and out-of-vocabulary rate), table rows (each column and all of them together), and
   the predicted labels or values; a verdict only once the window holds `min_samples` inputs;
-- `estimate`: accuracy estimated without labels from calibrated confidence (CBPE's idea for classifiers).
+- `estimate`: accuracy estimated without labels from calibrated confidence (CBPE's idea for classifiers);
+- `watch`: a production version's newest logged predictions against its reference.
 
-Numpy and scipy only: the server, the worker and the benchmarks all call it; nothing here reads the registry.
+`stats`, `drift` and `estimate` are numpy, scipy and scikit-learn only; `watch` reads a version's reference and its
+newest logged predictions through the registry (for `shoal drift` and the worker's checks, `shoal.worker.drift`).
 """
+
+#: the registry event of a drift alert (`shoal history`, `GET /v1/models/{name}/alerts`); here, so the server can name
+#: it without importing the tests' numerical stack
+DRIFT_EVENT = "drift"
