@@ -57,6 +57,18 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("worker", ("shoal.serve", "shoal.cli", "sqlalchemy", "fastapi", "starlette", "typer")),
     ("cascade", ("shoal.serve", "shoal.train", "shoal.worker", "shoal.cli", "sqlalchemy", "fastapi", "starlette")),
+    (
+        "monitor",
+        (
+            "shoal.serve",
+            "shoal.train",
+            "shoal.worker",
+            "shoal.cli",
+            "sqlalchemy",
+            "fastapi",
+            "starlette",
+        ),
+    ),
 ]
 
 

@@ -61,6 +61,10 @@ class RetrainSpec(_Strict):
         gt=0,
         description="wall-clock budget of one retrain job; a job still running then is stopped and recorded as failed",
     )
+    on_drift: bool = Field(
+        False,
+        description="a drift alert (see `monitor`) queues a retrain, when labelled data not trained on yet exists",
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -74,6 +78,34 @@ class RetrainSpec(_Strict):
         if not croniter.is_valid(value):
             raise ValueError("must be a cron expression like '0 3 * * *' or an interval like '6h', '30m'")
         return value
+
+
+class MonitorSpec(_Strict):
+    """The worker's drift checks of this model's newest served predictions (`shoal.monitor`)."""
+
+    every: str = Field("1h", description="interval between checks: '15m', '1h', '1d'")
+    window: int = Field(500, ge=20, description="how many of the newest logged predictions a check reads")
+    min_samples: int = Field(200, ge=20, description="no verdict on a window with fewer predictions")
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        if not re.fullmatch(r"[1-9]\d*(s|m|h|d)", value):
+            raise ValueError("must be an interval like '15m', '1h' or '1d'")
+        return value
+
+    @property
+    def seconds(self) -> int:
+        return int(self.every[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.every[-1]]
+
+
+class AlertSpec(_Strict):
+    """What the whole fleet's drift checks may cost in false alarms, and where alerts are sent."""
+
+    budget_per_week: float = Field(
+        1.0, gt=0, description="false alarms per week the fleet accepts: every check's level is set from it"
+    )
+    webhook: str | None = Field(None, pattern=r"^https?://", description="URL each alert is POSTed to as JSON")
 
 
 class ServeSpec(_Strict):
@@ -124,6 +156,7 @@ class ModelSpec(_Strict):
     gate: GateSpec = Field(default_factory=GateSpec)
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
+    monitor: MonitorSpec | None = Field(None, description="drift checks by the worker (none unless set)")
 
     def folds(self, n_rows: int) -> int:
         """The search's folds for `n_rows` training rows: `cv_folds` if the fleet file sets it; else 3, or 2 from
@@ -187,6 +220,7 @@ class WorkspaceSpec(_Strict):
     seed: int = 0
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
+    alerts: AlertSpec = Field(default_factory=AlertSpec)
 
 
 ModelName = Annotated[str, Field(pattern=_NAME.pattern)]

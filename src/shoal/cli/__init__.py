@@ -13,6 +13,7 @@ from shoal.cli import (
     distill_cmds,
     doctor_cmds,
     fleet_cmds,
+    monitor_cmds,
     registry_cmds,
     report_cmds,
     serve_cmds,
@@ -40,6 +41,7 @@ for module in (
     serve_cmds,
     worker_cmds,
     doctor_cmds,
+    monitor_cmds,
 ):
     module.register(app)
 

@@ -219,7 +219,10 @@ class Registry:
         with self._write() as conn:
             self._event(conn, self._model_id(conn, model), kind, message, version, payload)
 
-    def events(self, model: str | None = None, *, after_id: int = 0, limit: int = 1000) -> list[Event]:
+    def events(
+        self, model: str | None = None, *, after_id: int = 0, limit: int = 1000, kind: str | None = None
+    ) -> list[Event]:
+        """Events oldest first (the first `limit` after `after_id`), of one model and one kind if given."""
         query = (
             select(t.events, t.models.c.name)
             .join(t.models, t.models.c.id == t.events.c.model_id, isouter=True)
@@ -229,6 +232,8 @@ class Registry:
         )
         if model is not None:
             query = query.where(t.models.c.name == model)
+        if kind is not None:
+            query = query.where(t.events.c.kind == kind)
         with self._read() as conn:
             return [
                 Event(row.id, row.name, row.kind, row.version, row.message, row.payload, _aware(row.at))

@@ -335,6 +335,18 @@ class PredictionLog:
         if self._owns_engine:
             self.engine.dispose()
 
+    def recent(self, model: str, version: int, limit: int) -> list[tuple[str, str | None]]:
+        """The newest `limit` logged (input text, predicted) of `model` at `version`, oldest first."""
+        query = (
+            select(predictions.c.text, predictions.c.predicted)
+            .where(predictions.c.model == model, predictions.c.version == version)
+            .order_by(predictions.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [(row.text, row.predicted) for row in reversed(rows)]
+
     # -- feedback -----------------------------------------------------------------------------------
     def add_feedback(self, model: str, request_id: str, label: str, position: int | None = None) -> Feedback:
         """Join a label to a logged prediction of `model`. Raises NotLogged, AlreadyLabelled or FeedbackError."""

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from shoal.data.errors import DropRejected
 from shoal.data.split_mode import SplitMode
 from shoal.fleet import FleetError, ModelSpec
+from shoal.monitor import DRIFT_EVENT
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import AlreadyLabelled, FeedbackError, NotLogged
 from shoal.serve.auth import require_token
@@ -119,6 +120,20 @@ class History(BaseModel):
     jobs: list[JobInfo]
 
 
+class Alert(BaseModel):
+    id: int
+    kind: str = Field(description="what fired: `drift` (the worker's check of the newest served predictions)")
+    version: int | None = Field(description="the production version whose traffic was checked")
+    message: str = Field(description="which tests fired, and what was done (a retrain queued, or why not)")
+    tests: list[dict[str, Any]] = Field(description="every test of the check: test, statistic, p_value, fired")
+    at: datetime | None
+
+
+class Alerts(BaseModel):
+    model: str
+    alerts: list[Alert] = Field(description="oldest first")
+
+
 def _spec(ws: Workspace, name: str) -> ModelSpec:
     try:
         return ws.model(name)
@@ -214,6 +229,31 @@ def send_feedback(name: str, body: FeedbackRequest, request: Request) -> Feedbac
         version=joined.version,
         label=joined.label,
         predicted=joined.predicted,
+    )
+
+
+@router.get("/v1/models/{name}/alerts", summary="A model's alerts", responses=NO_MODEL)
+def alerts(
+    name: str,
+    request: Request,
+    limit: int = Query(100, ge=1, le=5000, description="how many of the latest alerts"),
+) -> Alerts:
+    """The model's alerts: each drift the worker found in its newest served predictions (set `monitor:` on the
+    model in shoal.yaml and run `shoal worker`), with every test's p-value and what was done about it."""
+    ws = get_state(request).ws
+    _spec(ws, name)
+    registry = ws.registry
+    found = (
+        [e for e in registry.events(name, limit=1_000_000) if e.kind == DRIFT_EVENT]
+        if name in registry.model_names()
+        else []
+    )
+    return Alerts(
+        model=name,
+        alerts=[
+            Alert(id=e.id, kind=e.kind, version=e.version, message=e.message, tests=e.payload.get("tests", []), at=e.at)
+            for e in found[-limit:]
+        ],
     )
 
 

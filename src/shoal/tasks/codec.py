@@ -65,3 +65,8 @@ class Codec(ABC):
     @abstractmethod
     def logged(self, inputs: list[Any], answers: list[Any]) -> tuple[list[str], list[str] | None]:
         """(input texts, predicted labels) for the prediction log."""
+
+    def drift_view(self, inputs: list[str], answers: list[str]) -> tuple[Any, list[Any]] | None:
+        """Logged inputs and answers (as `logged` wrote them) in the form the drift tests read (`shoal.monitor`):
+        (texts, or rows as a pandas frame; labels, or values as numbers); None when this task has no drift tests."""
+        return None

@@ -26,6 +26,7 @@ from shoal.registry import Job
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import PredictionLog
 from shoal.train.trainer import ModelReport
+from shoal.worker.drift import DriftChecks
 from shoal.worker.feedback import process_feedback
 from shoal.worker.inbox import Inbox
 from shoal.worker.job_process import JobFailed, train_in_child
@@ -85,6 +86,7 @@ class Worker:
         self.queue = JobQueue(ws.registry, lease_seconds=lease_seconds)
         self.inbox = Inbox(ws, settle_seconds)
         self.triggers = Triggers(ws, self.queue)
+        self.drift = DriftChecks(ws, self.triggers)
         self.predictions = PredictionLog.for_registry(ws.registry)
         self._fleet_mtime = self._mtime()
 
@@ -119,13 +121,14 @@ class Worker:
         return ran
 
     def scan(self) -> None:
-        """One pass over every model: inbox files, joined feedback, then retrain triggers."""
+        """One pass over every model: inbox files, joined feedback, retrain triggers, then its drift check."""
         self._reload_fleet()
         for model in self.ws.fleet.models:
             try:
                 self.inbox.process(model)
                 process_feedback(self.ws, self.predictions, model)
                 self.triggers.check(model)
+                self.drift.check(model)
             except Exception as error:  # isolate: one model's trouble never stops the others
                 emit("scan_failed", 40, model=model, error=f"{type(error).__name__}: {error}")
 

@@ -66,3 +66,8 @@ class RegressionCodec(Codec):
 
     def logged(self, inputs: list[Any], answers: list[Any]) -> tuple[list[str], list[str] | None]:
         return [orjson.dumps(row).decode() for row in inputs], [format(a["value"], ".6g") for a in answers]
+
+    def drift_view(self, inputs: list[str], answers: list[str]) -> tuple[Any, list[Any]] | None:
+        import pandas as pd  # not on the serving path
+
+        return pd.DataFrame([orjson.loads(row) for row in inputs]), [float(a) for a in answers]

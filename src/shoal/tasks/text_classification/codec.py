@@ -73,6 +73,9 @@ class TextClassificationCodec(Codec):
     def logged(self, inputs: list[Any], answers: list[Any]) -> tuple[list[str], list[str] | None]:
         return inputs, [a["label"] for a in answers]
 
+    def drift_view(self, inputs: list[str], answers: list[str]) -> tuple[Any, list[Any]] | None:
+        return inputs, answers
+
 
 def predictions(proba: np.ndarray, labels: list[str], top_k: int | None, probabilities: bool) -> list[dict[str, Any]]:
     if len(proba) == 1:  # most requests: numpy's argmax lets go of the GIL, and the event loop waits to get it back

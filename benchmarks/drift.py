@@ -1,0 +1,213 @@
+"""Drift detection on synthetic shifts: detection delay, false alarms on traffic that has not moved, and the accuracy
+estimated without labels (CBPE's idea) against the real one.
+
+    .venv/bin/python benchmarks/drift.py [--repeat 10] [--windows 200] [--budget 1] [--checks-per-week 168]
+
+Three models, each fitted by its shoal family on one part of a shared dataset (A); its reference (`shoal.monitor`)
+holds 500 training inputs of A and its answers on a held-out part B; traffic is drawn from a third part C, which
+neither saw:
+- `banking77` (`tfidf-logreg`, Banking77 train split cut in three): traffic moves to 10 of the 77 intents;
+- `spam` (`tfidf-logreg`, SMS Spam Collection cut in three): traffic becomes TweetEval offensive tweets;
+- `housing` (`ridge`, California housing cut in three): traffic keeps its rows, `median_income` times 1.3.
+A stream is 400 unshifted inputs, then shifted ones; a window of the last 200 inputs is checked every 50 inputs at the
+level the alert budget gives (`--budget` false alarms per week with `--checks-per-week` checks). Delay: shifted
+inputs seen when a check first alerts (median and worst of `--repeat` streams); alarms before the shift are counted.
+False alarms: `--windows` windows of 200 inputs drawn from C, each checked at that level (expected: windows x level).
+CBPE: `banking77`'s temperature fitted on B; windows of 200 inputs of C whose intents are drawn with a skew (a
+different random subset of 20 intents made 5x likelier in each window); estimated vs real accuracy per window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from harness import DATA
+from machine import print_command, print_machine
+
+from shoal.cascade.calibration import confidence, fit_temperature
+from shoal.families import get_family
+from shoal.monitor.drift import Reference, check, level_for_budget
+from shoal.monitor.estimate import estimated_accuracy
+
+WINDOW, STEP, BEFORE, REFERENCE = 200, 50, 400, 500
+
+
+@dataclass
+class Scenario:
+    name: str
+    reference: Reference
+    calm: pd.DataFrame  # part C: traffic that has not moved
+    shifted: pd.DataFrame  # traffic after the shift
+    inputs: Callable[[pd.DataFrame], Any]  # rows -> what the model reads (texts, or a frame of features)
+    answers: Callable[[pd.DataFrame], list[Any]]  # rows -> the model's answers
+
+
+def _thirds(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    shuffled = frame.sample(frac=1, random_state=0).reset_index(drop=True)
+    a, b = int(len(shuffled) * 0.6), int(len(shuffled) * 0.8)
+    return shuffled.iloc[:a], shuffled.iloc[a:b], shuffled.iloc[b:].reset_index(drop=True)
+
+
+def _text_model(train: pd.DataFrame) -> Any:
+    family = get_family("tfidf-logreg")
+    return family.fit(train["text"].tolist(), train["label"].tolist(), family.grid(len(train))[0], 0)
+
+
+def text_scenario(
+    name: str, frame: pd.DataFrame, shifted: Callable[[pd.DataFrame], pd.DataFrame]
+) -> tuple[Scenario, Any]:
+    a, b, c = _thirds(frame)
+    model = _text_model(a)
+
+    def answers(rows: pd.DataFrame) -> list[Any]:
+        return model.predict(rows["text"].tolist())  # type: ignore[no-any-return]
+
+    reference = Reference.of_texts(a["text"].tolist(), answers(b), size=REFERENCE, seed=0)
+    return Scenario(name, reference, c, shifted(c), lambda rows: rows["text"].tolist(), answers), (model, b)
+
+
+def housing_scenario(data: Any) -> Scenario:
+    frame = pd.read_csv(data / "california_housing" / "housing.csv")
+    target = "median_house_value"
+    a, b, c = _thirds(frame)
+    features = [column for column in frame.columns if column != target]
+    family = get_family("ridge")
+    rows = a[features].to_dict("records")
+    model = family.fit(rows, a[target].tolist(), family.grid(len(a))[0], 0)
+
+    def answers(part: pd.DataFrame) -> list[Any]:
+        return model.predict_proba(part[features].to_dict("records"))[:, 0].tolist()  # type: ignore[no-any-return]
+
+    reference = Reference.of_rows(a[features], answers(b), size=REFERENCE, seed=0)
+    shifted = c.assign(median_income=c["median_income"] * 1.3)
+    return Scenario(
+        "housing: median_income x 1.3",
+        reference,
+        c,
+        shifted,
+        lambda part: part[features].reset_index(drop=True),
+        answers,
+    )
+
+
+def delay(scenario: Scenario, level: float, seed: int) -> tuple[int | None, int]:
+    """(shifted inputs seen at the first alerting check after the shift or None, alerts before it) of one stream."""
+    rng = np.random.default_rng(seed)
+    before = scenario.calm.iloc[rng.choice(len(scenario.calm), BEFORE, replace=False)]
+    after = scenario.shifted.iloc[
+        rng.choice(len(scenario.shifted), 4 * WINDOW, replace=len(scenario.shifted) < 4 * WINDOW)
+    ]
+    stream = pd.concat([before, after]).reset_index(drop=True)
+    answers = scenario.answers(stream)
+    early = 0
+    for end in range(WINDOW, len(stream) + 1, STEP):
+        window = stream.iloc[end - WINDOW : end]
+        verdict = check(
+            scenario.reference,
+            scenario.inputs(window),
+            answers[end - WINDOW : end],
+            level=level,
+            min_samples=WINDOW,
+            seed=seed + end,
+        )
+        if verdict.drifted:
+            if end <= BEFORE:
+                early += 1
+            else:
+                return end - BEFORE, early
+    return None, early
+
+
+def false_alarms(scenario: Scenario, level: float, windows: int) -> int:
+    alarms = 0
+    for seed in range(windows):
+        rows = scenario.calm.iloc[np.random.default_rng(1000 + seed).choice(len(scenario.calm), WINDOW, replace=False)]
+        verdict = check(
+            scenario.reference,
+            scenario.inputs(rows),
+            scenario.answers(rows),
+            level=level,
+            min_samples=WINDOW,
+            seed=seed,
+        )
+        alarms += verdict.drifted
+    return alarms
+
+
+def cbpe(model: Any, held_out: pd.DataFrame, calm: pd.DataFrame, windows: int) -> list[tuple[float, float]]:
+    """(estimated, real) accuracy of `windows` skewed windows of `calm`."""
+    truth = np.array([model.labels.index(label) for label in held_out["label"]])
+    temperature = fit_temperature(model.predict_proba(held_out["text"].tolist()), truth)
+    proba = model.predict_proba(calm["text"].tolist())
+    right = np.array(model.labels)[proba.argmax(axis=1)] == calm["label"].to_numpy()
+    confident = confidence(proba, temperature)
+    intents = sorted(calm["label"].unique())
+    pairs = []
+    for seed in range(windows):
+        rng = np.random.default_rng(seed)
+        favoured = set(rng.choice(intents, 20, replace=False))
+        weights = np.where(calm["label"].isin(favoured), 5.0, 1.0)
+        rows = rng.choice(len(calm), WINDOW, replace=False, p=weights / weights.sum())
+        pairs.append((estimated_accuracy(confident[rows]).accuracy, float(right[rows].mean())))
+    return pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=lambda p: __import__("pathlib").Path(p), default=DATA)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--windows", type=int, default=200)
+    parser.add_argument("--budget", type=float, default=1.0, help="false alarms per week, for the whole fleet's model")
+    parser.add_argument("--checks-per-week", type=float, default=168.0)
+    args = parser.parse_args()
+    begun = print_machine()
+    level = level_for_budget(args.budget, args.checks_per_week)
+    print(
+        f"alert budget {args.budget:g} per week, {args.checks_per_week:g} checks per week: level {level:.4f} per window"
+    )
+    banking = pd.read_csv(args.data / "banking77" / "train.csv", keep_default_na=False)
+    few = sorted(banking["label"].unique())[:10]
+    sms = pd.read_csv(args.data / "sms_spam" / "sms_spam.csv", keep_default_na=False)
+    tweets = pd.read_csv(args.data / "tweeteval_offensive" / "test.csv", keep_default_na=False)
+    started = time.perf_counter()
+    banking_scenario, (banking_model, banking_b) = text_scenario(
+        "banking77: 10 of 77 intents", banking, lambda c: c[c["label"].isin(few)].reset_index(drop=True)
+    )
+    spam_scenario, _ = text_scenario("spam: SMS -> TweetEval tweets", sms, lambda c: tweets.assign(label="ham"))
+    scenarios = [banking_scenario, spam_scenario, housing_scenario(args.data)]
+    print(f"models fitted in {time.perf_counter() - started:.0f} s\n")
+    print(
+        "| shift | delay, median (inputs) | delay, worst | missed streams | alerts before the shift "
+        "| false alarms / windows | expected |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for scenario in scenarios:
+        runs = [delay(scenario, level, seed) for seed in range(args.repeat)]
+        found = [d for d, _ in runs if d is not None]
+        alarms = false_alarms(scenario, level, args.windows)
+        median = f"{statistics.median(found):.0f}" if found else "-"
+        worst = f"{max(found)}" if found else "-"
+        print(
+            f"| {scenario.name} | {median} | {worst} | {args.repeat - len(found)} of {args.repeat} | "
+            f"{sum(e for _, e in runs)} | {alarms} / {args.windows} | {args.windows * level:.1f} |",
+            flush=True,
+        )
+    pairs = cbpe(banking_model, banking_b, banking_scenario.calm, args.windows)
+    errors = [abs(e - r) for e, r in pairs]
+    print(
+        f"\nCBPE on {len(pairs)} skewed banking77 windows of {WINDOW}: real accuracy {min(r for _, r in pairs):.3f}.."
+        f"{max(r for _, r in pairs):.3f}; |estimated - real| median {statistics.median(errors):.3f}, 90th percentile "
+        f"{float(np.quantile(errors, 0.9)):.3f}, mean signed {statistics.mean(e - r for e, r in pairs):+.3f}"
+    )
+    print_command(begun)
+
+
+if __name__ == "__main__":
+    main()

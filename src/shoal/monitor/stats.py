@@ -1,0 +1,75 @@
+"""Two-sample tests and the multiplicity correction a drift verdict is built from (numpy and scipy only).
+
+Each test answers "could these two samples come from the same distribution?" with a p-value; a window runs several
+(one per column, descriptor or output), and `benjamini_hochberg` keeps the chance that *any* of them fires on a window
+without drift at most the window's level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import stats
+
+
+def mmd_test(
+    reference: np.ndarray | sp.spmatrix, current: np.ndarray | sp.spmatrix, *, permutations: int, seed: int
+) -> tuple[float, float]:
+    """(MMD², p-value) of a Gaussian-kernel maximum mean discrepancy between the rows of two samples, the bandwidth
+    set by the median distance (the usual heuristic), the p-value from `permutations` random relabellings of the
+    pooled rows (exact for any sample size: no asymptotic approximation)."""
+    pooled = sp.vstack([reference, current]).tocsr() if sp.issparse(reference) else np.vstack([reference, current])
+    gram = pooled @ pooled.T
+    gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram)
+    norms = np.diag(gram)
+    distances = np.maximum(norms[:, None] + norms[None, :] - 2 * gram, 0.0)
+    upper = distances[np.triu_indices_from(distances, k=1)]
+    positive = upper[upper > 0]
+    bandwidth = float(np.median(positive)) if len(positive) else 1.0
+    kernel = np.exp(-distances / bandwidth)
+    n_ref, n = reference.shape[0], pooled.shape[0]
+    rng = np.random.default_rng(seed)
+    groups = np.empty((n, permutations + 1))
+    groups[:, 0] = np.arange(n) < n_ref  # the observed split, then the relabellings
+    for column in range(1, permutations + 1):
+        groups[:, column] = rng.permutation(groups[:, 0])
+    weights = groups / n_ref - (1 - groups) / (n - n_ref)
+    values = np.einsum("ij,ij->j", weights, kernel @ weights)
+    observed = float(values[0])
+    return observed, float((1 + np.sum(values[1:] >= observed)) / (permutations + 1))
+
+
+def ks_test(reference: Sequence[float] | np.ndarray, current: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """(KS statistic, p-value) of two samples of numbers."""
+    result = stats.ks_2samp(np.asarray(reference, dtype=float), np.asarray(current, dtype=float))
+    return float(result.statistic), float(result.pvalue)
+
+
+def chi2_test(reference: Sequence[str], current: Sequence[str]) -> tuple[float, float]:
+    """(chi-squared statistic, p-value) of two samples of categories (a 2 x k contingency table of the categories
+    either sample holds); one category in all: (0, 1)."""
+    categories = sorted(set(reference) | set(current))
+    if len(categories) < 2:
+        return 0.0, 1.0
+    index = {category: i for i, category in enumerate(categories)}
+    table = np.zeros((2, len(categories)))
+    for row, sample in enumerate((reference, current)):
+        np.add.at(table[row], [index[value] for value in sample], 1)
+    statistic, p_value, _, _ = stats.chi2_contingency(table)
+    return float(statistic), float(p_value)
+
+
+def benjamini_hochberg(p_values: Sequence[float], level: float) -> np.ndarray:
+    """Which of `p_values` are discoveries at false-discovery rate `level` (Benjamini–Hochberg). When no test has
+    anything to find, the chance of any discovery is at most `level`."""
+    p = np.asarray(p_values, dtype=float)
+    if len(p) == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(p)
+    passed = p[order] <= level * np.arange(1, len(p) + 1) / len(p)
+    found = np.zeros(len(p), dtype=bool)
+    if passed.any():
+        found[order[: int(np.nonzero(passed)[0].max()) + 1]] = True
+    return found

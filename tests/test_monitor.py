@@ -1,0 +1,160 @@
+"""Drift tests and the label-free accuracy estimate, on real texts and rows from the shared data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from conftest import DATA, read_csv
+from serve_fixtures import SPAM_ROWS, Trained, copy_workspace
+from shoal.cli import app
+from shoal.monitor.drift import Reference, check, level_for_budget
+from shoal.monitor.estimate import estimated_accuracy
+from shoal.monitor.stats import benjamini_hochberg, chi2_test, mmd_test
+from shoal.registry import PRODUCTION
+from shoal.registry.prediction_log import PredictionLog
+from shoal.tasks import get_codec
+from shoal.workspace import Workspace
+
+
+def test_benjamini_hochberg_finds_what_the_step_up_rule_finds() -> None:
+    p = [0.01, 0.04, 0.03, 0.20]  # sorted: 0.01, 0.03, 0.04, 0.20 against level * rank / 4
+    assert benjamini_hochberg(p, 0.05).tolist() == [True, False, False, False]  # 0.03 > 0.025, 0.04 > 0.0375
+    assert benjamini_hochberg(p, 0.2).tolist() == [True, True, True, True]
+    assert benjamini_hochberg(p, 0.1).tolist() == [True, True, True, False]
+    assert benjamini_hochberg([], 0.05).tolist() == []
+
+
+def test_the_mmd_permutation_test_holds_its_level_and_sees_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    null = [mmd_test(rng.normal(size=(60, 3)), rng.normal(size=(40, 3)), permutations=99, seed=s)[1] for s in range(60)]
+    assert 0.0 < np.mean(np.array(null) <= 0.1) <= 0.25  # ~0.10 expected; 60 draws
+    shifted = mmd_test(rng.normal(size=(60, 3)), rng.normal(0.8, 1.0, size=(40, 3)), permutations=199, seed=0)
+    assert shifted[1] <= 0.01
+
+
+def test_chi2_of_one_category_is_no_evidence() -> None:
+    assert chi2_test(["a"] * 5, ["a"] * 3) == (0.0, 1.0)
+    assert chi2_test(["a"] * 50 + ["b"] * 50, ["a"] * 50)[1] < 1e-6
+
+
+def test_level_for_budget() -> None:
+    assert level_for_budget(1, 168) == pytest.approx(1 / 168)
+    with pytest.raises(ValueError, match="positive"):
+        level_for_budget(0, 168)
+
+
+@pytest.fixture(scope="module")
+def shuffled_banking() -> pd.DataFrame:
+    return read_csv("banking77/train.csv").sample(frac=1, random_state=0)
+
+
+def test_texts_that_have_not_moved_pass_and_other_texts_alert(shuffled_banking: pd.DataFrame) -> None:
+    train, held_out, traffic = (
+        shuffled_banking.iloc[:6000],
+        shuffled_banking.iloc[6000:8000],
+        shuffled_banking.iloc[8000:],
+    )
+    reference = Reference.of_texts(train["text"].tolist(), held_out["label"].tolist(), size=300, seed=0)
+    calm = traffic.iloc[:200]
+    verdict = check(reference, calm["text"].tolist(), calm["label"].tolist(), level=0.01, min_samples=100)
+    assert not verdict.drifted, verdict.summary()
+    assert [f.test for f in verdict.findings] == [
+        "text features (MMD)",
+        "text length (KS)",
+        "out-of-vocabulary rate (KS)",
+        "predicted labels (chi²)",
+    ]
+    tweets = read_csv("tweeteval_offensive/test.csv")["text"].tolist()[:200]
+    moved = check(reference, tweets, [], level=0.01, min_samples=100)
+    fired = {f.test for f in moved.findings if f.fired}
+    assert {"text features (MMD)", "out-of-vocabulary rate (KS)"} <= fired, moved.summary()
+    few = traffic[traffic["label"].isin(sorted(traffic["label"].unique())[:5])]
+    narrowed = check(reference, few["text"].tolist(), few["label"].tolist(), level=0.01, min_samples=50)
+    assert "predicted labels (chi²)" in {f.test for f in narrowed.findings if f.fired}
+
+
+def test_a_small_window_gets_no_verdict(shuffled_banking: pd.DataFrame) -> None:
+    reference = Reference.of_texts(shuffled_banking["text"].tolist()[:1000], ["x"], size=100, seed=0)
+    verdict = check(reference, shuffled_banking["text"].tolist()[:20], [], level=0.01, min_samples=100)
+    assert not verdict.drifted and verdict.findings == []
+    assert verdict.summary() == "20 inputs in the window; a verdict needs at least 100"
+
+
+def test_a_scaled_column_alerts_on_that_column() -> None:
+    frame = pd.read_csv(DATA / "california_housing" / "housing.csv").sample(frac=1, random_state=0)
+    features = frame.drop(columns=["median_house_value"])
+    reference = Reference.of_rows(features.iloc[:5000], [], size=500, seed=0)
+    traffic = features.iloc[5000:5400].reset_index(drop=True)
+    assert not check(reference, traffic, [], level=0.01, min_samples=100).drifted
+    scaled = check(
+        reference, traffic.assign(median_income=traffic["median_income"] * 1.3), [], level=0.01, min_samples=100
+    )
+    fired = {f.test for f in scaled.findings if f.fired}
+    assert "column median_income (KS)" in fired and "column latitude (KS)" not in fired, scaled.summary()
+
+
+def test_estimated_accuracy_follows_calibrated_confidence() -> None:
+    rng = np.random.default_rng(0)
+    confidences = rng.uniform(0.5, 1.0, size=4000)
+    right = rng.uniform(size=4000) < confidences  # calibrated by construction
+    estimate = estimated_accuracy(confidences)
+    assert estimate.ci[0] <= right.mean() <= estimate.ci[1]
+    assert estimate.accuracy == pytest.approx(0.75, abs=0.01)
+    with pytest.raises(ValueError, match="no answers"):
+        estimated_accuracy(np.array([]))
+
+
+def test_unseen_texts_of_a_large_vocabulary_do_not_look_out_of_vocabulary(sms: pd.DataFrame) -> None:
+    """The reference's own out-of-vocabulary rates are measured against the words of the *other* training texts:
+    against all of them (its own words included) every new SMS would look out of vocabulary."""
+    rows = sms.sample(frac=1, random_state=0)
+    reference = Reference.of_texts(rows["text"].tolist()[:4000], [], size=400, seed=0)
+    verdict = check(reference, rows["text"].tolist()[4000:4300], [], level=0.01, min_samples=100)
+    assert not verdict.drifted, verdict.summary()
+
+
+def _log_served(ws: Workspace, texts: list[str]) -> None:
+    """Log `texts` with the production version's answers, as the server logs a request."""
+    version = ws.registry.alias("spam", PRODUCTION)
+    assert version is not None
+    predictor = ws.load_predictor(ws.registry.version("spam", version))
+    log = PredictionLog.for_registry(ws.registry)
+    log.record("r1", "spam", version, texts, predictor.predict(texts))
+    log.close()
+
+
+def test_shoal_drift_checks_the_newest_logged_predictions(trained: Trained, tmp_path: Path, sms: pd.DataFrame) -> None:
+    ws = copy_workspace(trained, tmp_path / "ws")
+    runner = CliRunner()
+
+    def drift(*options: str) -> Result:
+        return runner.invoke(app, ["drift", "spam", "-w", str(ws.root), "--min-samples", "150", *options])
+
+    few = drift()
+    assert few.exit_code == 0 and "0 inputs in the window; a verdict needs at least 150" in few.output
+    _log_served(ws, sms["text"].tolist()[SPAM_ROWS : SPAM_ROWS + 300])  # unseen SMS: the traffic has not moved
+    calm = drift("--window", "300", "--json")
+    assert calm.exit_code == 0, calm.output
+    report = json.loads(calm.output)
+    assert report["n"] == 300 and report["drifted"] is False and len(report["tests"]) == 4
+    _log_served(ws, read_csv("tweeteval_offensive/test.csv")["text"].tolist()[:300])  # tweets, not SMS
+    moved = drift("--window", "300")
+    assert moved.exit_code == 1, moved.output
+    assert "drift in text features (MMD)" in moved.output
+
+
+def test_each_task_reads_its_logged_predictions_for_the_drift_tests() -> None:
+    rows, values = get_codec("regression").drift_view(
+        ['{"rooms": 3, "city": "Oslo"}', '{"rooms": 5, "city": "Bergen"}'], ["2.5", "1e+06"]
+    )  # type: ignore[misc]
+    assert rows.to_dict("records") == [{"rooms": 3, "city": "Oslo"}, {"rooms": 5, "city": "Bergen"}]
+    assert values == [2.5, 1e6]
+    assert get_codec("text-classification").drift_view(["hi"], ["ham"]) == (["hi"], ["ham"])
+    assert get_codec("forecasting").drift_view([], []) is None  # its residuals need the realised values: not yet
