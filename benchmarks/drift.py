@@ -1,7 +1,7 @@
 """Drift detection on synthetic shifts: detection delay, false alarms on traffic that has not moved, and the accuracy
 estimated without labels (CBPE's idea) against the real one.
 
-    .venv/bin/python benchmarks/drift.py [--repeat 10] [--windows 200] [--budget 1] [--checks-per-week 168]
+    .venv/bin/python benchmarks/drift.py [--repeat 10] [--windows 200] [--step 50] [--budget 1] [--checks-per-week 168]
 
 Three models, each fitted by its shoal family on one part of a shared dataset (A); its reference (`shoal.monitor`)
 holds 500 training inputs of A and its answers on a held-out part B; traffic is drawn from a third part C, which
@@ -9,8 +9,8 @@ neither saw:
 - `banking77` (`tfidf-logreg`, Banking77 train split cut in three): traffic moves to 10 of the 77 intents;
 - `spam` (`tfidf-logreg`, SMS Spam Collection cut in three): traffic becomes TweetEval offensive tweets;
 - `housing` (`ridge`, California housing cut in three): traffic keeps its rows, `median_income` times 1.3.
-A stream is 400 unshifted inputs, then shifted ones; a window of the last 200 inputs is checked every 50 inputs at the
-level the alert budget gives (`--budget` false alarms per week with `--checks-per-week` checks). Delay: shifted
+A stream is 400 unshifted inputs, then shifted ones; a window of the last 200 inputs is checked every `--step` inputs
+at the level the alert budget gives (`--budget` false alarms per week with `--checks-per-week` checks). Delay: shifted
 inputs seen when a check first alerts (median and worst of `--repeat` streams); alarms before the shift are counted.
 False alarms: `--windows` windows of 200 inputs drawn from C, each checked at that level (expected: windows x level).
 CBPE: `banking77`'s temperature fitted on B; windows of 200 inputs of C whose intents are drawn with a skew (a
@@ -36,7 +36,7 @@ from shoal.families import get_family
 from shoal.monitor.drift import Reference, check, level_for_budget
 from shoal.monitor.estimate import estimated_accuracy
 
-WINDOW, STEP, BEFORE, REFERENCE = 200, 50, 400, 500
+WINDOW, BEFORE, REFERENCE = 200, 400, 500
 
 
 @dataclass
@@ -97,7 +97,7 @@ def housing_scenario(data: Any) -> Scenario:
     )
 
 
-def delay(scenario: Scenario, level: float, seed: int) -> tuple[int | None, int]:
+def delay(scenario: Scenario, level: float, step: int, seed: int) -> tuple[int | None, int]:
     """(shifted inputs seen at the first alerting check after the shift or None, alerts before it) of one stream."""
     rng = np.random.default_rng(seed)
     before = scenario.calm.iloc[rng.choice(len(scenario.calm), BEFORE, replace=False)]
@@ -107,7 +107,7 @@ def delay(scenario: Scenario, level: float, seed: int) -> tuple[int | None, int]
     stream = pd.concat([before, after]).reset_index(drop=True)
     answers = scenario.answers(stream)
     early = 0
-    for end in range(WINDOW, len(stream) + 1, STEP):
+    for end in range(WINDOW, len(stream) + 1, step):
         window = stream.iloc[end - WINDOW : end]
         verdict = check(
             scenario.reference,
@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--data", type=lambda p: __import__("pathlib").Path(p), default=DATA)
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--windows", type=int, default=200)
+    parser.add_argument("--step", type=int, default=50, help="inputs between two checks of a stream")
     parser.add_argument("--budget", type=float, default=1.0, help="false alarms per week, for the whole fleet's model")
     parser.add_argument("--checks-per-week", type=float, default=168.0)
     args = parser.parse_args()
@@ -189,7 +190,7 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for scenario in scenarios:
-        runs = [delay(scenario, level, seed) for seed in range(args.repeat)]
+        runs = [delay(scenario, level, args.step, seed) for seed in range(args.repeat)]
         found = [d for d, _ in runs if d is not None]
         alarms = false_alarms(scenario, level, args.windows)
         median = f"{statistics.median(found):.0f}" if found else "-"
