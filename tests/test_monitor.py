@@ -15,7 +15,7 @@ from conftest import DATA, read_csv
 from serve_fixtures import SPAM_ROWS, Trained, copy_workspace
 from shoal.cli import app
 from shoal.monitor.drift import Reference, check, level_for_budget
-from shoal.monitor.estimate import estimated_accuracy
+from shoal.monitor.estimate import estimated_accuracy, live_shortfall_p, shortfall_p
 from shoal.monitor.stats import benjamini_hochberg, chi2_test, mmd_test
 from shoal.registry import PRODUCTION
 from shoal.registry.prediction_log import PredictionLog
@@ -143,7 +143,9 @@ def test_shoal_drift_checks_the_newest_logged_predictions(trained: Trained, tmp_
     calm = drift("--window", "300", "--json")
     assert calm.exit_code == 0, calm.output
     report = json.loads(calm.output)
-    assert report["n"] == 300 and report["drifted"] is False and len(report["tests"]) == 4
+    assert report["n"] == 300 and report["drifted"] is False
+    names = [test["test"] for test in report["tests"]]
+    assert len(names) == 5 and names[-1].startswith("estimated accuracy (CBPE) vs ")  # a classifier, calibrated
     _log_served(ws, read_csv("tweeteval_offensive/test.csv")["text"].tolist()[:300])  # tweets, not SMS
     moved = drift("--window", "300")
     assert moved.exit_code == 1, moved.output
@@ -158,3 +160,29 @@ def test_each_task_reads_its_logged_predictions_for_the_drift_tests() -> None:
     assert values == [2.5, 1e6]
     assert get_codec("text-classification").drift_view(["hi"], ["ham"]) == (["hi"], ["ham"])
     assert get_codec("forecasting").drift_view([], []) is None  # its residuals need the realised values: not yet
+
+
+def test_the_quality_checks_fire_on_an_accuracy_shortfall() -> None:
+    assert shortfall_p(np.full(300, 0.95), 0.85) > 0.5  # expected 0.95: no shortfall below 0.85
+    assert shortfall_p(np.full(300, 0.70), 0.85) < 1e-6
+    assert live_shortfall_p(90, 100, 0.85) > 0.05
+    assert live_shortfall_p(60, 100, 0.85) < 1e-6
+
+
+def test_wrong_feedback_labels_alert_on_live_accuracy(trained: Trained, tmp_path: Path, sms: pd.DataFrame) -> None:
+    """Traffic like the training data, but users say the answers are wrong: only the live accuracy check fires."""
+    ws = copy_workspace(trained, tmp_path / "ws")
+    texts = sms["text"].tolist()[SPAM_ROWS : SPAM_ROWS + 200]
+    _log_served(ws, texts)
+    log = PredictionLog.for_registry(ws.registry)
+    version = ws.registry.alias("spam", PRODUCTION)
+    answers = dict(zip(texts, ws.load_predictor(ws.registry.version("spam", version)).predict(texts), strict=True))
+    for position, text in enumerate(texts[:150]):
+        log.add_feedback("spam", "r1", "spam" if answers[text] == "ham" else "ham", position)
+    log.close()
+    result = CliRunner().invoke(app, ["drift", "spam", "-w", str(ws.root), "--min-samples", "150", "--json"])
+    assert result.exit_code == 1, result.output
+    fired = [test["test"] for test in json.loads(result.output)["tests"] if test["fired"]]
+    assert len(fired) == 1 and fired[0].startswith("live accuracy (150 labels) vs "), fired
+    estimated = next(t for t in json.loads(result.output)["tests"] if t["test"].startswith("estimated accuracy"))
+    assert estimated["statistic"] > 0.85 and not estimated["fired"]

@@ -126,3 +126,13 @@ def test_feedback_waits_for_a_flush_another_thread_is_writing(log: PredictionLog
     feedback.join(10)
     assert not flusher.is_alive() and not feedback.is_alive()
     assert joined and joined[0].predicted == "ham"
+
+
+def test_recent_returns_a_versions_newest_rows_oldest_first(log: PredictionLog) -> None:
+    for i in range(5):
+        log.record(f"r{i}", "spam", 1, [f"text {i}"], ["ham"])
+    log.record("other", "spam", 2, ["of version 2"], ["spam"])
+    log.record("another", "intent", 1, ["of another model"], ["x"])
+    log.flush()
+    assert log.recent("spam", 1, 3) == [("text 2", "ham"), ("text 3", "ham"), ("text 4", "ham")]
+    assert log.recent("spam", 2, 10) == [("of version 2", "spam")]

@@ -86,6 +86,12 @@ class MonitorSpec(_Strict):
     every: str = Field("1h", description="interval between checks: '15m', '1h', '1d'")
     window: int = Field(500, ge=20, description="how many of the newest logged predictions a check reads")
     min_samples: int = Field(200, ge=20, description="no verdict on a window with fewer predictions")
+    accuracy_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="alert when a classifier's estimated or live accuracy is below its test accuracy less this",
+    )
 
     @field_validator("every")
     @classmethod

@@ -20,16 +20,28 @@ def drift(
     checks_per_week: Annotated[
         float, typer.Option(min=0.0001, help="How often this check runs (168: hourly), for the budget.")
     ] = 168.0,
+    accuracy_margin: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            help="A classifier alerts when its estimated or live accuracy is below its test accuracy less this.",
+        ),
+    ] = 0.05,
     as_json: JsonOption = False,
 ) -> None:
     """Compare the newest logged predictions of MODEL's production version with its training inputs and its answers
-    on the test set (MMD, KS and chi-squared tests, corrected together); exit 1 when the window has drifted."""
+    on the test set (MMD, KS and chi-squared tests), and for a classifier its estimated accuracy (from calibrated
+    confidence) and its accuracy on feedback labels with its test accuracy; all corrected together. Exit 1 on an
+    alert."""
     from shoal.monitor.drift import level_for_budget
     from shoal.monitor.watch import latest_window
 
     ws = open_workspace(workspace)
     level = level_for_budget(budget, checks_per_week)
-    watched = latest_window(ws, model, window=window, min_samples=min_samples, level=level)
+    watched = latest_window(
+        ws, model, window=window, min_samples=min_samples, level=level, accuracy_margin=accuracy_margin
+    )
     verdict = watched.verdict
     if as_json:
         print_json(

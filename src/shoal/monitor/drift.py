@@ -152,9 +152,11 @@ def check(
     min_samples: int,
     permutations: int | None = None,
     seed: int = 0,
+    extra: Sequence[Finding] = (),
 ) -> Verdict:
     """The verdict on one window: `inputs` served and the `answers` given to them, against `reference`. The MMD's
-    permutations default to enough for its smallest p-value to pass the correction at `level` among up to 20 tests."""
+    permutations default to enough for its smallest p-value to pass the correction at `level` among up to 20 tests.
+    `extra` findings (the quality checks of `shoal.monitor.watch`) are corrected together with the window's tests."""
     n = len(inputs)
     permutations = permutations or min(MAX_PERMUTATIONS, math.ceil(20 / level))
     if n < min_samples:
@@ -167,6 +169,7 @@ def check(
         findings.append(Finding("predicted labels (chi²)", *chi2_test(reference.answers, list(answers))))
     elif answers:
         findings.append(Finding("predicted values (KS)", *ks_test(reference.answers, answers)))
+    findings.extend(extra)
     fired = benjamini_hochberg([finding.p_value for finding in findings], level)
     return Verdict(
         n, level, [Finding(f.test, f.statistic, f.p_value, bool(hit)) for f, hit in zip(findings, fired, strict=True)]

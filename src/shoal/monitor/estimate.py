@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -25,3 +26,20 @@ def estimated_accuracy(confidences: np.ndarray) -> Estimate:
     mean = float(c.mean())
     spread = 1.96 * float(np.sqrt(np.sum(c * (1 - c)))) / len(c)
     return Estimate(mean, (max(0.0, mean - spread), min(1.0, mean + spread)), len(c))
+
+
+def shortfall_p(confidences: np.ndarray, floor: float) -> float:
+    """The p-value of "these answers are right at least `floor` of the time" from their calibrated confidences alone
+    (each answer right with its own probability; the normal approximation of their sum): small when the estimated
+    accuracy is clearly below `floor`."""
+    c = np.asarray(confidences, dtype=float)
+    spread = float(np.sqrt(np.sum(c * (1 - c)))) / len(c)
+    if spread == 0:
+        return 0.0 if c.mean() < floor else 1.0
+    return float(stats.norm.cdf((c.mean() - floor) / spread))
+
+
+def live_shortfall_p(right: int, labelled: int, floor: float) -> float:
+    """The p-value of "the version is right at least `floor` of the time" from `right` of `labelled` feedback labels
+    (exact binomial)."""
+    return float(stats.binom.cdf(right, labelled, floor))

@@ -3,18 +3,26 @@
 The reference is built from the registry when asked: a sample of the model's training inputs (from its assembled
 drops) and the version's answers on its test set, both passed through the task's codec as the prediction log writes
 them (`Codec.logged`, then `Codec.drift_view`), so the reference and the window are read the same way.
+
+For a classifier with a calibration record, two quality checks join the window's tests (and its correction): the
+accuracy estimated from the window's calibrated confidences, and the accuracy on the feedback labels of its newest
+`window` answers, each against the version's test accuracy less `accuracy_margin`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
+from shoal.cascade.calibration import CALIBRATION_FILE, confidence
 from shoal.data.assembled import assembled
+from shoal.evaluate.live import right_answers
 from shoal.families.base import Predictor
-from shoal.monitor.drift import Reference, Verdict, check
+from shoal.monitor.drift import Finding, Reference, Verdict, check
+from shoal.monitor.estimate import estimated_accuracy, live_shortfall_p, shortfall_p
 from shoal.pipelines.run import step_answers
-from shoal.registry import PRODUCTION, RegistryError
+from shoal.registry import PRODUCTION, RegistryError, Version
 from shoal.registry.prediction_log import PredictionLog
 from shoal.tasks import get_codec, get_task
 from shoal.tasks.codec import Codec
@@ -35,8 +43,39 @@ def _view(task: str, codec: Codec, predictor: Predictor, inputs: list[Any]) -> t
     return codec.drift_view(texts, labels or [])  # type: ignore[return-value]
 
 
+def _quality(
+    ws: Workspace, version: Version, predictor: Predictor, inputs: Any, log: PredictionLog, window: int, margin: float
+) -> list[Finding]:
+    """The estimated and the live accuracy checks of a classifier's window (none for another task, or a version
+    without a calibration record or a test accuracy)."""
+    path = ws.registry.artifacts.path(version.artifact_uri) / CALIBRATION_FILE
+    tested = version.metrics.scores.get("accuracy")
+    if not isinstance(inputs, list) or not path.is_file() or tested is None:
+        return []
+    floor = max(0.0, float(tested) - margin)
+    temperature = float(json.loads(path.read_text(encoding="utf-8"))["temperature"])
+    confidences = confidence(predictor.predict_proba(inputs), temperature)
+    estimate = estimated_accuracy(confidences)
+    estimated = shortfall_p(confidences, floor)
+    findings = [Finding(f"estimated accuracy (CBPE) vs {floor:.3f}", estimate.accuracy, estimated)]
+    labelled = [item for item in log.feedback(version.model) if item.version == version.number][-window:]
+    if labelled:
+        right = right_answers(ws, version.model, version.number, labelled)
+        live = live_shortfall_p(right, len(labelled), floor)
+        findings.append(Finding(f"live accuracy ({len(labelled)} labels) vs {floor:.3f}", right / len(labelled), live))
+    return findings
+
+
 def latest_window(
-    ws: Workspace, model: str, *, window: int, min_samples: int, level: float, reference_size: int = 500, seed: int = 0
+    ws: Workspace,
+    model: str,
+    *,
+    window: int,
+    min_samples: int,
+    level: float,
+    accuracy_margin: float = 0.05,
+    reference_size: int = 500,
+    seed: int = 0,
 ) -> Watched:
     """The verdict on the newest `window` logged predictions of `model`'s production version."""
     spec = ws.model(model)
@@ -50,13 +89,19 @@ def latest_window(
     if data is None:
         raise RegistryError(f"model {model!r} has no data drops: there is no reference to compare with")
     task = get_task(spec.task)
-    predictor = ws.load_predictor(ws.registry.version(model, version))
+    served = ws.registry.version(model, version)
+    predictor = ws.load_predictor(served)
     training, _ = _view(spec.task, codec, predictor, task.train_set(data.train, spec).inputs)
     _, answers = _view(spec.task, codec, predictor, task.test_set(data.train, data.test, spec).inputs)
     if isinstance(training, list):
         reference = Reference.of_texts(training, answers, size=reference_size, seed=seed)
     else:
         reference = Reference.of_rows(training, answers, size=reference_size, seed=seed)
-    logged = PredictionLog.for_registry(ws.registry).recent(model, version, window)
-    inputs, served = codec.drift_view([text for text, _ in logged], [label or "" for _, label in logged])  # type: ignore[misc]
-    return Watched(model, version, check(reference, inputs, served, level=level, min_samples=min_samples, seed=seed))
+    log = PredictionLog.for_registry(ws.registry)
+    logged = log.recent(model, version, window)
+    inputs, answered = codec.drift_view([text for text, _ in logged], [label or "" for _, label in logged])  # type: ignore[misc]
+    quality = (
+        _quality(ws, served, predictor, inputs, log, window, accuracy_margin) if len(logged) >= min_samples else []
+    )
+    verdict = check(reference, inputs, answered, level=level, min_samples=min_samples, seed=seed, extra=quality)
+    return Watched(model, version, verdict)

@@ -49,7 +49,12 @@ class DriftChecks:
             return None
         self._slots[model] = slot
         watched = latest_window(
-            self.ws, model, window=monitor.window, min_samples=monitor.min_samples, level=self.level()
+            self.ws,
+            model,
+            window=monitor.window,
+            min_samples=monitor.min_samples,
+            level=self.level(),
+            accuracy_margin=monitor.accuracy_margin,
         )
         verdict = watched.verdict
         emit("drift_checked", model=model, version=watched.version, n=verdict.n, result=verdict.summary())
