@@ -93,6 +93,7 @@ def test_a_drift_alert_is_recorded_posted_listed_and_retrains_only_on_new_data(
         assert queue.jobs("spam") == []
         listed = httpx.get(f"{url}/v1/models/spam/alerts", timeout=10).json()
         assert [a["id"] for a in listed["alerts"]] == [alert.id] and listed["alerts"][0]["tests"]
+        assert 'shoal_alerts_total{model="spam"} 1' in httpx.get(f"{url}/metrics", timeout=10).text
 
         new_rows = tmp_path / "more.csv"
         sms.iloc[SPAM_ROWS + 300 : SPAM_ROWS + 400].to_csv(new_rows, index=False)

@@ -134,3 +134,15 @@ def test_concurrent_writers_never_lock_or_duplicate(registry: Registry, registry
     assert sorted(v.number for v in versions) == list(range(1, 7))
     assert sum(created for _, made in results for *_, created in made) == 6
     assert len(registry.alias_history("m")) == 24
+
+
+def test_events_of_one_kind_are_listed_and_counted_per_model(registry: Registry) -> None:
+    registry.ensure_model("other", "text-classification")
+    registry.record_event("m", "drift", "first", 1, {"slot": "a"})
+    registry.record_event("m", "rejected", "not this kind")
+    registry.record_event("m", "drift", "second", 1)
+    registry.record_event("other", "drift", "of another model")
+    assert [e.message for e in registry.events("m", kind="drift")] == ["first", "second"]
+    assert registry.events("m", kind="drift")[0].payload == {"slot": "a"}
+    assert registry.count_events("drift") == {"m": 2, "other": 1}
+    assert registry.count_events("nothing") == {}

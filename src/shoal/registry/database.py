@@ -240,6 +240,17 @@ class Registry:
                 for row in conn.execute(query)
             ]
 
+    def count_events(self, kind: str) -> dict[str, int]:
+        """How many events of `kind` each model has (models with none are left out)."""
+        query = (
+            select(t.models.c.name, func.count())
+            .select_from(t.events.join(t.models, t.models.c.id == t.events.c.model_id))
+            .where(t.events.c.kind == kind)
+            .group_by(t.models.c.name)
+        )
+        with self._read() as conn:
+            return {name: int(count) for name, count in conn.execute(query)}
+
     # -- data drops ---------------------------------------------------------------------------------
     def add_drop(
         self,

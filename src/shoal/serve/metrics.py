@@ -119,6 +119,9 @@ class Metrics:
             "shoal_live_accuracy", "gauge", "Share of feedback labels the version predicted.", mv
         )
         self.feedback = Family("shoal_feedback_labels", "gauge", "Feedback labels received per version.", mv)
+        self.alerts = Family(
+            "shoal_alerts_total", "counter", "Alerts raised by the worker's drift and quality checks.", ("model",)
+        )
         self.log_dropped = Family(
             "shoal_prediction_log_dropped_total",
             "counter",

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from shoal.evaluate.live import live_accuracy
+from shoal.monitor import DRIFT_EVENT
 from shoal.registry import PRODUCTION, Version
 from shoal.serve.auth import require_token
 from shoal.serve.errors import ServeError, unavailable
@@ -156,7 +157,7 @@ async def readyz(request: Request, response: Response) -> Readiness:
 )
 async def metrics(request: Request) -> Response:
     """Per model and version: requests by code, latency, queue wait, batch sizes, flushes, loads, live accuracy
-    from feedback."""
+    from feedback, and the alerts the worker's drift checks raised."""
     state = get_state(request)
     log = request.app.state.prediction_log
     for name in list(state.pool.slots):
@@ -164,6 +165,9 @@ async def metrics(request: Request) -> Response:
         for version, (count, accuracy) in live.items():
             state.metrics.feedback.set((name, str(version)), count)
             state.metrics.live_accuracy.set((name, str(version)), accuracy)
+    alerts = await asyncio.to_thread(state.ws.registry.count_events, DRIFT_EVENT)
+    for name in state.pool.slots:
+        state.metrics.alerts.set((name,), alerts.get(name, 0))
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
