@@ -23,7 +23,7 @@ from shoal.registry.database import now
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import PredictionLog
 from shoal.worker.drift import DriftChecks
-from shoal.worker.triggers import Triggers
+from shoal.worker.triggers import Triggers, schedule_slot
 
 
 class Hook:
@@ -72,7 +72,7 @@ def test_a_drift_alert_is_recorded_posted_listed_and_retrains_only_on_new_data(
     log = PredictionLog.for_registry(ws.registry)
     queue = JobQueue(ws.registry)
     checks = DriftChecks(ws, Triggers(ws, queue))
-    start = now()
+    start = schedule_slot("1h", now())  # an interval's first instant: start + 1h + 5 min is in the next interval
     with running(ws) as url:
         assert checks.check("spam", at=start) is None  # the first interval starts: nothing checked yet
         _predict(url, sms["text"].tolist()[SPAM_ROWS : SPAM_ROWS + 300], log, version, 300)

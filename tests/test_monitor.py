@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from conftest import DATA, read_csv
 from serve_fixtures import SPAM_ROWS, Trained, copy_workspace
 from shoal.cli import app
+from shoal.data.assembled import assembled
+from shoal.data.ingest import ingest_file
 from shoal.monitor.drift import Reference, check, level_for_budget
 from shoal.monitor.estimate import estimated_accuracy, live_shortfall_p, shortfall_p
 from shoal.monitor.stats import benjamini_hochberg, chi2_test, mmd_test
@@ -186,3 +188,20 @@ def test_wrong_feedback_labels_alert_on_live_accuracy(trained: Trained, tmp_path
     assert len(fired) == 1 and fired[0].startswith("live accuracy (150 labels) vs "), fired
     estimated = next(t for t in json.loads(result.output)["tests"] if t["test"].startswith("estimated accuracy"))
     assert estimated["statistic"] > 0.85 and not estimated["fired"]
+
+
+def test_a_versions_reference_comes_from_the_drops_it_was_trained_on(
+    trained: Trained, tmp_path: Path, sms: pd.DataFrame
+) -> None:
+    ws = copy_workspace(trained, tmp_path / "ws")
+    version = ws.registry.version("spam", trained.production)
+    before = assembled(ws, "spam", version.dataset_version)
+    assert before is not None and before.dataset_version == version.dataset_version
+    more = tmp_path / "more.csv"
+    sms.iloc[SPAM_ROWS : SPAM_ROWS + 100].to_csv(more, index=False)
+    ingest_file(ws, "spam", more)
+    now_all, then = assembled(ws, "spam"), assembled(ws, "spam", version.dataset_version)
+    assert now_all is not None and then is not None
+    assert len(now_all.train) + len(now_all.test) > len(before.train) + len(before.test)  # repeats merged
+    assert then.train.equals(before.train) and then.test.equals(before.test)
+    assert assembled(ws, "spam", "no-such-hash") is None

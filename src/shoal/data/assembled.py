@@ -19,10 +19,21 @@ class Assembled:
     notes: list[str]  # what the assembly did to the rows (relabelled, merged, left out)
 
 
-def assembled(ws: Workspace, name: str) -> Assembled | None:
-    """Model `name`'s training and test rows from all of its drops; None before its first drop."""
+def assembled(ws: Workspace, name: str, dataset_version: str | None = None) -> Assembled | None:
+    """Model `name`'s training and test rows from all of its drops, or from the drops that made `dataset_version`
+    (the drops a version was trained on: drops are only ever added, so they are the oldest ones whose hash is that
+    version's); None before its first drop or when no set of its drops has that hash."""
     spec, registry = ws.model(name), ws.registry
     drops = registry.drops(name) if name in registry.model_names() else []
+    if dataset_version is not None:
+        drops = next(
+            (
+                drops[:k]
+                for k in range(len(drops), 0, -1)
+                if registry.dataset_version(name, drops[:k]) == dataset_version
+            ),
+            [],
+        )
     if not drops:
         return None
     train, test, notes = get_task(spec.task).assemble(registry.load_drops(drops), spec)

@@ -1,8 +1,8 @@
 """A production version's latest window of served traffic against its reference: what `shoal drift` reports.
 
-The reference is built from the registry when asked: a sample of the model's training inputs (from its assembled
-drops) and the version's answers on its test set, both passed through the task's codec as the prediction log writes
-them (`Codec.logged`, then `Codec.drift_view`), so the reference and the window are read the same way.
+The reference is built from the registry when asked: a sample of the version's training inputs (from the drops it
+was trained on, whatever arrived since) and its answers on that test set, both passed through the task's codec as the
+prediction log writes them (`Codec.logged`, then `Codec.drift_view`), so the reference and the window read alike.
 
 For a classifier with a calibration record, two quality checks join the window's tests (and its correction): the
 accuracy estimated from the window's calibrated confidences, and the accuracy on the feedback labels of its newest
@@ -85,11 +85,13 @@ def latest_window(
     version = ws.registry.alias(model, PRODUCTION)
     if version is None:
         raise RegistryError(f"model {model!r} has no production version: nothing is served to watch")
-    data = assembled(ws, model)
-    if data is None:
-        raise RegistryError(f"model {model!r} has no data drops: there is no reference to compare with")
-    task = get_task(spec.task)
     served = ws.registry.version(model, version)
+    data = assembled(ws, model, served.dataset_version)
+    if data is None:
+        raise RegistryError(
+            f"model {model!r}: the drops v{version} was trained on are not in the registry: nothing to compare with"
+        )
+    task = get_task(spec.task)
     predictor = ws.load_predictor(served)
     training, _ = _view(spec.task, codec, predictor, task.train_set(data.train, spec).inputs)
     _, answers = _view(spec.task, codec, predictor, task.test_set(data.train, data.test, spec).inputs)
