@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, insert, text
@@ -136,3 +138,31 @@ def test_recent_returns_a_versions_newest_rows_oldest_first(log: PredictionLog) 
     log.flush()
     assert log.recent("spam", 1, 3) == [("text 2", "ham"), ("text 3", "ham"), ("text 4", "ham")]
     assert log.recent("spam", 2, 10) == [("of version 2", "spam")]
+
+
+def test_a_sampled_log_keeps_that_share_of_requests_whole(registry_url: str) -> None:
+    sampled = PredictionLog(make_engine(registry_url), flush_seconds=3600, sample=0.25, owns_engine=True)
+    try:
+        for i in range(400):
+            sampled.record(f"r{i}", "spam", 1, [f"first {i}", f"second {i}"], ["ham", "spam"])
+        sampled.flush()
+        rows = sampled.recent("spam", 1, 10_000)
+        assert 2 * 60 <= len(rows) <= 2 * 140  # 100 requests expected of 400 (binomial: 60..140 is > 6 sd wide)
+        logged = {text.split()[1] for text, _ in rows}
+        assert all((f"first {i}", "ham") in rows and (f"second {i}", "spam") in rows for i in logged)  # whole requests
+    finally:
+        sampled.close()
+
+
+def test_the_fleet_file_bounds_the_log_and_the_environment_wins(
+    make_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = make_workspace({}, prediction_log={"retention_hours": 2, "max_rows": 50, "sample": 0.5})
+    log = ws.prediction_log()
+    assert (log.retention, log.max_rows, log.sample) == (timedelta(hours=2), 50, 0.5)
+    log.close()
+    monkeypatch.setenv("SHOAL_PREDICTION_RETENTION_HOURS", "1")
+    monkeypatch.setenv("SHOAL_PREDICTION_MAX_ROWS", "7")
+    log = ws.prediction_log()
+    assert (log.retention, log.max_rows) == (timedelta(hours=1), 7)
+    log.close()

@@ -207,6 +207,21 @@ class EvaluationSpec(_Strict):
     measure_rss: bool = Field(True, description="measure peak RSS of load + predict in a subprocess")
 
 
+class PredictionLogSpec(_Strict):
+    """What the server keeps of its predictions: feedback joins them, the drift checks read them. The environment
+    variables SHOAL_PREDICTION_RETENTION_HOURS and SHOAL_PREDICTION_MAX_ROWS, when set, win over these."""
+
+    retention_hours: float = Field(168.0, gt=0, description="predictions older than this are deleted")
+    max_rows: int = Field(1_000_000, ge=1, description="beyond this many, the oldest are deleted")
+    sample: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of requests logged (all inputs of a request or none); feedback on a request not logged "
+        "is refused",
+    )
+
+
 class ServerSpec(_Strict):
     """How `shoal serve` runs: auth, registry polling and request limits."""
 
@@ -226,6 +241,7 @@ class WorkspaceSpec(_Strict):
     seed: int = 0
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
+    prediction_log: PredictionLogSpec = Field(default_factory=PredictionLogSpec)
     alerts: AlertSpec = Field(default_factory=AlertSpec)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from shoal.families import Predictor, get_family
 from shoal.fleet import FLEET_FILE, Fleet, ModelSpec, load_fleet
 from shoal.registry import Registry, Version, resolve_url
+from shoal.registry.prediction_log import PredictionLog
 
 REGISTRY_ENV = "SHOAL_REGISTRY_URL"
 
@@ -43,6 +44,10 @@ class Workspace:
     @cached_property
     def registry(self) -> Registry:
         return Registry(self.registry_url, self.artifact_root)
+
+    def prediction_log(self) -> PredictionLog:
+        """A handle on the prediction log, bounded and sampled as the fleet file's `workspace.prediction_log` says."""
+        return PredictionLog.for_registry(self.registry, **self.fleet.workspace.prediction_log.model_dump())
 
     def inbox(self, name: str) -> Path:
         folder = self.model(name).data or f"inbox/{name}"

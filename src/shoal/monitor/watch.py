@@ -99,7 +99,7 @@ def latest_window(
         reference = Reference.of_texts(training, answers, size=reference_size, seed=seed)
     else:
         reference = Reference.of_rows(training, answers, size=reference_size, seed=seed)
-    log = PredictionLog.for_registry(ws.registry)
+    log = ws.prediction_log()
     logged = log.recent(model, version, window)
     inputs, answered = codec.drift_view([text for text, _ in logged], [label or "" for _, label in logged])  # type: ignore[misc]
     quality = (

@@ -11,8 +11,9 @@ buffer holds at most SHOAL_PREDICTION_MAX_BUFFERED rows (default 100000): beyond
 counted (`dropped`, shown in the server's /metrics). Log lines name counts and error types, never users' texts.
 
 The tables live in the registry database by default (so every server and worker share them); set
-SHOAL_PREDICTION_LOG_URL to use another database, SHOAL_PREDICTION_RETENTION_HOURS (default 168) and
-SHOAL_PREDICTION_MAX_ROWS (default 1000000) to bound it.
+SHOAL_PREDICTION_LOG_URL to use another database. The fleet file's `workspace.prediction_log` bounds it (retention
+hours, rows) and may log only a share of the requests (`sample`: a request is logged whole or not at all);
+SHOAL_PREDICTION_RETENTION_HOURS and SHOAL_PREDICTION_MAX_ROWS, when set, win over the fleet file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import atexit
 import hashlib
 import logging
 import os
+import random
 import threading
 import time
 from collections import deque
@@ -133,9 +135,12 @@ class PredictionLog:
         max_rows: int = 1_000_000,
         flush_seconds: float = 0.5,
         max_buffered: int = 100_000,
+        sample: float = 1.0,
         owns_engine: bool = False,
     ) -> None:
         self.engine = engine
+        self.sample = sample
+        self._draw = random.Random()
         self.retention = retention
         self.max_rows = max_rows
         self.flush_seconds = flush_seconds
@@ -154,13 +159,17 @@ class PredictionLog:
         metadata.create_all(engine)
 
     @classmethod
-    def for_registry(cls, registry: Registry) -> PredictionLog:
-        """The log beside `registry`: in the registry database unless SHOAL_PREDICTION_LOG_URL names another."""
-        retention = timedelta(hours=float(os.environ.get(RETENTION_ENV, "168")))
-        bounds = {
+    def for_registry(
+        cls, registry: Registry, *, retention_hours: float = 168.0, max_rows: int = 1_000_000, sample: float = 1.0
+    ) -> PredictionLog:
+        """The log beside `registry`: in the registry database unless SHOAL_PREDICTION_LOG_URL names another;
+        bounded as given (the fleet file's `workspace.prediction_log`) unless the environment says otherwise."""
+        retention = timedelta(hours=float(os.environ.get(RETENTION_ENV, retention_hours)))
+        bounds: dict[str, Any] = {
             "retention": retention,
-            "max_rows": int(os.environ.get(MAX_ROWS_ENV, "1000000")),
+            "max_rows": int(os.environ.get(MAX_ROWS_ENV, max_rows)),
             "max_buffered": int(os.environ.get(MAX_BUFFERED_ENV, "100000")),
+            "sample": sample,
         }
         url = os.environ.get(URL_ENV)
         if url:
@@ -196,7 +205,9 @@ class PredictionLog:
     ) -> None:
         """Log one answered request (its inputs and, if given, the predicted labels; each input at its index in the
         request, or at `positions` when only some of a pipeline request's inputs reached this model). Never blocks
-        on I/O."""
+        on I/O. With `sample` below 1, only that share of the requests is logged."""
+        if self.sample < 1 and self._draw.random() >= self.sample:
+            return
         at = now()
         rows = [
             {
@@ -361,7 +372,8 @@ class PredictionLog:
         if not logged:
             raise NotLogged(
                 f"no prediction of {model!r} with request id {request_id!r} is in the log (it may be older than "
-                "the retention); send the request_id a predict response returned",
+                "the retention, or not sampled: workspace.prediction_log); send the request_id a predict response "
+                "returned",
             )
         if position is None and len(logged) > 1:
             raise FeedbackError(f"request {request_id} had {len(logged)} inputs; say which with 'index'")

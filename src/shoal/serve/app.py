@@ -59,7 +59,7 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
 
     app = ShoalApp(title="shoal", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.shoal = state
-    app.state.prediction_log = PredictionLog.for_registry(ws.registry)
+    app.state.prediction_log = ws.prediction_log()
     state.metrics.gauges.append(lambda metrics: _sample_log(metrics, app.state.prediction_log))
     errors.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=state.max_body_bytes)

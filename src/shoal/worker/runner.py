@@ -24,7 +24,6 @@ from typing import Any
 from shoal.fleet import FleetError, load_fleet
 from shoal.registry import Job
 from shoal.registry.jobs import JobQueue
-from shoal.registry.prediction_log import PredictionLog
 from shoal.train.trainer import ModelReport
 from shoal.worker.drift import DriftChecks
 from shoal.worker.feedback import process_feedback
@@ -87,7 +86,7 @@ class Worker:
         self.inbox = Inbox(ws, settle_seconds)
         self.triggers = Triggers(ws, self.queue)
         self.drift = DriftChecks(ws, self.triggers)
-        self.predictions = PredictionLog.for_registry(ws.registry)
+        self.predictions = ws.prediction_log()
         self._fleet_mtime = self._mtime()
 
     def run(self, *, once: bool = False) -> int:
