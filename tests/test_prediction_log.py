@@ -138,6 +138,8 @@ def test_recent_returns_a_versions_newest_rows_oldest_first(log: PredictionLog) 
     log.flush()
     assert log.recent("spam", 1, 3) == [("text 2", "ham"), ("text 3", "ham"), ("text 4", "ham")]
     assert log.recent("spam", 2, 10) == [("of version 2", "spam")]
+    assert log.recent("spam", 1, 10, since=now() - timedelta(hours=1)) == log.recent("spam", 1, 10)
+    assert log.recent("spam", 1, 10, since=now() + timedelta(seconds=1)) == []  # a time window: none that new
 
 
 def test_a_sampled_log_keeps_that_share_of_requests_whole(registry_url: str) -> None:

@@ -85,6 +85,9 @@ class MonitorSpec(_Strict):
 
     every: str = Field("1h", description="interval between checks: '15m', '1h', '1d'")
     window: int = Field(500, ge=20, description="how many of the newest logged predictions a check reads")
+    window_hours: float | None = Field(
+        None, gt=0, description="... only those logged in the last this many hours (default: however old)"
+    )
     min_samples: int = Field(200, ge=20, description="no verdict on a window with fewer predictions")
     accuracy_margin: float = Field(
         0.05,

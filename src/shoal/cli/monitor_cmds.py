@@ -16,6 +16,9 @@ def drift(
     workspace: WorkspaceOption = ".",
     window: Annotated[int, typer.Option(min=1, help="How many of the newest logged predictions to check.")] = 500,
     min_samples: Annotated[int, typer.Option(min=1, help="No verdict on a window with fewer inputs.")] = 200,
+    window_hours: Annotated[
+        float | None, typer.Option(min=0.001, help="Only predictions logged in the last this many hours.")
+    ] = None,
     budget: Annotated[float, typer.Option(min=0.0001, help="Alert budget: false alarms per week you accept.")] = 1.0,
     checks_per_week: Annotated[
         float, typer.Option(min=0.0001, help="How often this check runs (168: hourly), for the budget.")
@@ -40,7 +43,13 @@ def drift(
     ws = open_workspace(workspace)
     level = level_for_budget(budget, checks_per_week)
     watched = latest_window(
-        ws, model, window=window, min_samples=min_samples, level=level, accuracy_margin=accuracy_margin
+        ws,
+        model,
+        window=window,
+        min_samples=min_samples,
+        level=level,
+        accuracy_margin=accuracy_margin,
+        window_hours=window_hours,
     )
     verdict = watched.verdict
     if as_json:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from shoal.cascade.calibration import CALIBRATION_FILE, confidence
@@ -23,6 +24,7 @@ from shoal.monitor.drift import Finding, Reference, Verdict, check
 from shoal.monitor.estimate import estimated_accuracy, live_shortfall_p, shortfall_p
 from shoal.pipelines.run import step_answers
 from shoal.registry import PRODUCTION, RegistryError, Version
+from shoal.registry.database import now
 from shoal.registry.prediction_log import PredictionLog
 from shoal.tasks import get_codec, get_task
 from shoal.tasks.codec import Codec
@@ -74,10 +76,12 @@ def latest_window(
     min_samples: int,
     level: float,
     accuracy_margin: float = 0.05,
+    window_hours: float | None = None,
     reference_size: int = 500,
     seed: int = 0,
 ) -> Watched:
-    """The verdict on the newest `window` logged predictions of `model`'s production version."""
+    """The verdict on the newest `window` logged predictions of `model`'s production version (of the last
+    `window_hours`, if given)."""
     spec = ws.model(model)
     codec = get_codec(spec.task)
     if codec.drift_view([], []) is None:
@@ -100,7 +104,8 @@ def latest_window(
     else:
         reference = Reference.of_rows(training, answers, size=reference_size, seed=seed)
     log = ws.prediction_log()
-    logged = log.recent(model, version, window)
+    since = now() - timedelta(hours=window_hours) if window_hours is not None else None
+    logged = log.recent(model, version, window, since)
     inputs, answered = codec.drift_view([text for text, _ in logged], [label or "" for _, label in logged])  # type: ignore[misc]
     quality = (
         _quality(ws, served, predictor, inputs, log, window, accuracy_margin) if len(logged) >= min_samples else []

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -346,14 +346,19 @@ class PredictionLog:
         if self._owns_engine:
             self.engine.dispose()
 
-    def recent(self, model: str, version: int, limit: int) -> list[tuple[str, str | None]]:
-        """The newest `limit` logged (input text, predicted) of `model` at `version`, oldest first."""
+    def recent(
+        self, model: str, version: int, limit: int, since: datetime | None = None
+    ) -> list[tuple[str, str | None]]:
+        """The newest `limit` logged (input text, predicted) of `model` at `version` (logged at or after `since`, if
+        given), oldest first."""
         query = (
             select(predictions.c.text, predictions.c.predicted)
             .where(predictions.c.model == model, predictions.c.version == version)
             .order_by(predictions.c.id.desc())
             .limit(limit)
         )
+        if since is not None:
+            query = query.where(predictions.c.at >= since)
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [(row.text, row.predicted) for row in reversed(rows)]

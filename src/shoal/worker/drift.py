@@ -55,6 +55,7 @@ class DriftChecks:
             min_samples=monitor.min_samples,
             level=self.level(),
             accuracy_margin=monitor.accuracy_margin,
+            window_hours=monitor.window_hours,
         )
         verdict = watched.verdict
         emit("drift_checked", model=model, version=watched.version, n=verdict.n, result=verdict.summary())
