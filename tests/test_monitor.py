@@ -16,7 +16,7 @@ from serve_fixtures import SPAM_ROWS, Trained, copy_workspace
 from shoal.cli import app
 from shoal.data.assembled import assembled
 from shoal.data.ingest import ingest_file
-from shoal.monitor.drift import Reference, check, level_for_budget
+from shoal.monitor.drift import Reference, check, level_for_budget, other_script_share
 from shoal.monitor.estimate import estimated_accuracy, live_shortfall_p, shortfall_p
 from shoal.monitor.stats import benjamini_hochberg, chi2_test, mmd_test
 from shoal.registry import PRODUCTION
@@ -71,6 +71,7 @@ def test_texts_that_have_not_moved_pass_and_other_texts_alert(shuffled_banking: 
         "text features (MMD)",
         "text length (KS)",
         "out-of-vocabulary rate (KS)",
+        "non-Latin letter share (KS)",
         "predicted labels (chi²)",
     ]
     tweets = read_csv("tweeteval_offensive/test.csv")["text"].tolist()[:200]
@@ -147,7 +148,7 @@ def test_shoal_drift_checks_the_newest_logged_predictions(trained: Trained, tmp_
     report = json.loads(calm.output)
     assert report["n"] == 300 and report["drifted"] is False
     names = [test["test"] for test in report["tests"]]
-    assert len(names) == 5 and names[-1].startswith("estimated accuracy (CBPE) vs ")  # a classifier, calibrated
+    assert len(names) == 6 and names[-1].startswith("estimated accuracy (CBPE) vs ")  # a classifier, calibrated
     _log_served(ws, read_csv("tweeteval_offensive/test.csv")["text"].tolist()[:300])  # tweets, not SMS
     moved = drift("--window", "300")
     assert moved.exit_code == 1, moved.output
@@ -205,3 +206,17 @@ def test_a_versions_reference_comes_from_the_drops_it_was_trained_on(
     assert len(now_all.train) + len(now_all.test) > len(before.train) + len(before.test)  # repeats merged
     assert then.train.equals(before.train) and then.test.equals(before.test)
     assert assembled(ws, "spam", "no-such-hash") is None
+
+
+CYRILLIC = str.maketrans("aeopcxyAEOPCXBMHTK", "аеорсхуАЕОРСХВМНТК")  # Latin letters -> their Cyrillic look-alikes
+
+
+def test_a_share_of_texts_in_another_script_alerts_on_that_share_only(shuffled_banking: pd.DataFrame) -> None:
+    rows = shuffled_banking
+    reference = Reference.of_texts(rows["text"].tolist()[:6000], [], size=300, seed=0)
+    window = rows["text"].tolist()[8000:8200]
+    mixed = [text.translate(CYRILLIC) if i % 5 == 0 else text for i, text in enumerate(window)]  # 20% Cyrillic
+    assert other_script_share("Привет, world") == pytest.approx(6 / 11)
+    assert not check(reference, window, [], level=0.01, min_samples=100).drifted
+    verdict = check(reference, mixed, [], level=0.01, min_samples=100)
+    assert "non-Latin letter share (KS)" in {f.test for f in verdict.findings if f.fired}, verdict.summary()

@@ -4,7 +4,8 @@ A reference holds a bounded sample of the version's training inputs and the answ
 "the answers moved" compares like with like). A window is checked with the tests its inputs allow:
 
 - texts: a kernel MMD on character n-gram features (hashed, so the reference stores no vocabulary of n-grams),
-  the length (KS) and the out-of-vocabulary rate against the training words (KS);
+  the length (KS), the out-of-vocabulary rate against the training words (KS) and the share of letters outside the
+  Latin script (KS: a language-free stand-in for a language mix);
 - table rows: each column (KS for numbers, chi-squared for categories) and all numeric columns together (MMD on
   values standardised by the reference);
 - every task: the answers (chi-squared for labels, KS for values).
@@ -29,6 +30,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from shoal.monitor.stats import benjamini_hochberg, chi2_test, ks_test, mmd_test
 
 MAX_PERMUTATIONS = 5000
+LATIN_END = 0x24F  # the last code point of Latin Extended-B
 _WORD = re.compile(r"\w+")
 _FEATURES = HashingVectorizer(analyzer="char_wb", ngram_range=(2, 4), n_features=2**16, alternate_sign=False)
 
@@ -105,6 +107,13 @@ def _oov_rate(text: str, vocabulary: frozenset[str]) -> float:
     return sum(word not in vocabulary for word in found) / len(found) if found else 0.0
 
 
+def other_script_share(text: str) -> float:
+    """The share of a text's letters outside the Latin script (Greek, Cyrillic, Arabic, CJK, ...): a language-free
+    stand-in for "which languages" that needs no language model."""
+    letters = [c for c in text if c.isalpha()]
+    return sum(ord(c) > LATIN_END for c in letters) / len(letters) if letters else 0.0
+
+
 def _text_tests(reference: Reference, texts: list[str], permutations: int, seed: int) -> list[Finding]:
     assert isinstance(reference.inputs, list)
     statistic, p = mmd_test(
@@ -116,7 +125,8 @@ def _text_tests(reference: Reference, texts: list[str], permutations: int, seed:
         [_oov_rate(t, reference.vocabulary) for t in reference.inputs],
         [_oov_rate(t, reference.vocabulary) for t in texts],
     )
-    return [*findings, Finding("out-of-vocabulary rate (KS)", *oov)]
+    scripts = ks_test([other_script_share(t) for t in reference.inputs], [other_script_share(t) for t in texts])
+    return [*findings, Finding("out-of-vocabulary rate (KS)", *oov), Finding("non-Latin letter share (KS)", *scripts)]
 
 
 def _row_tests(reference: Reference, rows: pd.DataFrame, permutations: int, seed: int) -> list[Finding]:
