@@ -19,6 +19,7 @@ from shoal.data.errors import DropRejected
 from shoal.data.split_mode import SplitMode
 from shoal.fleet import FleetError, ModelSpec
 from shoal.monitor import DRIFT_EVENT
+from shoal.registry import Event
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import AlreadyLabelled, FeedbackError, NotLogged
 from shoal.serve.auth import require_token
@@ -232,6 +233,15 @@ def send_feedback(name: str, body: FeedbackRequest, request: Request) -> Feedbac
     )
 
 
+def _events(request: Request, name: str, kind: str | None = None) -> tuple[Workspace, list[Event]]:
+    """The served workspace and the model's events (of one kind, if given), oldest first; 404 for a model the fleet
+    file does not name."""
+    ws = get_state(request).ws
+    _spec(ws, name)
+    registry = ws.registry
+    return ws, registry.events(name, limit=1_000_000, kind=kind) if name in registry.model_names() else []
+
+
 @router.get("/v1/models/{name}/alerts", summary="A model's alerts", responses=NO_MODEL)
 def alerts(
     name: str,
@@ -240,14 +250,7 @@ def alerts(
 ) -> Alerts:
     """The model's alerts: each drift the worker found in its newest served predictions (set `monitor:` on the
     model in shoal.yaml and run `shoal worker`), with every test's p-value and what was done about it."""
-    ws = get_state(request).ws
-    _spec(ws, name)
-    registry = ws.registry
-    found = (
-        [e for e in registry.events(name, limit=1_000_000) if e.kind == DRIFT_EVENT]
-        if name in registry.model_names()
-        else []
-    )
+    _, found = _events(request, name, DRIFT_EVENT)
     return Alerts(
         model=name,
         alerts=[
@@ -266,13 +269,11 @@ def history(
     """Every event of the model (data drops, jobs, trainings, gate decisions with reasons, rollbacks, failures)
     and its retrain jobs. A refused drop changes nothing, so it is not here: its 422 answer says why. Paths in
     messages are relative to the workspace (or only a file's name when outside it): this route needs no token."""
-    ws = get_state(request).ws
-    _spec(ws, name)
-    registry = ws.registry
+    ws, events = _events(request, name)
+    registry, root = ws.registry, ws.root
     if name not in registry.model_names():
         return History(model=name, events=[], jobs=[])
-    events = registry.events(name, limit=1_000_000)[-limit:]
-    root = ws.root
+    events = events[-limit:]
     return History(
         model=name,
         events=[
