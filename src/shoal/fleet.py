@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from shoal.cascade.spec import LLM_TAG
+from shoal.cascade.spec import FALLBACK_TAGS
 from shoal.tasks import model_specs, task_names
 
 FLEET_FILE = "shoal.yaml"
@@ -293,7 +293,7 @@ def _format_errors(path: Path, error: ValidationError) -> str:
         loc = [str(part) for part in item["loc"]]
         if loc[:1] == ["models"] and len(loc) > 2 and loc[2] in tasks:
             del loc[2]  # the task tag pydantic puts after the model's name
-        loc = [part for part in loc if part != LLM_TAG]  # the tag of a cascade's LLM fallback
+        loc = [part for part in loc if part not in FALLBACK_TAGS]  # the tag of a cascade's kind of fallback
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"

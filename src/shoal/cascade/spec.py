@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 if TYPE_CHECKING:
     from shoal.fleet import Fleet
 
-#: the tag pydantic puts in the key path of an LLM fallback's errors (the fleet file's error messages leave it out)
-LLM_TAG = "llm-fallback"
+#: the tags pydantic puts in the key path of a fallback's errors (the fleet file's error messages leave them out)
+MODEL_TAG, LLM_TAG = "fleet-model", "llm-endpoint"
+FALLBACK_TAGS = (MODEL_TAG, LLM_TAG)
 
 
 class LLMFallbackSpec(BaseModel):
@@ -32,11 +33,11 @@ class LLMFallbackSpec(BaseModel):
 
 
 def _fallback_kind(value: Any) -> str:
-    return LLM_TAG if isinstance(value, dict | LLMFallbackSpec) else "model"
+    return LLM_TAG if isinstance(value, dict | LLMFallbackSpec) else MODEL_TAG
 
 
 FallbackSpec = Annotated[
-    Annotated[str, Tag("model")] | Annotated[LLMFallbackSpec, Tag(LLM_TAG)], Discriminator(_fallback_kind)
+    Annotated[str, Tag(MODEL_TAG)] | Annotated[LLMFallbackSpec, Tag(LLM_TAG)], Discriminator(_fallback_kind)
 ]
 
 

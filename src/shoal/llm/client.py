@@ -119,14 +119,16 @@ class LLMClient:
         except Exception as error:  # the registry is down: answer uncached
             log.error("endpoint %s: cannot read the LLM cache (%s)", self.name, type(error).__name__)
             found = {}
-        first = {key: i for i, key in reversed(list(enumerate(keys)))}
+        first: dict[str, int] = {}  # each key's first text, in order (under the limit, requests start in this order)
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
 
         async def one(i: int) -> Answer | LLMError:
             if keys[i] in found:
                 self.outcomes["cached"] += 1
                 return Answer(found[keys[i]], True, 0.0)
             try:
-                answer = await self._ask(texts[i], prompt, CacheEntry(keys[i], prompt.hash, hashes[i], ""))
+                answer = await self._ask(texts[i], prompt, keys[i], hashes[i])
             except LLMError as error:
                 self.outcomes[error.outcome] += 1
                 return error
@@ -137,11 +139,18 @@ class LLMClient:
         by_key = dict(zip(first, unique, strict=True))
         return [by_key[key] for key in keys]
 
-    async def _ask(self, text: str, prompt: Prompt, entry: CacheEntry) -> Answer:
-        async with self._slots:
+    async def _ask(self, text: str, prompt: Prompt, key: str, input_hash: str) -> Answer:
+        async with self._slots:  # held until the spend is recorded: the next request's cap check sees it
             await self._check_cap()
             messages = prompt.messages(text)
             reply = await self._complete(messages, prompt)
+            return await self._answer(reply, messages, prompt, key, input_hash)
+
+    async def _answer(
+        self, reply: dict[str, Any], messages: list[dict[str, str]], prompt: Prompt, key: str, input_hash: str
+    ) -> Answer:
+        """The label of a reply, its tokens and $ added to this process's totals and the day's spend (and to the
+        cache when valid)."""
         try:
             content = reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -157,7 +166,7 @@ class LLMClient:
             label = prompt.parse(content)
         except LLMAnswerInvalid as error:
             invalid = LLMAnswerInvalid(f"endpoint {self.name}: {error}")
-        kept = None if invalid else CacheEntry(entry.key, entry.prompt_hash, entry.input_hash, label)
+        kept = None if invalid else CacheEntry(key, prompt.hash, input_hash, label)
         try:
             await asyncio.to_thread(
                 self.store.record,

@@ -48,8 +48,8 @@ class Prompt:
 
     @property
     def max_tokens(self) -> int:
-        """Room for `{"label": "<the longest label>"}`: a token is at least a character."""
-        return max(len(label) for label in self.labels) + 16
+        """Room for `{"label": "<the longest label>"}` and some blanks: a token is at least a character."""
+        return max(len(label) for label in self.labels) + 32
 
     def messages(self, text: str) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
