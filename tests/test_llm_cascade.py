@@ -41,6 +41,7 @@ def _fleet(cascade: dict[str, Any], llm: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("cascade", "llm", "expected"),
     [
+        ({"fallback": 3, "max_deferral": 0.2}, LOCAL, "models.small.cascade.fallback: give a model of the fleet or"),
         ({"fallback": {"llm": "nope"}, "max_deferral": 0.2}, LOCAL, "models.small.cascade.fallback.llm: no endpoint "),
         (
             {"fallback": {"prompt": "x"}, "max_deferral": 0.2},

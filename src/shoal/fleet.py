@@ -313,7 +313,8 @@ def _format_errors(path: Path, error: ValidationError) -> str:
 def _complete_fleet() -> type[Fleet]:
     """`Fleet`, with each model entry validated by the spec its `task` names. The specs subclass `ModelSpec` above,
     so their union is made on the first fleet file read, not on import (a spec module may be what imports this
-    one; and `shoal --help` imports no spec). The pipelines' spec is imported here too, for the same reasons."""
+    one; and `shoal --help` imports no spec). The pipelines' and the LLM endpoints' specs are imported here too, for
+    the same reasons."""
     from shoal.llm.spec import LLMEndpoint
     from shoal.pipelines.spec import Pipeline
 

@@ -32,12 +32,19 @@ class LLMFallbackSpec(BaseModel):
     )
 
 
-def _fallback_kind(value: Any) -> str:
-    return LLM_TAG if isinstance(value, dict | LLMFallbackSpec) else MODEL_TAG
+def _fallback_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return MODEL_TAG
+    return LLM_TAG if isinstance(value, dict | LLMFallbackSpec) else None
 
 
 FallbackSpec = Annotated[
-    Annotated[str, Tag(MODEL_TAG)] | Annotated[LLMFallbackSpec, Tag(LLM_TAG)], Discriminator(_fallback_kind)
+    Annotated[str, Tag(MODEL_TAG)] | Annotated[LLMFallbackSpec, Tag(LLM_TAG)],
+    Discriminator(
+        _fallback_kind,
+        custom_error_type="fallback",
+        custom_error_message="give a model of the fleet or {llm: ENDPOINT, prompt: ...}",
+    ),
 ]
 
 
