@@ -215,6 +215,7 @@ def test_the_key_is_sent_but_never_logged_nor_stored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    monkeypatch.delenv("SCRIPTED_KEY", raising=False)
     llm = client(registry, script.url, api_key_env="SCRIPTED_KEY")
     [failed] = ask(llm, ["hello"])
     assert isinstance(failed, LLMUnavailable) and "SCRIPTED_KEY (its API key) is not set" in str(failed)
