@@ -83,13 +83,13 @@ def test_a_valid_llm_section_is_read() -> None:
     assert endpoint.cost(1_000_000, 1_000_000) == pytest.approx(0.6)
 
 
-def _with_llm(trained: Trained, folder: Path, llm: dict[str, Any], **cascade: Any) -> Workspace:
+def _with_llm(trained: Trained, folder: Path, llm: dict[str, Any]) -> Workspace:
     """A copy of the trained spam workspace whose model cascades to the LLM endpoint `local`."""
     root = folder / "ws"
     shutil.copytree(trained.root, root)
     path = root / "shoal.yaml"
     fleet = yaml.safe_load(path.read_text(encoding="utf-8"))
-    fleet["models"]["spam"]["cascade"] = {**LLM_CASCADE, **cascade}
+    fleet["models"]["spam"]["cascade"] = LLM_CASCADE
     fleet["llm"] = {"local": llm}
     path.write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
     return Workspace(root)
