@@ -77,8 +77,8 @@ def _serve() -> None:
     params.model.path = model
     params.n_parallel = 2
     params.n_ctx = 2048
-    params.cpuparams.n_threads = 2
-    params.cpuparams_batch.n_threads = 2
+    params.cpuparams.n_threads = 1
+    params.cpuparams_batch.n_threads = 1
     server = xllamacpp.Server(params)
     written = Path(address_file + ".part")
     written.write_text(server.listening_address)

@@ -247,7 +247,7 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_a_real_local_llm_answers_only_labels_of_the_set(smollm2: str, registry: Registry) -> None:
     intents = Prompt(DEFAULT_PROMPT, ("card_arrival", "card_linking", "exchange_rate", "lost_or_stolen_card"))
     texts = ["my card has not arrived yet", "what is the euro rate today", "someone stole my card", "hello there"]
-    llm = client(registry, smollm2, model="smollm2", price_in=0.1, price_out=0.2)
+    llm = client(registry, smollm2, model="smollm2", price_in=0.1, price_out=0.2, timeout_s=120)
     first = ask(llm, texts, intents)
     assert all(isinstance(answer, Answer) and answer.label in intents.labels for answer in first), first
     assert llm.output == "json_schema" and llm.outcomes == {"ok": len(texts)}  # the schema was accepted
