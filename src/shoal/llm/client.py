@@ -235,7 +235,7 @@ class LLMClient:
         """One request, with its retries; the reply's JSON object."""
         spec, url, headers = self.spec, f"{self.spec.base_url}/chat/completions", self._headers()
         if self._http is None:
-            self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=spec.max_concurrency))
+            self._http = httpx.AsyncClient()  # the semaphore limits the requests in flight
         attempt = 0
         while True:
             wait = min(spec.backoff_s * 2**attempt, spec.max_backoff_s)
