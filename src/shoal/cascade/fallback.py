@@ -3,7 +3,8 @@
 A fallback answers a list of inputs with one probability row per input over the labels the small model asked for
 (a predictor that only names a label answers a one-hot row), says which version answered and what one input costs.
 It raises `FallbackUnavailable` for anything that keeps it from answering; the cascade then answers with the small
-model and marks it. An OpenAI-compatible endpoint plugs in as another `Fallback`.
+model and marks it. A fallback that answers input by input (an LLM endpoint, `shoal.llm.fallback`) may leave some
+inputs unanswered instead: its `tiers` say which, and why (`problem`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ class FallbackUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Deferred:
-    """A fallback's answers: probabilities over the asked labels, the version that made them, $ per input."""
+    """A fallback's answers: probabilities over the asked labels, the version that made them, $ per answered input;
+    with `tiers`, each input's tier when not all were answered (`fallback`, else `small-capped` or
+    `small-fallback-down`, whose rows are not used) and `problem`, why the fallback did not answer."""
 
     proba: np.ndarray
     version: int | str
     cost_per_input: float
+    tiers: list[str] | None = None
+    problem: str | None = None
 
 
 class Fallback(ABC):

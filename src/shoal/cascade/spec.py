@@ -1,21 +1,62 @@
-"""The `cascade:` key of a classification model in the fleet file, and the checks that need the whole fleet."""
+"""The `cascade:` key of a classification model in the fleet file, and the checks that need the whole fleet.
+
+The fallback is another model of the fleet (its name) or an LLM endpoint of the fleet file's `llm:` section:
+
+    cascade:
+      fallback: {llm: local, prompt: "Which banking intent is this? One of {labels}."}
+      max_deferral: 0.2
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 if TYPE_CHECKING:
     from shoal.fleet import Fleet
 
+#: the tags pydantic puts in the key path of a fallback's errors (the fleet file's error messages leave them out)
+MODEL_TAG, LLM_TAG = "fleet-model", "llm-endpoint"
+FALLBACK_TAGS = (MODEL_TAG, LLM_TAG)
 
-class CascadeSpec(BaseModel):
-    """Answer with this model when it is sure, else with `fallback` (another model of the fleet)."""
+
+class LLMFallbackSpec(BaseModel):
+    """A cascade's fallback that is an LLM endpoint."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
-    fallback: str = Field(description="the model of the fleet that answers the inputs this one is unsure of")
+    llm: str = Field(description="an endpoint of the fleet file's llm: section")
+    prompt: str | None = Field(
+        None, description="this model's instruction to the LLM ({labels} is replaced by the labels)"
+    )
+
+
+def _fallback_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return MODEL_TAG
+    return LLM_TAG if isinstance(value, dict | LLMFallbackSpec) else None
+
+
+FallbackSpec = Annotated[
+    Annotated[str, Tag(MODEL_TAG)] | Annotated[LLMFallbackSpec, Tag(LLM_TAG)],
+    Discriminator(
+        _fallback_kind,
+        custom_error_type="fallback",
+        custom_error_message="give a model of the fleet or {llm: ENDPOINT, prompt: ...}",
+    ),
+]
+
+
+class CascadeSpec(BaseModel):
+    """Answer with this model when it is sure, else with `fallback` (another model of the fleet or an LLM)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+
+    fallback: FallbackSpec = Field(
+        description="what answers the inputs this one is unsure of: a model of the fleet, or {llm: ENDPOINT, prompt: "
+        "...} for an endpoint of the llm: section"
+    )
     target_accuracy: float | None = Field(
         None,
         gt=0,
@@ -40,18 +81,41 @@ class CascadeSpec(BaseModel):
     def _one_target(self) -> CascadeSpec:
         if (self.target_accuracy is None) == (self.max_deferral is None):
             raise ValueError("set exactly one of target_accuracy and max_deferral")
+        if self.gate and self.fallback_llm is not None:
+            raise ValueError("gate: true needs a fallback model of the fleet (an LLM is not judged on the test set)")
         return self
+
+    @property
+    def fallback_model(self) -> str | None:
+        """The fleet model that is the fallback (None for an LLM)."""
+        return self.fallback if isinstance(self.fallback, str) else None
+
+    @property
+    def fallback_llm(self) -> LLMFallbackSpec | None:
+        return None if isinstance(self.fallback, str) else self.fallback
+
+    @property
+    def fallback_name(self) -> str:
+        """The fallback as answers and reports name it: the model, or `llm:ENDPOINT`."""
+        return self.fallback if isinstance(self.fallback, str) else f"llm:{self.fallback.llm}"
 
 
 def cascade_problems(fleet: Fleet) -> list[str]:
     """What is wrong with the fleet's cascades, each naming its key path: a fallback that is not another model of
-    the fleet with the same task and the same declared labels, or a chain of fallbacks that comes back."""
+    the fleet with the same task and the same declared labels, a chain of fallbacks that comes back, or an LLM
+    endpoint the `llm:` section does not declare."""
     problems = []
     for name, spec in fleet.models.items():
         cascade: CascadeSpec | None = getattr(spec, "cascade", None)
         if cascade is None:
             continue
         key = f"models.{name}.cascade.fallback"
+        if cascade.fallback_llm is not None:
+            endpoint = cascade.fallback_llm.llm
+            if endpoint not in fleet.llm:
+                known = ", ".join(sorted(fleet.llm)) or "none"
+                problems.append(f"{key}.llm: no endpoint {endpoint!r} in the fleet file's llm: section ({known})")
+            continue
         other = fleet.models.get(cascade.fallback)
         if cascade.fallback == name:
             problems.append(f"{key}: a model cannot be its own fallback")
@@ -73,9 +137,9 @@ def _comes_back(fleet: Fleet, start: str) -> bool:
     seen, name = {start}, start
     while True:
         cascade = getattr(fleet.models.get(name), "cascade", None)
-        if cascade is None:
+        if cascade is None or cascade.fallback_model is None:
             return False
-        name = cascade.fallback
+        name = cascade.fallback_model
         if name in seen:
             return name == start
         seen.add(name)

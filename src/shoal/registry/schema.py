@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -141,4 +142,34 @@ pipeline_scores = Table(
     Column("actor", String(32), nullable=False),
     Column("record", JSON, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# an LLM endpoint's validated answers, keyed by a hash of (endpoint, model, prompt hash, input hash): no text is kept
+llm_cache = Table(
+    "llm_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("prompt_hash", String(64), nullable=False),
+    Column("input_hash", String(64), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("tokens_in", Integer, nullable=False),
+    Column("tokens_out", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# what each LLM endpoint's model was sent and cost, per UTC day, every process of the fleet together
+llm_spend = Table(
+    "llm_spend",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("tokens_in", Integer, nullable=False),
+    Column("tokens_out", Integer, nullable=False),
+    Column("dollars", Float, nullable=False),
+    UniqueConstraint("endpoint", "model", "day", name="uq_llm_spend_day"),
 )

@@ -2,7 +2,7 @@
 
 Everything is updated on the event loop thread, so no locks are needed and an update costs a dict lookup.
 Labels are bounded: `model` (a served model, or `_unknown` for requests naming no served model), `pipeline` and
-`step` (of the fleet file, or `_unknown`), `version`,
+`step` (of the fleet file, or `_unknown`), `endpoint` (of the fleet file's `llm:` section), `version`,
 `code` (HTTP status), and the fixed sets `reason` (why a batch was flushed, or a prediction not logged) and
 `result` (of a load).
 With `--workers N` every worker process keeps and exposes its own series.
@@ -11,7 +11,7 @@ With `--workers N` every worker process keeps and exposes its own series.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN_MODEL = "_unknown"
@@ -147,6 +147,23 @@ class Metrics:
         self.cascade_spent = Family(
             "shoal_cascade_fallback_cost_dollars_total", "counter", "$ of the fallback's answers.", ("model",)
         )
+        self.llm_requests = Family(
+            "shoal_llm_requests_total",
+            "counter",
+            "Inputs sent to an LLM endpoint (this process), by outcome: ok, cached (answered from the registry's "
+            "cache), invalid (answered no label of the set), error (no answer after the retries), capped (the "
+            "endpoint's daily spend cap was reached).",
+            ("endpoint", "outcome"),
+        )
+        self.llm_tokens = Family(
+            "shoal_llm_tokens_total",
+            "counter",
+            "Tokens of an LLM endpoint's requests, by kind: prompt, completion.",
+            ("endpoint", "kind"),
+        )
+        self.llm_cost = Family(
+            "shoal_llm_cost_dollars_total", "counter", "$ of an LLM endpoint's requests, by its prices.", ("endpoint",)
+        )
         self.pipeline_requests = Family(
             "shoal_pipeline_requests_total", "counter", "Pipeline requests by answer code.", ("pipeline", "code")
         )
@@ -176,6 +193,14 @@ class Metrics:
 
     def cascade_cost(self, model: str, dollars: float) -> None:
         self.cascade_spent.inc((model,), dollars)
+
+    def llm(self, endpoint: str, outcomes: Mapping[str, int], tokens_in: int, tokens_out: int, dollars: float) -> None:
+        """An LLM client's totals so far (sampled at scrape time)."""
+        for outcome, count in outcomes.items():
+            self.llm_requests.set((endpoint, outcome), count)
+        self.llm_tokens.set((endpoint, "prompt"), tokens_in)
+        self.llm_tokens.set((endpoint, "completion"), tokens_out)
+        self.llm_cost.set((endpoint,), dollars)
 
     def pipeline_request(self, pipeline: str, code: int, seconds: float) -> None:
         self.pipeline_requests.inc((pipeline, str(code)))

@@ -26,9 +26,13 @@ from datetime import UTC, datetime
 from functools import cache
 
 from shoal.cascade.combiner import Caps, Cascade, load_route
-from shoal.cascade.fallback import FleetFallback
+from shoal.cascade.fallback import Fallback, FleetFallback
+from shoal.cascade.spec import CascadeSpec
 from shoal.faults import checkpoint
 from shoal.fleet import FleetError, ServeSpec
+from shoal.llm.client import LLMClient
+from shoal.llm.fallback import LLMFallback
+from shoal.registry.llm_store import LLMStore
 from shoal.serve.batcher import Batcher, InferencePool, Loaded
 from shoal.serve.errors import ServeError, unavailable
 from shoal.serve.metrics import Metrics
@@ -117,6 +121,7 @@ class ModelPool:
         self.metrics = metrics
         self.poll_interval_s = poll_interval_s
         self.slots: dict[str, Slot] = {}
+        self.llm: dict[str, LLMClient] = {}  # the LLM endpoints the cascades call, one client each
         self.inference = InferencePool()  # the batch threads every model shares
         self.polled = False  # one poll has completed
         self._lock = asyncio.Lock()
@@ -134,6 +139,8 @@ class ModelPool:
             await asyncio.gather(self._task, return_exceptions=True)
         for slot in self.slots.values():
             slot.batcher.close()
+        for client in self.llm.values():
+            await client.aclose()
         self.inference.close()
 
     @property
@@ -192,9 +199,19 @@ class ModelPool:
         slot = self.slots[name] = Slot(name, spec.task, spec.serve, batcher)
         cascade = getattr(spec, "cascade", None)
         if cascade is not None:
-            fallback = FleetFallback(cascade.fallback, self.slots)
-            slot.cascade = Cascade(name, cascade, fallback, self.metrics, Caps(cascade))
+            slot.cascade = Cascade(name, cascade, self._fallback(cascade), self.metrics, Caps(cascade))
         return slot
+
+    def _fallback(self, cascade: CascadeSpec) -> Fallback:
+        """The cascade's fallback: a model this server serves, or an LLM endpoint (one client per endpoint)."""
+        if cascade.fallback_llm is None:
+            return FleetFallback(cascade.fallback_name, self.slots)
+        endpoint = cascade.fallback_llm.llm
+        client = self.llm.get(endpoint)
+        if client is None:
+            store = LLMStore(self.ws.registry)
+            client = self.llm[endpoint] = LLMClient(endpoint, self.ws.fleet.llm[endpoint], store)
+        return LLMFallback(client, cascade.fallback_llm.prompt)
 
     async def _swap(self, slot: Slot, number: int) -> None:
         previous = slot.current.number if slot.current else None
@@ -283,6 +300,8 @@ class ModelPool:
     def _sample(self, metrics: Metrics) -> None:
         metrics.serving.values.clear()
         metrics.degraded.values.clear()
+        for endpoint, client in self.llm.items():
+            metrics.llm(endpoint, client.outcomes, client.tokens_in, client.tokens_out, client.dollars)
         for name, slot in self.slots.items():
             metrics.queue_depth.set((name,), slot.batcher.queued)
             metrics.running.set((name,), slot.batcher.running)

@@ -1,0 +1,126 @@
+"""A tiny OpenAI-compatible chat completions server on 127.0.0.1 whose answers a test scripts.
+
+`scripted_llm()` starts it (uvicorn in a thread, a real socket) and yields its `Script`. By default every request is
+answered `{"label": script.label(text)}` with a fixed usage (`PROMPT_TOKENS`, `COMPLETION_TOKENS`). A test changes:
+
+- `plan`: the next requests' answers, in order: `("status", code, headers)`, `("hang",)` (no answer until the server
+  stops), `("content", text)` (any content, e.g. a label outside the set);
+- `formats`: the `response_format` types it accepts (others answer 400), `{"text"}` for none;
+- `hold`: every request waits until this many are in flight at once (or `hold_s` passes): with hold = limit + 1, a
+  client within its concurrency limit waits `hold_s` per request and one beyond it is seen at once.
+
+It records each request: its body, its Authorization header and when it arrived (`requests`), and the most in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from serve_fixtures import wait_until
+
+PROMPT_TOKENS, COMPLETION_TOKENS = 1000, 10
+
+
+@dataclass
+class Seen:
+    body: dict[str, Any]
+    authorization: str | None
+    at: float  # time.monotonic()
+
+
+@dataclass
+class Script:
+    url: str = ""  # the OpenAI API root, e.g. http://127.0.0.1:PORT/v1
+    label: Callable[[str], str] = lambda text: "ham"
+    plan: deque[tuple[Any, ...]] = field(default_factory=deque)
+    formats: set[str] = field(default_factory=lambda: {"json_schema", "json_object", "text"})
+    hold: int = 0
+    hold_s: float = 0.3
+    requests: list[Seen] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def texts(self) -> list[str]:
+        """The user texts of the requests received, in order."""
+        return [seen.body["messages"][-1]["content"] for seen in self.requests]
+
+
+def _app(script: Script) -> FastAPI:
+    app = FastAPI()
+    changed = asyncio.Condition()
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request) -> Any:
+        body = await request.json()
+        script.requests.append(Seen(body, request.headers.get("authorization"), time.monotonic()))
+        async with changed:
+            script.in_flight += 1
+            script.max_in_flight = max(script.max_in_flight, script.in_flight)
+            changed.notify_all()
+            if script.hold:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait_for(lambda: script.in_flight >= script.hold), script.hold_s)
+        try:
+            return await _answer(script, body)
+        finally:
+            async with changed:
+                script.in_flight -= 1
+
+    return app
+
+
+async def _answer(script: Script, body: dict[str, Any]) -> Any:
+    step = script.plan.popleft() if script.plan else ("answer",)
+    if step[0] == "status":
+        return JSONResponse({"error": {"message": "scripted"}}, status_code=step[1], headers=step[2])
+    if step[0] == "hang":
+        await asyncio.to_thread(script.released.wait, 60)
+        return JSONResponse({"error": {"message": "stopped"}}, status_code=503)
+    kind = (body.get("response_format") or {"type": "text"})["type"]
+    if kind not in script.formats:
+        return JSONResponse({"error": {"message": f"response_format {kind} is not supported"}}, status_code=400)
+    text = body["messages"][-1]["content"]
+    if step[0] == "content":
+        content = step[1]
+    else:
+        content = script.label(text) if kind == "text" else f'{{"label": "{script.label(text)}"}}'
+    return {
+        "id": "scripted",
+        "object": "chat.completion",
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS},
+    }
+
+
+@contextmanager
+def scripted_llm() -> Iterator[Script]:
+    script = Script()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    script.url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    server = uvicorn.Server(uvicorn.Config(_app(script), log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "the scripted LLM server did not start")
+        yield script
+    finally:
+        script.released.set()
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
