@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from serve_fixtures import Trained, copy_workspace, running
 from shoal.cli import app as cli
 from shoal.monitor import DRIFT_EVENT
+from shoal.serve.metrics import LATENCY_BUCKETS, Metrics
 from shoal.serve.redact import without_paths
 from shoal.workspace import Workspace
 
@@ -230,3 +232,37 @@ def test_the_routes_the_dashboard_uses(served: tuple[str, Workspace], trained: T
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert httpx.get(f"{url}/ui/static/app.js").status_code == 200
     assert re.search(r"<main id=\"main\">", page.text)
+
+
+def test_a_pipeline_has_its_page(trained: Trained, tmp_path: Path, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    pipelines = {"screen": {"description": HOSTILE, "steps": [{"model": "spam", "stop": {"label": ["spam"]}}]}}
+    with running(copy_workspace(trained, tmp_path, pipelines=pipelines)) as url:
+        page = Page(browser, f"{url}/ui")
+        page.tab.click("#pipelines a:text('screen')")
+        expect(page.tab.locator("#pipeline-name")).to_have_text("screen")
+        expect(page.tab.locator("main")).to_contain_text(HOSTILE)  # the fleet file's description, as text
+        expect(page.tab.locator("#steps tbody tr")).to_have_count(1)
+        expect(page.tab.locator("#steps")).to_contain_text('stop: {"label": ["spam"]}')
+        models = page.tab.locator("#pipeline-models tbody tr")
+        expect(models).to_have_text(re.compile(rf"spam\s*ready\s*v{trained.production}"))
+        expect(page.tab.locator("#status")).to_contain_text("updated")
+        assert page.tab.evaluate("window.__pwned") is None
+        assert page.errors == []
+
+
+def test_traffic_per_model_from_the_server_metrics() -> None:
+    metrics = Metrics()
+    seconds = np.random.default_rng(0).lognormal(np.log(0.004), 0.6, 2000)
+    for i, value in enumerate(seconds):
+        metrics.request("spam", str(1 + i % 2), 200 if i % 10 else 503, float(value))  # two versions, 10% failed
+    metrics.request("_unknown", "", 404, 0.001)
+    [(name, traffic)] = metrics.traffic().items()
+    assert name == "spam" and traffic.requests == 2000 and traffic.failed == 200
+    bounds = (0.0, *LATENCY_BUCKETS)
+    for estimate, q in ((traffic.p50_s, 0.5), (traffic.p95_s, 0.95)):
+        true = float(np.quantile(seconds, q))
+        bucket = next(i for i, bound in enumerate(bounds) if bound >= true)
+        assert estimate is not None and bounds[bucket - 1] <= estimate <= bounds[bucket], (q, estimate, true)
+    assert Metrics().traffic() == {}

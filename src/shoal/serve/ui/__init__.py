@@ -10,7 +10,9 @@ The predict routes never pass here (`predict.FastPredict` answers them before ro
 from __future__ import annotations
 
 import asyncio
+import importlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -26,7 +28,6 @@ from shoal.serve.pipeline_routes import list_pipelines
 from shoal.serve.redact import without_paths
 from shoal.serve.routes import describe_model, gate_events, list_models
 from shoal.serve.state import get_state
-from shoal.serve.ui import pages
 from shoal.workspace import Workspace
 
 STATIC = Path(__file__).parent / "static"
@@ -41,6 +42,12 @@ HEADERS = {
 router = APIRouter(include_in_schema=False)
 #: label issues per (workspace, model, version): read from the version's verified artifact, which never changes
 _issues: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+
+
+async def _pages() -> ModuleType:
+    """The page renderers (`pages`), imported off the event loop when the first page is asked for: they bring the
+    selection report's modules (pandas among them), which `shoal serve` does not load to predict."""
+    return await asyncio.to_thread(importlib.import_module, "shoal.serve.ui.pages")
 
 
 def install(app: FastAPI) -> None:
@@ -64,8 +71,9 @@ def _admin(request: Request) -> bool | None:
     return True
 
 
-def _answer(request: Request, title: str, main: str, fragment: bool) -> HTMLResponse:
-    return HTMLResponse(main if fragment else pages.page(_base(request), title, main), headers=HEADERS)
+async def _answer(request: Request, title: str, main: str, fragment: bool) -> HTMLResponse:
+    page = main if fragment else (await _pages()).page(_base(request), title, main)
+    return HTMLResponse(page, headers=HEADERS)
 
 
 def _label_issues(ws: Workspace, name: str, number: int | None) -> list[dict[str, Any]]:
@@ -87,6 +95,7 @@ def _label_issues(ws: Workspace, name: str, number: int | None) -> list[dict[str
 
 @router.get("/ui")
 async def overview(request: Request, fragment: bool = False) -> HTMLResponse:
+    pages = await _pages()
     state = get_state(request)
     listed = (await list_models(request)).models
 
@@ -106,11 +115,12 @@ async def overview(request: Request, fragment: bool = False) -> HTMLResponse:
     found = await asyncio.to_thread(extras)
     pipelines = [p.name for p in (await list_pipelines(request)).pipelines]
     main = pages.overview(_base(request), listed, state.metrics.traffic(), found, pipelines, _admin(request))
-    return _answer(request, "fleet", main, fragment)
+    return await _answer(request, "fleet", main, fragment)
 
 
 @router.get("/ui/models/{name}")
 async def model_page(name: str, request: Request, fragment: bool = False) -> HTMLResponse:
+    pages = await _pages()
     state = get_state(request)
     detail = await describe_model(name, request)
 
@@ -127,22 +137,24 @@ async def model_page(name: str, request: Request, fragment: bool = False) -> HTM
     found, alerts, issues = await asyncio.to_thread(gather)
     traffic = state.metrics.traffic().get(name, Traffic(0, 0, None, None))
     main = pages.model(_base(request), detail, traffic, found, alerts, issues, _admin(request))
-    return _answer(request, name, main, fragment)
+    return await _answer(request, name, main, fragment)
 
 
 @router.get("/ui/pipelines/{name}")
 async def pipeline_page(name: str, request: Request, fragment: bool = False) -> HTMLResponse:
+    pages = await _pages()
     state = get_state(request)
     found = [p for p in (await list_pipelines(request)).pipelines if p.name == name]
     if not found:
         raise ServeError(404, "not_found", f"no pipeline {name!r} in the fleet; see {_base(request)}")
     production = {m: slot.production for m, slot in state.pool.slots.items()}
     main = pages.pipeline(_base(request), found[0].model_dump(), production, _admin(request))
-    return _answer(request, name, main, fragment)
+    return await _answer(request, name, main, fragment)
 
 
 @router.get("/ui/events")
 async def event_log(request: Request, fragment: bool = False) -> HTMLResponse:
+    pages = await _pages()
     ws = get_state(request).ws
     found = await asyncio.to_thread(ws.registry.events, limit=pages.EVENT_LOG, latest=True)
     events = [
@@ -155,4 +167,4 @@ async def event_log(request: Request, fragment: bool = False) -> HTMLResponse:
         }
         for ev in found
     ]
-    return _answer(request, "events", pages.events(_base(request), events, _admin(request)), fragment)
+    return await _answer(request, "events", pages.events(_base(request), events, _admin(request)), fragment)

@@ -6,6 +6,7 @@ in the document. The Pareto plots are the selection report's (`shoal.report.html
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from html import escape
@@ -211,7 +212,7 @@ def pipeline(base: str, info: dict[str, Any], production: dict[str, int | None],
         cells(
             e(i + 1),
             model_link(base, step.get("model", "")),
-            e(", ".join(f"{k}: {v}" for k, v in step.items() if k != "model")),
+            e(", ".join(f"{k}: {json.dumps(v)}" for k, v in step.items() if k != "model")),
         )
         for i, step in enumerate(info["steps"])
     ]
