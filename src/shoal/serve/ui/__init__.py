@@ -44,10 +44,15 @@ router = APIRouter(include_in_schema=False)
 _issues: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
 
 
+_renderers: list[ModuleType] = []
+
+
 async def _pages() -> ModuleType:
     """The page renderers (`pages`), imported off the event loop when the first page is asked for: they bring the
     selection report's modules (pandas among them), which `shoal serve` does not load to predict."""
-    return await asyncio.to_thread(importlib.import_module, "shoal.serve.ui.pages")
+    if not _renderers:
+        _renderers.append(await asyncio.to_thread(importlib.import_module, "shoal.serve.ui.pages"))
+    return _renderers[0]
 
 
 def install(app: FastAPI) -> None:
