@@ -51,11 +51,15 @@
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify({ version: Number(version), reason: "promoted from the dashboard" });
     }
-    const answer = await fetch(`${api}/v1/models/${encodeURIComponent(model)}/${action}`, init);
-    const body = await answer.json().catch(() => ({}));
-    status.textContent = answer.ok
-      ? `${model}: v${body.version} is in production`
-      : `refused: ${(body.error && body.error.message) || `HTTP ${answer.status}`}`;
+    try {
+      const answer = await fetch(`${api}/v1/models/${encodeURIComponent(model)}/${action}`, init);
+      const body = await answer.json().catch(() => ({}));
+      status.textContent = answer.ok
+        ? `${model}: v${body.version} is in production`
+        : `refused: ${(body.error && body.error.message) || `HTTP ${answer.status}`}`;
+    } catch (error) {
+      status.textContent = `${action} not sent: server unreachable`;
+    }
     await refresh();
   }
 
