@@ -18,21 +18,17 @@ def promote(
     workspace: WorkspaceOption = ".",
 ) -> None:
     """Put a version in production by hand (recorded as manual)."""
-    from shoal.pipelines.history import scores_after
+    from shoal.pipelines.history import promote_by_hand
 
-    ws = open_workspace(workspace)
-    ws.registry.version(model, version)  # an unknown version fails before any pipeline is judged with it
-    scores = scores_after(ws, model, version, gain=None)
-    ws.registry.set_alias(model, version, actor="manual", reason=reason, pipeline_scores=scores)
+    promote_by_hand(open_workspace(workspace), model, version, reason=reason)
     console.print(f"{model}: v{version} is now in production")
 
 
 def rollback(model: Annotated[str, typer.Argument(help="Model name.")], workspace: WorkspaceOption = ".") -> None:
     """Put the previous production version back."""
-    from shoal.pipelines.history import scores_after
+    from shoal.pipelines.history import roll_back
 
-    ws = open_workspace(workspace)
-    version = ws.registry.rollback(model, pipeline_scores=lambda previous: scores_after(ws, model, previous, gain=None))
+    version = roll_back(open_workspace(workspace), model)
     console.print(f"{model}: rolled back to v{version}")
 
 

@@ -62,6 +62,20 @@ def scores_after(
     return scores
 
 
+def promote_by_hand(ws: Workspace, model: str, version: int, *, reason: str) -> int | None:
+    """Put `version` in production as a person's decision (`shoal promote`, `POST /v1/models/{name}/promote`),
+    with the score of each pipeline judged with it; returns the version it replaced (None: there was none)."""
+    ws.registry.version(model, version)  # an unknown version fails before any pipeline is judged with it
+    scores = scores_after(ws, model, version, gain=None)
+    return ws.registry.set_alias(model, version, actor="manual", reason=reason, pipeline_scores=scores)
+
+
+def roll_back(ws: Workspace, model: str) -> int:
+    """Put the previous production version back (`shoal rollback`, `POST /v1/models/{name}/rollback`), with the
+    score of each pipeline judged with it; returns that version."""
+    return ws.registry.rollback(model, pipeline_scores=lambda previous: scores_after(ws, model, previous, gain=None))
+
+
 def _record(
     ws: Workspace,
     name: str,

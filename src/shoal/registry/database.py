@@ -220,25 +220,33 @@ class Registry:
             self._event(conn, self._model_id(conn, model), kind, message, version, payload)
 
     def events(
-        self, model: str | None = None, *, after_id: int = 0, limit: int = 1000, kind: str | None = None
+        self,
+        model: str | None = None,
+        *,
+        after_id: int = 0,
+        limit: int = 1000,
+        kind: str | tuple[str, ...] | None = None,
+        latest: bool = False,
     ) -> list[Event]:
-        """Events oldest first (the first `limit` after `after_id`), of one model and one kind if given."""
+        """Events oldest first: the first `limit` after `after_id`, or with `latest` the last `limit`; of one model
+        and of one kind (or any of several) if given."""
         query = (
             select(t.events, t.models.c.name)
             .join(t.models, t.models.c.id == t.events.c.model_id, isouter=True)
             .where(t.events.c.id > after_id)
-            .order_by(t.events.c.id)
+            .order_by(t.events.c.id.desc() if latest else t.events.c.id)
             .limit(limit)
         )
         if model is not None:
             query = query.where(t.models.c.name == model)
         if kind is not None:
-            query = query.where(t.events.c.kind == kind)
+            query = query.where(t.events.c.kind.in_((kind,) if isinstance(kind, str) else kind))
         with self._read() as conn:
-            return [
+            found = [
                 Event(row.id, row.name, row.kind, row.version, row.message, row.payload, _aware(row.at))
                 for row in conn.execute(query)
             ]
+        return found[::-1] if latest else found
 
     def count_events(self, kind: str) -> dict[str, int]:
         """How many events of `kind` each model has (models with none are left out)."""

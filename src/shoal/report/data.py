@@ -24,15 +24,15 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def model_report(ws: Workspace, name: str) -> dict[str, Any]:
-    registry = ws.registry
+def candidates(ws: Workspace, name: str, production: int | None) -> list[dict[str, Any]]:
+    """Every version of `name` with its scores, costs and whether it is on the latency and the size Pareto front
+    (the selection report and the dashboard's model page)."""
     spec = ws.model(name)
     task = get_task(spec.task)
-    production = registry.alias(name, PRODUCTION)
-    candidates = []
-    for v in registry.versions(name):
+    found = []
+    for v in ws.registry.versions(name):
         m, profile = v.metrics, v.metrics.profile
-        candidates.append(
+        found.append(
             {
                 "version": v.number,
                 "family": v.family,
@@ -57,24 +57,36 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
                 "created_at": v.created_at.isoformat(),
             }
         )
-    scored = [c for c in candidates if c["metric"] is not None and c["p95_ms_batch1"] is not None]
+    scored = [c for c in found if c["metric"] is not None and c["p95_ms_batch1"] is not None]
     # an error metric (MAE) is better when lower: the front needs "higher is better"
     latency_front = pareto_front([(c["p95_ms_batch1"], task.better(spec.metric, c["metric"])) for c in scored])
     size_front = pareto_front([(c["size_mb"], task.better(spec.metric, c["metric"])) for c in scored])
     for i, c in enumerate(scored):
         c["pareto_latency"] = i in latency_front
         c["pareto_size"] = i in size_front
+    return found
+
+
+def label_issues(ws: Workspace, name: str, number: int) -> list[dict[str, Any]]:
+    """The likeliest label errors the audit found in the training data of version `number` (at most 50; none
+    when it has no audit)."""
+    version = ws.registry.version(name, number)
+    folder = ws.registry.artifacts.open(version.artifact_uri, version.checksum)
+    if not (folder / LABEL_ISSUES_FILE).exists():
+        return []
+    return json.loads((folder / LABEL_ISSUES_FILE).read_text(encoding="utf-8"))[:50]  # type: ignore[no-any-return]
+
+
+def model_report(ws: Workspace, name: str) -> dict[str, Any]:
+    registry = ws.registry
+    spec = ws.model(name)
+    task = get_task(spec.task)
+    production = registry.alias(name, PRODUCTION)
     decisions = [
         {"kind": e.kind, "version": e.version, "message": e.message, "at": e.at.isoformat() if e.at else None}
         for e in registry.events(name)
         if e.kind in DECISION_KINDS
     ]
-    issues: list[dict[str, Any]] = []
-    if production is not None:
-        version = registry.version(name, production)
-        folder = registry.artifacts.open(version.artifact_uri, version.checksum)
-        if (folder / LABEL_ISSUES_FILE).exists():
-            issues = json.loads((folder / LABEL_ISSUES_FILE).read_text(encoding="utf-8"))[:50]
     why = next(
         (
             d["message"]
@@ -90,9 +102,9 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
         "columns": [title for _, title in task.report_columns],
         "production": production,
         "why": why,
-        "candidates": candidates,
+        "candidates": candidates(ws, name, production),
         "decisions": decisions[-20:],
-        "label_issues": issues,
+        "label_issues": label_issues(ws, name, production) if production is not None else [],
         "cost_per_core_hour": ws.fleet.workspace.cost_per_core_hour,
         "cascade": cascade_report(ws, name),
     }

@@ -17,7 +17,7 @@ text-align:right} th:first-child,td:first-child{text-align:left} tr.prod{backgro
 """
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -80,7 +80,7 @@ def cascade_section(cascade: dict[str, Any] | None) -> str:
     if "problem" in cascade:
         return f"{title}<p>{escape(cascade['problem'])}</p>"
     rows = "".join(
-        f"<tr><td>{p['deferred']:.0%}</td><td>{_fmt(p['accuracy'])}</td><td>{_fmt(p['cost_per_million'])}</td></tr>"
+        f"<tr><td>{p['deferred']:.0%}</td><td>{fmt(p['accuracy'])}</td><td>{fmt(p['cost_per_million'])}</td></tr>"
         for p in cascade["curve"]
     )
     chosen, costs = cascade["chosen"], cascade["cost_per_million"]
@@ -88,10 +88,10 @@ def cascade_section(cascade: dict[str, Any] | None) -> str:
 <p>On the small model's test set ({cascade["n_test"]} rows), v{cascade["small_version"]} answers and its least confident
 inputs go to {escape(cascade["fallback"])} v{cascade["fallback_version"]}.</p>
 <table id="cascade"><tr><th>deferred</th><th>accuracy</th><th>$ / 1M</th></tr>{rows}
-<tr class="prod"><td>{chosen["deferred"]:.1%} (chosen threshold)</td><td>{_fmt(chosen["accuracy"])}</td>
-<td>{_fmt(chosen["cost_per_million"])}</td></tr>
-<tr><td>small alone</td><td>{_fmt(cascade["small_accuracy"])}</td><td>{_fmt(costs["small"])}</td></tr>
-<tr><td>fallback alone</td><td>{_fmt(cascade["fallback_accuracy"])}</td><td>{_fmt(costs["fallback"])}</td></tr>
+<tr class="prod"><td>{chosen["deferred"]:.1%} (chosen threshold)</td><td>{fmt(chosen["accuracy"])}</td>
+<td>{fmt(chosen["cost_per_million"])}</td></tr>
+<tr><td>small alone</td><td>{fmt(cascade["small_accuracy"])}</td><td>{fmt(costs["small"])}</td></tr>
+<tr><td>fallback alone</td><td>{fmt(cascade["fallback_accuracy"])}</td><td>{fmt(costs["fallback"])}</td></tr>
 </table>"""
 
 
@@ -102,12 +102,12 @@ def model_page(report: dict[str, Any]) -> str:
         ci = c["ci"] or [None, None]
         rows.append(
             f'<tr class="{"prod" if c["production"] else ""}"><td>v{c["version"]} {escape(c["family"])}</td>'
-            f"<td>{_fmt(c['metric'])}</td><td>{_fmt(ci[0])}..{_fmt(ci[1])}</td>"
-            + "".join(f"<td>{_fmt(value)}</td>" for value in c["columns"])
-            + f"<td>{_fmt(c['p50_ms_batch1'], 2)}</td>"
-            f"<td>{_fmt(c['p95_ms_batch1'], 2)}</td><td>{_fmt(c['throughput_per_s'], 0)}</td>"
-            f"<td>{_fmt(c['size_mb'], 2)}</td><td>{_fmt(c['cost_per_million'], 4)}</td>"
-            f"<td>{_fmt(c['train_seconds'], 1)}</td><td>{'yes' if c.get('pareto_latency') else ''}</td></tr>"
+            f"<td>{fmt(c['metric'])}</td><td>{fmt(ci[0])}..{fmt(ci[1])}</td>"
+            + "".join(f"<td>{fmt(value)}</td>" for value in c["columns"])
+            + f"<td>{fmt(c['p50_ms_batch1'], 2)}</td>"
+            f"<td>{fmt(c['p95_ms_batch1'], 2)}</td><td>{fmt(c['throughput_per_s'], 0)}</td>"
+            f"<td>{fmt(c['size_mb'], 2)}</td><td>{fmt(c['cost_per_million'], 4)}</td>"
+            f"<td>{fmt(c['train_seconds'], 1)}</td><td>{'yes' if c.get('pareto_latency') else ''}</td></tr>"
         )
     decisions = "".join(
         f"<tr><td>{escape(d['at'] or '')}</td><td>{escape(d['kind'])}</td>"
@@ -154,10 +154,10 @@ def fleet_page(reports: list[dict[str, Any]]) -> str:
         rows.append(
             f'<tr><td><a href="{escape(r["model"])}.html">{escape(r["model"])}</a></td><td>{escape(r["task"])}</td>'
             f"<td>{escape(r['metric'])}</td><td>{'v' + str(r['production']) if r['production'] else '—'}</td>"
-            f"<td>{escape(prod['family']) if prod else '—'}</td><td>{_fmt(prod['metric'] if prod else None)}</td>"
-            f"<td>{_fmt(prod['p95_ms_batch1'] if prod else None, 2)}</td>"
-            f"<td>{_fmt(prod['size_mb'] if prod else None, 2)}</td>"
-            f"<td>{_fmt(prod['cost_per_million'] if prod else None, 4)}</td><td>{len(r['candidates'])}</td></tr>"
+            f"<td>{escape(prod['family']) if prod else '—'}</td><td>{fmt(prod['metric'] if prod else None)}</td>"
+            f"<td>{fmt(prod['p95_ms_batch1'] if prod else None, 2)}</td>"
+            f"<td>{fmt(prod['size_mb'] if prod else None, 2)}</td>"
+            f"<td>{fmt(prod['cost_per_million'] if prod else None, 4)}</td><td>{len(r['candidates'])}</td></tr>"
         )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>shoal fleet report</title>
 <style>{STYLE}</style></head><body><h1>Fleet</h1>

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from shoal import __version__
 from shoal.registry.prediction_log import PredictionLog
-from shoal.serve import errors, lifecycle_routes, pipeline_routes, predict, routes
+from shoal.serve import errors, lifecycle_routes, pipeline_routes, predict, routes, ui
 from shoal.serve.limits import BodyLimit
 from shoal.serve.metrics import Metrics
 from shoal.serve.state import ServeState
@@ -70,6 +70,7 @@ def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAP
     app.include_router(routes.operations)
     app.include_router(lifecycle_routes.router)
     app.include_router(pipeline_routes.router(protect=state.protect_predict))
+    ui.install(app)
     return app
 
 

@@ -2,7 +2,9 @@
 
 `POST /v1/models/{name}/data` validates and stores rows as a data drop (what `shoal ingest` does for a file);
 `POST /v1/models/{name}/feedback` joins a label to a logged prediction (the worker turns feedback into data);
-`GET /v1/models/{name}/history` lists the model's events and jobs. The routes are sync: FastAPI runs them in
+`GET /v1/models/{name}/history` lists the model's events and jobs; `POST /v1/models/{name}/promote` and
+`POST /v1/models/{name}/rollback` move its production version by hand (as `shoal promote` and `shoal rollback`). The
+routes are sync: FastAPI runs them in
 its thread pool, so ingestion never blocks the event loop that answers predictions.
 """
 
@@ -19,7 +21,7 @@ from shoal.data.errors import DropRejected
 from shoal.data.split_mode import SplitMode
 from shoal.fleet import FleetError, ModelSpec
 from shoal.monitor import DRIFT_EVENT
-from shoal.registry import Event
+from shoal.registry import ArtifactError, Event, RegistryError
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import AlreadyLabelled, FeedbackError, NotLogged
 from shoal.serve.auth import require_token
@@ -92,6 +94,25 @@ class FeedbackResponse(BaseModel):
     version: int = Field(description="the version that answered the request")
     label: str
     predicted: str | None = Field(description="what that version answered, when the server logged it")
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, le=2**31 - 1, description="the version to put in production")
+    reason: str = Field(
+        "manual promotion over HTTP",
+        min_length=1,
+        max_length=500,
+        pattern="^[^\x00]*$",
+        description="why (recorded in the history)",
+    )
+
+
+class AliasMoved(BaseModel):
+    model: str
+    version: int = Field(description="the production version now (servers load it at their next registry poll)")
+    previous: int | None = Field(description="the production version before")
 
 
 class HistoryEvent(BaseModel):
@@ -233,13 +254,12 @@ def send_feedback(name: str, body: FeedbackRequest, request: Request) -> Feedbac
     )
 
 
-def _events(request: Request, name: str, kind: str | None = None) -> tuple[Workspace, list[Event]]:
-    """The served workspace and the model's events (of one kind, if given), oldest first; 404 for a model the fleet
-    file does not name."""
+def _events(request: Request, name: str, limit: int, kind: str | None = None) -> tuple[Workspace, list[Event]]:
+    """The served workspace and the model's latest `limit` events (of one kind, if given), oldest first; 404 for a
+    model the fleet file does not name."""
     ws = get_state(request).ws
     _spec(ws, name)
-    registry = ws.registry
-    return ws, registry.events(name, limit=1_000_000, kind=kind) if name in registry.model_names() else []
+    return ws, ws.registry.events(name, limit=limit, kind=kind, latest=True)
 
 
 @router.get("/v1/models/{name}/alerts", summary="A model's alerts", responses=NO_MODEL)
@@ -250,14 +270,64 @@ def alerts(
 ) -> Alerts:
     """The model's alerts: each drift the worker found in its newest served predictions (set `monitor:` on the
     model in shoal.yaml and run `shoal worker`), with every test's p-value and what was done about it."""
-    _, found = _events(request, name, DRIFT_EVENT)
+    _, found = _events(request, name, limit, DRIFT_EVENT)
     return Alerts(
         model=name,
         alerts=[
             Alert(id=e.id, kind=e.kind, version=e.version, message=e.message, tests=e.payload.get("tests", []), at=e.at)
-            for e in found[-limit:]
+            for e in found
         ],
     )
+
+
+ALIAS_ERRORS = {
+    **UNAUTHORIZED,
+    **NO_MODEL,
+    409: {"model": ErrorResponse, "description": "no such version, none to go back to, or it fails to verify"},
+}
+
+
+def _refused(error: RegistryError | ArtifactError, ws: Workspace) -> ServeError:
+    return ServeError(409, "conflict", without_paths(str(error), ws.root))
+
+
+@router.post(
+    "/v1/models/{name}/promote",
+    summary="Promote a version",
+    responses={**ALIAS_ERRORS, **BODY_ERRORS},
+    dependencies=[Depends(require_token)],
+)
+def promote(name: str, body: PromoteRequest, request: Request) -> AliasMoved:
+    """Put a version in production by hand, as `shoal promote` does (recorded as manual, with the reason)."""
+    ws = get_state(request).ws
+    _spec(ws, name)
+    from shoal.pipelines.history import promote_by_hand  # judges the pipelines with the model: loaded on first use
+
+    try:
+        previous = promote_by_hand(ws, name, body.version, reason=body.reason)
+    except (RegistryError, ArtifactError) as error:
+        raise _refused(error, ws) from None
+    return AliasMoved(model=name, version=body.version, previous=previous)
+
+
+@router.post(
+    "/v1/models/{name}/rollback",
+    summary="Roll back",
+    responses=ALIAS_ERRORS,
+    dependencies=[Depends(require_token)],
+)
+def rollback(name: str, request: Request) -> AliasMoved:
+    """Put the previous production version back, as `shoal rollback` does."""
+    ws = get_state(request).ws
+    _spec(ws, name)
+    from shoal.pipelines.history import roll_back
+
+    previous = ws.registry.alias(name)
+    try:
+        version = roll_back(ws, name)
+    except (RegistryError, ArtifactError) as error:
+        raise _refused(error, ws) from None
+    return AliasMoved(model=name, version=version, previous=previous)
 
 
 @router.get("/v1/models/{name}/history", summary="A model's history", responses=NO_MODEL)
@@ -269,11 +339,10 @@ def history(
     """Every event of the model (data drops, jobs, trainings, gate decisions with reasons, rollbacks, failures)
     and its retrain jobs. A refused drop changes nothing, so it is not here: its 422 answer says why. Paths in
     messages are relative to the workspace (or only a file's name when outside it): this route needs no token."""
-    ws, events = _events(request, name)
+    ws, events = _events(request, name, limit)
     registry, root = ws.registry, ws.root
     if name not in registry.model_names():
         return History(model=name, events=[], jobs=[])
-    events = events[-limit:]
     return History(
         model=name,
         events=[

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN_MODEL = "_unknown"
@@ -32,6 +33,33 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
+
+
+def quantile(bounds: tuple[float, ...], counts: list[int], q: float) -> float | None:
+    """The `q` quantile of a histogram's observations as Prometheus' histogram_quantile estimates it: linear inside
+    its bucket (the last finite bound when it falls in +Inf); None without observations."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank, seen = q * total, 0
+    for i, count in enumerate(counts):
+        if count and seen + count >= rank:
+            if i == len(bounds):
+                return bounds[-1]
+            low = bounds[i - 1] if i else 0.0
+            return low + (bounds[i] - low) * (rank - seen) / count
+        seen += count
+    return bounds[-1]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A model's predict requests since this process started, over all its versions."""
+
+    requests: int
+    failed: int  # answered with a status of 400 or more
+    p50_s: float | None
+    p95_s: float | None
 
 
 class Family:
@@ -205,6 +233,29 @@ class Metrics:
     def pipeline_request(self, pipeline: str, code: int, seconds: float) -> None:
         self.pipeline_requests.inc((pipeline, str(code)))
         self.pipeline_latency.histogram((pipeline,), LATENCY_BUCKETS).observe(seconds)
+
+    def traffic(self) -> dict[str, Traffic]:
+        """Per model (not `_unknown`): its requests, those that failed, and its latency p50 and p95."""
+        requests: dict[str, list[int]] = {}
+        for (model, _, code), count in self.requests.values.items():
+            seen = requests.setdefault(model, [0, 0])
+            seen[0] += int(count)  # type: ignore[arg-type]
+            seen[1] += int(count) if int(code) >= 400 else 0  # type: ignore[arg-type]
+        counts: dict[str, list[int]] = {}
+        for (model, _), histogram in self.latency.values.items():
+            merged = counts.setdefault(model, [0] * (len(LATENCY_BUCKETS) + 1))
+            for i, count in enumerate(histogram.counts):  # type: ignore[union-attr]
+                merged[i] += count
+        return {
+            model: Traffic(
+                total,
+                failed,
+                quantile(LATENCY_BUCKETS, counts.get(model, []), 0.5),
+                quantile(LATENCY_BUCKETS, counts.get(model, []), 0.95),
+            )
+            for model, (total, failed) in requests.items()
+            if model != UNKNOWN_MODEL
+        }
 
     def render(self) -> str:
         for sample in self.gauges:

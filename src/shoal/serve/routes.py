@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,7 +11,7 @@ from starlette.responses import Response
 
 from shoal.evaluate.live import live_accuracy
 from shoal.monitor import DRIFT_EVENT
-from shoal.registry import PRODUCTION, Version
+from shoal.registry import PRODUCTION, Event, Version
 from shoal.serve.auth import require_token
 from shoal.serve.errors import ServeError, unavailable
 from shoal.serve.metrics import CONTENT_TYPE
@@ -20,6 +21,7 @@ from shoal.serve.schemas import (
     UNAUTHORIZED,
     ErrorResponse,
     GateEvent,
+    GateFigures,
     Health,
     KeyMetrics,
     ModelDetail,
@@ -31,6 +33,7 @@ from shoal.serve.schemas import (
     VersionInfo,
 )
 from shoal.serve.state import get_state
+from shoal.workspace import Workspace
 
 GATE_KINDS = ("promoted", "rejected", "rolled_back", "failed", "fallback")
 GATE_HISTORY = 50
@@ -45,12 +48,45 @@ def key_metrics(version: Version) -> KeyMetrics:
     return KeyMetrics(
         metric=m.metric,
         value=m.value,
+        ci=list(m.ci) if m.ci else None,
         accuracy=m.scores.get("accuracy"),
         macro_f1=m.scores.get("macro_f1"),
         p95_ms_batch1=m.profile.p95_ms_batch1,
         throughput_per_s=m.profile.throughput_per_s,
         cost_per_million=m.profile.cost_per_million,
     )
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def gate_figures(event: Event) -> GateFigures | None:
+    """The paired test a gate decision recorded in its event (None for a decision not made by the gate)."""
+    found = event.payload.get("decision")
+    if not isinstance(found, dict):
+        return None
+    return GateFigures(
+        metric=str(found.get("metric", "")),
+        delta=_finite(found.get("delta")),
+        ci=[_finite(bound) for bound in found.get("ci") or []],
+        p_value=_finite(found.get("p_value")),
+        test=str(found.get("test", "")),
+    )
+
+
+def gate_events(ws: Workspace, name: str, limit: int = GATE_HISTORY) -> list[GateEvent]:
+    """The model's latest promotions, rejections, rollbacks and failures, oldest first, with the gate's figures."""
+    return [
+        GateEvent(
+            kind=e.kind,
+            version=e.version,
+            message=without_paths(e.message, ws.root),
+            at=e.at,
+            decision=gate_figures(e),
+        )
+        for e in ws.registry.events(name, kind=GATE_KINDS, limit=limit, latest=True)
+    ]
 
 
 def summary(slot: Slot) -> dict[str, Any]:
@@ -88,7 +124,8 @@ async def describe_model(name: str, request: Request) -> ModelDetail:
     ws = get_state(request).ws
     registry = ws.registry
     versions, events = await asyncio.gather(
-        asyncio.to_thread(registry.versions, name), asyncio.to_thread(registry.events, name)
+        asyncio.to_thread(registry.versions, name),
+        asyncio.to_thread(gate_events, ws, name),
     )
     production = await asyncio.to_thread(registry.alias, name, PRODUCTION)
     live = await asyncio.to_thread(live_accuracy, ws, name, request.app.state.prediction_log)
@@ -109,11 +146,7 @@ async def describe_model(name: str, request: Request) -> ModelDetail:
             )
             for v in versions
         ],
-        gate_history=[
-            GateEvent(kind=e.kind, version=e.version, message=without_paths(e.message, ws.root), at=e.at)
-            for e in events
-            if e.kind in GATE_KINDS
-        ][-GATE_HISTORY:],
+        gate_history=events,
         swap=SwapStatus(
             loaded_at=slot.current.loaded_at if slot.current else None,
             swaps=slot.swaps,

@@ -56,6 +56,7 @@ class KeyMetrics(BaseModel):
 
     metric: str = Field(description="the fleet metric of this model")
     value: float | None = Field(None, description="its value")
+    ci: list[float] | None = Field(None, description="its 95% bootstrap confidence interval [low, high]")
     accuracy: float | None = None
     macro_f1: float | None = None
     p95_ms_batch1: float | None = None
@@ -91,11 +92,22 @@ class VersionInfo(BaseModel):
     live_accuracy: float | None = Field(None, description="share of those labels this version predicted")
 
 
+class GateFigures(BaseModel):
+    """The paired test a gate decision rests on: the challenger against production (or the floor)."""
+
+    metric: str
+    delta: float | None = Field(description="the challenger's gain on the metric (positive: better)")
+    ci: list[float | None] = Field(description="95% confidence interval of delta")
+    p_value: float | None
+    test: str = Field(description="the paired test, e.g. mcnemar or bootstrap")
+
+
 class GateEvent(BaseModel):
     kind: str = Field(description="promoted, rejected, rolled_back, failed or fallback")
     version: int | None
     message: str
     at: datetime | None
+    decision: GateFigures | None = Field(None, description="the gate's figures (decisions of the gate only)")
 
 
 class SwapStatus(BaseModel):
