@@ -94,6 +94,11 @@ def test_a_drift_alert_is_recorded_posted_listed_and_retrains_only_on_new_data(
         listed = httpx.get(f"{url}/v1/models/spam/alerts", timeout=10).json()
         assert [a["id"] for a in listed["alerts"]] == [alert.id] and listed["alerts"][0]["tests"]
         assert 'shoal_alerts_total{model="spam"} 1' in httpx.get(f"{url}/metrics", timeout=10).text
+        checked = httpx.get(f"{url}/v1/models/spam/alerts", params={"checks": "true"}, timeout=10).json()["alerts"]
+        assert [c["kind"] for c in checked] == ["drift_check", "drift_check"]  # the calm check, then the drifted one
+        assert [any(t["fired"] for t in c["tests"]) for c in checked] == [False, True]
+        page = httpx.get(f"{url}/ui/models/spam", params={"fragment": "1"}, timeout=30).text
+        assert 'id="plot-checks"' in page and page.count('class="series"') == 1 and page.count('class="alert"') == 1
 
         new_rows = tmp_path / "more.csv"
         sms.iloc[SPAM_ROWS + 300 : SPAM_ROWS + 400].to_csv(new_rows, index=False)

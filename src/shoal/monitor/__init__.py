@@ -15,3 +15,5 @@ newest logged predictions through the registry (for `shoal drift` and the worker
 #: the registry event of a drift alert (`shoal history`, `GET /v1/models/{name}/alerts`); here, so the server can name
 #: it without importing the tests' numerical stack
 DRIFT_EVENT = "drift"
+#: the registry event of every check with a verdict (alert or not): the dashboard's "over time"
+CHECK_EVENT = "drift_check"

@@ -11,7 +11,7 @@ its thread pool, so ingestion never blocks the event loop that answers predictio
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from shoal.data.errors import DropRejected
 from shoal.data.split_mode import SplitMode
 from shoal.fleet import FleetError, ModelSpec
-from shoal.monitor import DRIFT_EVENT
+from shoal.monitor import CHECK_EVENT, DRIFT_EVENT
 from shoal.registry import ArtifactError, Event, RegistryError
 from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import AlreadyLabelled, FeedbackError, NotLogged
@@ -144,7 +144,10 @@ class History(BaseModel):
 
 class Alert(BaseModel):
     id: int
-    kind: str = Field(description="what fired: `drift` (the worker's check of the newest served predictions)")
+    kind: str = Field(
+        description="`drift` (an alert of the worker's check of the newest served predictions) or "
+        "`drift_check` (any check, with `checks`)"
+    )
     version: int | None = Field(description="the production version whose traffic was checked")
     message: str = Field(description="which tests fired, and what was done (a retrain queued, or why not)")
     tests: list[dict[str, Any]] = Field(description="every test of the check: test, statistic, p_value, fired")
@@ -267,10 +270,14 @@ def alerts(
     name: str,
     request: Request,
     limit: int = Query(100, ge=1, le=5000, description="how many of the latest alerts"),
+    checks: Annotated[
+        bool, Query(description="every check with a verdict (kind `drift_check`), not only the alerts")
+    ] = False,
 ) -> Alerts:
     """The model's alerts: each drift the worker found in its newest served predictions (set `monitor:` on the
-    model in shoal.yaml and run `shoal worker`), with every test's p-value and what was done about it."""
-    _, found = _events(request, name, limit, DRIFT_EVENT)
+    model in shoal.yaml and run `shoal worker`), with every test's p-value and what was done about it; with
+    `checks`, every check, alert or not (the estimated and live accuracy over time are among its tests)."""
+    _, found = _events(request, name, limit, CHECK_EVENT if checks else DRIFT_EVENT)
     return Alerts(
         model=name,
         alerts=[

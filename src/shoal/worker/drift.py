@@ -5,16 +5,18 @@ retrain job when labelled data the production version was not trained on exists 
 
 Every check's level comes from the fleet's alert budget (`alerts.budget_per_week`) shared by all checks of the week,
 so on traffic that has not moved the fleet raises at most that many alerts a week on average. A check runs at each
-new interval boundary after the worker starts; when several workers run, the first to record a slot's alert wins.
+new interval boundary after the worker starts; every check with a verdict is a `drift_check` event (the dashboard
+shows them over time); when several workers run, the first to record an interval's check wins.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import httpx
 
-from shoal.monitor import DRIFT_EVENT
+from shoal.monitor import CHECK_EVENT, DRIFT_EVENT
 from shoal.monitor.drift import level_for_budget
 from shoal.monitor.watch import Watched, latest_window
 from shoal.registry.database import now
@@ -59,24 +61,24 @@ class DriftChecks:
         )
         verdict = watched.verdict
         emit("drift_checked", model=model, version=watched.version, n=verdict.n, result=verdict.summary())
-        if verdict.drifted:
-            self._alert(watched, slot)
+        if verdict.pending is None and not self._recorded(model, CHECK_EVENT, slot):
+            self.ws.registry.record_event(
+                model, CHECK_EVENT, verdict.summary(), watched.version, _payload(watched, slot)
+            )
+            if verdict.drifted:
+                self._alert(watched, slot)
         return watched
+
+    def _recorded(self, model: str, kind: str, slot: datetime) -> bool:
+        """Whether a worker already recorded this interval's event of `kind` (several workers share a fleet)."""
+        latest = self.ws.registry.events(model, limit=1, kind=kind, latest=True)
+        return bool(latest) and latest[-1].payload.get("slot") == slot.isoformat()
 
     def _alert(self, watched: Watched, slot: datetime) -> None:
         registry, model = self.ws.registry, watched.model
-        earlier = registry.events(model, limit=1_000_000, kind=DRIFT_EVENT)
-        if earlier and earlier[-1].payload.get("slot") == slot.isoformat():
-            return  # another worker raised this interval's alert
         action = self._retrain(watched)
         verdict = watched.verdict
-        payload = {
-            "slot": slot.isoformat(),
-            "n": verdict.n,
-            "level": verdict.level,
-            "tests": [vars(finding) for finding in verdict.findings],
-            "action": action,
-        }
+        payload = {**_payload(watched, slot), "action": action}
         registry.record_event(model, DRIFT_EVENT, f"{verdict.summary()}; {action}", watched.version, payload)
         emit("drift_alert", 30, model=model, version=watched.version, result=verdict.summary(), action=action)
         webhook = self.ws.fleet.workspace.alerts.webhook
@@ -102,3 +104,14 @@ class DriftChecks:
             return "not retrained: every labelled drop is already trained on or queued (add data, or send feedback)"
         job = self.triggers.enqueue(watched.model, pending.dataset_version, f"drift: {watched.verdict.summary()}")
         return f"retrain job {job.id} queued on {pending.new_rows} new row(s)"
+
+
+def _payload(watched: Watched, slot: datetime) -> dict[str, Any]:
+    verdict = watched.verdict
+    return {
+        "slot": slot.isoformat(),
+        "n": verdict.n,
+        "level": verdict.level,
+        "drifted": verdict.drifted,
+        "tests": [vars(finding) for finding in verdict.findings],
+    }

@@ -32,6 +32,7 @@ from shoal.workspace import Workspace
 
 STATIC = Path(__file__).parent / "static"
 ALERTS = 50
+CHECKS = 200  # the drift checks drawn over time on a model page
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -129,19 +130,21 @@ async def model_page(name: str, request: Request, fragment: bool = False) -> HTM
     state = get_state(request)
     detail = await describe_model(name, request)
 
-    def gather() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    def gather() -> tuple[list[dict[str, Any]], ...]:
         from shoal.report.data import candidates  # the selection report's figures and Pareto fronts
 
         alerts = [a.model_dump() for a in lifecycle_routes.alerts(name, request, limit=ALERTS).alerts]
+        checks = [a.model_dump() for a in lifecycle_routes.alerts(name, request, limit=CHECKS, checks=True).alerts]
         return (
             candidates(state.ws, name, detail.production_version),
             alerts,
+            checks,
             _label_issues(state.ws, name, detail.production_version),
         )
 
-    found, alerts, issues = await asyncio.to_thread(gather)
+    found, alerts, checks, issues = await asyncio.to_thread(gather)
     traffic = state.metrics.traffic().get(name, Traffic(0, 0, None, None))
-    main = pages.model(_base(request), detail, traffic, found, alerts, issues, _admin(request))
+    main = pages.model(_base(request), detail, traffic, found, alerts, checks, issues, _admin(request))
     return await _answer(request, name, main, fragment)
 
 

@@ -131,10 +131,12 @@ def model(
     traffic: Traffic,
     candidates: list[dict[str, Any]],
     alerts: list[dict[str, Any]],
+    checks: list[dict[str, Any]],
     issues: list[dict[str, Any]],
     admin: bool | None,
 ) -> str:
-    """A model: its versions, the Pareto plots, every gate decision with its figures, alerts, label issues."""
+    """A model: its versions, the Pareto plots, every gate decision with its figures, its drift checks over time,
+    alerts, label issues."""
     name, metric = detail.name, detail.metrics.metric if detail.metrics else ""
     by_number = {c["version"]: c for c in candidates}
     versions = []
@@ -199,11 +201,59 @@ def model(
         + table(headers, versions, "No version yet.", "versions")
         + "<h2>Gate decisions</h2>"
         + table(["time", "event", "version", "Δ [95% CI]", "p", "test", "reason"], decisions, "None yet.", "decisions")
+        + "<h2>Drift checks over time</h2><p class='small'>Each check of the worker (monitor: in shoal.yaml): the "
+        "accuracy estimated from calibrated confidence (blue), the accuracy on feedback labels (green); a red mark: "
+        "an alert.</p>"
+        + over_time(checks)
         + "<h2>Alerts</h2>"
         + table(["time", "version", "fired", "message"], alert_rows, "No alert.", "alerts")
         + "<h2>Likely label errors in the production version's training data</h2>"
         + table(["row", "text", "given", "suggested", "p(given)"], issue_rows, "None recorded.", "label-issues")
     )
+
+
+def _statistic(check: dict[str, Any], prefix: str) -> float | None:
+    found = [t.get("statistic") for t in check["tests"] if str(t.get("test", "")).startswith(prefix)]
+    return float(found[0]) if found and isinstance(found[0], int | float) else None
+
+
+def over_time(checks: list[dict[str, Any]]) -> str:
+    """An SVG line plot of the estimated and live accuracy of each drift check, oldest left; alerts marked red."""
+    width, height, pad = 640, 220, 44
+    if not checks:
+        return f'<svg id="plot-checks" width="{width}" height="60"><text x="10" y="30">No check yet.</text></svg>'
+    series = {prefix: [_statistic(c, prefix) for c in checks] for prefix in ("estimated accuracy", "live accuracy")}
+    values = [v for points in series.values() for v in points if v is not None] or [0.0, 1.0]
+    low, high = min(values) - 0.02, max(values) + 0.02
+    step = (width - 2 * pad) / max(1, len(checks) - 1)
+
+    def y(value: float) -> float:
+        return height - pad - (value - low) / (high - low) * (height - 2 * pad)
+
+    parts = [
+        f'<svg id="plot-checks" class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'role="img" aria-label="drift checks over time">',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#555"/>',
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#555"/>',
+        f'<text x="{pad - 4}" y="{y(high) + 4:.1f}" font-size="10" text-anchor="end">{high:.3f}</text>',
+        f'<text x="{pad - 4}" y="{y(low):.1f}" font-size="10" text-anchor="end">{low:.3f}</text>',
+        f'<text x="{width / 2}" y="{height - 10}" text-anchor="middle" font-size="12">'
+        f"{e(when(checks[0]['at']))} … {e(when(checks[-1]['at']))} ({len(checks)} checks)</text>",
+    ]
+    for (prefix, points), colour in zip(series.items(), ("#1565c0", "#2e7d32"), strict=True):
+        path = " ".join(f"{pad + i * step:.1f},{y(v):.1f}" for i, v in enumerate(points) if v is not None)
+        if path:
+            parts.append(
+                f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" points="{path}">'
+                f"<title>{e(prefix)}</title></polyline>"
+            )
+    for i, check in enumerate(checks):
+        if any(t.get("fired") for t in check["tests"]):
+            parts.append(
+                f'<circle class="alert" cx="{pad + i * step:.1f}" cy="{pad / 2:.1f}" r="5" fill="#c62828">'
+                f"<title>{e(when(check['at']))}: {e(check['message'])}</title></circle>"
+            )
+    return "".join(parts) + "</svg>"
 
 
 def pipeline(base: str, info: dict[str, Any], production: dict[str, int | None], admin: bool | None) -> str:
