@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,28 @@ def test_eval_says_an_llm_fallback_is_not_judged(trained: Trained, tmp_path: Pat
         "problem": "the fallback is the LLM endpoint 'local': not judged on the test set",
     }
     ws.close()
+
+
+def test_a_hanging_llm_holds_a_request_no_longer_than_the_fallback_timeout(
+    trained: Trained, tmp_path: Path, texts: list[str], script: Script
+) -> None:
+    """An endpoint that stops answering: the request gets the small model's answers (small-fallback-down) once
+    fallback_timeout_s passes, and the next requests within fallback_cooldown_s do not ask it at all."""
+    script.plan.extend([("hang",)] * 200)
+    ws = _with_llm(trained, tmp_path, {"base_url": script.url, "model": "scripted", "timeout_s": 60, "retries": 0})
+    fleet = yaml.safe_load(ws.fleet_path.read_text(encoding="utf-8"))
+    fleet["models"]["spam"]["cascade"].update(fallback_timeout_s=1, fallback_cooldown_s=60)
+    ws.fleet_path.write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
+    ws.reload()
+    own, unsure = _unsure(ws, texts)
+    with running(ws) as url:
+        started = time.monotonic()
+        answers = _predict(url, texts)
+        waited = time.monotonic() - started
+        asked = len(script.requests)
+        again = _predict(url, texts)
+        assert len(script.requests) == asked  # resting: not asked again
+    assert waited < 10, f"the request waited {waited:.1f} s on a hanging endpoint"
+    for found in (answers, again):
+        assert [a["tier"] for a in found] == ["small-fallback-down" if u else "small" for u in unsure]
+        assert [a["label"] for a in found] == own

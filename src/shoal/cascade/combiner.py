@@ -19,6 +19,7 @@ sends nothing on: every answer is `small`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -110,6 +111,7 @@ class Cascade:
     def __init__(self, model: str, spec: CascadeSpec, fallback: Fallback, metrics: CascadeMetrics, caps: Caps) -> None:
         self.model, self.spec, self.fallback, self.metrics, self.caps = model, spec, fallback, metrics, caps
         self.down: str | None = None  # why the fallback last failed, until it answers again
+        self.resting_until = 0.0  # monotonic time before which the fallback is not asked (it just failed)
 
     async def answers(self, batcher: Any, loaded: Any, inputs: list[Any], codec: Any, parsed: Any) -> list[Any]:
         """The answers to `inputs`: the small model's batch (`batcher`, `loaded`) and, for its unsure inputs, the
@@ -138,6 +140,9 @@ class Cascade:
         self, inputs: list[Any], proba: np.ndarray, unsure: np.ndarray, tiers: np.ndarray, loaded: Any
     ) -> tuple[np.ndarray, int | str | None]:
         """Send the `unsure` inputs (least confident first) the caps allow to the fallback; mark every tier."""
+        if time.monotonic() < self.resting_until:  # it failed moments ago: do not make this request wait on it
+            tiers[unsure] = "small-fallback-down"
+            return proba, None
         cost = self.fallback.cost_per_input()
         allowed = self.caps.reserve(len(unsure), cost)
         tiers[unsure[allowed:]] = "small-capped"
@@ -146,11 +151,14 @@ class Cascade:
             return proba, None
         started = time.perf_counter()
         try:
-            deferred = await self.fallback.predict([inputs[i] for i in sent], loaded.labels)
-        except FallbackUnavailable as error:
+            async with asyncio.timeout(self.spec.fallback_timeout_s):
+                deferred = await self.fallback.predict([inputs[i] for i in sent], loaded.labels)
+        except (FallbackUnavailable, TimeoutError) as error:
             self.caps.release(len(sent), cost)
             tiers[sent] = "small-fallback-down"
-            self._went_down(str(error))
+            why = str(error) or f"no answer within fallback_timeout_s={self.spec.fallback_timeout_s:g}"
+            self.resting_until = time.monotonic() + self.spec.fallback_cooldown_s
+            self._went_down(why)
             return proba, None
         if deferred.problem is not None:
             self._went_down(deferred.problem)

@@ -75,6 +75,15 @@ class CascadeSpec(BaseModel):
         gt=0,
         description="$ the fallback may spend per UTC day (by its cost per million); beyond, this model answers",
     )
+    fallback_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="how long a request waits for the fallback; past it (or when the fallback fails) this model "
+        "answers, marked small-fallback-down, and the fallback is skipped for fallback_cooldown_s",
+    )
+    fallback_cooldown_s: float = Field(
+        5.0, ge=0, description="after the fallback timed out or failed, how long this model answers alone"
+    )
     gate: bool = Field(False, description="promote a new version only if the cascade's accuracy does not drop")
 
     @model_validator(mode="after")
