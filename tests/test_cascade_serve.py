@@ -234,7 +234,13 @@ def test_a_fallback_that_does_not_answer_leaves_the_small_answer_marked(
         assert cascade_report(ws, "small") == {
             "model": "small",
             "fallback": "bigger",
-            "target": {"fallback": "bigger", "max_deferral": 0.3, "gate": False},
+            "target": {
+                "fallback": "bigger",
+                "max_deferral": 0.3,
+                "fallback_timeout_s": 5.0,
+                "fallback_cooldown_s": 5.0,
+                "gate": False,
+            },
             "problem": "no production version of the fallback model",
         }
     with running(ws) as url:

@@ -74,11 +74,14 @@ def test_a_drift_alert_is_recorded_posted_listed_and_retrains_only_on_new_data(
     checks = DriftChecks(ws, Triggers(ws, queue))
     start = schedule_slot("1h", now())  # an interval's first instant: start + 1h + 5 min is in the next interval
     with running(ws) as url:
-        assert checks.check("spam", at=start) is None  # the first interval starts: nothing checked yet
+        first = checks.check("spam", at=start)  # a worker starting checks at once: nothing logged yet
+        assert first is not None and first.verdict.pending is not None
         _predict(url, sms["text"].tolist()[SPAM_ROWS : SPAM_ROWS + 300], log, version, 300)
         calm = checks.check("spam", at=start + timedelta(hours=1))
         assert calm is not None and not calm.verdict.drifted, calm.verdict.summary()
         assert checks.check("spam", at=start + timedelta(hours=1, minutes=5)) is None  # same interval: no check
+        restarted = DriftChecks(ws, Triggers(ws, queue))  # a worker (re)started: the registry has this interval's check
+        assert restarted.check("spam", at=start + timedelta(hours=1, minutes=10)) is None
         assert ws.registry.events("spam", kind=DRIFT_EVENT) == []
 
         _predict(url, read_csv("tweeteval_offensive/test.csv")["text"].tolist()[:300], log, version, 600)

@@ -39,6 +39,9 @@ def test_the_mmd_permutation_test_holds_its_level_and_sees_a_shift() -> None:
     assert 0.0 < np.mean(np.array(null) <= 0.1) <= 0.25  # ~0.10 expected; 60 draws
     shifted = mmd_test(rng.normal(size=(60, 3)), rng.normal(0.8, 1.0, size=(40, 3)), permutations=199, seed=0)
     assert shifted[1] <= 0.01
+    # beyond every relabelling, a fitted tail goes below the permutation floor: a small level can still be reached
+    far = mmd_test(rng.normal(size=(60, 3)), rng.normal(3.0, 1.0, size=(40, 3)), permutations=99, seed=0)
+    assert far[1] < 1e-4
 
 
 def test_chi2_of_one_category_is_no_evidence() -> None:
@@ -101,6 +104,12 @@ def test_a_scaled_column_alerts_on_that_column() -> None:
     )
     fired = {f.test for f in scaled.findings if f.fired}
     assert "column median_income (KS)" in fired and "column latitude (KS)" not in fired, scaled.summary()
+    # a feature the traffic stopped sending, or sends empty: an alert naming it, never an error
+    gone = check(
+        reference, traffic.drop(columns=["households"]).assign(population=None), [], level=0.01, min_samples=100
+    )
+    fired = {f.test for f in gone.findings if f.fired}
+    assert {"column households missing from every input", "column population missing from every input"} <= fired
 
 
 def test_estimated_accuracy_follows_calibrated_confidence() -> None:

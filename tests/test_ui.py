@@ -211,6 +211,10 @@ def test_the_routes_the_dashboard_uses(served: tuple[str, Workspace], trained: T
     promote = f"{url}/v1/models/spam/promote"
     assert httpx.post(promote, json={"version": trained.other}).status_code == 401
     assert httpx.post(f"{url}/v1/models/spam/rollback").status_code == 401
+    cross = httpx.post(f"{url}/v1/models/spam/rollback", headers={**good, "Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403  # a page of another site posting a form: refused even with auth off
+    without = httpx.get(f"{url}/ui/models/spam", params={"fragment": "1"}).text
+    assert "enter the token to see them" in without  # label issues quote training texts
     missing = httpx.post(promote, json={"version": 99}, headers=good)
     assert missing.status_code == 409 and "has no version 99" in missing.json()["error"]["message"]
     assert httpx.post(f"{url}/v1/models/nope/rollback", headers=good).status_code == 404

@@ -14,7 +14,7 @@ from functools import cache, reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -85,7 +85,7 @@ class MonitorSpec(_Strict):
     """The worker's drift checks of this model's newest served predictions (`shoal.monitor`)."""
 
     every: str = Field("1h", description="interval between checks: '15m', '1h', '1d'")
-    window: int = Field(500, ge=20, description="how many of the newest logged predictions a check reads")
+    window: int = Field(500, ge=20, le=5000, description="how many of the newest logged predictions a check reads")
     window_hours: float | None = Field(
         None, gt=0, description="... only those logged in the last this many hours (default: however old)"
     )
@@ -103,6 +103,12 @@ class MonitorSpec(_Strict):
         if not re.fullmatch(r"[1-9]\d*(s|m|h|d)", value):
             raise ValueError("must be an interval like '15m', '1h' or '1d'")
         return value
+
+    @model_validator(mode="after")
+    def _enough(self) -> MonitorSpec:
+        if self.min_samples > self.window:
+            raise ValueError(f"min_samples ({self.min_samples}) above window ({self.window}): no check would decide")
+        return self
 
     @property
     def seconds(self) -> int:

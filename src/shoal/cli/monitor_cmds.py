@@ -14,7 +14,9 @@ from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspac
 def drift(
     model: Annotated[str, typer.Argument(help="Model whose production version to check.")],
     workspace: WorkspaceOption = ".",
-    window: Annotated[int, typer.Option(min=1, help="How many of the newest logged predictions to check.")] = 500,
+    window: Annotated[
+        int, typer.Option(min=1, max=5000, help="How many of the newest logged predictions to check.")
+    ] = 500,
     min_samples: Annotated[int, typer.Option(min=1, help="No verdict on a window with fewer inputs.")] = 200,
     window_hours: Annotated[
         float | None, typer.Option(min=0.001, help="Only predictions logged in the last this many hours.")

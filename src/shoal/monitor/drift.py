@@ -133,8 +133,13 @@ def _row_tests(reference: Reference, rows: pd.DataFrame, permutations: int, seed
     assert isinstance(reference.inputs, pd.DataFrame)
     findings, numeric = [], []
     for column in reference.inputs.columns:
-        before, now = reference.inputs[column], rows[column]
-        if pd.api.types.is_numeric_dtype(before):
+        before = reference.inputs[column]
+        now = rows[column] if column in rows.columns else pd.Series(dtype=before.dtype)
+        if before.isna().all():  # nothing to compare with
+            continue
+        if now.isna().all():  # a feature the traffic stopped sending
+            findings.append(Finding(f"column {column} missing from every input", 1.0, 0.0))
+        elif pd.api.types.is_numeric_dtype(before):
             numeric.append(column)
             findings.append(Finding(f"column {column} (KS)", *ks_test(before.dropna(), now.dropna())))
         else:
@@ -180,6 +185,8 @@ def check(
     elif answers:
         findings.append(Finding("predicted values (KS)", *ks_test(reference.answers, answers)))
     findings.extend(extra)
+    # a test with nothing to compare (a column empty on both sides) gives NaN: no evidence, never an alert
+    findings = [f if math.isfinite(f.p_value) else Finding(f.test, 0.0, 1.0) for f in findings]
     fired = benjamini_hochberg([finding.p_value for finding in findings], level)
     return Verdict(
         n, level, [Finding(f.test, f.statistic, f.p_value, bool(hit)) for f, hit in zip(findings, fired, strict=True)]

@@ -45,5 +45,9 @@ def check_token(state: ServeState, given: str | None) -> None:
 
 
 async def require_token(request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
-    """Refuse the request with 401 unless it carries the server's bearer token (when one is configured)."""
+    """Refuse the request with 401 unless it carries the server's bearer token (when one is configured), and with 403
+    when a browser says another site sent it (`Sec-Fetch-Site: cross-site`: a page elsewhere posting a form to this
+    server, which would otherwise change its state whenever no token is configured)."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise ServeError(403, "forbidden", "a state change sent by another site is refused; send it from this server")
     check_token(get_state(request), credentials.credentials if credentials is not None else None)

@@ -4,13 +4,15 @@ version's reference (`shoal.monitor.watch`); a drift is an alert — a `drift` e
 retrain job when labelled data the production version was not trained on exists (never a retrain on the same data).
 
 Every check's level comes from the fleet's alert budget (`alerts.budget_per_week`) shared by all checks of the week,
-so on traffic that has not moved the fleet raises at most that many alerts a week on average. A check runs at each
-new interval boundary after the worker starts; every check with a verdict is a `drift_check` event (the dashboard
+so on traffic that has not moved the fleet raises at most that many alerts a week on average. A check runs once per
+interval: at once when the worker starts unless the registry holds this interval's check already, then at each new
+interval boundary; every check with a verdict is a `drift_check` event (the dashboard
 shows them over time); when several workers run, the first to record an interval's check wins.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -46,8 +48,14 @@ class DriftChecks:
         if monitor is None:
             return None
         slot = schedule_slot(monitor.every, at or now())
-        last = self._slots.setdefault(model, slot)
-        if slot <= last:
+        if model not in self._slots:  # a worker starting: the interval of the last recorded check, if any
+            latest = self.ws.registry.events(model, limit=1, kind=CHECK_EVENT, latest=True)
+            self._slots[model] = (
+                datetime.fromisoformat(latest[-1].payload["slot"])
+                if latest
+                else datetime.min.replace(tzinfo=slot.tzinfo)
+            )
+        if slot <= self._slots[model]:
             return None
         self._slots[model] = slot
         watched = latest_window(
@@ -92,8 +100,10 @@ class DriftChecks:
             }
             try:
                 httpx.post(webhook, json=body, timeout=WEBHOOK_TIMEOUT_S).raise_for_status()
-            except httpx.HTTPError as error:  # the alert stands in the registry; the hook is told next time
-                emit("webhook_failed", 40, model=model, error=f"{type(error).__name__}: {error}")
+            except httpx.HTTPStatusError as error:  # the alert stands in the registry; the hook is not retried
+                emit("webhook_failed", 40, model=model, status=error.response.status_code)  # never the URL: a secret
+            except httpx.HTTPError as error:
+                emit("webhook_failed", 40, model=model, error=type(error).__name__)
 
     def _retrain(self, watched: Watched) -> str:
         """What the alert does about it: queue a retrain on data not trained on yet, or say why not."""
@@ -113,5 +123,10 @@ def _payload(watched: Watched, slot: datetime) -> dict[str, Any]:
         "n": verdict.n,
         "level": verdict.level,
         "drifted": verdict.drifted,
-        "tests": [vars(finding) for finding in verdict.findings],
+        "tests": [{k: _finite(v) for k, v in vars(finding).items()} for finding in verdict.findings],
     }
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity (PostgreSQL's json refuses them): such a number is stored as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -130,7 +130,9 @@ async def model_page(name: str, request: Request, fragment: bool = False) -> HTM
     state = get_state(request)
     detail = await describe_model(name, request)
 
-    def gather() -> tuple[list[dict[str, Any]], ...]:
+    texts_shown = state.token is None or _admin(request) is True  # label issues quote training texts
+
+    def gather() -> tuple[Any, ...]:
         from shoal.report.data import candidates  # the selection report's figures and Pareto fronts
 
         alerts = [a.model_dump() for a in lifecycle_routes.alerts(name, request, limit=ALERTS).alerts]
@@ -139,7 +141,7 @@ async def model_page(name: str, request: Request, fragment: bool = False) -> HTM
             candidates(state.ws, name, detail.production_version),
             alerts,
             checks,
-            _label_issues(state.ws, name, detail.production_version),
+            _label_issues(state.ws, name, detail.production_version) if texts_shown else None,
         )
 
     found, alerts, checks, issues = await asyncio.to_thread(gather)

@@ -132,7 +132,7 @@ def model(
     candidates: list[dict[str, Any]],
     alerts: list[dict[str, Any]],
     checks: list[dict[str, Any]],
-    issues: list[dict[str, Any]],
+    issues: list[dict[str, Any]] | None,
     admin: bool | None,
 ) -> str:
     """A model: its versions, the Pareto plots, every gate decision with its figures, its drift checks over time,
@@ -181,7 +181,7 @@ def model(
             e(i.get("suggested")),
             fmt(i.get("given_probability"), 2),
         )
-        for i in issues
+        for i in issues or []
     ]
     rollback = button("rollback", name, "roll back") if admin else ""
     problem = f'<p class="problem">{e(detail.problem)}</p>' if detail.problem else ""
@@ -208,7 +208,12 @@ def model(
         + "<h2>Alerts</h2>"
         + table(["time", "version", "fired", "message"], alert_rows, "No alert.", "alerts")
         + "<h2>Likely label errors in the production version's training data</h2>"
-        + table(["row", "text", "given", "suggested", "p(given)"], issue_rows, "None recorded.", "label-issues")
+        + table(
+            ["row", "text", "given", "suggested", "p(given)"],
+            issue_rows,
+            "None recorded." if issues is not None else "They quote training texts: enter the token to see them.",
+            "label-issues",
+        )
     )
 
 
