@@ -133,6 +133,10 @@ class ModelSpec(_Strict):
             return self.cv_folds
         return 2 if n_rows >= LARGE_TRAINING_ROWS else 3
 
+    def given(self, key: str) -> bool:
+        """Whether the fleet file sets `key` itself (its default may then be chosen from the data instead)."""
+        return key in self.model_fields_set
+
     @classmethod
     def metric_choices(cls) -> str:
         """The metrics allowed, as an error message or a help text lists them."""

@@ -91,10 +91,20 @@ def add(
 
 
 def check(workspace: WorkspaceOption = ".") -> None:
-    """Validate shoal.yaml and list its models."""
-    fleet = open_workspace(workspace).fleet
-    for name, spec in fleet.models.items():
-        console.print(f"{name}: {spec.task}, metric {spec.metric}, families {', '.join(spec.families)}")
+    """Validate shoal.yaml and list its models, with the defaults chosen from each model's data and why."""
+    from shoal.defaults import describe, resolved
+    from shoal.tasks import get_task
+
+    ws = open_workspace(workspace)
+    fleet = ws.fleet
+    for name, given in fleet.models.items():
+        found = resolved(ws, name)
+        spec, line = found.spec, describe(given, found.kept)
+        pending = found.kept is None and "metric" in get_task(spec.task).data_chosen and not given.given("metric")
+        metric = "chosen from the data" if pending else spec.metric
+        console.print(f"{name}: {spec.task}, metric {metric}, families {', '.join(spec.families)}")
+        if line:
+            console.print(f"  defaults: {line}", highlight=False)
     console.print(f"[green]ok[/green]: {len(fleet.models)} model(s)")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from shoal.cascade.evaluation import cascade_report
 from shoal.data.audit import LABEL_ISSUES_FILE
+from shoal.defaults import resolved
 from shoal.registry import PRODUCTION
 from shoal.tasks import get_task
 from shoal.workspace import Workspace
@@ -26,7 +27,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def model_report(ws: Workspace, name: str) -> dict[str, Any]:
     registry = ws.registry
-    spec = ws.model(name)
+    spec = resolved(ws, name).spec
     task = get_task(spec.task)
     production = registry.alias(name, PRODUCTION)
     candidates = []
