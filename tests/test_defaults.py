@@ -157,7 +157,8 @@ def test_a_refused_first_version_says_why_and_what_would_help(make_workspace, tm
 
 def test_the_rows_a_significant_gain_would_need() -> None:
     # Δ +0.04 with a 95% CI of ±0.05 on 100 rows: se 0.0255, one-sided z 1.645 -> (1.645 * 0.0255 / 0.04)^2 x 100
-    assert rows_for_significance(0.04, [-0.01, 0.09], 100, 0.05) == 110
-    assert rows_for_significance(0.02, [-0.03, 0.07], 500, 0.05) == 3380  # 6.8x the rows
+    # = 110.05 rows, rounded up to tens
+    assert rows_for_significance(0.04, [-0.01, 0.09], 100, 0.05) == 120
+    assert rows_for_significance(0.02, [-0.03, 0.07], 500, 0.05) == 2210  # (2.098)^2 = 4.40x the rows
     assert rows_for_significance(0.0, [-0.05, 0.05], 100, 0.05) is None  # no gain to hold
     assert rows_for_significance(0.001, [-0.05, 0.05], 100, 0.05) is None  # beyond 20x: not worth a number

@@ -69,8 +69,11 @@ async def not_served(state: ServeState, name: str) -> ServeError:
     (the gate's last refusal) and what would help."""
     if name in state.ws.fleet.models:
         why = await asyncio.to_thread(no_production, state.ws.registry, name)
-        message = without_paths(why, state.ws.root) if why else f"model {name!r} has no production version yet"
-        message += f"; train it with 'shoal train {name}'" if why is None else ""
+        message = (
+            without_paths(why, state.ws.root)
+            if why
+            else f"model {name!r} has no production version yet; train it with 'shoal train {name}'"
+        )
     else:
         served = ", ".join(sorted(state.pool.slots)) or "none yet"
         message = f"no model {name!r} is served here (models: {served}); see GET /v1/models"
