@@ -13,7 +13,8 @@ from shoal.tasks import task_names
 
 #: the task kinds `--task` takes
 TaskName = Enum("TaskName", [(name, name) for name in task_names()], type=str)  # type: ignore[misc]
-METRIC_HELP = "The metric the gate judges on. Default: the task's."
+DEFAULT_METRIC = "Default: the task's; text classification chooses it from the data at the first training."
+METRIC_HELP = f"The metric the gate judges on. {DEFAULT_METRIC}"
 
 
 class AddCommand(TyperCommand):
@@ -26,7 +27,7 @@ class AddCommand(TyperCommand):
         metrics = "; ".join(f"{task}: {spec.metric_choices()}" for task, spec in model_specs().items())
         for param in self.params:
             if param.name == "metric":
-                param.help = f"{metrics}. Default: the task's."  # type: ignore[attr-defined]
+                param.help = f"{metrics}. {DEFAULT_METRIC}"  # type: ignore[attr-defined]
         super().format_help(ctx, formatter)
 
 
