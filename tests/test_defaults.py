@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+import sqlalchemy
 import yaml
 from typer.testing import CliRunner
 
@@ -19,7 +20,7 @@ from shoal.cli import app
 from shoal.data.ingest import ingest_file
 from shoal.data.sets import TrainSet
 from shoal.defaults import resolved
-from shoal.registry import PRODUCTION
+from shoal.registry import PRODUCTION, Registry
 from shoal.tasks.text_classification.defaults import choose
 from shoal.train.trainer import train_models
 from shoal.workspace import Workspace
@@ -115,6 +116,33 @@ def test_first_training_chooses_the_defaults_and_later_ones_keep_them(make_works
     assert (spec.metric, spec.class_weight) == ("accuracy", "balanced")
     said = runner.invoke(app, ["check", "-w", w]).output
     assert "defaults: metric accuracy (set in shoal.yaml), class_weight balanced —" in said
+
+
+def test_a_model_trained_before_defaults_came_from_data_keeps_the_static_ones(make_workspace, tmp_path: Path) -> None:
+    ws = trained(make_workspace, tmp_path, {"families": ["majority"]})
+    assert train_models(ws, ["offensive"])[0].error is None
+    with ws.registry.engine.begin() as conn:  # the registry as an earlier shoal left it: versions, no defaults
+        conn.execute(sqlalchemy.text("DELETE FROM model_defaults"))
+    assert ws.registry.defaults("offensive") is None
+    [report] = train_models(ws, ["offensive"])
+    kept = ws.registry.defaults("offensive")
+    assert kept is not None and kept.settings == {"metric": "accuracy", "class_weight": "none"}
+    assert report.defaults is not None and "trained before defaults were chosen from data" in report.defaults
+
+
+def test_the_registry_keeps_the_first_defaults(registry_url: str, tmp_path: Path) -> None:
+    registry = Registry(registry_url, tmp_path / "artifacts")
+    try:
+        registry.ensure_model("m", "text-classification")
+        assert registry.defaults("m") is None and registry.last_event("m", "defaults") is None
+        first = registry.keep_defaults("m", {"metric": "macro_f1"}, {"rows": 3}, "imbalanced")
+        again = registry.keep_defaults("m", {"metric": "accuracy"}, {"rows": 9}, "balanced")
+        assert again == first == registry.defaults("m")
+        assert [e.kind for e in registry.events("m")] == ["defaults"]
+        event = registry.last_event("m", "defaults")
+        assert event is not None and event.message == "defaults chosen: metric macro_f1 (imbalanced)"
+    finally:
+        registry.close()
 
 
 def test_a_refused_first_version_says_why_and_what_would_help(make_workspace, tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def resolved(ws: Workspace, name: str) -> Resolved:
 def describe(fleet_spec: ModelSpec, kept: ModelDefaults | None) -> str | None:
     """One line: each data-chosen key, its value and where it comes from, and why (None: this task chooses none)."""
     if kept is None:
-        keys = [key for key in get_task(fleet_spec.task).data_chosen if not fleet_spec.given(key)]
+        keys = [key for key in fleet_spec.data_chosen if not fleet_spec.given(key)]
         return f"{', '.join(keys)} to be chosen from the data at the first training" if keys else None
     parts = []
     for key, value in kept.settings.items():

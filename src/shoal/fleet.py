@@ -103,6 +103,8 @@ class ModelSpec(_Strict):
 
     #: the fleet metrics this task's models may be judged on
     metrics: ClassVar[tuple[str, ...]] = ()
+    #: the keys whose defaults the task chooses from a model's data at its first training (`shoal.defaults`)
+    data_chosen: ClassVar[tuple[str, ...]] = ()
 
     task: str
     data: str | None = Field(None, description="folder of this model's inbox (default: inbox/<name>)")

@@ -94,14 +94,18 @@ def add(
 def check(workspace: WorkspaceOption = ".") -> None:
     """Validate shoal.yaml and list its models, with the defaults chosen from each model's data and why."""
     from shoal.defaults import describe, resolved
-    from shoal.tasks import get_task
 
     ws = open_workspace(workspace)
     fleet = ws.fleet
     for name, given in fleet.models.items():
-        found = resolved(ws, name)
+        try:
+            found = resolved(ws, name)
+        except Exception as error:  # the file is valid; only the registry's record of chosen defaults is unknown
+            console.print(f"{name}: {given.task}, families {', '.join(given.families)}")
+            console.print(f"  defaults: not read, the registry cannot be opened ({type(error).__name__})")
+            continue
         spec, line = found.spec, describe(given, found.kept)
-        pending = found.kept is None and "metric" in get_task(spec.task).data_chosen and not given.given("metric")
+        pending = found.kept is None and "metric" in given.data_chosen and not given.given("metric")
         metric = "chosen from the data" if pending else spec.metric
         console.print(f"{name}: {spec.task}, metric {metric}, families {', '.join(spec.families)}")
         if line:

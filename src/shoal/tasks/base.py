@@ -72,8 +72,6 @@ class TaskKind(ABC):
     report_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: larger families to suggest when nothing beats the floor (`shoal.advice`), with how to get them
     stronger_families: ClassVar[tuple[tuple[str, ...], str]] = ((), "")
-    #: the fleet-file keys whose defaults `data_defaults` chooses from the data
-    data_chosen: ClassVar[tuple[str, ...]] = ()
     #: whether `shoal distill` can label unlabelled inputs for this task with a teacher
     takes_teacher: ClassVar[bool] = False
 
@@ -127,8 +125,8 @@ class TaskKind(ABC):
         """Assembled test rows -> the frozen test set (its hash names it in every version)."""
 
     def data_defaults(self, train: TrainSet) -> DataDefaults | None:
-        """Defaults for the `data_chosen` keys, from a model's training data at its first training (`shoal.defaults`
-        keeps them); None: this task's defaults do not depend on the data."""
+        """Defaults for the spec's `data_chosen` keys, from a model's training data at its first training
+        (`shoal.defaults` keeps them); None: this task's defaults do not depend on the data."""
         return None
 
     # -- judging -----------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ class TextClassification(TaskKind):
     report_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE"))
     stronger_families = (("minilm-logreg", "setfit"), "pip install 'shoal[embeddings]'")
     takes_teacher = True
-    data_chosen = ("metric", "class_weight")
 
     def validate(
         self,

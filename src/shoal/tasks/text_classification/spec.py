@@ -15,6 +15,7 @@ _F1_OF_CLASS = re.compile(r"^f1:(?P<label>.+)$")
 
 class TextClassificationSpec(ModelSpec):
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "macro_recall", "mcc")
+    data_chosen: ClassVar[tuple[str, ...]] = ("metric", "class_weight")
 
     task: Literal["text-classification"]
     text_column: str = "text"
