@@ -63,9 +63,11 @@ def test_the_data_picks_the_metric_and_the_class_weighting() -> None:
     assert offensive.profile["rows"] == 500 and offensive.profile["classes"] == 2
     assert offensive.profile["largest_to_smallest"] == pytest.approx(2.03, abs=0.02)
     assert "imbalanced" in offensive.why
-    hate = choose(texts(stratified(read_csv("tweeteval_hate/train.csv"), 500)))  # 58/42
-    assert hate.settings == {"metric": "accuracy", "class_weight": "none"}
-    assert hate.profile["mean_chars"] > 50
+    hate = choose(texts(stratified(read_csv("tweeteval_hate/train.csv"), 500)))  # 58/42: still imbalanced
+    assert hate.settings == {"metric": "macro_f1", "class_weight": "balanced"}
+    balanced = choose(texts(read_csv("tweeteval_hate/train.csv").groupby("label").head(250)))  # 50/50
+    assert balanced.settings == {"metric": "accuracy", "class_weight": "none"}
+    assert balanced.profile["mean_chars"] > 50 and "balanced enough" in balanced.why
 
 
 def test_first_training_chooses_the_defaults_and_later_ones_keep_them(make_workspace, tmp_path: Path) -> None:
