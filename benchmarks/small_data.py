@@ -6,10 +6,11 @@
 For each set, size and seed: a fresh workspace whose model sets no metric and no families (the defaults), the
 official train.csv sub-sampled to `--rows` texts with its label shares (`groupby("label").sample(frac=...,
 random_state=seed)`, empty texts left out) ingested with `--split train`, the official test.csv with `--split test
---skip-invalid` (offensive's test set gives one text two labels: the second row is left out); then `train_models` (what `shoal train` runs) on a real SQLite registry. Printed per run: the defaults chosen, whether
-a version was promoted (and which family), the production version's macro-F1 on the test set beside the majority
-floor's (the train's majority label for every test text) and the best candidate's, and the gate's reason. With
-`--before`, each run is repeated with the former defaults set by hand (metric accuracy, no class weighting).
+--skip-invalid` (offensive's test set gives one text two labels: the second row is left out); then `train_models`
+(what `shoal train` runs) on a real SQLite registry. Printed per run: the defaults chosen, whether a version was
+promoted (and which family), the production version's macro-F1 on the test set beside the majority floor's (the
+train's majority label for every test text) and the best candidate's, and the gate's reason. With `--before`, each
+run is repeated with the former defaults set by hand (metric accuracy, no class weighting).
 """
 
 from __future__ import annotations
