@@ -10,7 +10,8 @@ random_state=seed)`, empty texts left out) ingested with `--split train`, the of
 (what `shoal train` runs) on a real SQLite registry. Printed per run: the defaults chosen, whether a version was
 promoted (and which family), the production version's macro-F1 on the test set beside the majority floor's (the
 train's majority label for every test text) and the best candidate's, and the gate's reason. With `--before`, each
-run is repeated with the former defaults set by hand (metric accuracy, no class weighting).
+run is repeated with the former defaults set by hand (metric accuracy, no class weighting); with `--unweighted`, with
+macro-F1 and no class weighting (what the class weighting adds); `--only-others` leaves out the new defaults' run.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from shoal.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = {"metric": "accuracy", "class_weight": "none"}
+UNWEIGHTED = {"metric": "macro_f1", "class_weight": "none"}
 FAST = {"evaluation": {"latency_calls": 50, "latency_seconds": 0.2, "measure_rss": False}}
 
 
@@ -82,6 +84,8 @@ def main() -> None:
     parser.add_argument("--rows", default="300,500,1000")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--before", action="store_true", help="also run with the former defaults set by hand")
+    parser.add_argument("--unweighted", action="store_true", help="also run with macro-F1 and no class weighting")
+    parser.add_argument("--only-others", action="store_true", help="leave out the run with the new defaults")
     args = parser.parse_args()
     started = print_machine()
     print(
@@ -97,7 +101,11 @@ def main() -> None:
             for seed in range(args.seeds):
                 train = sample(full, rows, seed)
                 floor = floor_f1(train, test)
-                setups = {"new": {}, **({"before": BEFORE} if args.before else {})}
+                setups = {
+                    **({} if args.only_others else {"new": {}}),
+                    **({"before": BEFORE} if args.before else {}),
+                    **({"unweighted": UNWEIGHTED} if args.unweighted else {}),
+                }
                 for label, model in setups.items():
                     with tempfile.TemporaryDirectory() as folder:
                         got = run(Path(folder), name, train, test_path, model)
