@@ -158,7 +158,9 @@ def test_a_refused_first_version_says_why_and_what_would_help(make_workspace, tm
     assert "production: none — no version beats the floor; what would help:" in done.output
     assert "- more labelled data" in done.output
     assert "- what the data suggests, in shoal.yaml: metric: macro_f1, class_weight: balanced" in done.output
-    assert "- a bigger family: add minilm-logreg or setfit to families" in done.output
+    assert "- a bigger family: add minilm-logreg or setfit to families (they need pip install 'shoal[embeddings]')" in (
+        done.output
+    )
     assert "shoal distill offensive --teacher" in done.output
 
     refused = ws.registry.last_event("offensive", "rejected")

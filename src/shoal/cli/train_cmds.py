@@ -96,7 +96,7 @@ def _print_reports(reports: list[ModelReport]) -> None:
         advice = report.decision.advice if report.decision is not None else ()
         console.print("  production: none" + (" — no version beats the floor; what would help:" if advice else ""))
         for item in advice:
-            console.print(f"    - {item}", highlight=False)
+            console.print(f"    - {item}", highlight=False, markup=False)  # "shoal[embeddings]" is not markup
 
 
 def _resolve(ws: Workspace, model: str, version: int | None) -> Version:
