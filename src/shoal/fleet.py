@@ -151,6 +151,8 @@ class ModelSpec(_Strict):
 
     #: the fleet metrics this task's models may be judged on
     metrics: ClassVar[tuple[str, ...]] = ()
+    #: the keys whose defaults the task chooses from a model's data at its first training (`shoal.defaults`)
+    data_chosen: ClassVar[tuple[str, ...]] = ()
 
     task: str
     data: str | None = Field(None, description="folder of this model's inbox (default: inbox/<name>)")
@@ -181,6 +183,10 @@ class ModelSpec(_Strict):
         if self.cv_folds is not None:
             return self.cv_folds
         return 2 if n_rows >= LARGE_TRAINING_ROWS else 3
+
+    def given(self, key: str) -> bool:
+        """Whether the fleet file sets `key` itself (its default may then be chosen from the data instead)."""
+        return key in self.model_fields_set
 
     @classmethod
     def metric_choices(cls) -> str:

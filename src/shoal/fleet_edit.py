@@ -33,7 +33,10 @@ models:
     label_column: label
     labels: [ham, spam]                    # optional: other labels are rejected at ingest
     relabel: supersede                     # a later drop relabels a stored text: supersede (latest wins) | reject
-    metric: f1:spam                        # accuracy | macro_f1 | macro_recall | mcc | f1:<label>
+    metric: f1:spam                        # accuracy | macro_f1 | macro_recall | mcc | f1:<label>; left out:
+                                           # chosen from the data at the first training and kept (macro_f1
+                                           # when classes are imbalanced, else accuracy)
+    # class_weight: balanced               # balanced | none; left out: chosen with the metric
     families: [majority, tfidf-logreg, tfidf-svm]
     split:
       test_fraction: 0.2                   # share of examples (by text hash) held out for testing

@@ -16,7 +16,8 @@ the reduction).
 When the challenger is refused, two things may still be promoted: the champion's own recipe refit on newer data
 when the champion's output is stale (a forecast that starts before the latest observation), and, for a first
 version of a task whose floor is itself a useful answer (a seasonal-naive forecast), the floor's version, so
-such a model always serves.
+such a model always serves. A refused first version carries what would help (`shoal.advice`: more data, other
+defaults, a bigger family, a teacher), in its `rejected` event too.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class Decision:
     ci: list[float]
     p_value: float
     test: str
+    #: why, as a word: over_budget, same_predictions, significant, non_inferior, not_better, below_minimum,
+    #: not_significant (a refit, a served floor or a component rule keep the word of the gate on the challenger)
+    code: str = ""
+    #: what would help, when a first version is refused (`shoal.advice`)
+    advice: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +103,9 @@ def run(
     )
     decision = decide(spec.gate, spec.metric, challenger, opponent, stats)
     # the gate's own figures belong to the challenger: a refit or floor promoted instead has none of its own
-    gain: dict[str, Any] | None = {k: v for k, v in decision.as_dict().items() if k not in ("promote", "reason")}
+    gain: dict[str, Any] | None = {
+        k: v for k, v in decision.as_dict().items() if k not in ("promote", "reason", "code", "advice")
+    }
     judged: dict[str, Judged] = {}
     if decision.promote and champion is not None:
         decision = _component_rules(ws, name, spec, task, test, best, champion, decision, judged)
@@ -110,6 +118,11 @@ def run(
     elif not decision.promote and task.serving_floor in siblings:
         best, gain = siblings[task.serving_floor], None
         decision = floor_served(decision, best.number, task.floor_name)
+    if not decision.promote and champion is None:
+        from shoal.advice import first_version_advice
+
+        advice = first_version_advice(name, decision, spec, task, train, len(test.inputs))
+        decision = replace(decision, advice=advice)
     payload: dict[str, Any] = {"decision": decision.as_dict(), "champion": current}
     if decision.promote:
         from shoal.pipelines.history import scores_after
@@ -120,7 +133,10 @@ def run(
             name, best.number, actor="gate", reason=decision.reason, payload=payload, pipeline_scores=scores
         )
     else:
-        registry.record_event(name, "rejected", decision.reason, version=best.number, payload=payload)
+        from shoal.advice import with_advice
+
+        message = with_advice(decision.reason, decision.advice)
+        registry.record_event(name, "rejected", message, version=best.number, payload=payload)
     return decision
 
 
@@ -314,28 +330,29 @@ def decide(spec: GateSpec, metric: str, challenger: Contender, champion: Contend
         f"p={p:.3g} ({stats['test']})"
     )
 
-    def decision(promote: bool, why: str) -> Decision:
-        return Decision(promote, f"{why}; {against}", metric, delta, ci, p, stats["test"])
+    def decision(promote: bool, code: str, why: str) -> Decision:
+        return Decision(promote, f"{why}; {against}", metric, delta, ci, p, stats["test"], code)
 
     over = budget_problems(spec, challenger.p95_ms, challenger.size_mb)
     if over:
-        return decision(False, "kept the champion: challenger over budget (" + "; ".join(over) + ")")
+        return decision(False, "over_budget", "kept the champion: challenger over budget (" + "; ".join(over) + ")")
     if np.array_equal(challenger.predictions, champion.predictions):
-        return decision(False, "kept the champion: challenger makes the same predictions")
+        return decision(False, "same_predictions", "kept the champion: challenger makes the same predictions")
     if delta >= spec.min_improvement and delta > 0 and p < spec.alpha:
-        return decision(True, "promoted: significantly better")
+        return decision(True, "significant", "promoted: significantly better")
     cheaper = challenger.cost * CHEAPER_FACTOR <= champion.cost
     if spec.non_inferiority_margin > 0 and cheaper and ci[0] > -spec.non_inferiority_margin:
         return decision(
             True,
+            "non_inferior",
             f"promoted: no worse than -{spec.non_inferiority_margin:g} and "
             f"{champion.cost / max(challenger.cost, 1e-12):.1f}x cheaper",
         )
     if delta <= 0:
-        return decision(False, "kept the champion: challenger is not better")
+        return decision(False, "not_better", "kept the champion: challenger is not better")
     if delta < spec.min_improvement:
-        return decision(False, f"kept the champion: gain below the minimum {spec.min_improvement:g}")
-    return decision(False, f"kept the champion: not significant at alpha={spec.alpha:g}")
+        return decision(False, "below_minimum", f"kept the champion: gain below the minimum {spec.min_improvement:g}")
+    return decision(False, "not_significant", f"kept the champion: not significant at alpha={spec.alpha:g}")
 
 
 def refreshed(decision: Decision, version: int, family: str, champion: int) -> Decision:

@@ -13,7 +13,8 @@ from shoal.tasks import task_names
 
 #: the task kinds `--task` takes
 TaskName = Enum("TaskName", [(name, name) for name in task_names()], type=str)  # type: ignore[misc]
-METRIC_HELP = "The metric the gate judges on. Default: the task's."
+DEFAULT_METRIC = "Default: the task's; text classification chooses it from the data at the first training."
+METRIC_HELP = f"The metric the gate judges on. {DEFAULT_METRIC}"
 
 
 class AddCommand(TyperCommand):
@@ -26,7 +27,7 @@ class AddCommand(TyperCommand):
         metrics = "; ".join(f"{task}: {spec.metric_choices()}" for task, spec in model_specs().items())
         for param in self.params:
             if param.name == "metric":
-                param.help = f"{metrics}. Default: the task's."  # type: ignore[attr-defined]
+                param.help = f"{metrics}. {DEFAULT_METRIC}"  # type: ignore[attr-defined]
         super().format_help(ctx, formatter)
 
 
@@ -91,10 +92,24 @@ def add(
 
 
 def check(workspace: WorkspaceOption = ".") -> None:
-    """Validate shoal.yaml and list its models."""
-    fleet = open_workspace(workspace).fleet
-    for name, spec in fleet.models.items():
-        console.print(f"{name}: {spec.task}, metric {spec.metric}, families {', '.join(spec.families)}")
+    """Validate shoal.yaml and list its models, with the defaults chosen from each model's data and why."""
+    from shoal.defaults import describe, resolved
+
+    ws = open_workspace(workspace)
+    fleet = ws.fleet
+    for name, given in fleet.models.items():
+        try:
+            found = resolved(ws, name)
+        except Exception as error:  # the file is valid; only the registry's record of chosen defaults is unknown
+            console.print(f"{name}: {given.task}, families {', '.join(given.families)}")
+            console.print(f"  defaults: not read, the registry cannot be opened ({type(error).__name__})")
+            continue
+        spec, line = found.spec, describe(given, found.kept)
+        pending = found.kept is None and "metric" in given.data_chosen and not given.given("metric")
+        metric = "chosen from the data" if pending else spec.metric
+        console.print(f"{name}: {spec.task}, metric {metric}, families {', '.join(spec.families)}")
+        if line:
+            console.print(f"  defaults: {line}", highlight=False)
     console.print(f"[green]ok[/green]: {len(fleet.models)} model(s)")
 
 

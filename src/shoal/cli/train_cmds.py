@@ -85,18 +85,28 @@ def _print_reports(reports: list[ModelReport]) -> None:
         console.print(table)
         for note in report.notes:
             console.print(f"  note: {note}", highlight=False)
+        if report.defaults:
+            console.print(f"  defaults: {report.defaults}", highlight=False)
         if report.decision is not None:
             color = "green" if report.decision.promote else "yellow"
             console.print(f"  [{color}]gate[/{color}]: {report.decision.reason}", highlight=False)
-        console.print(f"  production: v{report.production}" if report.production else "  production: none")
+        if report.production:
+            console.print(f"  production: v{report.production}")
+            continue
+        advice = report.decision.advice if report.decision is not None else ()
+        console.print("  production: none" + (" — no version beats the floor; what would help:" if advice else ""))
+        for item in advice:
+            console.print(f"    - {item}", highlight=False, markup=False)  # "shoal[embeddings]" is not markup
 
 
 def _resolve(ws: Workspace, model: str, version: int | None) -> Version:
+    from shoal.advice import no_production
     from shoal.registry import PRODUCTION, RegistryError
 
     number = version if version is not None else ws.registry.alias(model, PRODUCTION)
     if number is None:
-        raise RegistryError(f"model {model!r} has no production version; name a version or run 'shoal train'")
+        why = no_production(ws.registry, model) or f"model {model!r} has no production version; run 'shoal train'"
+        raise RegistryError(f"{why}; name a version to see its evaluation")
     return ws.registry.version(model, number)
 
 
@@ -151,9 +161,11 @@ def eval_(
     if model is None:
         raise typer.BadParameter("name a model, or a pipeline with --pipeline", param_hint="MODEL")
     from shoal.cascade.evaluation import cascade_report
+    from shoal.defaults import describe, resolved
 
     ws = open_workspace(workspace)
     report = eval_report(_resolve(ws, model, version))
+    report["defaults"] = describe(ws.model(model), resolved(ws, model).kept)
     cascade = cascade_report(ws, model)
     if cascade is not None:
         report["cascade"] = cascade
@@ -181,6 +193,8 @@ def eval_(
     table.add_row("label-error rate (train)", "n/a" if rate is None else f"{rate:.2%}")
     table.add_row("test rows / test hash", f"{report['n_test']} / {report['test_hash'][:12]}")
     console.print(table)
+    if report["defaults"]:
+        console.print(f"defaults: {report['defaults']}", highlight=False)
     if cascade is not None:
         console.print(_cascade_table(cascade))
     if not report["per_class"]:

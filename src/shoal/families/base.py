@@ -63,6 +63,9 @@ class Family(ABC):
     expected_p95_ms: ClassVar[float] = 5.0
     expected_size_mb: ClassVar[float] = 50.0
     expected_train_seconds_per_1k_rows: ClassVar[float] = 5.0
+    #: whether `fit` honours `params["class_weight"] == "balanced"` (each class weighted inversely to its share); the
+    #: search adds it to every setting when the model's `class_weight` is balanced
+    class_weighted: ClassVar[bool] = False
     #: for a quantized variant, the family it quantizes: eligible only within tolerance of that one's metric
     quantized_from: ClassVar[str | None] = None
 
@@ -107,6 +110,11 @@ class FeatureFamily(Family):
     def fit(self, inputs: Sequence[Any], targets: Sequence[Any], params: Params, seed: int) -> Predictor:
         featurizer, features = self.fit_features(inputs)
         return self.assemble(featurizer, self.fit_head(features, targets, params, seed))
+
+
+def class_weight(params: Params) -> str | None:
+    """The scikit-learn `class_weight` of a setting: "balanced" or None."""
+    return "balanced" if params.get("class_weight") == "balanced" else None
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from sklearn.linear_model import LogisticRegression
 
 from shoal.families import register
-from shoal.families.base import FeatureFamily, Params
+from shoal.families.base import FeatureFamily, Params, class_weight
 from shoal.families.runtime.sklearn_predictor import SklearnPredictor
 from shoal.families.runtime.text_features import fit_tfidf, tfidf_pipeline
 
@@ -24,6 +24,7 @@ class TfidfLogReg(FeatureFamily):
     expected_size_mb = 30.0
     expected_train_seconds_per_1k_rows = 6.0
     features_key = "tfidf-word-char"
+    class_weighted = True
 
     def grid(self, n_rows: int) -> list[Params]:
         return [{"C": 3.0}, {"C": 20.0}]
@@ -32,7 +33,9 @@ class TfidfLogReg(FeatureFamily):
         return fit_tfidf(inputs)
 
     def fit_head(self, features: Any, targets: Sequence[str], params: Params, seed: int) -> LogisticRegression:
-        head = LogisticRegression(C=params.get("C", 10.0), max_iter=300, random_state=seed)
+        head = LogisticRegression(
+            C=params.get("C", 10.0), class_weight=class_weight(params), max_iter=300, random_state=seed
+        )
         return head.fit(features, list(targets))
 
     def fit_heads(self, features: Any, targets: Sequence[str], grid: list[Params], seed: int) -> list[Any]:
@@ -42,7 +45,8 @@ class TfidfLogReg(FeatureFamily):
         heads: list[Any] = []
         for params in grid:
             head = copy.deepcopy(heads[-1]) if heads else LogisticRegression(max_iter=300, random_state=seed)
-            heads.append(head.set_params(C=params.get("C", 10.0), warm_start=True).fit(features, list(targets)))
+            head.set_params(C=params.get("C", 10.0), class_weight=class_weight(params), warm_start=True)
+            heads.append(head.fit(features, list(targets)))
         return heads
 
     def assemble(self, featurizer: Any, head: Any) -> SklearnPredictor:

@@ -10,7 +10,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import LinearSVC
 
 from shoal.families import register
-from shoal.families.base import FeatureFamily, Params
+from shoal.families.base import FeatureFamily, Params, class_weight
 from shoal.families.runtime.sklearn_predictor import SklearnPredictor
 from shoal.families.runtime.text_features import fit_tfidf, tfidf_pipeline
 
@@ -28,6 +28,7 @@ class TfidfSvm(FeatureFamily):
     expected_size_mb = 40.0
     expected_train_seconds_per_1k_rows = 5.0
     features_key = "tfidf-word-char"
+    class_weighted = True
 
     def grid(self, n_rows: int) -> list[Params]:
         return [{"C": 0.3}, {"C": 1.0}]
@@ -40,7 +41,7 @@ class TfidfSvm(FeatureFamily):
         for target in targets:
             counts[target] = counts.get(target, 0) + 1
         folds = max(2, min(3, min(counts.values())))
-        svm = LinearSVC(C=params.get("C", 0.5), random_state=seed)
+        svm = LinearSVC(C=params.get("C", 0.5), class_weight=class_weight(params), random_state=seed)
         return CalibratedClassifierCV(svm, cv=folds, method="sigmoid").fit(features, list(targets))
 
     def assemble(self, featurizer: Any, head: Any) -> CalibratedPredictor:

@@ -2,7 +2,16 @@
 
 from shoal.registry.artifacts import ArtifactError, ArtifactStore
 from shoal.registry.database import PRODUCTION, Registry, RegistryError, params_hash, resolve_url
-from shoal.registry.records import AliasChange, Drop, Event, Job, PipelineDrop, PipelineScore, Version
+from shoal.registry.records import (
+    AliasChange,
+    Drop,
+    Event,
+    Job,
+    ModelDefaults,
+    PipelineDrop,
+    PipelineScore,
+    Version,
+)
 
 __all__ = [
     "PRODUCTION",
@@ -12,6 +21,7 @@ __all__ = [
     "Drop",
     "Event",
     "Job",
+    "ModelDefaults",
     "PipelineDrop",
     "PipelineScore",
     "Registry",

@@ -24,7 +24,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from shoal.faults import checkpoint
 from shoal.registry import schema as t
 from shoal.registry.artifacts import ArtifactError, ArtifactStore, StoreFull, free_bytes, store_full
-from shoal.registry.records import AliasChange, Drop, Event, PipelineDrop, PipelineScore, Version, VersionMetrics
+from shoal.registry.records import (
+    AliasChange,
+    Drop,
+    Event,
+    ModelDefaults,
+    PipelineDrop,
+    PipelineScore,
+    Version,
+    VersionMetrics,
+)
 
 if TYPE_CHECKING:  # pandas only where drops are read: a server never needs it
     import pandas as pd
@@ -258,6 +267,53 @@ class Registry:
         )
         with self._read() as conn:
             return {name: int(count) for name, count in conn.execute(query)}
+
+    def last_event(self, model: str, kind: str) -> Event | None:
+        """The model's latest event of `kind`, or None."""
+        query = (
+            select(t.events)
+            .join(t.models, t.models.c.id == t.events.c.model_id)
+            .where(t.models.c.name == model, t.events.c.kind == kind)
+            .order_by(t.events.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return (
+            None
+            if row is None
+            else Event(row.id, model, row.kind, row.version, row.message, row.payload, _aware(row.at))
+        )
+
+    # -- defaults chosen from the data ------------------------------------------------------------
+    def defaults(self, model: str) -> ModelDefaults | None:
+        """The defaults kept for `model` (None: not chosen yet, or no such model)."""
+        query = (
+            select(t.model_defaults)
+            .join(t.models, t.models.c.id == t.model_defaults.c.model_id)
+            .where(t.models.c.name == model)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else ModelDefaults(row.settings, row.profile, row.why, _aware(row.created_at))
+
+    def keep_defaults(self, model: str, settings: dict[str, Any], profile: dict[str, Any], why: str) -> ModelDefaults:
+        """Record `model`'s defaults unless some are recorded already (the first wins, for the model's life), with a
+        `defaults` event; returns the ones kept."""
+        with self._write() as conn:
+            model_id = self._model_id(conn, model, lock=True)
+            row = conn.execute(select(t.model_defaults).where(t.model_defaults.c.model_id == model_id)).first()
+            if row is not None:
+                return ModelDefaults(row.settings, row.profile, row.why, _aware(row.created_at))
+            at = now()
+            conn.execute(
+                insert(t.model_defaults).values(
+                    model_id=model_id, settings=settings, profile=profile, why=why, created_at=at
+                )
+            )
+            chosen = ", ".join(f"{key} {value}" for key, value in settings.items())
+            self._event(conn, model_id, "defaults", f"defaults chosen: {chosen} ({why})", payload={"profile": profile})
+        return ModelDefaults(settings, profile, why, at)
 
     # -- data drops ---------------------------------------------------------------------------------
     def add_drop(

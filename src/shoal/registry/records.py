@@ -168,6 +168,17 @@ class Event:
 
 
 @dataclass(frozen=True)
+class ModelDefaults:
+    """The defaults chosen for a model at its first training, kept for its life: fleet-file keys and values
+    (`settings`), the data profile they were chosen from, and why."""
+
+    settings: dict[str, Any]
+    profile: dict[str, Any]
+    why: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Job:
     id: int
     model: str

@@ -28,6 +28,16 @@ models = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+model_defaults = Table(
+    "model_defaults",
+    metadata,
+    Column("model_id", ForeignKey("models.id"), primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("profile", JSON, nullable=False),
+    Column("why", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 drops = Table(
     "drops",
     metadata,

@@ -7,6 +7,7 @@ from typing import Any
 
 from shoal.cascade.evaluation import cascade_report
 from shoal.data.audit import LABEL_ISSUES_FILE
+from shoal.defaults import resolved
 from shoal.registry import PRODUCTION
 from shoal.tasks import get_task
 from shoal.workspace import Workspace
@@ -27,7 +28,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def candidates(ws: Workspace, name: str, production: int | None) -> list[dict[str, Any]]:
     """Every version of `name` with its scores, costs and whether it is on the latency and the size Pareto front
     (the selection report and the dashboard's model page)."""
-    spec = ws.model(name)
+    spec = resolved(ws, name).spec  # the fleet file with the defaults recorded from the data
     task = get_task(spec.task)
     found = []
     for v in ws.registry.versions(name):

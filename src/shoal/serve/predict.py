@@ -8,6 +8,7 @@ The routes, and the request and response models the OpenAPI schema documents, co
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import operator
 import os
@@ -25,6 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shoal.advice import no_production
 from shoal.registry.prediction_log import PredictionLog
 from shoal.serve.auth import bearer, bearer_token, check_token
 from shoal.serve.bodies import BODY_ERRORS, read_json, require_json
@@ -32,6 +34,7 @@ from shoal.serve.codecs import answer, codec_for, parse, response_model
 from shoal.serve.errors import DISCONNECTED, CatchAll, ServeError, error_response
 from shoal.serve.limits import BodyLimit
 from shoal.serve.metrics import UNKNOWN_MODEL
+from shoal.serve.redact import without_paths
 from shoal.serve.schemas import UNAUTHORIZED, documented
 from shoal.serve.state import ServeState, get_state
 from shoal.tasks import get_codec, task_names
@@ -61,9 +64,16 @@ def new_request_id(given: str | None) -> str:
     return f"{_PREFIX}-{next(_counter):x}"
 
 
-def _unknown(state: ServeState, name: str) -> ServeError:
+async def not_served(state: ServeState, name: str) -> ServeError:
+    """The 404 of a model this server does not serve: for a model of the fleet without a production version, why
+    (the gate's last refusal) and what would help."""
     if name in state.ws.fleet.models:
-        message = f"model {name!r} has no production version yet; train it with 'shoal train {name}'"
+        why = await asyncio.to_thread(no_production, state.ws.registry, name)
+        message = (
+            without_paths(why, state.ws.root)
+            if why
+            else f"model {name!r} has no production version yet; train it with 'shoal train {name}'"
+        )
     else:
         served = ", ".join(sorted(state.pool.slots)) or "none yet"
         message = f"no model {name!r} is served here (models: {served}); see GET /v1/models"
@@ -77,7 +87,7 @@ async def _answer(
     data = read_json(body)
     slot = state.pool.slots.get(name)
     if slot is None:
-        raise _unknown(state, name)
+        raise await not_served(state, name)
     codec = codec_for(slot.task)
     if codec.endpoint != endpoint:
         raise ServeError(

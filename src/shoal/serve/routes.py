@@ -13,9 +13,10 @@ from shoal.evaluate.live import live_accuracy
 from shoal.monitor import DRIFT_EVENT
 from shoal.registry import PRODUCTION, Event, Version
 from shoal.serve.auth import require_token
-from shoal.serve.errors import ServeError, unavailable
+from shoal.serve.errors import unavailable
 from shoal.serve.metrics import CONTENT_TYPE
 from shoal.serve.pool import Slot
+from shoal.serve.predict import not_served
 from shoal.serve.redact import without_paths
 from shoal.serve.schemas import (
     UNAUTHORIZED,
@@ -102,10 +103,11 @@ def summary(slot: Slot) -> dict[str, Any]:
     )
 
 
-def _slot(request: Request, name: str) -> Slot:
-    slot = get_state(request).pool.slots.get(name)
+async def _slot(request: Request, name: str) -> Slot:
+    state = get_state(request)
+    slot = state.pool.slots.get(name)
     if slot is None:
-        raise ServeError(404, "not_found", f"no model {name!r} is served here; see GET /v1/models for the list")
+        raise await not_served(state, name)
     return slot
 
 
@@ -120,7 +122,7 @@ async def list_models(request: Request) -> ModelList:
 async def describe_model(name: str, request: Request) -> ModelDetail:
     """A model's versions, gate history, and the load/swap status of this server process. Paths in messages are
     relative to the workspace (or only a file's name when outside it)."""
-    slot = _slot(request, name)
+    slot = await _slot(request, name)
     ws = get_state(request).ws
     registry = ws.registry
     versions, events = await asyncio.gather(

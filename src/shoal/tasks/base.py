@@ -32,6 +32,16 @@ class Validated:
     skipped: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DataDefaults:
+    """Defaults a task chose from a model's training data: fleet-file keys and their values (`settings`), the data
+    profile they were chosen from, and why, in one line."""
+
+    settings: dict[str, Any]
+    profile: dict[str, Any]
+    why: str
+
+
 def require_columns(frame: pd.DataFrame, needed: list[str], source: str, keys: str) -> None:
     """Reject a drop that lacks a needed column (naming the columns it has and the fleet keys to set) or any row."""
     missing = [c for c in needed if c not in frame.columns]
@@ -60,6 +70,10 @@ class TaskKind(ABC):
     serving_floor: ClassVar[str | None] = None
     #: (metric key, column title) of the quality numbers a report shows beside the fleet metric
     report_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: larger families to suggest when nothing beats the floor (`shoal.advice`), with how to get them
+    stronger_families: ClassVar[tuple[tuple[str, ...], str]] = ((), "")
+    #: whether `shoal distill` can label unlabelled inputs for this task with a teacher
+    takes_teacher: ClassVar[bool] = False
 
     # -- data --------------------------------------------------------------------------------------
     @abstractmethod
@@ -109,6 +123,11 @@ class TaskKind(ABC):
     @abstractmethod
     def test_set(self, train: pd.DataFrame, test: pd.DataFrame, spec: ModelSpec | None = None) -> TestSet:
         """Assembled test rows -> the frozen test set (its hash names it in every version)."""
+
+    def data_defaults(self, train: TrainSet) -> DataDefaults | None:
+        """Defaults for the spec's `data_chosen` keys, from a model's training data at its first training
+        (`shoal.defaults` keeps them); None: this task's defaults do not depend on the data."""
+        return None
 
     # -- judging -----------------------------------------------------------------------------------
     def better(self, metric: str, value: float) -> float:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from shoal.data.ingest import IngestResult, ingest_frame
 from shoal.data.readers import LINE, read_table
+from shoal.defaults import resolved
 from shoal.families import Predictor, family_names, get_family
 from shoal.tasks import get_task
 from shoal.tasks.text_classification import normalize
@@ -57,7 +58,7 @@ def teacher_predictor(ws: Workspace, model: str, teacher: str, train: pd.DataFra
     existing = [v for v in ws.registry.versions(model) if v.family == teacher and v.dataset_version == dataset]
     if existing:
         return ws.load_predictor(existing[-1])
-    spec, settings = ws.model(model), ws.fleet.workspace
+    spec, settings = resolved(ws, model).spec, ws.fleet.workspace
     family = get_family(teacher)
     texts, labels = train["text"].tolist(), train["label"].tolist()
     found = search(
@@ -69,6 +70,7 @@ def teacher_predictor(ws: Workspace, model: str, teacher: str, train: pd.DataFra
         folds=spec.folds(len(texts)),
         seed=settings.seed,
         n_jobs=settings.n_jobs,
+        class_weight=getattr(spec, "class_weight", "none"),
     )
     return family.fit(texts, labels, found.params, settings.seed)
 

@@ -158,15 +158,17 @@ def search_many(
     seed: int,
     n_jobs: int,
     task: TaskKind,
+    class_weight: str = "none",
 ) -> Searched:
     """The best of each family's grid by cross-validated `metric`, the fits on `n_jobs` processes: a plain family
     one job per setting and fold; a feature-sharing family one job per fold for all its settings (`fit_heads`).
     Families that share features (`FeatureFamily.features_key`) fit them once per fold, on the fold's training
-    rows, and once on all rows (kept for the final fits), instead of once per setting and fold."""
+    rows, and once on all rows (kept for the final fits), instead of once per setting and fold. With `class_weight`
+    balanced, every setting of a `class_weighted` family weighs classes inversely to their share."""
     x, y = np.empty(len(inputs), dtype=object), np.empty(len(targets), dtype=object)
     x[:], y[:] = inputs, targets  # element-wise: rows that are dicts stay dicts
     splits = task.cv_folds(targets, folds, seed)
-    grids = {family.name: family.grid(len(y)) for family in families}
+    grids = {family.name: _weighted(family, family.grid(len(y)), class_weight) for family in families}
     if not splits:  # a task without folds (forecasting: the backtest judges) takes each family's first setting
         empty = {
             f.name: SearchResult(params=grids[f.name][0], cv_score=None, scores=[], oof=np.empty(0)) for f in families
@@ -236,6 +238,12 @@ def search_many(
     return Searched(results, failed, features)
 
 
+def _weighted(family: Family, grid: list[Params], class_weight: str) -> list[Params]:
+    if class_weight != "balanced" or not family.class_weighted:
+        return grid
+    return [{**params, "class_weight": "balanced"} for params in grid]
+
+
 def _best(
     task: TaskKind,
     family: Family,
@@ -274,13 +282,25 @@ def search(
     seed: int,
     n_jobs: int,
     task: TaskKind | None = None,
+    class_weight: str = "none",
 ) -> SearchResult:
     """The best of `family.grid` by cross-validated `metric` (`task` defaults to text classification)."""
     if task is None:
         from shoal.tasks.text_classification.kind import TextClassification
 
         task = TextClassification()
-    found = search_many([family], inputs, targets, labels, metric, folds=folds, seed=seed, n_jobs=n_jobs, task=task)
+    found = search_many(
+        [family],
+        inputs,
+        targets,
+        labels,
+        metric,
+        folds=folds,
+        seed=seed,
+        n_jobs=n_jobs,
+        task=task,
+        class_weight=class_weight,
+    )
     if family.name in found.failed:
         raise SearchFailed(found.failed[family.name].error)
     return found.results[family.name]

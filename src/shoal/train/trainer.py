@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from shoal import __version__, gate
+from shoal import __version__, defaults, gate
 from shoal.data.assembled import assembled
 from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate.evaluator import with_costs
@@ -50,6 +50,7 @@ class ModelReport:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    defaults: str | None = None  # which defaults were chosen from the data, and why
 
 
 def budget_skip(family_name: str, spec: ModelSpec, n_rows: int) -> str | None:
@@ -142,6 +143,7 @@ def _fit_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, 
             seed=settings.seed,
             n_jobs=settings.n_jobs,
             task=task,
+            class_weight=getattr(spec, "class_weight", "none"),
         )
     except Exception as error:  # the pool itself broke (a worker was killed): every family fails
         for result in to_fit:
@@ -218,13 +220,17 @@ def _register(
 
 
 def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None) -> ModelReport:
-    """data -> candidates -> gate (after removing what killed trainings left in the staging area)."""
+    """data -> the model's defaults (chosen from the data at its first training, then kept) -> candidates -> gate
+    (after removing what killed trainings left in the staging area)."""
     started = time.perf_counter()
-    spec = ws.model(name)
+    fleet_spec = ws.model(name)
     ws.registry.artifacts.clean_stale_staging()
     step(name, "loading data")
-    data = _load_data(ws, name, spec)
+    data = _load_data(ws, name, fleet_spec)
+    settled = defaults.settle(ws, name, fleet_spec, data.train)
+    spec = settled.spec
     report = ModelReport(name, data.dataset_version, notes=data.notes)
+    report.defaults = defaults.describe(fleet_spec, settled.kept)
     report.candidates = _train_candidates(ws, name, spec, data, step)
     versions = [c.version for c in report.candidates if c.version is not None]
     if versions:

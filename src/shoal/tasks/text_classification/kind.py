@@ -17,7 +17,7 @@ from shoal.data.readers import LINE
 from shoal.data.sets import TestSet, TrainSet
 from shoal.evaluate.classification import confusion, metric_value, paired_test, score
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, Validated
+from shoal.tasks.base import DataDefaults, TaskKind, Validated
 from shoal.tasks.columns import ColumnType
 from shoal.tasks.text_classification import normalize
 from shoal.tasks.text_classification.spec import TextClassificationSpec
@@ -32,6 +32,8 @@ class TextClassification(TaskKind):
     column_types = (("text_column", ColumnType.TEXT), ("label_column", ColumnType.LABEL))
     floor_name = "the majority floor"
     report_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE"))
+    stronger_families = (("minilm-logreg", "setfit"), "pip install 'shoal[embeddings]'")
+    takes_teacher = True
 
     def validate(
         self,
@@ -107,6 +109,11 @@ class TextClassification(TaskKind):
 
     def split_keys(self, frame: pd.DataFrame) -> pd.Series:
         return frame["text"].map(normalize)
+
+    def data_defaults(self, train: TrainSet) -> DataDefaults | None:
+        from shoal.tasks.text_classification.defaults import choose
+
+        return choose(train)
 
     def assemble(
         self, frame: pd.DataFrame, spec: ModelSpec | None = None

@@ -15,6 +15,7 @@ _F1_OF_CLASS = re.compile(r"^f1:(?P<label>.+)$")
 
 class TextClassificationSpec(ModelSpec):
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "macro_recall", "mcc")
+    data_chosen: ClassVar[tuple[str, ...]] = ("metric", "class_weight")
 
     task: Literal["text-classification"]
     text_column: str = "text"
@@ -25,7 +26,16 @@ class TextClassificationSpec(ModelSpec):
         description="a drop that gives a stored text another label: supersede (the latest label is used in train "
         "and test, the drop warns and 'shoal data issues' lists it) or reject (the drop is refused)",
     )
-    metric: str = "accuracy"
+    metric: str = Field(
+        "accuracy",
+        description="default: chosen from the data at the model's first training (macro_f1 when its classes are "
+        "imbalanced, else accuracy) and kept for the model's life",
+    )
+    class_weight: Literal["balanced", "none"] = Field(
+        "none",
+        description="balanced: each class weighs inversely to its share of the training rows, in the families that "
+        "support it (tfidf-logreg, tfidf-svm); default: chosen with the metric (balanced when classes are imbalanced)",
+    )
     families: list[str] = Field(default_factory=lambda: ["majority", "tfidf-logreg", "tfidf-svm"])
     cascade: CascadeSpec | None = Field(None, description="send the inputs this model is unsure of to a fallback")
 

@@ -1,0 +1,78 @@
+"""A model's defaults chosen from its data, kept for its life.
+
+At a model's first training its task picks defaults from the training data (`TaskKind.data_defaults`: for text
+classification the metric and the class weighting, by class imbalance). They are recorded in the registry with the
+profile they came from, before the first version exists, and every later training, `shoal eval`, `shoal check`,
+the report and `shoal distill` use the recorded ones: the data grows and its balance drifts, but a model's metric
+never flips between trainings, so the gate always compares versions on the metric they were chosen by. A model
+trained before defaults were chosen from data keeps the static defaults its versions were trained with (recorded as
+such at its next training). A key the fleet file sets itself always wins over a recorded default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shoal.data.sets import TrainSet
+from shoal.fleet import ModelSpec
+from shoal.registry import ModelDefaults
+from shoal.registry.database import database_exists
+from shoal.tasks import get_task
+from shoal.workspace import Workspace
+
+LEGACY = "kept the static defaults its versions were trained with (trained before defaults were chosen from data)"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The spec a model trains and is judged with, and the recorded defaults applied to it (None: none recorded)."""
+
+    spec: ModelSpec
+    kept: ModelDefaults | None
+
+
+def settle(ws: Workspace, name: str, spec: ModelSpec, train: TrainSet) -> Resolved:
+    """At a training: the recorded defaults, or (first training) the ones chosen from `train`, recorded now."""
+    registry = ws.registry
+    kept = registry.defaults(name)
+    if kept is None:
+        chosen = get_task(spec.task).data_defaults(train)
+        if chosen is None:
+            return Resolved(spec, None)
+        settings, why = chosen.settings, chosen.why
+        if registry.versions(name):
+            settings = {key: type(spec).model_fields[key].get_default() for key in settings}
+            why = LEGACY
+        kept = registry.keep_defaults(name, settings, chosen.profile, why)
+    return Resolved(applied(spec, kept), kept)
+
+
+def applied(spec: ModelSpec, kept: ModelDefaults | None) -> ModelSpec:
+    """`spec` with the recorded defaults of every key the fleet file does not set."""
+    if kept is None:
+        return spec
+    update = {key: value for key, value in kept.settings.items() if not spec.given(key)}
+    return spec.model_copy(update=update) if update else spec
+
+
+def resolved(ws: Workspace, name: str) -> Resolved:
+    """The model's spec with its recorded defaults, without writing anything (no registry database is created)."""
+    spec = ws.model(name)
+    if not database_exists(ws.registry_url) or name not in ws.registry.model_names():
+        return Resolved(spec, None)
+    kept = ws.registry.defaults(name)
+    return Resolved(applied(spec, kept), kept)
+
+
+def describe(fleet_spec: ModelSpec, kept: ModelDefaults | None) -> str | None:
+    """One line: each data-chosen key, its value and where it comes from, and why (None: this task chooses none)."""
+    if kept is None:
+        keys = [key for key in fleet_spec.data_chosen if not fleet_spec.given(key)]
+        return f"{', '.join(keys)} to be chosen from the data at the first training" if keys else None
+    parts = []
+    for key, value in kept.settings.items():
+        if fleet_spec.given(key):
+            parts.append(f"{key} {getattr(fleet_spec, key)} (set in shoal.yaml)")
+        else:
+            parts.append(f"{key} {value}")
+    return f"{', '.join(parts)} — {kept.why}"
