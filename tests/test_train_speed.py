@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
@@ -31,7 +32,7 @@ from shoal.families.tfidf_svm import TfidfSvm
 from shoal.gate import OUTPUTS_FILE
 from shoal.tasks.text_classification.kind import TextClassification, align
 from shoal.train import candidates, trainer
-from shoal.train.search import search_many
+from shoal.train.search import search_many, start_pool
 from shoal.train.trainer import _load_data, train_models
 
 TASK = TextClassification()
@@ -94,6 +95,21 @@ def test_a_final_fit_on_the_shared_features_predicts_as_its_own_pipeline(
         alone = reference(family.name, texts, labels, params, 0)
         np.testing.assert_allclose(shared.predict_proba(unseen), alone.predict_proba(unseen), rtol=1e-6, atol=1e-9)
         assert shared.predict(unseen) == [str(p) for p in alone.predict(unseen)]
+
+
+def _pool() -> set[int]:
+    """The pids of this process's training pool (loky's worker processes)."""
+    return {c.pid for c in psutil.Process().children() if any("popen_loky_posix" in part for part in c.cmdline())}
+
+
+def test_a_pool_started_ahead_is_the_pool_the_search_runs_on(rows: tuple[list[str], list[str], list[str]]) -> None:
+    texts, labels, label_set = rows
+    family = get_family("tfidf-logreg")
+    ready = start_pool(2, [TASK, family])  # what a job process does while it waits for its job
+    started = _pool()
+    assert len(started) == 2 and ready <= started
+    found = search_many([family], texts, labels, label_set, "f1:spam", folds=3, seed=0, n_jobs=2, task=TASK)
+    assert found.failed == {} and _pool() == started  # the same processes: none started again
 
 
 def test_each_logistic_regression_setting_of_the_search_starts_from_the_previous_ones_solution(

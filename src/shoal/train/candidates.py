@@ -1,7 +1,8 @@
 """The final fits of a model's candidates, on every core of the training pool.
 
 Each final fit is one pool job: fit on all training rows with the searched setting (on the features the search
-already fitted on those rows, for a `FeatureFamily`), the task's `after_fit` (the label audit), the artifact written
+already fitted on those rows, for a `FeatureFamily`, its solver beginning at the production version's solution when
+the family can use it), the task's `after_fit` (the label audit), the artifact written
 to its staging folder, the quality scores and outputs on the test set (the outputs stored beside the artifact, for
 the gate), and the peak RSS of a fresh process that loads it (memory,
 which a fit on another core does not change). Latency is not timed here: the trainer times it afterwards, one
@@ -37,6 +38,8 @@ class Job:
     found: SearchResult
     features: tuple[Any, Any] | None  # (featurizer, features) fitted on all training rows, for a FeatureFamily
     staged: Path
+    start: Any = None  # where the head's solver begins (`FeatureFamily.head_start`), None: from zero
+    started_from: int | None = None  # the version `start` was made from
 
 
 @dataclass
@@ -58,7 +61,7 @@ def _build(task: TaskKind, job: Job, train: TrainSet, test: TestSet, metric: str
     family = job.family
     if job.features is not None and isinstance(family, FeatureFamily):
         featurizer, features = job.features
-        head = family.fit_head(features, train.targets, job.found.params, settings.seed)
+        head = family.fit_head(features, train.targets, job.found.params, settings.seed, start=job.start)
         predictor = family.assemble(featurizer, head)
     else:
         predictor = family.fit(train.inputs, train.targets, job.found.params, settings.seed)
