@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from conftest import spam_model, write_rows
+from processes import wait_for
 from shoal import fleet
 from shoal.data import sets
 from shoal.data.ingest import ingest_file
@@ -253,9 +254,16 @@ def test_the_gate_reuses_stored_test_outputs_only_on_exactly_the_rows_they_were_
 
 def test_peak_rss_is_measured_in_the_background_and_a_broken_artifact_gives_none(tmp_path: Path) -> None:
     family = get_family("majority")
+    early = PeakRss("majority", tmp_path, ["a text"])  # started before the artifact exists, as beside a final fit
+    unknown = PeakRss("no-such-family", tmp_path, ["a text"])
     family.fit(["a", "b", "c"], ["x", "y", "x"], {}, 0).save(tmp_path)
     running = PeakRss("majority", tmp_path, ["a text"])
     broken = PeakRss("majority", tmp_path / "missing", ["a text"])
     peak = running.result()
     assert peak is not None and 10 < peak < 2000
     assert broken.result() is None
+    early_peak = early.result()
+    assert early_peak is not None and 10 < early_peak < 2000
+    # it imports its family before it waits for the inputs: an unknown one ends it with nothing sent
+    wait_for(lambda: unknown._process.poll() is not None, 60, "the process with an unknown family ending")
+    assert unknown.result() is None

@@ -59,29 +59,30 @@ class Built:
 def _build(task: TaskKind, job: Job, train: TrainSet, test: TestSet, metric: str, settings: WorkspaceSpec) -> Built:
     started = time.perf_counter()
     family = job.family
-    if job.features is not None and isinstance(family, FeatureFamily):
-        featurizer, features = job.features
-        head = family.fit_head(features, train.targets, job.found.params, settings.seed, start=job.start)
-        predictor = family.assemble(featurizer, head)
-    else:
-        predictor = family.fit(train.inputs, train.targets, job.found.params, settings.seed)
-    error_rate, files = task.after_fit(predictor, train, job.found.oof, test.labels)
-    fitted = time.perf_counter()
-    with full_disk_as_error(job.staged, f"the {family.name} artifact"):
-        predictor.save(job.staged)
-        for file_name, content in files.items():
-            write_json(job.staged / file_name, content)
-    saved = time.perf_counter()
-    # the peak RSS of loading the artifact runs beside the scoring: memory is not changed by a busy core
+    # the process whose peak RSS is the artifact's starts now: its interpreter and imports run beside the fit, and it
+    # loads the artifact once it is written (memory, which a busy core does not change)
     rss = PeakRss(family.name, job.staged, task.profile_inputs(test)) if settings.evaluation.measure_rss else None
     try:
+        if job.features is not None and isinstance(family, FeatureFamily):
+            featurizer, features = job.features
+            head = family.fit_head(features, train.targets, job.found.params, settings.seed, start=job.start)
+            predictor = family.assemble(featurizer, head)
+        else:
+            predictor = family.fit(train.inputs, train.targets, job.found.params, settings.seed)
+        error_rate, files = task.after_fit(predictor, train, job.found.oof, test.labels)
+        fitted = time.perf_counter()
+        with full_disk_as_error(job.staged, f"the {family.name} artifact"):
+            predictor.save(job.staged)
+            for file_name, content in files.items():
+                write_json(job.staged / file_name, content)
+        saved = time.perf_counter()
         scores, outputs = quality(task, predictor, test, metric, settings)
         stored = task.stored_outputs(outputs, test)
         if stored is not None:
             with full_disk_as_error(job.staged, f"the {family.name} artifact"):
                 write_json(job.staged / OUTPUTS_FILE, stored)
     finally:
-        peak = rss.result() if rss is not None else None
+        peak = rss.result() if rss is not None else None  # after a failure: None (nothing to load)
     return Built(
         family.name,
         predictor if predictor.portable else None,
