@@ -4,7 +4,8 @@
 
 Banking77's training split is cut in two halves by a hash of the text; the official test split is the frozen
 test set. The first half is trained, promoted and served (`shoal serve` and `shoal worker` run as separate
-processes); then the second half is copied into the model's inbox, and a client polls predict until the
+processes); once both are idle after their start-up (as a long-running server and worker are), the second half is
+copied into the model's inbox, and a client polls predict until the
 answering version changes. The time is broken down from the registry's event log:
 detect + ingest, queue (debounce + claim), train, evaluate, gate, swap.
 """
@@ -19,11 +20,13 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pandas as pd
+import psutil
 import yaml
 from machine import print_command, print_machine
 
@@ -40,6 +43,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def idle(pids: list[int], timeout: float, window: float = 1.0, busy: float = 0.1) -> bool:
+    """Wait until the processes `pids` and their descendants used under `busy` CPU-seconds in the last `window`
+    seconds (start-up done: the server's models loaded, the worker's imports), at most `timeout`; whether they did."""
+
+    def cpu() -> float:
+        total = 0.0
+        for pid in pids:
+            with suppress(psutil.NoSuchProcess):
+                root = psutil.Process(pid)
+                for process in [root, *root.children(recursive=True)]:
+                    with suppress(psutil.NoSuchProcess):
+                        times = process.cpu_times()
+                        total += times.user + times.system
+        return total
+
+    deadline = time.monotonic() + timeout
+    before = cpu()
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = cpu()
+        if now - before < busy:
+            return True
+        before = now
+    return False
 
 
 def main() -> None:
@@ -105,6 +134,8 @@ def main() -> None:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.25)
+            settled = idle([proc.pid for proc in procs], timeout=120)
+            print(f"server and worker idle after start-up: {settled}")
             last_event = max(e.id for e in ws.registry.events("banking77"))
             inbox = ws.inbox("banking77")
             inbox.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
@@ -18,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from conftest import spam_model, write_rows
+from processes import wait_for
 from shoal import fleet
 from shoal.data import sets
 from shoal.data.ingest import ingest_file
@@ -31,7 +33,7 @@ from shoal.families.tfidf_svm import TfidfSvm
 from shoal.gate import OUTPUTS_FILE
 from shoal.tasks.text_classification.kind import TextClassification, align
 from shoal.train import candidates, trainer
-from shoal.train.search import search_many
+from shoal.train.search import search_many, start_pool
 from shoal.train.trainer import _load_data, train_models
 
 TASK = TextClassification()
@@ -94,6 +96,21 @@ def test_a_final_fit_on_the_shared_features_predicts_as_its_own_pipeline(
         alone = reference(family.name, texts, labels, params, 0)
         np.testing.assert_allclose(shared.predict_proba(unseen), alone.predict_proba(unseen), rtol=1e-6, atol=1e-9)
         assert shared.predict(unseen) == [str(p) for p in alone.predict(unseen)]
+
+
+def _pool() -> set[int]:
+    """The pids of this process's training pool (loky's worker processes)."""
+    return {c.pid for c in psutil.Process().children() if any("popen_loky_posix" in part for part in c.cmdline())}
+
+
+def test_a_pool_started_ahead_is_the_pool_the_search_runs_on(rows: tuple[list[str], list[str], list[str]]) -> None:
+    texts, labels, label_set = rows
+    family = get_family("tfidf-logreg")
+    ready = start_pool(2, [TASK, family])  # what a job process does while it waits for its job
+    started = _pool()
+    assert len(started) == 2 and ready <= started
+    found = search_many([family], texts, labels, label_set, "f1:spam", folds=3, seed=0, n_jobs=2, task=TASK)
+    assert found.failed == {} and _pool() == started  # the same processes: none started again
 
 
 def test_each_logistic_regression_setting_of_the_search_starts_from_the_previous_ones_solution(
@@ -237,9 +254,16 @@ def test_the_gate_reuses_stored_test_outputs_only_on_exactly_the_rows_they_were_
 
 def test_peak_rss_is_measured_in_the_background_and_a_broken_artifact_gives_none(tmp_path: Path) -> None:
     family = get_family("majority")
+    early = PeakRss("majority", tmp_path, ["a text"])  # started before the artifact exists, as beside a final fit
+    unknown = PeakRss("no-such-family", tmp_path, ["a text"])
     family.fit(["a", "b", "c"], ["x", "y", "x"], {}, 0).save(tmp_path)
     running = PeakRss("majority", tmp_path, ["a text"])
     broken = PeakRss("majority", tmp_path / "missing", ["a text"])
     peak = running.result()
     assert peak is not None and 10 < peak < 2000
     assert broken.result() is None
+    early_peak = early.result()
+    assert early_peak is not None and 10 < early_peak < 2000
+    # it imports its family before it waits for the inputs: an unknown one ends it with nothing sent
+    wait_for(lambda: unknown._process.poll() is not None, 60, "the process with an unknown family ending")
+    assert unknown.result() is None

@@ -1,6 +1,7 @@
 """The worker's job path on real SMS spam data: a job past its wall-clock budget is stopped with its whole
 process tree and recorded as failed, and the worker goes on; many jobs in a row in a process with busy threads
-finish, and nothing on the job path forks."""
+finish, and nothing on the job path forks; a long-running worker runs each job in a process that was already
+waiting with its training pool, and leaves no process behind when it stops."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from conftest import spam_model, write_rows
-from processes import assert_gone, paused_pid, process_tree, wait_for
+from processes import assert_gone, paused_pid, process_tree, start_group, wait_for
 from shoal.data.ingest import ingest_file
 from shoal.faults import FORK_LOG_ENV, PAUSE_AT_ENV, PAUSE_FILE_ENV
 from shoal.registry.jobs import DONE, FAILED, TRAIN, JobQueue
@@ -142,3 +144,53 @@ def test_a_stopped_child_is_signalled_before_it_is_reaped() -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
     _stop(sleeper, 0)
     assert sleeper.returncode == -signal.SIGKILL
+
+
+def waiting_job_process(worker: int, pool: int, timeout: float) -> tuple[psutil.Process, set[int]]:
+    """The worker's job process, once it waits with `pool` pool processes, and their pids."""
+    found: list[tuple[psutil.Process, set[int]]] = []
+
+    def ready() -> bool:
+        try:
+            [job] = [c for c in psutil.Process(worker).children() if "shoal.worker.job_process" in c.cmdline()]
+            workers = {c.pid for c in job.children() if any("popen_loky_posix" in part for part in c.cmdline())}
+        except (psutil.NoSuchProcess, ValueError):  # none yet, or the last one just ended
+            return False
+        found.append((job, workers))
+        return len(workers) >= pool
+
+    wait_for(ready, timeout, f"a job process waiting with {pool} pool processes")
+    return found[-1]
+
+
+@pytest.mark.timeout(600)
+def test_a_long_running_worker_runs_the_job_in_a_process_that_was_waiting_with_its_pool(
+    make_workspace, spam, tmp_path: Path
+) -> None:
+    ws = make_workspace({"spam": spam_model()}, n_jobs=2)
+    queue = JobQueue(ws.registry)
+    command = [sys.executable, "-m", "shoal", "worker", "--poll", "0.2", "-w", str(ws.root)]
+    worker = start_group(command, tmp_path / "worker.log", "search", tmp_path / "paused")
+    try:
+        waiting, pool = waiting_job_process(worker.pid, 2, 120)  # before any data
+        inbox = ws.inbox("spam")
+        inbox.mkdir(parents=True)
+        write_rows(inbox / "spam.csv", spam)
+        assert paused_pid(tmp_path / "paused", 120, "search") == waiting.pid  # the job ran in it
+        assert pool <= {c.pid for c in waiting.children()}  # and its search on the pool it had started
+
+        pool_processes = [psutil.Process(pid) for pid in pool]
+        waiting.kill()  # the job's process dies: the job fails, its pool goes with it, and the next one waits
+        wait_for(lambda: queue.jobs("spam")[0].status == FAILED, 60, "the job recorded failed")
+        assert_gone(pool_processes, 30)
+        after, _ = waiting_job_process(worker.pid, 2, 120)
+        assert after.pid != waiting.pid
+
+        tree = [after, *after.children(recursive=True)]
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        assert_gone(tree, 30)  # nothing waits on after the worker
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()

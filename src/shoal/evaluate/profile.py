@@ -68,9 +68,10 @@ _RSS_CODE = (
     "import json, re, sys\n"
     "from pathlib import Path\n"
     "from shoal.families import get_family\n"
-    "family, folder = sys.argv[1], Path(sys.argv[2])\n"
+    "family, folder = get_family(sys.argv[1]), Path(sys.argv[2])\n"
+    # the inputs come once the artifact is written: the process may be started before it is
     "inputs = json.load(sys.stdin)\n"
-    "get_family(family).load(folder).predict_proba(inputs)\n"
+    "family.load(folder).predict_proba(inputs)\n"
     # VmHWM restarts at exec; ru_maxrss would include the parent's memory before the fork
     "status = open('/proc/self/status').read()\n"
     "print(int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1)) / 1024)\n"
@@ -80,7 +81,8 @@ RSS_TIMEOUT = 300.0
 
 class PeakRss:
     """Peak RSS of a fresh process that loads the artifact and predicts a batch (MB), measured in the background:
-    started at once, read by `result` (memory, which work running meanwhile does not change)."""
+    started at once (it imports its family, then waits for the inputs: it may be started before the artifact is
+    written), read by `result`, which sends the inputs (memory, which work running meanwhile does not change)."""
 
     def __init__(self, family: str, folder: Path, inputs: Sequence[Any]) -> None:
         self._process = subprocess.Popen(

@@ -95,8 +95,16 @@ class FeatureFamily(Family):
         """(the fitted featurizer, the features of `inputs`); the same for every family of this `features_key`."""
 
     @abstractmethod
-    def fit_head(self, features: Any, targets: Sequence[Any], params: Params, seed: int) -> Any:
-        """A head fitted on features (with `predict_proba` and `classes_`)."""
+    def fit_head(self, features: Any, targets: Sequence[Any], params: Params, seed: int, start: Any = None) -> Any:
+        """A head fitted on features (with `predict_proba` and `classes_`); its solver begins at `start` when given
+        (what `head_start` made), else from zero."""
+
+    def head_start(self, earlier: Predictor, featurizer: Any, targets: Sequence[Any]) -> Any:
+        """Where the final fit's solver may begin on `featurizer`'s features and `targets`' classes: the solution of
+        `earlier`, a version of this family fitted on earlier data, moved onto these features; None (the default,
+        and whenever `earlier` does not fit): from zero. The optimum is the same either way, only the path to it
+        shorter. The search never uses it: its folds must not begin from a model that saw their held-out rows."""
+        return None
 
     def fit_heads(self, features: Any, targets: Sequence[Any], grid: list[Params], seed: int) -> list[Any]:
         """A head per setting of `grid`, in its order, on one fold's features (the search's fits). Each is fitted on

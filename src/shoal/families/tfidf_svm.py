@@ -36,7 +36,10 @@ class TfidfSvm(FeatureFamily):
     def fit_features(self, inputs: Sequence[str]) -> tuple[Any, Any]:
         return fit_tfidf(inputs)
 
-    def fit_head(self, features: Any, targets: Sequence[str], params: Params, seed: int) -> CalibratedClassifierCV:
+    def fit_head(
+        self, features: Any, targets: Sequence[str], params: Params, seed: int, start: Any = None
+    ) -> CalibratedClassifierCV:
+        # liblinear begins at zero: `head_start` is the default (None), so `start` is never given
         counts: dict[str, int] = {}
         for target in targets:
             counts[target] = counts.get(target, 0) + 1

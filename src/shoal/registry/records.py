@@ -77,7 +77,7 @@ class CrossValidation:
 
 
 #: the stored keys that the trainer adds (absent from a version registered by hand)
-_OPTIONAL = frozenset({"train_seconds", "eval_seconds", "cv", "n_train"})
+_OPTIONAL = frozenset({"train_seconds", "eval_seconds", "cv", "n_train", "fit_started_from"})
 #: the stored keys that are not the task's scores
 _FIELDS = frozenset({"metric", "ci", "n_test", "test_hash", "profile"}) | _OPTIONAL
 
@@ -98,6 +98,7 @@ class VersionMetrics:
     eval_seconds: float | None = None
     cv: CrossValidation | None = None
     n_train: int | None = None
+    fit_started_from: int | None = None  # the version whose solution the final fit's solver began at (None: zero)
 
     @property
     def value(self) -> float:
@@ -124,6 +125,7 @@ class VersionMetrics:
             eval_seconds=stored.get("eval_seconds"),
             cv=CrossValidation(**cv) if cv is not None else None,
             n_train=stored.get("n_train"),
+            fit_started_from=stored.get("fit_started_from"),
         )
 
 

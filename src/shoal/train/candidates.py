@@ -1,7 +1,8 @@
 """The final fits of a model's candidates, on every core of the training pool.
 
 Each final fit is one pool job: fit on all training rows with the searched setting (on the features the search
-already fitted on those rows, for a `FeatureFamily`), the task's `after_fit` (the label audit), the artifact written
+already fitted on those rows, for a `FeatureFamily`, its solver beginning at the production version's solution when
+the family can use it), the task's `after_fit` (the label audit), the artifact written
 to its staging folder, the quality scores and outputs on the test set (the outputs stored beside the artifact, for
 the gate), and the peak RSS of a fresh process that loads it (memory,
 which a fit on another core does not change). Latency is not timed here: the trainer times it afterwards, one
@@ -37,6 +38,8 @@ class Job:
     found: SearchResult
     features: tuple[Any, Any] | None  # (featurizer, features) fitted on all training rows, for a FeatureFamily
     staged: Path
+    start: Any = None  # where the head's solver begins (`FeatureFamily.head_start`), None: from zero
+    started_from: int | None = None  # the version `start` was made from
 
 
 @dataclass
@@ -56,29 +59,30 @@ class Built:
 def _build(task: TaskKind, job: Job, train: TrainSet, test: TestSet, metric: str, settings: WorkspaceSpec) -> Built:
     started = time.perf_counter()
     family = job.family
-    if job.features is not None and isinstance(family, FeatureFamily):
-        featurizer, features = job.features
-        head = family.fit_head(features, train.targets, job.found.params, settings.seed)
-        predictor = family.assemble(featurizer, head)
-    else:
-        predictor = family.fit(train.inputs, train.targets, job.found.params, settings.seed)
-    error_rate, files = task.after_fit(predictor, train, job.found.oof, test.labels)
-    fitted = time.perf_counter()
-    with full_disk_as_error(job.staged, f"the {family.name} artifact"):
-        predictor.save(job.staged)
-        for file_name, content in files.items():
-            write_json(job.staged / file_name, content)
-    saved = time.perf_counter()
-    # the peak RSS of loading the artifact runs beside the scoring: memory is not changed by a busy core
+    # the process whose peak RSS is the artifact's starts now: its interpreter and imports run beside the fit, and it
+    # loads the artifact once it is written (memory, which a busy core does not change)
     rss = PeakRss(family.name, job.staged, task.profile_inputs(test)) if settings.evaluation.measure_rss else None
     try:
+        if job.features is not None and isinstance(family, FeatureFamily):
+            featurizer, features = job.features
+            head = family.fit_head(features, train.targets, job.found.params, settings.seed, start=job.start)
+            predictor = family.assemble(featurizer, head)
+        else:
+            predictor = family.fit(train.inputs, train.targets, job.found.params, settings.seed)
+        error_rate, files = task.after_fit(predictor, train, job.found.oof, test.labels)
+        fitted = time.perf_counter()
+        with full_disk_as_error(job.staged, f"the {family.name} artifact"):
+            predictor.save(job.staged)
+            for file_name, content in files.items():
+                write_json(job.staged / file_name, content)
+        saved = time.perf_counter()
         scores, outputs = quality(task, predictor, test, metric, settings)
         stored = task.stored_outputs(outputs, test)
         if stored is not None:
             with full_disk_as_error(job.staged, f"the {family.name} artifact"):
                 write_json(job.staged / OUTPUTS_FILE, stored)
     finally:
-        peak = rss.result() if rss is not None else None
+        peak = rss.result() if rss is not None else None  # after a failure: None (nothing to load)
     return Built(
         family.name,
         predictor if predictor.portable else None,

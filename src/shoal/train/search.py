@@ -137,14 +137,33 @@ def _head_fits(
     return [task.fold_outputs(_Head(head), held, labels) for head in heads]
 
 
+#: an idle pool process waits this long for work before it ends (loky's default is 5 minutes): a job process
+#: started ahead of its job (`worker.job_process`) keeps its pool ready until the job comes
+POOL_IDLE_SECONDS = 7 * 24 * 3600.0
+
+
 def parallel_pool(n_jobs: int, n_tasks: int) -> Parallel:
+    """The training pool (`n_jobs` processes, fewer for fewer tasks; one: this process). Every call of a process
+    with the same size gets the same processes back (loky reuses them when the arguments are equal)."""
     # loky starts its workers with fork+exec, never a bare fork of this (threaded) process; they die with it
     return Parallel(
         n_jobs=max(1, min(n_jobs, n_tasks)),
         backend="loky",
         initializer=die_with_parent,
         initargs=(os.getpid(),),
+        idle_worker_timeout=POOL_IDLE_SECONDS,
     )
+
+
+def _ready(needs: list[Any]) -> int:
+    """A pool job that does nothing: receiving it imports the modules of `needs` in the pool process."""
+    return os.getpid()
+
+
+def start_pool(n_jobs: int, needs: list[Any]) -> set[int]:
+    """Start the training pool's processes now, each importing the search and the modules of `needs` (task kinds,
+    families), so that a search started later finds them ready; returns their pids."""
+    return set(parallel_pool(n_jobs, n_jobs)(delayed(_ready)(needs) for _ in range(n_jobs)))
 
 
 def search_many(

@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from shoal import __version__, defaults, gate
 from shoal.data.assembled import assembled
@@ -162,8 +163,12 @@ def _fit_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, 
             except Exception as error:
                 _failed(ws, name, by_name[family.name], f"{type(error).__name__}: {error}", traceback.format_exc())
                 continue
-            shared = searched.features.get(family.features_key) if isinstance(family, FeatureFamily) else None
-            jobs.append(Job(family, searched.results[family.name], shared, staged))
+            found = searched.results[family.name]
+            if isinstance(family, FeatureFamily) and family.features_key in searched.features:
+                shared = searched.features[family.features_key]
+                jobs.append(Job(family, found, shared, staged, *_head_start(ws, name, family, shared[0], train)))
+            else:
+                jobs.append(Job(family, found, None, staged))
         try:
             built = build(task, jobs, train, test, spec.metric, settings)
         except Exception as error:  # the pool itself broke
@@ -186,6 +191,23 @@ def _fit_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, 
             ws.registry.artifacts.discard(job.staged)
 
 
+def _head_start(
+    ws: Workspace, name: str, family: FeatureFamily, featurizer: Any, train: TrainSet
+) -> tuple[Any, int | None]:
+    """Where `family`'s final fit may begin (`FeatureFamily.head_start`): the production version's solution, when
+    that version is of this family; (None, None): from zero. Only a shortcut, so a production artifact that does not
+    load (the server and `shoal doctor` report that) leaves the fit to start from zero."""
+    current = ws.registry.alias(name, PRODUCTION)
+    version = ws.registry.version(name, current) if current is not None else None
+    if version is None or version.family != family.name:
+        return None, None
+    try:
+        start = family.head_start(ws.load_predictor(version), featurizer, train.targets)
+    except Exception:
+        return None, None
+    return (start, version.number) if start is not None else (None, None)
+
+
 def _register(
     ws: Workspace, name: str, spec: ModelSpec, data: ModelData, job: Job, built: Built, search_seconds: float
 ) -> Version:
@@ -202,6 +224,7 @@ def _register(
         eval_seconds=built.eval_seconds + time.perf_counter() - started,
         cv=CrossValidation(spec.folds(len(data.train.inputs)), job.found.cv_score, job.found.scores),
         n_train=len(data.train.inputs),
+        fit_started_from=job.started_from,
     )
     checkpoint("artifact_written")
     version, _ = ws.registry.register_version(

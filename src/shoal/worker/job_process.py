@@ -5,6 +5,10 @@ but without re-importing the worker's main module, the whole CLI): never a fork 
 It leads its own session so the processes it starts belong to it, is signalled when the worker dies (Linux) and
 then takes its whole session down, and sends its steps and its `ModelReport` back over a pipe. Past its
 wall-clock budget, or when the worker is stopped, the whole process tree is killed.
+
+A child is started before its job is known (`JobProcess`): it imports the training code and starts its training
+pool, then waits for the model's name on a pipe, so a long-running worker keeps one ready and a data drop does not
+pay for an interpreter, its imports and the pool's processes. It trains one job, then ends.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from types import FrameType
 
 import psutil
 
+from shoal.families import get_family
 from shoal.faults import log_forks
-from shoal.train.trainer import ModelReport, Step, TrainError, train_model
+from shoal.tasks import get_task
+from shoal.train.search import start_pool
+from shoal.train.trainer import ModelReport, Step, TrainError, candidate_families, train_model
 from shoal.workspace import Workspace
 
 _PR_SET_PDEATHSIG = 1
@@ -46,29 +53,65 @@ class JobFailed(Exception):
         return self.message
 
 
+class JobProcess:
+    """A fresh interpreter for one job, started before the job is known: it imports the training code and starts
+    its training pool (`_prepare`), then waits for a model's name. The worker keeps one ready, so a data drop
+    does not wait for an interpreter and a pool to start; the fleet file is read when the job arrives."""
+
+    def __init__(self, root: Path) -> None:
+        job_read, job_write = os.pipe()  # worker -> child: the model to train
+        read, write = os.pipe()  # child -> worker: its steps and its report
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(root), str(job_read), str(write), str(os.getpid())],
+                pass_fds=(job_read, write),
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(job_write)
+            os.close(read)
+            raise
+        finally:
+            os.close(job_read)
+            os.close(write)
+        self._jobs = Connection(job_write, readable=False)
+        self._receive = Connection(read, writable=False)
+        self._open = True
+
+    def waiting(self) -> bool:
+        """Whether it can still take its job (not used, not ended)."""
+        return self._open and _exited(self.process.pid, 0) is None
+
+    def run(self, name: str, step: Step, budget_seconds: float) -> ModelReport:
+        """`train_model(Workspace(root), name, step)` in this process, stopped after `budget_seconds` (counted from
+        now); the process ends with its job."""
+        deadline = time.monotonic() + budget_seconds
+        grace = 0.0
+        try:
+            with suppress(OSError):  # it ended meanwhile: `_receive` says how
+                self._jobs.send(name)
+            report = _receive(self.process, self._receive, step, deadline, budget_seconds)
+            grace = _EXIT_GRACE_SECONDS  # a child that reported is closing its workspace: let it end on its own
+            return report
+        finally:
+            self._close(grace)
+
+    def close(self) -> None:
+        """Stop it (unused, or after its job) with every process it started."""
+        self._close(0.0)
+
+    def _close(self, grace: float) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self._jobs.close()
+        self._receive.close()
+        _stop(self.process, grace)
+
+
 def train_in_child(root: Path, name: str, step: Step, budget_seconds: float) -> ModelReport:
-    """`train_model(Workspace(root), name, step)` in a child process, stopped after `budget_seconds`."""
-    read, write = os.pipe()
-    receive = Connection(read, writable=False)
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(root), name, str(write), str(os.getpid())],
-            pass_fds=(write,),
-            start_new_session=True,
-        )
-    except BaseException:
-        receive.close()
-        raise
-    finally:
-        os.close(write)
-    grace = 0.0
-    try:
-        report = _receive(process, receive, step, time.monotonic() + budget_seconds, budget_seconds)
-        grace = _EXIT_GRACE_SECONDS  # a child that reported is closing its workspace: let it end on its own
-        return report
-    finally:
-        receive.close()
-        _stop(process, grace)
+    """`train_model(Workspace(root), name, step)` in a child process started now, stopped after `budget_seconds`."""
+    return JobProcess(root).run(name, step, budget_seconds)
 
 
 def _receive(
@@ -140,9 +183,16 @@ def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
     psutil.wait_procs(descendants, timeout=_REAP_SECONDS)
 
 
-def _child(root: str, name: str, send: Connection, parent: int) -> None:
+def _child(root: str, jobs: Connection, send: Connection, parent: int) -> None:
     _die_with_parent(parent)
     log_forks()
+    _prepare(Path(root))
+    try:
+        name = jobs.recv()
+    except EOFError:  # the worker stopped without a job for this process
+        return
+    finally:
+        jobs.close()
     ws = Workspace(root)  # only resolves the path: the fleet file is read inside the try
     try:
         report = train_model(ws, name, lambda model, what: send.send(("step", model, what)))
@@ -154,6 +204,19 @@ def _child(root: str, name: str, send: Connection, parent: int) -> None:
     finally:
         ws.close()
         send.close()
+
+
+def _prepare(root: Path) -> None:
+    """Before the job arrives: import the fleet's task kinds and families here and in the training pool, whose
+    processes it starts (`start_pool`). Best effort: a fleet file that does not load now is the job's to report."""
+    try:
+        ws = Workspace(root)
+        fleet, n_jobs = ws.fleet, ws.fleet.workspace.n_jobs
+        needs = [get_task(spec.task) for spec in fleet.models.values()]
+        needs += [get_family(name) for spec in fleet.models.values() for name in candidate_families(spec)]
+        start_pool(n_jobs, needs)
+    except Exception as error:  # nothing is lost: the job starts what it needs itself
+        print(f"job process: not prepared ({type(error).__name__})", file=sys.stderr)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -176,5 +239,5 @@ def _die_with_parent(parent: int) -> None:
 
 
 if __name__ == "__main__":
-    _root, _name, _fd, _parent = sys.argv[1:]
-    _child(_root, _name, Connection(int(_fd), readable=False), int(_parent))
+    _root, _jobs, _send, _parent = sys.argv[1:]
+    _child(_root, Connection(int(_jobs), writable=False), Connection(int(_send), readable=False), int(_parent))

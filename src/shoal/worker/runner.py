@@ -4,7 +4,9 @@ A job runs `train_model` (every family, evaluation, gate; promotion goes through
 the server polls) in a child process (`job_process`), stopped and recorded as failed past the model's
 `retrain.max_job_seconds`. A thread renews the lease while it runs; a worker killed outright stops renewing (its
 child dies with it) and another worker claims the job once the lease expires. Ctrl-C or SIGTERM stops the child
-and hands the current job back to the queue.
+and hands the current job back to the queue. A long-running worker keeps the next job's process started and
+waiting, its imports done and its training pool up (`JobProcess`): started with the worker and after each job,
+never beside a running one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from shoal.train.trainer import ModelReport
 from shoal.worker.drift import DriftChecks
 from shoal.worker.feedback import process_feedback
 from shoal.worker.inbox import Inbox
-from shoal.worker.job_process import JobFailed, train_in_child
+from shoal.worker.job_process import JobFailed, JobProcess
 from shoal.worker.logs import emit
 from shoal.worker.triggers import Triggers
 from shoal.workspace import Workspace
@@ -88,6 +90,7 @@ class Worker:
         self.drift = DriftChecks(ws, self.triggers)
         self.predictions = ws.prediction_log()
         self._fleet_mtime = self._mtime()
+        self._ready: JobProcess | None = None  # the next job's process, waiting (a long-running worker only)
 
     def run(self, *, once: bool = False) -> int:
         """Work until Ctrl-C or SIGTERM (or, with `once`, until nothing is left to do); returns the jobs run."""
@@ -97,6 +100,8 @@ class Worker:
             with _sigterm_as_interrupt():
                 if once:
                     self._settle()
+                else:
+                    self._ready = JobProcess(self.ws.root)
                 while True:
                     if _STOP.is_set():  # a SIGTERM that a library swallowed while a job ran
                         raise KeyboardInterrupt
@@ -106,6 +111,8 @@ class Worker:
                         if job is not None:
                             self.run_job(job)
                             ran += 1
+                            if not once:
+                                self._ready = JobProcess(self.ws.root)
                             continue
                     except Exception as error:  # a database outage must not end a long-running worker
                         if once:
@@ -116,6 +123,10 @@ class Worker:
                     time.sleep(self.poll_seconds)
         except KeyboardInterrupt:
             emit("worker_interrupted", worker=self.worker_id)
+        finally:
+            if self._ready is not None:
+                self._ready.close()
+                self._ready = None
         emit("worker_stopped", worker=self.worker_id, jobs=ran)
         return ran
 
@@ -142,7 +153,7 @@ class Worker:
             emit("job_started", model=job.model, job=job.id, attempt=job.attempts, reason=job.reason)
             with Heartbeat(self.queue, job, self.worker_id):
                 budget = self.ws.model(job.model).retrain.max_job_seconds
-                report = train_in_child(self.ws.root, job.model, step, budget)
+                report = self._job_process().run(job.model, step, budget)
         except KeyboardInterrupt:
             self.queue.release(job.id, self.worker_id, "the worker was stopped")
             emit("job_released", model=job.model, job=job.id)
@@ -164,6 +175,15 @@ class Worker:
             self._finish(job, started, error="every family failed: " + "; ".join(failures))
             return
         self._finish(job, started, message=describe(report), payload=_payload(report))
+
+    def _job_process(self) -> JobProcess:
+        """The waiting job process (one that ended meanwhile is replaced), else one started now."""
+        ready, self._ready = self._ready, None
+        if ready is not None and ready.waiting():
+            return ready
+        if ready is not None:
+            ready.close()
+        return JobProcess(self.ws.root)
 
     def _finish(
         self,
