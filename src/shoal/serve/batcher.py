@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -142,20 +143,22 @@ class InferencePool:
         self._jobs.put((asyncio.get_running_loop(), job))
 
     def _work(self) -> None:
-        """A thread of the pool: run jobs until `close`."""
+        """A thread of the pool: run jobs until `close`. It holds no job while it waits for the next, so the version
+        a finished job used is freed when the event loop lets go of it (a replaced version, after a swap)."""
         while (taken := self._jobs.get()) is not None:
-            loop, job = taken
-            for batch in job:
-                started = time.perf_counter()
-                try:
-                    batch.output = batch.loaded.predictor.predict_proba(batch.texts)
-                except Exception as error:
-                    batch.error = error
-                batch.seconds = time.perf_counter() - started
+            self._work_on(*taken)
+            del taken
+
+    def _work_on(self, loop: asyncio.AbstractEventLoop, job: list[_Batch]) -> None:
+        for batch in job:
+            started = time.perf_counter()
             try:
-                loop.call_soon_threadsafe(self._done, job)
-            except RuntimeError:  # the event loop is closed: nobody waits for these answers any more
-                continue
+                batch.output = batch.loaded.predictor.predict_proba(batch.texts)
+            except Exception as error:
+                batch.error = error
+            batch.seconds = time.perf_counter() - started
+        with suppress(RuntimeError):  # the event loop is closed: nobody waits for these answers any more
+            loop.call_soon_threadsafe(self._done, job)
 
     def _done(self, job: list[_Batch]) -> None:
         self.busy -= 1
