@@ -194,11 +194,7 @@ def _proba(classifier: Any) -> tuple[Any, bool]:
     array-namespace dispatch, which cost more than the arithmetic for a few texts."""
     if type(classifier) is not LogisticRegression or len(classifier.classes_) <= 2 or classifier.coef_.ndim != 2:
         return classifier.predict_proba, False
-    # scipy multiplies a sparse matrix by a dense one read in C order, and copies a dense one that is not C-ordered on
-    # every call: the transposed coefficients (77 x 10^5 numbers for Banking77's TF-IDF) are copied here once instead,
-    # and the classifier keeps them as their transpose, so it holds the same numbers in one copy, not two
-    coef_t = np.ascontiguousarray(classifier.coef_.T)
-    classifier.coef_, intercept = coef_t.T, classifier.intercept_
+    coef_t, intercept = classifier.coef_.T, classifier.intercept_
 
     def proba(features: Any) -> np.ndarray:
         scores = np.asarray(features @ coef_t)  # a sparse matrix times a dense one is dense
