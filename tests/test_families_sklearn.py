@@ -11,10 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
+from sklearn.pipeline import FeatureUnion, Pipeline
 
 from shoal.families import get_family
-from shoal.families.runtime.sklearn_predictor import MODEL_FILE, UntrustedArtifact, _with_term_arrays, load_skops, sio
+from shoal.families.runtime.sklearn_predictor import (
+    MODEL_FILE,
+    SklearnPredictor,
+    UntrustedArtifact,
+    _with_term_arrays,
+    load_skops,
+    sio,
+)
 
 
 @pytest.mark.parametrize("family_name", ["majority", "tfidf-logreg", "tfidf-svm"])
@@ -37,6 +47,33 @@ def test_lean_prediction_equals_the_pipeline_before_and_after_a_round_trip(
         accuracy = (predicted == truth).mean()
         assert 1 - accuracy <= (1 - floor) / 2, f"accuracy {accuracy:.3f}: not half the errors of {floor:.3f}"
         assert f1_score(truth, predicted, pos_label="spam") > 0.8  # the floor scores 0
+
+
+def test_a_tfidf_logistic_regression_predicts_the_pipelines_own_probabilities_to_the_bit(
+    banking: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """The served path of a multiclass TF-IDF logistic regression (one matrix for the union, the scores and softmax
+    without scikit-learn's validation and dispatch, no scikit-learn config set) calls no scikit-learn code and gives
+    the fitted pipeline's `predict_proba` exactly, for any batch; a union of unlike-weighted vectorizers takes the
+    part-by-part path, exact too."""
+    train, test = banking
+    family = get_family("tfidf-logreg")
+    predictor = family.fit(train["text"].iloc[:2000].tolist(), train["label"].iloc[:2000].tolist(), {"C": 3.0}, 0)
+    assert predictor._lean  # type: ignore[attr-defined]
+    texts = [*test["text"].iloc[:300].tolist(), "", "ünïcode 💳 and a term never seen"]
+    unlike = Pipeline(
+        [
+            ("features", FeatureUnion([("w", TfidfVectorizer(norm="l1")), ("c", TfidfVectorizer(analyzer="char_wb"))])),
+            ("clf", LogisticRegression(max_iter=50)),
+        ]
+    ).fit(train["text"].iloc[:500].tolist(), train["label"].iloc[:500].tolist())
+    other = SklearnPredictor(unlike)
+    assert not other._lean
+    for served, estimator in ((predictor, predictor.estimator), (other, unlike)):  # type: ignore[attr-defined]
+        for size in (1, 3, 64, len(texts)):
+            for start in range(0, min(len(texts), 3 * size), size):
+                batch = texts[start : start + size]
+                np.testing.assert_array_equal(served.predict_proba(batch), estimator.predict_proba(batch))
 
 
 def test_vocabularies_are_saved_as_arrays_and_older_artifacts_still_load(sms: pd.DataFrame, tmp_path: Path) -> None:

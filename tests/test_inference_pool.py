@@ -17,6 +17,7 @@ from shoal.families.base import Predictor
 from shoal.fleet import ServeSpec
 from shoal.registry import Version
 from shoal.serve.batcher import Batcher, InferencePool, Loaded
+from shoal.serve.errors import ServeError
 from shoal.serve.metrics import Metrics
 
 
@@ -97,3 +98,106 @@ def test_a_model_runs_up_to_its_concurrency_of_batches_at_once() -> None:
     answer = asyncio.run(scenario())
     assert answer[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert most[0] == 3  # three batches of two at once, not one after another
+
+
+class Gated(Recording):
+    """Records its batches like `Recording`, without the pause; holds a batch until `gate` is set when it has one."""
+
+    def __init__(self, name: str, calls: list[tuple[str, int]], lock: threading.Lock, gate: threading.Event) -> None:
+        super().__init__(name, calls, lock)
+        self.gate = gate
+
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+        assert self.gate.wait(10), "the test never opened the gate"
+        with self.lock:
+            self.calls.append((self.name, len(inputs)))
+        return np.array([[float(len(text))] for text in inputs])
+
+
+def test_small_batches_of_several_models_run_as_one_job_answered_in_one_wake_up() -> None:
+    """With the only thread busy, five models' requests wait; the thread then takes all five batches as one job (they
+    are quick, by their measured times) and their answers come back to the event loop together."""
+    calls: list[tuple[str, int]] = []
+    lock, gate, opened = threading.Lock(), threading.Event(), threading.Event()
+    opened.set()
+    jobs: list[list[str]] = []
+
+    async def scenario() -> list[np.ndarray]:
+        pool = InferencePool()
+        done = pool._done
+
+        def handed_back(job: list[Any]) -> None:
+            jobs.append([batch.batcher.model for batch in job])
+            done(job)
+
+        pool._done = handed_back  # type: ignore[method-assign]
+        metrics = Metrics()
+        blocker = Batcher("blocker", ServeSpec(), metrics, pool)
+        names = [f"m{i}" for i in range(5)]
+        batchers = [Batcher(name, ServeSpec(), metrics, pool) for name in names]
+        pool.threads = 1
+        quick = [_loaded(Gated(name, calls, lock, opened)) for name in names]
+        for batcher, loaded in zip(batchers, quick, strict=True):  # each model's batch time measured: microseconds
+            await asyncio.wait_for(batcher.predict(loaded, ["warm"]), 10)
+        jobs.clear()
+        held = asyncio.ensure_future(blocker.predict(_loaded(Gated("blocker", calls, lock, gate)), ["x"]))
+        await asyncio.sleep(0)  # the blocker's batch holds the only thread
+        waiting = [
+            asyncio.ensure_future(batcher.predict(loaded, ["a" * (i + 1), "b"]))
+            for i, (batcher, loaded) in enumerate(zip(batchers, quick, strict=True))
+        ]
+        await asyncio.sleep(0)
+        assert not any(future.done() for future in waiting)
+        gate.set()
+        answers = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+        await asyncio.wait_for(held, 10)
+        pool.close()
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert [answer[:, 0].tolist() for answer in answers] == [[float(i + 1), 1.0] for i in range(5)]
+    assert jobs == [["blocker"], [f"m{i}" for i in range(5)]], jobs
+
+
+def test_a_request_not_started_by_its_deadline_is_refused_and_the_queue_timer_moves_to_the_next() -> None:
+    """One deadline timer per queue: each waiting request is refused at its own deadline, not at the first one's, and
+    the requests after them are served."""
+    calls: list[tuple[str, int]] = []
+    lock, gate, opened = threading.Lock(), threading.Event(), threading.Event()
+    opened.set()
+    refused_after: list[float] = []
+
+    async def refused(batcher: Batcher, loaded: Loaded) -> None:
+        loop = asyncio.get_running_loop()
+        queued = loop.time()
+        try:
+            await asyncio.wait_for(batcher.predict(loaded, ["late"]), 10)
+        except ServeError as error:
+            assert (error.status, error.code) == (503, "deadline")
+            refused_after.append(loop.time() - queued)
+        else:
+            raise AssertionError("a request past its deadline was answered")
+
+    async def scenario() -> np.ndarray:
+        pool = InferencePool()
+        metrics = Metrics()
+        batcher = Batcher("slow", ServeSpec(deadline_ms=100), metrics, pool)
+        held = asyncio.ensure_future(batcher.predict(_loaded(Gated("slow", calls, lock, gate)), ["first"]))
+        await asyncio.sleep(0)  # running, and the model runs one batch at a time
+        loaded = _loaded(Gated("slow", calls, lock, opened))
+        first = asyncio.ensure_future(refused(batcher, loaded))
+        await asyncio.sleep(0.05)  # the second request joins the queue half a deadline after the first
+        second = asyncio.ensure_future(refused(batcher, loaded))
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+        await refused(batcher, loaded)  # queued after the queue emptied: a new timer
+        assert batcher.queued == 0
+        gate.set()
+        await asyncio.wait_for(held, 10)
+        answer = await asyncio.wait_for(batcher.predict(loaded, ["after"]), 10)
+        assert metrics.rejected.values == {("slow", "1", "deadline"): 3}
+        pool.close()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer[:, 0].tolist() == [5.0]
+    assert len(refused_after) == 3 and all(0.09 <= seconds < 5 for seconds in refused_after), refused_after

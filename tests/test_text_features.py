@@ -1,4 +1,4 @@
-"""`FastTfidf` and `FastUnion` must give a fitted TfidfVectorizer's (and a FeatureUnion of them) own matrix, bit for
+"""`FastTfidf` must give a fitted TfidfVectorizer's (and an alike-weighted FeatureUnion of them) own matrix, bit for
 bit, on real texts and odd ones."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
-from shoal.families.runtime.text_features import FastTfidf, FastUnion, tfidf_features
+from shoal.families.runtime.text_features import FastTfidf, tfidf_features
 
 ODD = [
     "",
@@ -56,11 +56,12 @@ def test_the_matrix_is_the_vectorizers_to_the_bit(
 def test_the_word_memory_is_bounded_and_forgetting_changes_nothing(vectorizers: list[TfidfVectorizer]) -> None:
     char = next(v for v in vectorizers if v.analyzer == "char_wb")
     fast = FastTfidf(char)
-    fast.max_words = 5
+    (terms,) = fast.parts
+    terms.max_words = 5
     texts = ["lost my card yesterday evening", "my card arrived", "when will my new card arrive please"]
     for _ in range(3):
         np.testing.assert_array_equal(fast.transform(texts).toarray(), char.transform(texts).toarray())
-        assert len(fast.words) <= 5
+        assert 0 < len(terms.words) <= 5
 
 
 def test_vectorizers_it_does_not_reproduce_keep_their_own_transform() -> None:
@@ -88,8 +89,8 @@ def test_a_union_of_vectorizers_is_built_as_one_matrix_equal_to_the_unions_own(
     vectorizers: list[TfidfVectorizer], banking: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
     union = FeatureUnion([(v.analyzer, v) for v in vectorizers])
-    assert FastUnion.supports(union)
-    fast = FastUnion(vectorizers)
+    assert FastTfidf.supports(union)
+    fast = FastTfidf(union)
     texts = banking[1]["text"].tolist() + ODD
     for size in (1, 3, 64, len(texts)):
         for start in range(0, min(len(texts), 4 * size), size):
@@ -97,14 +98,19 @@ def test_a_union_of_vectorizers_is_built_as_one_matrix_equal_to_the_unions_own(
                 fast.transform(texts[start : start + size]), union.transform(texts[start : start + size])
             )
     assert_same_matrix(fast.transform(ODD * 2), union.transform(ODD * 2))
-    others = [  # the other weightings and norms, on texts with empty rows
-        TfidfVectorizer(norm="l1", sublinear_tf=False).fit(ODD),
-        TfidfVectorizer(analyzer="char_wb", norm=None, use_idf=False, dtype=np.float64).fit(ODD),
-    ]
-    assert_same_matrix(
-        FastUnion(others).transform(ODD), FeatureUnion([("a", others[0]), ("b", others[1])]).transform(ODD)
-    )
-    assert not FastUnion.supports(FeatureUnion([(v.analyzer, v) for v in vectorizers], transformer_weights={"word": 2}))
+    for options in ({"norm": "l1", "sublinear_tf": False}, {"norm": None, "use_idf": False, "dtype": np.float64}):
+        alike = [TfidfVectorizer(**options).fit(ODD), TfidfVectorizer(analyzer="char_wb", **options).fit(ODD)]  # type: ignore[arg-type]
+        other = FeatureUnion([("a", alike[0]), ("b", alike[1])])
+        assert FastTfidf.supports(other)
+        assert_same_matrix(FastTfidf(other).transform(ODD), other.transform(ODD))
+    assert not FastTfidf.supports(FeatureUnion([(v.analyzer, v) for v in vectorizers], transformer_weights={"word": 2}))
+
+
+def test_a_union_of_differently_weighted_vectorizers_is_left_to_its_parts() -> None:
+    """Parts weighted unlike each other (here: norms) are not one matrix; each is still `FastTfidf`, side by side."""
+    parts = [TfidfVectorizer(norm="l1").fit(ODD), TfidfVectorizer(analyzer="char_wb", norm="l2").fit(ODD)]
+    union = FeatureUnion([("a", parts[0]), ("b", parts[1])])
+    assert not FastTfidf.supports(union) and all(FastTfidf.supports(part) for part in parts)
 
 
 def test_a_batch_with_no_known_term_at_all_is_the_vectorizers_empty_matrix(vectorizers: list[TfidfVectorizer]) -> None:
@@ -113,4 +119,4 @@ def test_a_batch_with_no_known_term_at_all_is_the_vectorizers_empty_matrix(vecto
     word = next(v for v in vectorizers if v.analyzer == "word")
     assert_same_matrix(FastTfidf(word).transform(batch), word.transform(batch))
     union = FeatureUnion([(v.analyzer, v) for v in vectorizers])
-    assert_same_matrix(FastUnion(vectorizers).transform(["", "   "]), union.transform(["", "   "]))
+    assert_same_matrix(FastTfidf(union).transform(["", "   "]), union.transform(["", "   "]))

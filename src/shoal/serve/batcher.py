@@ -1,19 +1,20 @@
 """Queue-aware dynamic batching for one model.
 
-Requests join a FIFO queue. Whenever an executor slot is free (the model runs at most `concurrency` batches
-at once) the batcher takes everything queued, up to `max_batch_size` inputs, and runs it in a thread. There
-is no timer: a lone request on an idle model starts at once, and under load the queue fills the next batch
-while the current one runs. A request with more inputs than `max_batch_size` is split into several queue
-entries and merged back in order. Each entry keeps the loaded version it was submitted with, and a batch
-never mixes versions, so a request finishes on the version it started with even across a hot swap.
+Requests join a FIFO queue. Whenever a thread of the pool is free for it (the model runs at most `concurrency`
+batches at once) the batcher takes everything queued, up to `max_batch_size` inputs, as one batch. There is no
+batching timer: a lone request on an idle model starts at once, and under load the queue fills the next batch while
+the current one runs. A request with more inputs than `max_batch_size` is split into several queue entries and merged
+back in order. Each entry keeps the loaded version it was submitted with, and a batch never mixes versions, so a
+request finishes on the version it started with even across a hot swap.
 
 A full queue (`max_queue` inputs) refuses a request at once; an entry not started within `deadline_ms` is
-refused when its deadline passes. Both answer 503 with Retry-After.
+refused when its deadline passes (one timer per queue, at its oldest entry's deadline). Both answer 503 with
+Retry-After.
 
-The batches of every model of a server process run on one `InferencePool`: as many threads as the largest
-`concurrency`, given to the models that have work in turn, and a model's batch is formed only when a thread takes it.
-With many models, a model's queue fills while the others run, and a handful of threads (not one per model) share
-the GIL with the event loop.
+The batches of every model of a server process run on one `InferencePool`: a thread per core (or the largest
+`concurrency`), given to the models that have work in turn, and a model's batch is formed only when a thread takes it.
+A thread takes a job of several models' batches (about `budget_s` of work) and hands their answers back in one
+event-loop wake-up: with many models, each batch is small, and a hand-off per batch would cost more than the batch.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
+import threading
+import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 import numpy as np
 
@@ -58,7 +61,7 @@ class Loaded:
 
 
 class _Entry:
-    __slots__ = ("deadline", "enqueued", "future", "live", "loaded", "texts", "timer")
+    __slots__ = ("enqueued", "future", "live", "loaded", "texts")
 
     def __init__(self, loaded: Loaded, texts: list[str], future: asyncio.Future[np.ndarray], now: float) -> None:
         self.loaded = loaded
@@ -66,45 +69,119 @@ class _Entry:
         self.future = future
         self.enqueued = now
         self.live = True  # still in the queue: neither started, expired nor abandoned
-        self.timer: asyncio.TimerHandle | None = None
+
+
+class _Batch:
+    """Entries of one model and version run together; the pool's thread fills in `output` or `error` and `seconds`."""
+
+    __slots__ = ("batcher", "entries", "error", "loaded", "output", "seconds", "texts")
+
+    def __init__(self, batcher: Batcher, entries: list[_Entry], loaded: Loaded, texts: list[str]) -> None:
+        self.batcher, self.entries, self.loaded, self.texts = batcher, entries, loaded, texts
+        self.output: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
 
 
 class InferencePool:
-    """The threads that run the batches of every model, taken by the models with work in turn (round robin); every
-    method runs on the event loop thread."""
+    """The threads that run the batches of every model. A free thread takes a job: the next batch of each model with
+    work in turn (round robin), as many as fit in `budget_s` by their models' recent batch times (always one), run
+    one after the other, their results handed back to the event loop in one wake-up. With many models, each with
+    small batches, a wake-up and a hand-off per batch would cost the event loop more than the batches themselves.
+    Every method but `_work` runs on the event loop thread."""
+
+    #: seconds of work one job takes, by its models' recent batch times
+    budget_s = 0.002
 
     def __init__(self) -> None:
         # one per core, or the largest concurrency of a model using it if more: a slow model's batch then never
         # holds the only thread while the other models' queues wait
         self.threads = os.cpu_count() or 1
         self.busy = 0
-        self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="shoal-batch")  # started as needed
         self._turns: deque[Batcher] = deque()
+        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[_Batch]] | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
 
     def want(self, batcher: Batcher) -> None:
         """`batcher` can start a batch: start it when a thread is free and the models asking before it have had one."""
+        self.line_up(batcher)
+        self._run()
+
+    def line_up(self, batcher: Batcher) -> None:
         if not batcher.has_turn:
             batcher.has_turn = True
             self._turns.append(batcher)
-        self._run()
-
-    def finished(self) -> None:
-        self.busy -= 1
-        self._run()
 
     def _run(self) -> None:
-        while self.busy < self.threads and self._turns:
-            batcher = self._turns.popleft()
-            batcher.has_turn = False
-            if batcher.start_batch():
-                self.busy += 1
+        turns = self._turns
+        while self.busy < self.threads and turns:
+            job: list[_Batch] = []
+            spent = 0.0
+            while turns and (not job or spent + self._cost(turns[0]) <= self.budget_s):
+                batcher = turns.popleft()
+                batcher.has_turn = False
+                batch = batcher.start_batch()
+                if batch is None:
+                    continue
+                job.append(batch)
+                spent += self._cost(batcher)
                 if batcher.can_start():  # below its concurrency with work left: in line again, behind the others
-                    batcher.has_turn = True
-                    self._turns.append(batcher)
+                    self.line_up(batcher)
+            if job:
+                self._submit(job)
+
+    def _cost(self, batcher: Batcher) -> float:
+        """The seconds a batch of `batcher` is expected to take (a model not measured yet: a job of its own)."""
+        return self.budget_s if batcher.cost_s is None else batcher.cost_s
+
+    def _submit(self, job: list[_Batch]) -> None:
+        self.busy += 1
+        if len(self._workers) < self.busy:  # threads start as needed
+            worker = threading.Thread(target=self._work, name=f"shoal-batch-{len(self._workers)}", daemon=True)
+            self._workers.append(worker)
+            worker.start()
+        self._jobs.put((asyncio.get_running_loop(), job))
+
+    def _work(self) -> None:
+        """A thread of the pool: run jobs until `close`. It holds no job while it waits for the next, so the version
+        a finished job used is freed when the event loop lets go of it (a replaced version, after a swap)."""
+        while (taken := self._jobs.get()) is not None:
+            self._work_on(*taken)
+            del taken
+
+    def _work_on(self, loop: asyncio.AbstractEventLoop, job: list[_Batch]) -> None:
+        for batch in job:
+            started = time.perf_counter()
+            try:
+                batch.output = batch.loaded.predictor.predict_proba(batch.texts)
+            except Exception as error:
+                batch.error = error
+            batch.seconds = time.perf_counter() - started
+        with suppress(RuntimeError):  # the event loop is closed: nobody waits for these answers any more
+            loop.call_soon_threadsafe(self._done, job)
+
+    def _done(self, job: list[_Batch]) -> None:
+        self.busy -= 1
+        for batch in job:
+            batch.batcher.finished(batch)
+        self._run()
 
     def close(self) -> None:
+        """Refuse the jobs no thread has taken yet, and let the threads end."""
         self._turns.clear()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        while True:
+            try:
+                taken = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if taken is not None:
+                self.busy -= 1
+                for batch in taken[1]:
+                    batch.error = unavailable("shutting_down", "the server is stopping; retry on another one")
+                    batch.batcher.finished(batch)
+        for _ in self._workers:
+            self._jobs.put(None)
+        self._workers.clear()
 
 
 class Batcher:
@@ -120,7 +197,10 @@ class Batcher:
         self.queued = 0  # inputs waiting
         self.running = 0  # batches executing
         self.has_turn = False  # waiting for a thread of the pool
+        self.cost_s: float | None = None  # recent seconds per batch, once one ran
         self._queue: deque[_Entry] = deque()
+        self._wait_s = spec.deadline_ms / 1000
+        self._timer: asyncio.TimerHandle | None = None  # at the deadline of the oldest queued entry
         self._closed = False
 
     def close(self) -> None:
@@ -138,14 +218,13 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         now = loop.time()
-        deadline = now + self.spec.deadline_ms / 1000
-        entries = []
-        for start in range(0, size, limit):
-            entry = _Entry(loaded, texts[start : start + limit], loop.create_future(), now)
-            entry.timer = loop.call_at(deadline, self._expire, entry)
-            entries.append(entry)
-            self._queue.append(entry)
+        entries = [
+            _Entry(loaded, texts[start : start + limit], loop.create_future(), now) for start in range(0, size, limit)
+        ]
+        self._queue.extend(entries)
         self.queued += size
+        if self._timer is None:
+            self._timer = loop.call_at(now + self._wait_s, self._expire)
         self._dispatch()
         try:
             if len(entries) == 1:
@@ -158,28 +237,35 @@ class Batcher:
             raise
 
     def _abandon(self, entry: _Entry) -> None:
-        if entry.live:
+        if entry.live:  # it stays in the queue, skipped, until a batch or the deadline timer reaches it
             entry.live = False
             self.queued -= len(entry.texts)
-            if entry.timer is not None:
-                entry.timer.cancel()
         if not entry.future.done():
             entry.future.cancel()
 
-    def _expire(self, entry: _Entry) -> None:
-        if not entry.live:
-            return
-        entry.live = False
-        self.queued -= len(entry.texts)
-        self.metrics.rejected.inc((self.model, str(entry.loaded.number), "deadline"), len(entry.texts))
-        if not entry.future.done():
-            entry.future.set_exception(
-                unavailable(
-                    "deadline",
-                    f"model {self.model!r} could not start this request within {self.spec.deadline_ms:g} ms; "
-                    "retry after the Retry-After delay",
+    def _expire(self) -> None:
+        """The queue's deadline timer: refuse every queued entry whose deadline has passed, then wait for the next
+        one's. Every entry waits at most `deadline_ms` from when it joined, so the queue is in deadline order."""
+        self._timer = None
+        waiting, loop = self._queue, asyncio.get_running_loop()
+        now = loop.time()
+        while waiting and (not waiting[0].live or waiting[0].enqueued + self._wait_s <= now):
+            entry = waiting.popleft()
+            if not entry.live:
+                continue
+            entry.live = False
+            self.queued -= len(entry.texts)
+            self.metrics.rejected.inc((self.model, str(entry.loaded.number), "deadline"), len(entry.texts))
+            if not entry.future.done():
+                entry.future.set_exception(
+                    unavailable(
+                        "deadline",
+                        f"model {self.model!r} could not start this request within {self.spec.deadline_ms:g} ms; "
+                        "retry after the Retry-After delay",
+                    )
                 )
-            )
+        if waiting:
+            self._timer = loop.call_at(waiting[0].enqueued + self._wait_s, self._expire)
 
     def can_start(self) -> bool:
         """Whether a batch could start now: open, below `concurrency` batches running, something queued."""
@@ -190,18 +276,19 @@ class Batcher:
         if self.can_start():
             self.inference.want(self)
 
-    def start_batch(self) -> bool:
-        """Start a batch of what is queued now (the pool has a thread for it); False when there is none to start."""
-        queue, limit = self._queue, self.spec.max_batch_size
-        while not self._closed and self.running < self.spec.concurrency and queue:
-            first = queue.popleft()
+    def start_batch(self) -> _Batch | None:
+        """A batch of what is queued now (the pool has a thread for it), counted as running; None when there is none
+        to start."""
+        waiting, limit = self._queue, self.spec.max_batch_size
+        while not self._closed and self.running < self.spec.concurrency and waiting:
+            first = waiting.popleft()
             if not first.live:
                 continue
             batch, size, loaded, reason = [first], len(first.texts), first.loaded, "drained"
-            while queue:
-                following = queue[0]
+            while waiting:
+                following = waiting[0]
                 if not following.live:
-                    queue.popleft()
+                    waiting.popleft()
                     continue
                 if following.loaded is not loaded:
                     reason = "version"
@@ -209,52 +296,48 @@ class Batcher:
                 if size + len(following.texts) > limit:
                     reason = "full"
                     break
-                batch.append(queue.popleft())
+                batch.append(waiting.popleft())
                 size += len(following.texts)
             if size >= limit:
                 reason = "full"
-            self._start(batch, size, loaded, reason)
-            return True
-        return False
+            return self._start(batch, size, loaded, reason)
+        return None
 
-    def _start(self, batch: list[_Entry], size: int, loaded: Loaded, reason: str) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+    def _start(self, entries: list[_Entry], size: int, loaded: Loaded, reason: str) -> _Batch:
+        now = asyncio.get_running_loop().time()
         labels = (self.model, str(loaded.number))
         wait = self.metrics.queue_wait.histogram(labels, LATENCY_BUCKETS)
-        for entry in batch:
+        for entry in entries:
             entry.live = False
-            if entry.timer is not None:
-                entry.timer.cancel()
             wait.observe(now - entry.enqueued)
         self.queued -= size
         self.running += 1
         self.metrics.batch_size.histogram(labels, BATCH_BUCKETS).observe(size)
         self.metrics.flushes.inc((*labels, reason))
         self.metrics.inputs.inc(labels, size)
-        texts = batch[0].texts if len(batch) == 1 else [text for entry in batch for text in entry.texts]
-        future = loop.run_in_executor(self.inference.executor, loaded.predictor.predict_proba, texts)
-        future.add_done_callback(partial(self._finished, batch, loaded))
+        texts = entries[0].texts if len(entries) == 1 else [text for entry in entries for text in entry.texts]
+        return _Batch(self, entries, loaded, texts)
 
-    def _finished(self, batch: list[_Entry], loaded: Loaded, future: asyncio.Future[np.ndarray]) -> None:
+    def finished(self, batch: _Batch) -> None:
+        """`batch` ran (or was refused at shutdown): in line for the next batch, then answer its entries."""
         self.running -= 1
-        self._dispatch()  # in line for the next batch before the thread is handed on
-        self.inference.finished()
-        if future.cancelled():  # the server is shutting down
-            failure: ServeError | None = unavailable("shutting_down", "the server is stopping; retry on another one")
-        elif future.exception() is not None:
-            log.error("model %s v%d failed to predict a batch: %r", self.model, loaded.number, future.exception())
-            failure = ServeError(500, "prediction_failed", f"model {self.model!r} failed on this input; see the log")
-        else:
-            failure = None
+        cost = self.cost_s
+        self.cost_s = batch.seconds if cost is None else cost + (batch.seconds - cost) / 4
+        if self.can_start():
+            self.inference.line_up(self)
+        failure = batch.error
         if failure is not None:
-            for entry in batch:
+            if not isinstance(failure, ServeError):  # a ServeError refused it: the server is stopping
+                log.error("model %s v%d failed to predict a batch: %r", self.model, batch.loaded.number, failure)
+                message = f"model {self.model!r} failed on this input; see the log"
+                failure = ServeError(500, "prediction_failed", message)
+            for entry in batch.entries:
                 if not entry.future.done():
                     entry.future.set_exception(failure)
-        else:
-            proba, offset = future.result(), 0
-            for entry in batch:
-                end = offset + len(entry.texts)
-                if not entry.future.done():
-                    entry.future.set_result(proba[offset:end])
-                offset = end
+            return
+        proba, offset = batch.output, 0
+        for entry in batch.entries:
+            end = offset + len(entry.texts)
+            if not entry.future.done():
+                entry.future.set_result(proba[offset:end])
+            offset = end

@@ -18,10 +18,9 @@ from scipy.special import expit
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.utils.extmath import safe_sparse_dot, softmax
 
 from shoal.families.base import Predictor, read_json, write_json
-from shoal.families.runtime.text_features import FastTfidf, FastUnion
+from shoal.families.runtime.text_features import FastTfidf
 
 MODEL_FILE = "model.skops"
 #: a text vectorizer's vocabulary is saved as these two arrays (its terms in index order, UTF-8, and where each ends)
@@ -65,7 +64,7 @@ class SklearnPredictor(Predictor):
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
         self.labels = [str(label) for label in estimator.classes_]
-        self._transforms, self._final = _inference_steps(estimator)
+        self._transforms, self._final, self._lean = _inference_steps(estimator)
 
     def __reduce__(self) -> tuple[Any, tuple[Any]]:
         """Pickled (between the trainer's processes only) as its estimator: the inference steps are rebuilt."""
@@ -73,12 +72,18 @@ class SklearnPredictor(Predictor):
 
     def predict_proba(self, inputs: Sequence[str]) -> np.ndarray:
         # the fitted pipeline, minus scikit-learn's per-call input and parameter validation and the joblib
-        # dispatch of FeatureUnion: same numbers, a third of the time for a single text
+        # dispatch of FeatureUnion: same numbers, a third of the time for a single text. A pipeline whose every step
+        # has a lean path calls no scikit-learn code at all, so it does not set scikit-learn's config either
+        if self._lean:
+            return self._steps(inputs)
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            features: Any = list(inputs)
-            for transform in self._transforms:
-                features = transform(features)
-            return np.asarray(self._final(features), dtype=np.float64)
+            return self._steps(inputs)
+
+    def _steps(self, inputs: Sequence[str]) -> np.ndarray:
+        features: Any = list(inputs)
+        for transform in self._transforms:
+            features = transform(features)
+        return np.asarray(self._final(features), dtype=np.float64)
 
     def save(self, folder: Path) -> None:
         dump_skops(self.estimator, folder / MODEL_FILE)
@@ -162,41 +167,55 @@ def _parts(estimator: Any) -> list[Any]:
     return [estimator, *(part for _, step in _steps(estimator) for part in _parts(step))]
 
 
-def _inference_steps(estimator: Any) -> tuple[list[Any], Any]:
-    """The fitted pipeline as a list of transform callables and the final classifier."""
+def _inference_steps(estimator: Any) -> tuple[list[Any], Any, bool]:
+    """The fitted pipeline as a list of transform callables and the final classifier's `predict_proba`, and whether
+    every one of them is a lean path that calls no scikit-learn code."""
     if not isinstance(estimator, Pipeline):
-        return [], _proba(estimator)
-    transforms = []
+        return [], *_proba(estimator)
+    transforms, lean = [], True
     for _, step in estimator.steps[:-1]:
         if step is None or step == "passthrough":
             continue
-        if FastUnion.supports(step):
-            transforms.append(FastUnion([part for _, part in step.transformer_list]).transform)
-        elif isinstance(step, FeatureUnion) and step.transformer_weights is None:
+        if FastTfidf.supports(step):
+            transforms.append(FastTfidf(step).transform)
+            continue
+        lean = False
+        if isinstance(step, FeatureUnion) and step.transformer_weights is None:
             parts = [_transform(part) for _, part in step.transformer_list if part not in ("drop", "passthrough")]
             transforms.append(lambda x, parts=parts: sp.hstack([part(x) for part in parts], format="csr"))
         else:
             transforms.append(_transform(step))
-    return transforms, _proba(estimator.steps[-1][1])
+    final, lean_final = _proba(estimator.steps[-1][1])
+    return transforms, final, lean and lean_final
 
 
-def _proba(classifier: Any) -> Any:
-    """The classifier's `predict_proba`; for a LogisticRegression, its own steps (scores, then softmax, or the
-    logistic function for two classes) without the per-call input validation, which costs more than the arithmetic
-    for a few texts."""
+def _proba(classifier: Any) -> tuple[Any, bool]:
+    """The classifier's `predict_proba`, and whether it is a lean path: for a LogisticRegression, its own steps
+    (scores, then softmax as `sklearn.utils.extmath.softmax` computes it, or for two classes the logistic function as
+    its `_predict_proba_lr` does) without the per-call input validation and array-namespace dispatch, which cost more
+    than the arithmetic for a few texts."""
     if type(classifier) is not LogisticRegression or classifier.coef_.ndim != 2:
-        return classifier.predict_proba
+        return classifier.predict_proba, False
     coef_t, intercept = classifier.coef_.T, classifier.intercept_
-    if len(classifier.classes_) > 2:
-        return lambda x: softmax(safe_sparse_dot(x, coef_t, dense_output=True) + intercept, copy=False)
-    if coef_t.shape[1] != 1:
-        return classifier.predict_proba
+    if len(classifier.classes_) <= 2:
+        if coef_t.shape[1] != 1:
+            return classifier.predict_proba, False
 
-    def binary(x: Any) -> np.ndarray:
-        positive = expit((safe_sparse_dot(x, coef_t, dense_output=True) + intercept).reshape(-1))
-        return np.stack([1 - positive, positive], axis=1)
+        def binary(features: Any) -> np.ndarray:
+            positive = expit((np.asarray(features @ coef_t) + intercept).reshape(-1))
+            return np.stack([1 - positive, positive], axis=1)
 
-    return binary
+        return binary, True
+
+    def proba(features: Any) -> np.ndarray:
+        scores = np.asarray(features @ coef_t)  # a sparse matrix times a dense one is dense
+        scores += intercept
+        scores -= scores.max(axis=1).reshape(-1, 1)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1).reshape(-1, 1)
+        return scores
+
+    return proba, True
 
 
 def _transform(step: Any) -> Any:

@@ -41,16 +41,11 @@ def tfidf_pipeline(features: FeatureUnion, head: Any) -> Pipeline:
     return Pipeline([("features", features), ("clf", head)])
 
 
-class FastTfidf:
-    """`vectorizer.transform` of a fitted TfidfVectorizer, with the same numbers, for the server's hot path.
-
-    scikit-learn counts every n-gram of every text in a Python loop; here a char_wb vectorizer's n-grams are
-    produced once per distinct word (its n-grams never cross a word boundary) and remembered as vocabulary indices,
-    and the counts of a whole batch are made by one `np.unique` over (row, column) keys, which gives the sorted CSR
-    matrix scikit-learn builds. The word analyzer is the vectorizer's own; the TF-IDF weighting and normalization
-    repeat `TfidfTransformer`'s arithmetic in the same order, so the output is the vectorizer's to the bit
-    (tests/test_text_features.py).
-    """
+class _Terms:
+    """The vocabulary columns of each text's terms for one fitted TfidfVectorizer (one per occurrence): scikit-learn
+    counts every n-gram of every text in a Python loop; here a char_wb vectorizer's n-grams are produced once per
+    distinct word (its n-grams never cross a word boundary) and remembered as vocabulary indices. The word analyzer
+    is the vectorizer's own."""
 
     #: distinct words remembered per vectorizer; the memory is cleared when it is reached
     max_words = 50_000
@@ -66,7 +61,7 @@ class FastTfidf:
 
     @staticmethod
     def supports(vectorizer: object) -> bool:
-        """Whether `vectorizer` is a fitted TfidfVectorizer this class reproduces exactly."""
+        """Whether `vectorizer` is a fitted TfidfVectorizer whose matrix `FastTfidf` reproduces exactly."""
         return (
             type(vectorizer) is TfidfVectorizer
             and hasattr(vectorizer, "vocabulary_")
@@ -75,42 +70,16 @@ class FastTfidf:
             and not vectorizer.binary
             and vectorizer.preprocessor is None
             and vectorizer.tokenizer is None
-            and vectorizer.norm in ("l1", "l2", None)
+            and hasattr(vectorizer, "_tfidf")
+            and vectorizer._tfidf.norm in ("l1", "l2", None)
             and np.dtype(vectorizer.dtype) in (np.float32, np.float64)
         )
 
-    def transform(self, texts: list[str]) -> sp.csr_array:
-        """What `TfidfVectorizer.transform` returns, without its per-call input validation."""
-        rows, columns, values = self.entries(texts)
-        return _csr(rows, columns, values, (len(texts), self.width))
-
-    def entries(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The rows, columns and values of `transform(texts)`'s nonzero entries, in its (row, column) order: the
-        term counts weighted and normalized as `TfidfTransformer.transform` does (its Cython row norms: float32
-        squares summed in float64, row by row in column order, then each value divided in float64)."""
-        flat, sizes = self._char_wb_columns(texts) if self.char_wb else self._word_columns(texts)
-        rows = np.repeat(np.arange(len(texts), dtype=np.int64), sizes)
-        keys, counts = np.unique(rows * self.width + flat, return_counts=True)
-        rows, columns = keys // self.width, keys % self.width
-        values = counts.astype(self.vectorizer.dtype)
-        tfidf = self.vectorizer._tfidf
-        if tfidf.sublinear_tf:
-            np.log(values, values)
-            values += 1.0
-        if hasattr(tfidf, "idf_"):
-            values *= tfidf.idf_[columns]
-        if tfidf.norm in ("l1", "l2"):
-            sizes = np.abs(values) if tfidf.norm == "l1" else values * values
-            # float64 even for a batch with no known term at all (bincount of nothing counts in int64)
-            norms = np.bincount(rows, weights=sizes, minlength=len(texts)).astype(np.float64, copy=False)
-            if tfidf.norm == "l2":
-                np.sqrt(norms, norms)
-            norms[norms == 0.0] = 1.0
-            values /= norms[rows]
-        return rows, columns, values
+    def columns(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """The columns of every text's terms (one per occurrence), and how many each text has."""
+        return self._char_wb_columns(texts) if self.char_wb else self._word_columns(texts)
 
     def _word_columns(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        """The columns of every text's terms (one per occurrence), and how many each text has."""
         vocabulary, analyze = self.vocabulary, self._analyze
         flat: list[int] = []
         sizes = []
@@ -149,29 +118,76 @@ class FastTfidf:
 _NONE = np.empty(0, dtype=np.int64)
 
 
-class FastUnion:
-    """`FeatureUnion.transform` of TF-IDF vectorizers that `FastTfidf` reproduces, side by side: each one's entries,
-    then one CSR matrix of them all (what `scipy.sparse.hstack` of their matrices gives, without building each)."""
+def _weighting(vectorizer: TfidfVectorizer) -> tuple[bool, str | None, np.dtype[Any], np.dtype[Any] | None]:
+    """What a fitted vectorizer's weighting (its `TfidfTransformer`'s) depends on besides its idf values: vectorizers
+    alike in this are weighted as one."""
+    tfidf = vectorizer._tfidf
+    idf = getattr(tfidf, "idf_", None)
+    return tfidf.sublinear_tf, tfidf.norm, np.dtype(vectorizer.dtype), None if idf is None else idf.dtype
 
-    def __init__(self, vectorizers: list[TfidfVectorizer]) -> None:
-        self.parts = [FastTfidf(vectorizer) for vectorizer in vectorizers]
+
+class FastTfidf:
+    """`transform` of a fitted TfidfVectorizer, or of a FeatureUnion of alike-weighted ones (the same sublinear_tf,
+    norm, dtype and idf use), with the same numbers, for the server's hot path.
+
+    The term counts of a whole batch, every vectorizer side by side, are made by one `np.unique` over (row, union
+    column) keys, which gives the sorted CSR matrix scikit-learn's `hstack` of the vectorizers' matrices has; the
+    TF-IDF weighting and normalization repeat `TfidfTransformer`'s arithmetic in the same order (its Cython row
+    norms: float32 squares summed in float64, row by row in column order, then each value divided in float64), each
+    vectorizer's part of a row normalized on its own, so the output is scikit-learn's to the bit
+    (tests/test_text_features.py).
+    """
+
+    def __init__(self, step: TfidfVectorizer | FeatureUnion) -> None:
+        vectorizers = [part for _, part in step.transformer_list] if type(step) is FeatureUnion else [step]
+        self.parts = [_Terms(vectorizer) for vectorizer in vectorizers]
         self.offsets = np.cumsum([0] + [part.width for part in self.parts])
+        self.width = int(self.offsets[-1])
+        self.sublinear, self.norm, self.dtype, _ = _weighting(vectorizers[0])
+        idfs = [getattr(vectorizer._tfidf, "idf_", None) for vectorizer in vectorizers]
+        self.idf = None if idfs[0] is None else np.concatenate(idfs)
 
     @staticmethod
-    def supports(union: object) -> bool:
+    def supports(step: object) -> bool:
+        """Whether `step` is a TfidfVectorizer, or a FeatureUnion of alike-weighted ones, reproduced exactly."""
+        if type(step) is not FeatureUnion:
+            return _Terms.supports(step)
+        parts = [part for _, part in step.transformer_list]
         return (
-            type(union) is FeatureUnion
-            and union.transformer_weights is None
-            and all(FastTfidf.supports(part) for _, part in union.transformer_list)
+            step.transformer_weights is None
+            and bool(parts)
+            and all(_Terms.supports(part) for part in parts)
+            and len({_weighting(part) for part in parts}) == 1
         )
 
     def transform(self, texts: list[str]) -> sp.csr_array:
-        found = [part.entries(texts) for part in self.parts]
-        rows = np.concatenate([r for r, _, _ in found])
-        order = np.argsort(rows, kind="stable")  # each part's entries are in row order: rows, then parts' columns
-        columns = np.concatenate([c + offset for (_, c, _), offset in zip(found, self.offsets, strict=False)])
-        values = np.concatenate([v for _, _, v in found])
-        return _csr(rows[order], columns[order], values[order], (len(texts), int(self.offsets[-1])))
+        """What the step's `transform` returns, without its per-call input validation."""
+        n, width = len(texts), self.width
+        keys = []
+        for part, offset in zip(self.parts, self.offsets, strict=False):
+            flat, sizes = part.columns(texts)
+            keys.append(np.repeat(np.arange(0, n * width, width, dtype=np.int64), sizes) + (flat + offset))
+        keys, counts = np.unique(np.concatenate(keys) if len(keys) > 1 else keys[0], return_counts=True)
+        rows, columns = np.divmod(keys, width)
+        values = counts.astype(self.dtype)
+        if self.sublinear:
+            np.log(values, values)
+            values += 1.0
+        if self.idf is not None:
+            values *= self.idf[columns]
+        if self.norm is not None:
+            # each vectorizer's part of a row is normalized on its own: one group per (row, part)
+            groups = rows
+            if len(self.parts) > 1:
+                groups = rows * len(self.parts) + (np.searchsorted(self.offsets, columns, side="right") - 1)
+            sizes = np.abs(values) if self.norm == "l1" else values * values
+            # float64 even for a batch with no known term at all (bincount of nothing counts in int64)
+            norms = np.bincount(groups, weights=sizes, minlength=n * len(self.parts)).astype(np.float64, copy=False)
+            if self.norm == "l2":
+                np.sqrt(norms, norms)
+            norms[norms == 0.0] = 1.0
+            values /= norms[groups]
+        return _csr(rows, columns, values, (n, width))
 
 
 def _csr(rows: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_array:
