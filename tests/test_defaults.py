@@ -114,10 +114,10 @@ def test_first_training_chooses_the_defaults_and_later_ones_keep_them(make_works
     fleet["models"]["offensive"]["metric"] = "accuracy"
     ws.fleet_path.write_text(yaml.safe_dump(fleet), encoding="utf-8")
     ws.reload()
-    spec = resolved(ws, "offensive").spec
-    assert (spec.metric, spec.class_weight) == ("accuracy", "balanced")
+    spec = resolved(ws, "offensive").spec  # the weighting goes with the data's metric: not with one set by hand
+    assert (spec.metric, spec.class_weight) == ("accuracy", "none")
     said = runner.invoke(app, ["check", "-w", w]).output
-    assert "defaults: metric accuracy (set in shoal.yaml), class_weight balanced —" in said
+    assert "defaults: metric accuracy (set in shoal.yaml), class_weight none (static default) —" in said
 
 
 def test_a_model_trained_before_defaults_came_from_data_keeps_the_static_ones(make_workspace, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ BODY_ROUTES = {
     "/v1/models/{name}/embed": "spam",
     "/v1/models/{name}/data": "spam",
     "/v1/models/{name}/feedback": "spam",
+    "/v1/models/{name}/promote": "spam",
     "/v1/pipelines/{name}/predict": "inbox",  # no such pipeline here: the body is judged before the name (404)
 }
 LIMIT = 2048  # workspace.server.max_body_bytes of these servers

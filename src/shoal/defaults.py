@@ -6,7 +6,8 @@ profile they came from, before the first version exists, and every later trainin
 the report and `shoal distill` use the recorded ones: the data grows and its balance drifts, but a model's metric
 never flips between trainings, so the gate always compares versions on the metric they were chosen by. A model
 trained before defaults were chosen from data keeps the static defaults its versions were trained with (recorded as
-such at its next training). A key the fleet file sets itself always wins over a recorded default.
+such at its next training). A fleet file that sets any of these keys keeps the static defaults for the others
+(they go together).
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ def settle(ws: Workspace, name: str, spec: ModelSpec, train: TrainSet) -> Resolv
 
 
 def applied(spec: ModelSpec, kept: ModelDefaults | None) -> ModelSpec:
-    """`spec` with the recorded defaults of every key the fleet file does not set."""
-    if kept is None:
+    """`spec` with the recorded defaults, when the fleet file sets none of their keys: they were chosen together
+    (the class weighting goes with the metric it serves), so a fleet file that sets one of them keeps the static
+    defaults for the others — a fleet that names its metric trains as it did before defaults came from data."""
+    if kept is None or any(spec.given(key) for key in kept.settings):
         return spec
-    update = {key: value for key, value in kept.settings.items() if not spec.given(key)}
-    return spec.model_copy(update=update) if update else spec
+    return spec.model_copy(update=dict(kept.settings))
 
 
 def resolved(ws: Workspace, name: str) -> Resolved:
@@ -69,10 +71,11 @@ def describe(fleet_spec: ModelSpec, kept: ModelDefaults | None) -> str | None:
     if kept is None:
         keys = [key for key in fleet_spec.data_chosen if not fleet_spec.given(key)]
         return f"{', '.join(keys)} to be chosen from the data at the first training" if keys else None
-    parts = []
-    for key, value in kept.settings.items():
-        if fleet_spec.given(key):
-            parts.append(f"{key} {getattr(fleet_spec, key)} (set in shoal.yaml)")
-        else:
-            parts.append(f"{key} {value}")
-    return f"{', '.join(parts)} — {kept.why}"
+    given = [key for key in kept.settings if fleet_spec.given(key)]
+    if not given:
+        return f"{', '.join(f'{key} {value}' for key, value in kept.settings.items())} — {kept.why}"
+    parts = [
+        f"{key} {getattr(fleet_spec, key)} " + ("(set in shoal.yaml)" if key in given else "(static default)")
+        for key in kept.settings
+    ]
+    return f"{', '.join(parts)} — shoal.yaml sets {', '.join(given)}, so the data's choice is not used ({kept.why})"
