@@ -194,7 +194,13 @@ def test_eval_says_an_llm_fallback_is_not_judged(trained: Trained, tmp_path: Pat
     assert cascade_report(ws, "spam") == {
         "model": "spam",
         "fallback": "llm:local",
-        "target": {"fallback": {"llm": "local"}, "max_deferral": 0.3, "gate": False},
+        "target": {
+            "fallback": {"llm": "local"},
+            "max_deferral": 0.3,
+            "fallback_timeout_s": 5.0,
+            "fallback_cooldown_s": 5.0,
+            "gate": False,
+        },
         "problem": "the fallback is the LLM endpoint 'local': not judged on the test set",
     }
     ws.close()
