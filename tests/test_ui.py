@@ -112,7 +112,8 @@ def test_pages_load_and_plots_render(served: tuple[str, Workspace], trained: Tra
     page.tab.click("#fleet a:text('spam')")
     expect(page.tab.locator("#model-name")).to_have_text("spam")
     for plot in ("#plot-latency", "#plot-size"):
-        box = page.tab.locator(plot).bounding_box()
+        page.tab.locator(plot).wait_for(state="visible", timeout=WAIT_MS)
+        box = page.tab.locator(plot).bounding_box(timeout=WAIT_MS)  # the 2 s poll may swap <main> in between: waits
         assert box is not None and box["width"] > 100 and box["height"] > 100
         points = page.tab.locator(f"{plot} circle.point")
         expect(points).to_have_count(2)  # both versions
