@@ -5,7 +5,8 @@ answered `{"label": script.label(text)}` with a fixed usage (`PROMPT_TOKENS`, `C
 
 - `plan`: the next requests' answers, in order: `("status", code, headers)`, `("hang",)` (no answer until the server
   stops), `("content", text)` (any content, e.g. a label outside the set);
-- `formats`: the `response_format` types it accepts (others answer 400), `{"text"}` for none;
+- `formats`: the answer constraints it accepts (`response_format` types and `grammar`; others answer 400 naming
+  them), `{"text"}` for none;
 - `hold`: every request waits until this many are in flight at once (or `hold_s` passes): with hold = limit + 1, a
   client within its concurrency limit waits `hold_s` per request and one beyond it is seen at once.
 
@@ -45,7 +46,7 @@ class Script:
     url: str = ""  # the OpenAI API root, e.g. http://127.0.0.1:PORT/v1
     label: Callable[[str], str] = lambda text: "ham"
     plan: deque[tuple[Any, ...]] = field(default_factory=deque)
-    formats: set[str] = field(default_factory=lambda: {"json_schema", "json_object", "text"})
+    formats: set[str] = field(default_factory=lambda: {"json_schema", "grammar", "json_object", "text"})
     hold: int = 0
     hold_s: float = 0.3
     requests: list[Seen] = field(default_factory=list)
@@ -89,9 +90,10 @@ async def _answer(script: Script, body: dict[str, Any]) -> Any:
     if step[0] == "hang":
         await asyncio.to_thread(script.released.wait, 60)
         return JSONResponse({"error": {"message": "stopped"}}, status_code=503)
-    kind = (body.get("response_format") or {"type": "text"})["type"]
+    kind = "grammar" if "grammar" in body else (body.get("response_format") or {"type": "text"})["type"]
     if kind not in script.formats:
-        return JSONResponse({"error": {"message": f"response_format {kind} is not supported"}}, status_code=400)
+        why = "unrecognized request argument: grammar" if kind == "grammar" else f"response_format {kind} is unknown"
+        return JSONResponse({"error": {"message": why}}, status_code=400)
     text = body["messages"][-1]["content"]
     if step[0] == "content":
         content = step[1]

@@ -4,6 +4,7 @@ for the answers a real model cannot be made to give (labels outside the set, a s
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import time
@@ -25,6 +26,7 @@ from shoal.cascade.calibration import confidence
 from shoal.cascade.combiner import load_route
 from shoal.cascade.evaluation import cascade_report
 from shoal.fleet import FleetError, parse_fleet
+from shoal.llm.prompt import DEFAULT_PROMPT
 from shoal.registry import PRODUCTION
 from shoal.workspace import Workspace
 
@@ -84,13 +86,14 @@ def test_a_valid_llm_section_is_read() -> None:
     assert endpoint.cost(1_000_000, 1_000_000) == pytest.approx(0.6)
 
 
-def _with_llm(trained: Trained, folder: Path, llm: dict[str, Any]) -> Workspace:
-    """A copy of the trained spam workspace whose model cascades to the LLM endpoint `local`."""
+def _with_llm(trained: Trained, folder: Path, llm: dict[str, Any], **cascade: Any) -> Workspace:
+    """A copy of the trained spam workspace whose model cascades to the LLM endpoint `local` (`cascade`: more of
+    the model's cascade settings)."""
     root = folder / "ws"
     shutil.copytree(trained.root, root)
     path = root / "shoal.yaml"
     fleet = yaml.safe_load(path.read_text(encoding="utf-8"))
-    fleet["models"]["spam"]["cascade"] = LLM_CASCADE
+    fleet["models"]["spam"]["cascade"] = LLM_CASCADE | cascade
     fleet["llm"] = {"local": llm}
     path.write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
     return Workspace(root)
@@ -187,6 +190,22 @@ def test_unanswered_inputs_keep_the_small_answer_marked(
     else:
         assert tiers == ["small-fallback-down" if u else "small" for u in unsure]
         assert [a["label"] for a in answers] == own and count == deferred
+
+
+def test_the_cascade_budget_holds_from_its_first_deferral(
+    trained: Trained, tmp_path: Path, texts: list[str], script: Script
+) -> None:
+    """Before the endpoint has answered anything its cost is estimated (the instruction, a typical text and answer),
+    never taken as free: a day's budget of 2.5 such requests lets the first request send 2 of its unsure texts."""
+    llm = {"base_url": script.url, "model": "scripted", "price_in": 1.0}
+    prior = (math.ceil(len(DEFAULT_PROMPT) / 4) + 64) / 1e6
+    ws = _with_llm(trained, tmp_path, llm, max_fallback_cost_per_day=2.5 * prior)
+    _, unsure = _unsure(ws, texts)
+    assert unsure.sum() > 2
+    with running(ws) as url:
+        tiers = [a["tier"] for a in _predict(url, texts)]
+    assert tiers.count("fallback") == 2 and tiers.count("small-capped") == unsure.sum() - 2
+    assert len(script.requests) == 2
 
 
 def test_eval_says_an_llm_fallback_is_not_judged(trained: Trained, tmp_path: Path) -> None:

@@ -81,7 +81,13 @@ def test_labels_are_asked_with_a_schema_enum_and_each_text_once(script: Script, 
     assert body["messages"][0]["role"] == "system" and '"ham", "spam"' in body["messages"][0]["content"]
     cost = (PROMPT_TOKENS * 2.0 + COMPLETION_TOKENS * 10.0) / 1e6
     assert (llm.outcomes["ok"], llm.tokens_in, llm.tokens_out) == (2, 2 * PROMPT_TOKENS, 2 * COMPLETION_TOKENS)
-    assert llm.dollars == pytest.approx(2 * cost) and llm.expected_cost() == pytest.approx(cost)
+    assert llm.dollars == pytest.approx(2 * cost) and llm.expected_cost("any") == pytest.approx(cost)
+
+
+def test_before_its_first_request_a_text_is_expected_to_cost_a_typical_request(registry: Registry) -> None:
+    llm = client(registry, "http://127.0.0.1:9/v1", price_in=2.0, price_out=10.0)
+    instruction = "x" * 400  # 100 tokens by the estimate
+    assert llm.expected_cost(instruction) == pytest.approx(((100 + 64) * 2.0 + 16 * 10.0) / 1e6)
 
 
 def test_the_cache_and_the_spend_live_in_the_registry_without_texts(
@@ -162,7 +168,13 @@ def test_an_answer_outside_the_label_set_is_counted_never_used_nor_cached(script
     assert len(script.requests) == 5  # the invalid answers were asked again
 
 
-@pytest.mark.parametrize(("formats", "used"), [({"json_object"}, "json_object"), ({"text"}, "text")])
+def _kind(body: dict[str, Any]) -> str:
+    return "grammar" if "grammar" in body else (body.get("response_format") or {"type": "text"})["type"]
+
+
+@pytest.mark.parametrize(
+    ("formats", "used"), [({"grammar"}, "grammar"), ({"json_object"}, "json_object"), ({"text"}, "text")]
+)
 def test_a_server_without_json_schema_gets_the_next_constraint(
     script: Script, registry: Registry, formats: set[str], used: str
 ) -> None:
@@ -173,9 +185,28 @@ def test_a_server_without_json_schema_gets_the_next_constraint(
         return [await llm.classify(["one"], SPAM), await llm.classify(["two"], SPAM)]
 
     assert [labels(answers) for answers in run(llm, one_then_another())] == [["ham"], ["ham"]]
-    kinds = [(seen.body.get("response_format") or {"type": "text"})["type"] for seen in script.requests]
-    steps = ["json_schema", "json_object", "text"]
+    kinds = [_kind(seen.body) for seen in script.requests]
+    steps = ["json_schema", "grammar", "json_object", "text"]
     assert kinds == [*steps[: steps.index(used) + 1], used] and llm.output == used
+
+
+def test_the_grammar_admits_exactly_the_labels(script: Script, registry: Registry) -> None:
+    grammar = Prompt("x", ("ham", 'say "hi"', "back\\slash", "é")).grammar
+    assert grammar == (
+        r'root ::= "{\"label\": " ( "\"ham\"" | "\"say \\\"hi\\\"\"" | "\"back\\\\slash\"" | "\"é\"" ) "}"' + "\n"
+    )
+    assert labels(ask(client(registry, script.url, output="grammar"), ["one"])) == ["ham"]
+    [body] = [seen.body for seen in script.requests]
+    assert body["grammar"] == SPAM.grammar and "response_format" not in body
+
+
+def test_a_400_that_does_not_name_the_constraint_fails_only_its_text(script: Script, registry: Registry) -> None:
+    script.plan.append(("status", 400, {}))  # e.g. a text too long for the model's context
+    llm = client(registry, script.url, max_concurrency=1)
+    results = ask(llm, ["too long", "fine"])
+    assert isinstance(results[0], LLMUnavailable) and "refused the request: HTTP 400" in str(results[0])
+    assert labels(results[1:]) == ["ham"] and llm.output == "json_schema"
+    assert [_kind(seen.body) for seen in script.requests] == ["json_schema", "json_schema"]
 
 
 def test_a_declared_output_is_never_stepped_down(script: Script, registry: Registry) -> None:
@@ -254,3 +285,12 @@ def test_a_real_local_llm_answers_only_labels_of_the_set(smollm2: str, registry:
     assert llm.tokens_in > 50 * len(texts) and llm.tokens_out > 0 and llm.dollars > 0
     again = client(registry, smollm2, model="smollm2")
     assert labels(ask(again, texts, intents)) == labels(first) and again.outcomes == {"cached": len(texts)}
+
+
+def test_a_real_local_llm_held_to_the_grammar_answers_only_labels(smollm2: str, registry: Registry) -> None:
+    """llama.cpp's `grammar` field, the step below json_schema: the answer is one of the labels, as JSON."""
+    intents = Prompt(DEFAULT_PROMPT, ("card_arrival", 'say "hi"', "exchange_rate"))
+    llm = client(registry, smollm2, model="smollm2", output="grammar", timeout_s=120)
+    answers = ask(llm, ["my card has not arrived yet", "what is the euro rate today", "hello there"], intents)
+    assert all(isinstance(answer, Answer) and answer.label in intents.labels for answer in answers), answers
+    assert llm.outcomes == {"ok": 3}

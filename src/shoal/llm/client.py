@@ -11,7 +11,9 @@ from one; it never raises for one input's failure. Per text:
 4. the request, each attempt within `timeout_s`; a timeout, an unreachable server, 429 or 5xx is tried again up to
    `retries` times after `backoff_s`, doubled each time (up to `max_backoff_s`), or after the server's
    `Retry-After` on 429 and 503 (one longer than `max_backoff_s` fails at once). Another 4xx is not retried; with
-   `output: auto`, a 400 or 422 first steps the answer's constraint down (json_schema → json_object → text);
+   `output: auto`, a 400 or 422 whose error names the constraint (`response_format`, `json_schema`, `grammar`, ...)
+   steps it down for every later request (json_schema → grammar → json_object → text); any other 400 fails only
+   this text (a prompt too long for the model's context must not cost every later answer its constraint);
 5. the answer parsed strictly (`Prompt.parse`): anything but a label is `LLMAnswerInvalid`. Its tokens and $ are
    added to the day's spend either way; a valid label is cached.
 
@@ -27,6 +29,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +48,9 @@ log = logging.getLogger("shoal.llm")
 
 RETRIED = frozenset({429, 500, 502, 503, 504})  # worth another attempt
 STEP_DOWN = frozenset({400, 422})  # how servers refuse a response_format they lack
+ASSUMED_TEXT_TOKENS, ASSUMED_ANSWER_TOKENS = 64, 16  # a request's size before any was measured
+#: words of an error that blames the answer's constraint (OpenAI, vLLM, llama.cpp, Ollama phrase it differently)
+CONSTRAINT_WORDS = re.compile(r"response_format|json_schema|json_object|grammar|schema|structured", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -57,11 +63,12 @@ class Answer:
 
 
 class _Refused(Exception):
-    """The server answered a status that another attempt would not change."""
+    """The server answered a status that another attempt would not change; `blames_constraint`: its error names
+    the answer's constraint."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, blames_constraint: bool) -> None:
         super().__init__(f"HTTP {status}")
-        self.status = status
+        self.status, self.blames_constraint = status, blames_constraint
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -101,9 +108,13 @@ class LLMClient:
         self._slots = asyncio.Semaphore(spec.max_concurrency)
         self._http: httpx.AsyncClient | None = None
 
-    def expected_cost(self) -> float:
-        """What one uncached text is expected to cost ($): the mean of this process's requests so far (0 before)."""
-        return self.dollars / self.sent if self.sent else 0.0
+    def expected_cost(self, instruction: str) -> float:
+        """What one uncached text is expected to cost ($): the mean of this process's requests so far; before the
+        first, a request of `instruction`, a text of `ASSUMED_TEXT_TOKENS` and an answer of `ASSUMED_ANSWER_TOKENS`
+        (so a cascade's spend cap holds from its first deferral)."""
+        if self.sent:
+            return self.dollars / self.sent
+        return self.spec.cost(_tokens(instruction) + ASSUMED_TEXT_TOKENS, ASSUMED_ANSWER_TOKENS)
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -213,18 +224,18 @@ class LLMClient:
             }
             if self.spec.seed is not None:
                 body["seed"] = self.spec.seed
-            if (response_format := prompt.response_format(output)) is not None:
-                body["response_format"] = response_format
+            body.update(prompt.constraint(output))
             try:
                 return await self._post(body)
             except _Refused as refused:
-                if self.spec.output != "auto" or output == OUTPUTS[-1] or refused.status not in STEP_DOWN:
+                stepping = refused.status in STEP_DOWN and refused.blames_constraint
+                if self.spec.output != "auto" or output == OUTPUTS[-1] or not stepping:
                     hint = f" (check the key in ${self.spec.api_key_env})" if refused.status in (401, 403) else ""
                     raise LLMUnavailable(f"endpoint {self.name} refused the request: {refused}{hint}") from None
                 if self.output == output:  # not stepped down by another request meanwhile
                     self.output = OUTPUTS[OUTPUTS.index(output) + 1]
                     log.warning(
-                        "endpoint %s refused response_format %s (%s); asking for %s from now on",
+                        "endpoint %s refused the answer constraint %s (%s); asking for %s from now on",
                         self.name,
                         output,
                         refused,
@@ -256,7 +267,7 @@ class LLMClient:
                         raise LLMAnswerInvalid(f"endpoint {self.name}: the reply is not a JSON object")
                     return reply
                 if response.status_code not in RETRIED:
-                    raise _Refused(response.status_code)
+                    raise _Refused(response.status_code, bool(CONSTRAINT_WORDS.search(response.text[:2000])))
                 why = f"HTTP {response.status_code}"
                 asked = retry_after(response) if response.status_code in (429, 503) else None
                 if asked is not None and asked > spec.max_backoff_s:

@@ -26,7 +26,7 @@ class LLMFallback(Fallback):
         self._prompts: dict[tuple[str, ...], Prompt] = {}
 
     def cost_per_input(self) -> float:
-        return self.client.expected_cost()
+        return self.client.expected_cost(self.instruction)
 
     async def predict(self, inputs: list[Any], labels: list[str]) -> Deferred:
         key = tuple(labels)

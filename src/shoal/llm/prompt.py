@@ -5,6 +5,8 @@ The instruction (the endpoint's or the model's `prompt`, else `DEFAULT_PROMPT`) 
 `{"label": ...}`, constrained by the server as strongly as it allows (`OUTPUTS`, strongest first):
 
 - `json_schema`: OpenAI's `response_format` with a JSON schema whose `label` is an enum of the labels;
+- `grammar`: a GBNF grammar (llama.cpp's `grammar` field) that admits exactly `{"label": <one of the labels>}`, for
+  llama.cpp-based servers without `json_schema`;
 - `json_object`: JSON mode, the labels only in the instruction;
 - `text`: no constraint; the answer must be `{"label": ...}` or exactly one label (surrounding blanks aside).
 
@@ -54,8 +56,8 @@ class Prompt:
     def messages(self, text: str) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
 
-    def response_format(self, output: str) -> dict[str, Any] | None:
-        """The `response_format` of a request for `output` (None: the text is parsed)."""
+    def constraint(self, output: str) -> dict[str, Any]:
+        """The request fields that constrain the answer for `output` (none for `text`: the answer is parsed)."""
         if output == "json_schema":
             schema = {
                 "type": "object",
@@ -63,10 +65,19 @@ class Prompt:
                 "required": ["label"],
                 "additionalProperties": False,
             }
-            return {"type": "json_schema", "json_schema": {"name": "label", "strict": True, "schema": schema}}
+            schema_format = {"name": "label", "strict": True, "schema": schema}
+            return {"response_format": {"type": "json_schema", "json_schema": schema_format}}
+        if output == "grammar":
+            return {"grammar": self.grammar}
         if output == "json_object":
-            return {"type": "json_object"}
-        return None
+            return {"response_format": {"type": "json_object"}}
+        return {}
+
+    @cached_property
+    def grammar(self) -> str:
+        """A GBNF grammar whose only sentences are `{"label": <a label as a JSON string>}`."""
+        choices = " | ".join(_gbnf(json.dumps(label, ensure_ascii=False)) for label in self.labels)
+        return f'root ::= "{{\\"label\\": " ( {choices} ) "}}"\n'
 
     def parse(self, content: Any) -> str:
         """The label an answer's content names; `LLMAnswerInvalid` for anything else (the answer is not quoted:
@@ -84,3 +95,9 @@ class Prompt:
         if not isinstance(label, str) or label not in self.labels:
             raise LLMAnswerInvalid("the answer names no label of the set")
         return label
+
+
+def _gbnf(text: str) -> str:
+    """`text` as a GBNF string literal."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')  # JSON has escaped every control character
+    return f'"{escaped}"'

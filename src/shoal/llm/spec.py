@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 from shoal.fleet import _Strict
 
 #: how an answer is constrained to the labels; `auto` starts with `json_schema` and steps down when refused
-OUTPUTS = ("json_schema", "json_object", "text")
+OUTPUTS = ("json_schema", "grammar", "json_object", "text")
 
 
 class LLMEndpoint(_Strict):
@@ -47,11 +47,12 @@ class LLMEndpoint(_Strict):
     max_backoff_s: float = Field(
         30.0, gt=0, description="the longest wait between attempts; a longer Retry-After fails the input at once"
     )
-    output: Literal["auto", "json_schema", "json_object", "text"] = Field(
+    output: Literal["auto", "json_schema", "grammar", "json_object", "text"] = Field(
         "auto",
-        description="how answers are constrained to the labels: json_schema (an enum of labels), json_object "
-        "(JSON mode, labels in the prompt), text (a label alone, parsed strictly); auto steps down this list when "
-        "the server refuses one with 400 or 422",
+        description="how answers are constrained to the labels: json_schema (an enum of labels), grammar (a GBNF "
+        "grammar of the labels, llama.cpp's `grammar` field), json_object (JSON mode, labels in the prompt), text "
+        "(a label alone, parsed strictly); auto steps down this list when the server refuses one with a 400 or 422 "
+        "that names it",
     )
     prompt: str | None = Field(
         None, description="the instruction of this endpoint's classifications ({labels} is replaced by the labels)"
