@@ -49,6 +49,22 @@ def test_chi2_of_one_category_is_no_evidence() -> None:
     assert chi2_test(["a"] * 50 + ["b"] * 50, ["a"] * 50)[1] < 1e-6
 
 
+def test_chi2_with_many_rare_categories_holds_its_level() -> None:
+    """77 skewed labels, windows of 200: more than a fifth of the expected counts are below 5, where the asymptotic
+    p-value fires about twice as often as its level (0.11 here at 0.05); the simulated one holds it."""
+    rng = np.random.default_rng(3)
+    labels = np.array([f"intent {i}" for i in range(77)])
+    shares = rng.dirichlet(np.full(77, 0.3))
+    windows = 200
+    fired = sum(
+        chi2_test(list(rng.choice(labels, 3000, p=shares)), list(rng.choice(labels, 200, p=shares)), seed=k)[1] < 0.05
+        for k in range(windows)
+    )
+    assert 0.015 <= fired / windows <= 0.085, fired
+    moved = rng.dirichlet(np.full(77, 0.3))  # a real shift: still far below the simulations' floor
+    assert chi2_test(list(rng.choice(labels, 3000, p=shares)), list(rng.choice(labels, 200, p=moved)))[1] < 1e-6
+
+
 def test_level_for_budget() -> None:
     assert level_for_budget(1, 168) == pytest.approx(1 / 168)
     with pytest.raises(ValueError, match="positive"):
