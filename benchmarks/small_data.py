@@ -1,13 +1,14 @@
 """Issue 19: small, sub-sampled TweetEval training sets with shoal's defaults — is a model promoted, and how good is it?
 
     PYTHONPATH=src .venv/bin/python benchmarks/small_data.py [--data ../shared/data] [--sets hate,offensive]
-                                                             [--rows 300,500,1000] [--seeds 1] [--before]
+                                                             [--rows 300,500,1000,all] [--seeds 1] [--before]
 
 For each set, size and seed: a fresh workspace whose model sets no metric and no families (the defaults), the
 official train.csv sub-sampled to `--rows` texts with its label shares (`groupby("label").sample(frac=...,
 random_state=seed)`, empty texts left out) ingested with `--split train`, the official test.csv with `--split test
 --skip-invalid` (offensive's test set gives one text two labels: the second row is left out); then `train_models`
-(what `shoal train` runs) on a real SQLite registry. Printed per run: the defaults chosen, whether a version was
+(what `shoal train` runs) on a real SQLite registry; `all` in `--rows` trains on the whole official train.csv (once: it
+has no seed to vary). Printed per run: the defaults chosen, whether a version was
 promoted (and which family), the production version's macro-F1 on the test set beside the majority floor's (the
 train's majority label for every test text) and the best candidate's, and the gate's reason. With `--before`, each
 run is repeated with the former defaults set by hand (metric accuracy, no class weighting); with `--unweighted`, with
@@ -63,6 +64,7 @@ def run(folder: Path, name: str, train: pd.DataFrame, test: Path, model: dict) -
             "metric": versions[0].metrics.metric,
             "class_weight": (kept.settings.get("class_weight") if kept and "class_weight" not in model else "none"),
             "promoted": served.family if served else "no",
+            "families": ",".join(dict.fromkeys(v.family for v in versions)),
             "production_f1": served.metrics.scores["macro_f1"] if served else None,
             "best_f1": max(v.metrics.scores["macro_f1"] for v in versions),
             "gate": decision.reason.split(";")[0] if decision else "no decision",
@@ -70,6 +72,15 @@ def run(folder: Path, name: str, train: pd.DataFrame, test: Path, model: dict) -
         }
     finally:
         ws.close()
+
+
+def summary(results: dict[tuple[str, str], list[float | None]]) -> None:
+    """Per set and size: runs with a production model, and the mean production macro-F1 of those runs."""
+    print("\n| set | training rows | runs with a production model | macro-F1 production (mean) |\n|---|---:|---:|---:|")
+    for (name, rows), scores in results.items():
+        kept = [score for score in scores if score is not None]
+        mean = f"{sum(kept) / len(kept):.4f}" if kept else "–"
+        print(f"| {name} | {rows} | {len(kept)} of {len(scores)} | {mean} |")
 
 
 def floor_f1(train: pd.DataFrame, test: pd.DataFrame) -> float:
@@ -81,25 +92,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--sets", default="hate,offensive")
-    parser.add_argument("--rows", default="300,500,1000")
+    parser.add_argument("--rows", default="300,500,1000", help="sizes; `all` for the whole train.csv")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--before", action="store_true", help="also run with the former defaults set by hand")
     parser.add_argument("--unweighted", action="store_true", help="also run with macro-F1 and no class weighting")
     parser.add_argument("--only-others", action="store_true", help="leave out the run with the new defaults")
     args = parser.parse_args()
     started = print_machine()
+    results: dict[tuple[str, str], list[float | None]] = {}
     print(
-        "\n| set | rows | seed | defaults | metric | promoted | macro-F1 production | macro-F1 best candidate "
-        "| macro-F1 majority floor | gate (Δ on the metric, p) |\n|---|---:|---:|---|---|---|---:|---:|---:|---|",
+        "\n| set | rows | seed | defaults | metric | families | promoted | macro-F1 production | macro-F1 best "
+        "candidate | macro-F1 majority floor | gate (Δ on the metric, p) |\n"
+        "|---|---:|---:|---|---|---|---|---:|---:|---:|---|",
         flush=True,
     )
     for name in args.sets.split(","):
         full = pd.read_csv(args.data / f"tweeteval_{name}" / "train.csv", keep_default_na=False)
         test_path = args.data / f"tweeteval_{name}" / "test.csv"
         test = pd.read_csv(test_path, keep_default_na=False)
-        for rows in (int(r) for r in args.rows.split(",")):
-            for seed in range(args.seeds):
-                train = sample(full, rows, seed)
+        for rows in args.rows.split(","):
+            for seed in range(1 if rows == "all" else args.seeds):
+                train = full[full["text"].str.strip() != ""] if rows == "all" else sample(full, int(rows), seed)
                 floor = floor_f1(train, test)
                 setups = {
                     **({} if args.only_others else {"new": {}}),
@@ -110,12 +123,16 @@ def main() -> None:
                     with tempfile.TemporaryDirectory() as folder:
                         got = run(Path(folder), name, train, test_path, model)
                     production = "–" if got["production_f1"] is None else f"{got['production_f1']:.4f}"
+                    if label == "new":
+                        results.setdefault((name, rows), []).append(got["production_f1"])
                     print(
                         f"| {name} | {len(train)} | {seed} | {label} | {got['metric']}, class_weight "
-                        f"{got['class_weight']} | {got['promoted']} | {production} | {got['best_f1']:.4f} | "
+                        f"{got['class_weight']} | {got['families']} | {got['promoted']} | {production} | "
+                        f"{got['best_f1']:.4f} | "
                         f"{floor:.4f} | {got['gate']} ({got['delta']}) |",
                         flush=True,
                     )
+    summary(results)
     print_command(started)
 
 
