@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -134,6 +135,41 @@ def test_concurrent_writers_never_lock_or_duplicate(registry: Registry, registry
     assert sorted(v.number for v in versions) == list(range(1, 7))
     assert sum(created for _, made in results for *_, created in made) == 6
     assert len(registry.alias_history("m")) == 24
+
+
+def _slot_recorder(url: str, root: str, start: Any, out: multiprocessing.Queue) -> None:
+    reg = Registry(url, Path(root))
+    try:
+        start.wait(60)  # every process records the same slots at once
+        out.put([reg.record_event_once("m", "drift_check", f"slot {i}", "checked", 1, {"n": i}) for i in range(5)])
+    except Exception as error:  # reported to the parent test
+        out.put(repr(error))
+    finally:
+        reg.close()
+
+
+def test_an_event_per_slot_is_recorded_once_by_concurrent_processes(
+    registry: Registry, registry_url: str, tmp_path: Path
+) -> None:
+    """Several workers finishing the same interval's drift check at once: exactly one records it (and alerts)."""
+    context = multiprocessing.get_context("spawn")
+    out, start = context.Queue(), context.Event()
+    processes = [
+        context.Process(target=_slot_recorder, args=(registry_url, str(tmp_path / "artifacts"), start, out))
+        for _ in range(4)
+    ]
+    for p in processes:
+        p.start()
+    start.set()
+    results = [out.get(timeout=120) for _ in processes]
+    for p in processes:
+        p.join(timeout=60)
+    assert all(isinstance(r, list) for r in results), results
+    assert [sum(r[i] for r in results) for i in range(5)] == [1] * 5  # each slot recorded by exactly one
+    events = registry.events("m", kind="drift_check")
+    assert [e.payload["slot"] for e in events] == [f"slot {i}" for i in range(5)]
+    assert not registry.record_event_once("m", "drift_check", "slot 4", "again", 1, {})
+    assert registry.record_event_once("m", "drift_check", "slot 5", "next", 1, {})
 
 
 def test_events_of_one_kind_are_listed_and_counted_per_model(registry: Registry) -> None:

@@ -43,6 +43,9 @@ _PG_DISK_FULL = "53100"
 _NEARLY_FULL = 1 << 20  # bytes
 
 
+RECENT_SLOTS = 16  # how far back record_event_once looks for a slot (slots come in time order)
+
+
 class RegistryError(RuntimeError):
     """A registry request that cannot be honoured (unknown model or version, nothing to roll back to)."""
 
@@ -227,6 +230,26 @@ class Registry:
     ) -> None:
         with self._write() as conn:
             self._event(conn, self._model_id(conn, model), kind, message, version, payload)
+
+    def record_event_once(
+        self, model: str, kind: str, slot: str, message: str, version: int | None, payload: dict[str, Any]
+    ) -> bool:
+        """Record the event of `kind` for `slot` (kept in its payload) unless one of the model's `RECENT_SLOTS`
+        latest events of that kind is already this slot's; whether this call recorded it. Checked and written in one
+        transaction that holds the model's row (PostgreSQL) or the database's write lock (SQLite), so of several
+        processes recording the same slot at once exactly one does."""
+        with self._write() as conn:
+            model_id = self._model_id(conn, model, lock=True)
+            recent = conn.execute(
+                select(t.events.c.payload)
+                .where(t.events.c.model_id == model_id, t.events.c.kind == kind)
+                .order_by(t.events.c.id.desc())
+                .limit(RECENT_SLOTS)
+            ).scalars()
+            if any(isinstance(payload, dict) and payload.get("slot") == slot for payload in recent):
+                return False
+            self._event(conn, model_id, kind, message, version, {**payload, "slot": slot})
+            return True
 
     def events(
         self,

@@ -7,7 +7,8 @@ Every check's level comes from the fleet's alert budget (`alerts.budget_per_week
 so on traffic that has not moved the fleet raises at most that many alerts a week on average. A check runs once per
 interval: at once when the worker starts unless the registry holds this interval's check already, then at each new
 interval boundary; every check with a verdict is a `drift_check` event (the dashboard
-shows them over time); when several workers run, the first to record an interval's check wins.
+shows them over time); when several workers run, the first to record an interval's check wins (atomically:
+`Registry.record_event_once`), and only it alerts.
 """
 
 from __future__ import annotations
@@ -69,18 +70,13 @@ class DriftChecks:
         )
         verdict = watched.verdict
         emit("drift_checked", model=model, version=watched.version, n=verdict.n, result=verdict.summary())
-        if verdict.pending is None and not self._recorded(model, CHECK_EVENT, slot):
-            self.ws.registry.record_event(
-                model, CHECK_EVENT, verdict.summary(), watched.version, _payload(watched, slot)
+        if verdict.pending is None:
+            recorded = self.ws.registry.record_event_once(
+                model, CHECK_EVENT, slot.isoformat(), verdict.summary(), watched.version, _payload(watched, slot)
             )
-            if verdict.drifted:
+            if recorded and verdict.drifted:  # another worker recorded this interval's check: its alert, not ours
                 self._alert(watched, slot)
         return watched
-
-    def _recorded(self, model: str, kind: str, slot: datetime) -> bool:
-        """Whether a worker already recorded this interval's event of `kind` (several workers share a fleet)."""
-        latest = self.ws.registry.events(model, limit=1, kind=kind, latest=True)
-        return bool(latest) and latest[-1].payload.get("slot") == slot.isoformat()
 
     def _alert(self, watched: Watched, slot: datetime) -> None:
         registry, model = self.ws.registry, watched.model
