@@ -211,13 +211,14 @@ def test_the_cache_is_reused_without_a_second_download(
     train_into(trainer, tmp_path / "spam.csv")
     version = trainer.registry.version("spam", trainer.registry.alias("spam", PRODUCTION) or 0)
     downloads: list[str] = []
-    fetch = s3fs.S3FileSystem.get_file
+    fetch = s3fs.S3FileSystem._get_file  # what every download of s3fs awaits (its sync methods wrap it)
 
-    def counted(self: Any, remote: str, local: str, *args: Any, **kwargs: Any) -> Any:
+    async def counted(self: Any, remote: str, local: str, *args: Any, **kwargs: Any) -> Any:
         downloads.append(remote)
-        return fetch(self, remote, local, *args, **kwargs)
+        return await fetch(self, remote, local, *args, **kwargs)
 
-    monkeypatch.setattr(s3fs.S3FileSystem, "get_file", counted)
+    monkeypatch.setattr(s3fs.S3FileSystem, "_get_file", counted)
+    s3fs.S3FileSystem.clear_instance_cache()  # a file system binds its sync methods when it is made
     reader = node(make_workspace, bucket, registry)
     first = reader.registry.artifacts.open(version.artifact_uri, version.checksum)
     assert downloads and first.parent.name == "artifacts" and first.name == version.checksum
