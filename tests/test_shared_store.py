@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,10 +26,10 @@ from conftest import read_csv, spam_model
 from processes import free_port, kill_when_paused, start_group
 from serve_fixtures import running, wait_until
 from shoal.data.ingest import ingest_file
-from shoal.registry import PRODUCTION, ArtifactError
+from shoal.registry import PRODUCTION, ArtifactError, ArtifactStore
 from shoal.registry.shared_store import MANIFEST, UPLOADS, SharedArtifactStore
 from shoal.train.trainer import train_models
-from shoal.workspace import Workspace
+from shoal.workspace import ARTIFACT_CACHE_ENV, ARTIFACTS_ENV, Workspace
 
 s3fs = pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'shoal[s3]')")
 boto3 = pytest.importorskip("boto3", reason="moto[server] is not installed (the dev extra)")
@@ -251,7 +250,26 @@ def test_a_folder_url_is_a_shared_store_and_a_url_with_credentials_is_refused(tm
     with pytest.raises(ArtifactError, match="was changed after it was registered"):
         third.open(uri, checksum)
     assert not (tmp_path / "node-c" / "artifacts").exists()
-    with pytest.raises(ArtifactError, match="holds credentials") as refused:
-        SharedArtifactStore("s3://AKIAXXXX:s3cr3t@bucket/prefix", tmp_path / "node-d")
-    assert "s3cr3t" not in str(refused.value) and "AKIAXXXX" not in str(refused.value)
-    shutil.rmtree(shared)
+    for url in ("s3://AKIAXXXX:s3cr3t@bucket/prefix", "s3://bucket/prefix?secret=s3cr3t"):
+        with pytest.raises(ArtifactError, match="holds credentials") as refused:
+            SharedArtifactStore(url, tmp_path / "node-d")
+        assert "s3cr3t" not in str(refused.value) and "AKIAXXXX" not in str(refused.value)
+
+
+def test_the_store_comes_from_the_fleet_file_or_the_environment_and_a_folder_stays_local(
+    make_workspace: Callable[..., Workspace], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = make_workspace({"spam": spam_model()})
+    store = ws.artifact_store()
+    assert type(store) is ArtifactStore and store.root == ws.root / ".shoal" / "artifacts"
+    monkeypatch.setenv(ARTIFACTS_ENV, f"file://{tmp_path / 'shared'}")
+    shared = ws.artifact_store()
+    assert isinstance(shared, SharedArtifactStore) and shared.url == f"file://{tmp_path / 'shared'}"
+    assert shared.root == ws.root / ".shoal" / "artifact-cache" == ws.artifact_root
+    monkeypatch.setenv(ARTIFACT_CACHE_ENV, str(tmp_path / "node-cache"))
+    assert ws.artifact_store().root == tmp_path / "node-cache"
+    other = make_workspace({"spam": spam_model()}, artifacts=f"file://{tmp_path / 'fleet-file'}", artifact_cache="c")
+    monkeypatch.delenv(ARTIFACTS_ENV)
+    monkeypatch.delenv(ARTIFACT_CACHE_ENV)
+    chosen = other.artifact_store()
+    assert isinstance(chosen, SharedArtifactStore) and chosen.root == other.root / "c"

@@ -64,10 +64,11 @@ class SharedArtifactStore:
 
     def __init__(self, url: str, cache: Path) -> None:
         parts = urlsplit(url)
-        if parts.username or parts.password:
+        if parts.username or parts.password or parts.query:  # a query may hold a signature or a key as well
             raise ArtifactError(
-                f"the artifact store URL {parts.scheme}://{parts.hostname}{parts.path} holds credentials: take them "
-                "out and give them through the environment (for S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                f"the artifact store URL {parts.scheme}://{parts.hostname}{parts.path} holds credentials or a query: "
+                "take them out and give credentials through the environment (for S3: AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY) or fsspec's configuration"
             )
         try:
             import fsspec
