@@ -26,6 +26,7 @@ from conftest import read_csv, spam_model
 from processes import free_port, kill_when_paused, start_group
 from serve_fixtures import running, wait_until
 from shoal.data.ingest import ingest_file
+from shoal.doctor import examine
 from shoal.registry import PRODUCTION, ArtifactError, ArtifactStore
 from shoal.registry.shared_store import MANIFEST, UPLOADS, SharedArtifactStore
 from shoal.train.trainer import train_models
@@ -143,6 +144,11 @@ def test_a_model_trained_into_a_bucket_is_served_by_another_node_with_an_empty_c
         assert answer.status_code == 200 and answer.json()["version"] == production
     assert cached(server) == [trainer.registry.version("spam", production).checksum]
     assert not any((server.artifact_root / ".downloads").iterdir())
+    diagnosis = examine(server)  # the doctor verifies every version and drop through this node's cache
+    assert diagnosis.healthy, diagnosis.as_dict()
+    assert cached(server) == sorted(v.checksum for v in versions)
+    [orphans] = [c for c in diagnosis.checks if c.name == "unreferenced files"]
+    assert orphans.notes == [f"not checked in the shared store s3://{bucket}/store (only in a local one)"]
 
 
 def test_a_corrupt_object_in_the_bucket_is_refused_and_the_server_keeps_its_model(
