@@ -26,8 +26,9 @@ from typing import Any
 import pandas as pd
 
 from shoal.data.ingest import content_hash
-from shoal.registry import ArtifactError, ArtifactStore, Registry, Version
+from shoal.registry import ArtifactError, Registry, Version
 from shoal.registry.jobs import JobQueue
+from shoal.registry.shared_store import SharedArtifactStore, Store
 from shoal.workspace import Workspace
 
 ORPHANS = ".orphans"
@@ -84,7 +85,7 @@ def examine(ws: Workspace, *, repair: bool = False, grace_seconds: float = ORPHA
     )
 
 
-def _staging(store: ArtifactStore, repair: bool) -> Check:
+def _staging(store: Store, repair: bool) -> Check:
     check = Check("staging folders", advice="shoal doctor --repair removes them (their process is gone)")
     if repair:
         check.repaired = [f"removed {_relative(store, f)}" for f in store.clean_stale_staging()]
@@ -94,9 +95,7 @@ def _staging(store: ArtifactStore, repair: bool) -> Check:
     return check
 
 
-def _versions(
-    store: ArtifactStore, versions: dict[str, list[Version]], repair: bool
-) -> tuple[Check, set[tuple[str, int]]]:
+def _versions(store: Store, versions: dict[str, list[Version]], repair: bool) -> tuple[Check, set[tuple[str, int]]]:
     check = Check(
         "version artifacts",
         advice="these versions cannot be served: restore their folders from a backup, or train again "
@@ -144,8 +143,11 @@ def _drops(registry: Registry, repair: bool) -> Check:
     return check
 
 
-def _drop_problem(store: ArtifactStore, uri: str, expected: str) -> str | None:
-    path = store.path(uri)
+def _drop_problem(store: Store, uri: str, expected: str) -> str | None:
+    try:
+        path = store.file(uri)
+    except ArtifactError as error:  # a shared store's file that is not there
+        return error.problem
     if not path.is_file():
         return f"its file is missing at {path}"
     try:
@@ -164,6 +166,9 @@ def _orphans(registry: Registry, versions: dict[str, list[Version]], repair: boo
         "(and removes partial temporary files)",
     )
     store = registry.artifacts
+    if isinstance(store, SharedArtifactStore):
+        check.notes.append(f"not checked in the shared store {store.url} (only in a local one)")
+        return check
     referenced = {store.path(v.artifact_uri) for found in versions.values() for v in found}
     referenced |= {store.path(d.uri) for model in registry.model_names() for d in registry.drops(model)}
     referenced |= {store.path(d.uri) for d in registry.pipeline_drops()}
@@ -205,8 +210,11 @@ def _children(folder: Path) -> list[Path]:
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
-def _restore(store: ArtifactStore, uri: str) -> bool:
-    """Move the newest copy that a repair set aside back to where `uri` points; False when there is none."""
+def _restore(store: Store, uri: str) -> bool:
+    """Move the newest copy that a repair set aside back to where `uri` points; False when there is none (and in a
+    shared store, where a repair sets nothing aside)."""
+    if isinstance(store, SharedArtifactStore):
+        return False
     relative = store.path(uri).relative_to(store.root)
     if store.path(uri).exists():
         return False
@@ -248,5 +256,5 @@ def _jobs(queue: JobQueue, repair: bool) -> Check:
     return check
 
 
-def _relative(store: ArtifactStore, path: Path) -> str:
+def _relative(store: Store, path: Path) -> str:
     return path.relative_to(store.root).as_posix()

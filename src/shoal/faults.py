@@ -9,6 +9,8 @@ The points, in the order the loop reaches them:
 - `drop_written`: a drop's file is in the store, its row not yet (`Registry.add_drop`);
 - `search`: a family's cross-validated search starts (`train.search`);
 - `artifact_written`: a candidate's artifact is complete in `.staging`, not committed (`train.trainer`);
+- `artifact_uploading`: half of an artifact's files are uploaded to a shared store, under a temporary name
+  (`SharedArtifactStore.commit`);
 - `artifact_committed`: the artifact is in its final folder, its version row not yet (`Registry.register_version`);
 - `registered`: the version row is committed (`train.trainer`);
 - `gate`: every candidate is registered, the gate starts (`gate.run`);

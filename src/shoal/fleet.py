@@ -258,7 +258,14 @@ class WorkspaceSpec(_Strict):
     """Where the registry and artifacts live, and shared settings."""
 
     registry: str = Field("sqlite:///.shoal/registry.db", description="any SQLAlchemy URL")
-    artifacts: str = Field(".shoal/artifacts", description="artifact root folder")
+    artifacts: str = Field(
+        ".shoal/artifacts",
+        description="artifact store: a folder, or a URL shared by every node (s3://bucket/prefix, file:///shared/dir; "
+        "credentials from the environment only)",
+    )
+    artifact_cache: str = Field(
+        ".shoal/artifact-cache", description="this node's staging folder and cache of an artifact store at a URL"
+    )
     n_jobs: int = Field(2, ge=1, description="processes used for training")
     cost_per_core_hour: float = Field(0.04, ge=0, description="$ per CPU core-hour, for the cost model")
     seed: int = 0

@@ -10,8 +10,13 @@ from shoal.families import Predictor, get_family
 from shoal.fleet import FLEET_FILE, Fleet, ModelSpec, load_fleet
 from shoal.registry import Registry, Version, resolve_url
 from shoal.registry.prediction_log import PredictionLog
+from shoal.registry.shared_store import Store, open_store
 
 REGISTRY_ENV = "SHOAL_REGISTRY_URL"
+#: the artifact store (a folder, or a URL such as s3://bucket/prefix), over the fleet file's `workspace.artifacts`
+ARTIFACTS_ENV = "SHOAL_ARTIFACTS_URL"
+#: this node's staging folder and cache of a store at a URL, over the fleet file's `workspace.artifact_cache`
+ARTIFACT_CACHE_ENV = "SHOAL_ARTIFACT_CACHE"
 
 
 class Workspace:
@@ -37,13 +42,21 @@ class Workspace:
         return resolve_url(os.environ.get(REGISTRY_ENV) or self.fleet.workspace.registry, self.root)
 
     @property
+    def artifact_location(self) -> str:
+        return os.environ.get(ARTIFACTS_ENV) or self.fleet.workspace.artifacts
+
+    @property
     def artifact_root(self) -> Path:
-        root = Path(self.fleet.workspace.artifacts)
-        return root if root.is_absolute() else self.root / root
+        """This node's folder of artifacts: the store itself, or for a store at a URL its staging and cache."""
+        return self.artifact_store().root
+
+    def artifact_store(self) -> Store:
+        cache = os.environ.get(ARTIFACT_CACHE_ENV) or self.fleet.workspace.artifact_cache
+        return open_store(self.artifact_location, self.root, Path(cache))
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(self.registry_url, self.artifact_root)
+        return Registry(self.registry_url, self.artifact_store())
 
     def prediction_log(self) -> PredictionLog:
         """A handle on the prediction log, bounded and sampled as the fleet file's `workspace.prediction_log` says."""

@@ -50,7 +50,7 @@ def _quality(
 ) -> list[Finding]:
     """The estimated and the live accuracy checks of a classifier's window (none for another task, or a version
     without a calibration record or a test accuracy)."""
-    path = ws.registry.artifacts.path(version.artifact_uri) / CALIBRATION_FILE
+    path = ws.registry.artifacts.folder(version.artifact_uri, version.checksum) / CALIBRATION_FILE
     tested = version.metrics.scores.get("accuracy")
     if not isinstance(inputs, list) or not path.is_file() or tested is None:
         return []

@@ -19,9 +19,10 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
 
@@ -73,17 +74,28 @@ def full_disk_as_error(path: Path, what: str) -> Iterator[None]:
         raise
 
 
-def folder_checksum(folder: Path) -> tuple[str, int]:
-    """sha256 over every file's relative path and bytes, in sorted order; and the total size."""
+def folder_files(folder: Path) -> list[str]:
+    """The relative (POSIX) names of every file under `folder`, in the order `folder_checksum` hashes them."""
+    return [p.relative_to(folder).as_posix() for p in sorted(p for p in folder.rglob("*") if p.is_file())]
+
+
+def files_checksum(names: list[str], opener: Callable[[str], BinaryIO]) -> tuple[str, int]:
+    """sha256 over each file's name and bytes, in the order given (`folder_files`'), read through `opener`; and
+    the total size. One definition for a local folder and a folder in a shared store."""
     digest = hashlib.sha256()
     size = 0
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with path.open("rb") as handle:
+    for name in names:
+        digest.update(name.encode() + b"\0")
+        with opener(name) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
                 size += len(block)
     return digest.hexdigest(), size
+
+
+def folder_checksum(folder: Path) -> tuple[str, int]:
+    """sha256 over every file's relative path and bytes, in sorted order; and the total size."""
+    return files_checksum(folder_files(folder), lambda name: (folder / name).open("rb"))
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -130,7 +142,20 @@ def _owner_alive(record: Path, folder: Path) -> bool:
         return True
 
 
+def relative_of(uri: str) -> str:
+    """The store-relative name behind an artifact URI (`local:` names resolve against whatever store the workspace
+    has, a folder or a URL, so a store can move)."""
+    if not uri.startswith(SCHEME):
+        raise ArtifactError(f"unsupported artifact URI {uri!r} (expected {SCHEME}...)")
+    relative = uri.removeprefix(SCHEME)
+    if not relative or relative.startswith("/") or ".." in relative.split("/"):
+        raise ArtifactError(f"artifact URI {uri!r} does not name a place inside the store")
+    return relative
+
+
 class ArtifactStore:
+    """An artifact store in a local (or mounted) folder: the default."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -212,9 +237,23 @@ class ArtifactStore:
         return SCHEME + relative, True
 
     def path(self, uri: str) -> Path:
-        if not uri.startswith(SCHEME):
-            raise ArtifactError(f"unsupported artifact URI {uri!r} (expected {SCHEME}...)")
-        return self.root / uri.removeprefix(SCHEME)
+        return self.root / relative_of(uri)
+
+    def file(self, uri: str) -> Path:
+        """The local path of a file written by `put_file` (here: where it lies in the store)."""
+        return self.path(uri)
+
+    def folder(self, uri: str, checksum: str) -> Path:
+        """The local folder of an artifact already verified by `open` (here: where it lies in the store)."""
+        return self.path(uri)
+
+    def remove(self, uri: str) -> None:
+        """Take back an artifact folder or file that no row refers to."""
+        path = self.path(uri)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     def problem(self, uri: str, checksum: str) -> str | None:
         """Why the artifact behind `uri` cannot be trusted (missing, or changed since it was registered), or

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from shoal.registry.records import (
     Version,
     VersionMetrics,
 )
+from shoal.registry.shared_store import Store
 
 if TYPE_CHECKING:  # pandas only where drops are read: a server never needs it
     import pandas as pd
@@ -149,10 +149,11 @@ def make_engine(url: str) -> Engine:
 class Registry:
     """Versions, aliases, drops and events of every model, plus the artifact store they point into."""
 
-    def __init__(self, url: str, artifact_root: Path) -> None:
+    def __init__(self, url: str, artifacts: Path | Store) -> None:
+        """`artifacts`: the store, or the folder of a local one."""
         self.url = url
         self.engine = make_engine(url)
-        self.artifacts = ArtifactStore(artifact_root)
+        self.artifacts: Store = ArtifactStore(artifacts) if isinstance(artifacts, Path) else artifacts
         self._sqlite = self.engine.dialect.name == "sqlite"
         with self._disk_full_as_error():
             t.metadata.create_all(self.engine)
@@ -390,7 +391,7 @@ class Registry:
         except BaseException:
             with suppress(Exception):  # no row came to use the file: take it back (the error is what matters)
                 if written and self.drop(model, content_hash) is None:
-                    self.artifacts.path(uri).unlink(missing_ok=True)
+                    self.artifacts.remove(uri)
             raise
         return Drop(model=model, **values), True  # type: ignore[arg-type]
 
@@ -429,7 +430,7 @@ class Registry:
     def load_drops(self, drops: list[Drop]) -> pd.DataFrame:
         import pandas as pd
 
-        frames = [pd.read_parquet(self.artifacts.path(d.uri)) for d in drops]
+        frames = [pd.read_parquet(self.artifacts.file(d.uri)) for d in drops]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     # -- pipelines: test drops and end-to-end scores ---------------------------------------------------
@@ -461,7 +462,7 @@ class Registry:
             except BaseException:
                 if written and not any(row.uri == uri for row in rows):
                     with suppress(Exception):  # no row used the file: take it back (the error is what matters)
-                        self.artifacts.path(uri).unlink(missing_ok=True)
+                        self.artifacts.remove(uri)
                 raise
         return PipelineDrop(**values, created_at=created_at), True  # type: ignore[arg-type]
 
@@ -485,7 +486,7 @@ class Registry:
     def load_pipeline_drop(self, drop: PipelineDrop) -> pd.DataFrame:
         import pandas as pd
 
-        return pd.read_parquet(self.artifacts.path(drop.uri))
+        return pd.read_parquet(self.artifacts.file(drop.uri))
 
     def pipeline_scores(self, pipeline: str) -> list[PipelineScore]:
         """The pipeline's end-to-end scores, one per production change of one of its models, oldest first."""
@@ -586,7 +587,7 @@ class Registry:
         except BaseException:
             with suppress(Exception):  # no row came to use the folder: take it back (the error is what matters)
                 if created and not any(v.artifact_uri == uri for v in self.versions(model)):
-                    shutil.rmtree(self.artifacts.path(uri), ignore_errors=True)
+                    self.artifacts.remove(uri)
             raise
         return self.version(model, number), True
 

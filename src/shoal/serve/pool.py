@@ -281,7 +281,7 @@ class ModelPool:
         cascade = getattr(self.ws.fleet.models.get(name), "cascade", None)
         route = None
         if cascade is not None:  # the artifact was verified by load_predictor just now
-            route = load_route(self.ws.registry.artifacts.path(version.artifact_uri), cascade)
+            route = load_route(self.ws.registry.artifacts.folder(version.artifact_uri, version.checksum), cascade)
             if route is None:
                 log.warning("model %s v%d has no calibration record: its cascade defers nothing", name, number)
         return Loaded(version, predictor, datetime.now(UTC), route)
