@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from shoal.cascade.calibration import CALIBRATION_FILE, confidence
-from shoal.data.assembled import assembled
+from shoal.data.assembled import Assembled, assembled
 from shoal.evaluate.live import right_answers
 from shoal.families.base import Predictor
 from shoal.monitor.drift import Finding, Reference, Verdict, check, check_errors
@@ -121,7 +121,7 @@ def latest_window(
     return Watched(model, version, verdict)
 
 
-def _trained_on(ws: Workspace, version: Version) -> Any:
+def _trained_on(ws: Workspace, version: Version) -> Assembled:
     """The rows of the drops `version` was trained on, as its task assembled them."""
     data = assembled(ws, version.model, version.dataset_version)
     if data is None:
@@ -132,7 +132,7 @@ def _trained_on(ws: Workspace, version: Version) -> Any:
     return data
 
 
-def served_versions(ws: Workspace, model: str, window_hours: float | None = None) -> list[int]:
+def _served_versions(ws: Workspace, model: str, window_hours: float | None = None) -> list[int]:
     """The versions `model`'s production alias has held, the latest holder first, each once (only those that held
     it within the last `window_hours`, if given; the current one always)."""
     history = ws.registry.alias_history(model, PRODUCTION)
@@ -162,7 +162,7 @@ def _realised_window(
     assert now_rows is not None  # a version was trained on some drops
     parts: list[Errors] = []
     judged: list[tuple[Version, Predictor]] = []
-    for number in served_versions(ws, model, window_hours):
+    for number in _served_versions(ws, model, window_hours):
         held = ws.registry.version(model, number)
         predictor = ws.load_predictor(held)
         errors = task.served_errors(predictor, now_rows.train, spec)
