@@ -16,8 +16,7 @@ A reference holds a bounded sample of the version's training inputs and the answ
 
 The window's tests are corrected together (Benjamini–Hochberg) at the window's `level`, so on traffic that has not
 moved a window alerts with probability at most `level`; `level_for_budget` turns a fleet's alert budget (false alarms
-per week) into that level. A window smaller than `min_samples` (inputs, or realised
-outcomes) gets no verdict.
+per week) into that level. A window smaller than `min_samples` (inputs, or realised outcomes) gets no verdict.
 """
 
 from __future__ import annotations
