@@ -102,22 +102,21 @@ def watch(ws: Workspace) -> Verdict:
 
 def test_a_forecasts_errors_correlated_over_its_horizon_are_not_taken_for_independent_ones() -> None:
     """Each path's errors share a level (a forecast misses a whole spell of weather): counted as independent points,
-    two samples of such paths differ "significantly" far more often than the level says."""
+    two samples of such paths differ "significantly" far more often than the level says; as blocks, as often."""
     rng = np.random.default_rng(0)
     horizon, trials = 10, 400
 
-    def paths(count: int, start: int) -> tuple[np.ndarray, np.ndarray]:
-        errors = (rng.normal(size=(count, 1)) + 0.3 * rng.normal(size=(count, horizon))).ravel()
+    def paths(count: int, start: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        errors = (shift + rng.normal(size=(count, 1)) + 0.3 * rng.normal(size=(count, horizon))).ravel()
         return errors, np.arange(start, start + count * horizon)
 
-    p = np.array(
-        [mean_shift_test(paths(3, 0), paths(4, 100), lag=horizon)[1] for _ in range(trials)]
-        + [mean_shift_test(paths(3, 0), paths(4, 100), lag=0)[1] for _ in range(trials)]
-    ).reshape(2, trials)
-    assert np.mean(p[0] < 0.05) < 0.12  # the horizon's correlation allowed for: about the level
-    assert np.mean(p[1] < 0.05) > 0.3  # as if independent: false alarms galore
-    shifted = (paths(3, 0), (lambda e, t: (e + 3.0, t))(*paths(4, 100)))
-    assert mean_shift_test(*shifted, lag=horizon)[1] < 0.01
+    blocks = [mean_shift_test(paths(6, 0), paths(4, 100), block=horizon)[1] for _ in range(trials)]
+    points = [mean_shift_test(paths(6, 0), paths(4, 100), block=1)[1] for _ in range(trials)]
+    assert np.mean(np.array(blocks) < 0.05) < 0.08  # the horizon's correlation allowed for: the level
+    assert np.mean(np.array(points) < 0.05) > 0.3  # as if independent: false alarms galore
+    assert mean_shift_test(paths(6, 0), paths(4, 100, shift=4.0), block=horizon)[1] < 0.01
+    with pytest.raises(ValueError, match="2 blocks of 10 times; a comparison needs at least three"):
+        mean_shift_test(paths(1, 0), paths(1, 100), block=horizon)
 
 
 def test_realised_values_like_the_past_pass_and_a_level_shift_alerts_within_a_few_points(

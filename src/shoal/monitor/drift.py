@@ -11,8 +11,9 @@ A reference holds a bounded sample of the version's training inputs and the answ
 - every task: the answers (chi-squared for labels, KS for values);
 - a task whose answers' outcomes arrive later as data (forecasts and the values realised since): the served answers'
   errors against the version's errors on its test set — their bias (mean signed error) and their size (mean absolute
-  error, only an increase alerts), each a difference of means whose variance allows the errors of one answer to be
-  correlated over its horizon (`stats.mean_shift_test`).
+  error, only an increase alerts), each a t-test on the means of blocks of one answer's span (a forecast's horizon,
+  as its backtest windows are), since errors are correlated within a span and drift in level across spans
+  (`stats.mean_shift_test`).
 
 The window's tests are corrected together (Benjamini–Hochberg) at the window's `level`, so on traffic that has not
 moved a window alerts with probability at most `level`; `level_for_budget` turns a fleet's alert budget (false alarms
@@ -199,17 +200,21 @@ def check(
 def check_errors(reference: Callable[[], Errors], served: Errors, *, level: float, min_samples: int) -> Verdict:
     """The verdict on the errors of served answers whose outcomes have arrived (`served`) against the version's
     errors on its test set (`reference()`, computed only for a verdict): has the bias moved, have the errors grown?
-    Corrected together at `level`; no verdict below `min_samples` served errors."""
+    Each a t-test on block means (`stats.mean_shift_test`, blocks of the answers' span), corrected together at
+    `level`; no verdict below `min_samples` served errors, or with fewer than three blocks in all."""
     unit = f"realised {served.name} points"
     if len(served) < min_samples:
         return _pending(len(served), level, min_samples, unit)
     tested = reference()
-    lag = max(tested.lag, served.lag)
+    block = max(tested.block, served.block)
     before_bias, before_size = float(np.mean(tested.signed)), float(np.mean(np.abs(tested.signed)))
-    bias = mean_shift_test((tested.signed, tested.times), (served.signed, served.times), lag=lag)
-    size = mean_shift_test(
-        (np.abs(tested.signed), tested.times), (np.abs(served.signed), served.times), lag=lag, greater_only=True
-    )
+    try:
+        bias = mean_shift_test((tested.signed, tested.times), (served.signed, served.times), block=block)
+        size = mean_shift_test(
+            (np.abs(tested.signed), tested.times), (np.abs(served.signed), served.times), block=block, greater_only=True
+        )
+    except ValueError as few:
+        return Verdict(len(served), level, pending=f"{few} (raise the test set's windows)", unit=unit)
     findings = [
         Finding(f"{served.name} bias (mean scaled error) vs test {before_bias:+.3g}", *bias),
         Finding(f"{served.name} error (mean |scaled error|) vs test {before_size:.3g}", *size),

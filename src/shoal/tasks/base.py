@@ -46,12 +46,13 @@ class DataDefaults:
 class Errors:
     """A version's errors against outcomes, as the drift check compares them (`shoal.monitor`): each `signed` error
     (outcome − answer) in the task's scale-free unit, the time its outcome belongs to (nanoseconds since the epoch),
-    and `lag`: over how many consecutive times one answer's errors may be correlated (a forecast's horizon)."""
+    and `block`: how many consecutive times one answer's errors span (a forecast's horizon), the blocks the drift
+    check compares them in."""
 
     name: str  # what erred, for the test's name ("forecast")
     signed: np.ndarray
     times: np.ndarray
-    lag: int
+    block: int
 
     def __len__(self) -> int:
         return len(self.signed)
@@ -62,7 +63,7 @@ class Errors:
         first = parts[0]
         signed = np.concatenate([part.signed for part in parts])[:limit]
         times = np.concatenate([part.times for part in parts])[:limit]
-        return cls(first.name, signed, times, max(part.lag for part in parts))
+        return cls(first.name, signed, times, max(part.block for part in parts))
 
 
 def require_columns(frame: pd.DataFrame, needed: list[str], source: str, keys: str) -> None:
