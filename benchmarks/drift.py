@@ -16,7 +16,7 @@ False alarms: `--windows` windows of 200 inputs drawn from C, each checked at th
 CBPE: `banking77`'s temperature fitted on B; windows of 200 inputs of C whose intents are drawn with a skew (a
 different random subset of 20 intents made 5x likelier in each window); estimated vs real accuracy per window.
 
-Forecasting (`--forecast-family`, default `seasonal-naive`; daily maximum temperatures, horizon 7, 3 backtest
+Forecasting (`--forecast-family`, default `seasonal-naive`; daily maximum temperatures, horizon 7, 12 backtest
 windows): production retrains every day on the values realised so far (a new version, as the worker does on each
 daily drop) and each day's check reads the errors of the newest versions' realised forecast points (window
 `--forecast-window`) against the backtest errors of the oldest of them (`TaskKind.served_errors` / `test_errors`,
@@ -182,7 +182,9 @@ class ForecastStream:
     def __init__(self, family: str, rows: pd.DataFrame, window: int, level: float) -> None:
         self.family, self.window, self.level = family, window, level
         self.rows = rows  # the whole series in the task's columns (series, ds, y)
-        self.spec = ForecastingSpec(task="forecasting", freq="D", horizon=7, families=[family], time_column="Date")
+        self.spec = ForecastingSpec(
+            task="forecasting", freq="D", horizon=7, backtest_windows=12, families=[family], time_column="Date"
+        )
         self.task = get_task("forecasting")
         self.versions: dict[int, Any] = {}  # origin -> the version trained on the values before it
 
