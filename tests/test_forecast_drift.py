@@ -125,19 +125,22 @@ def test_realised_values_like_the_past_pass_and_a_level_shift_alerts_within_a_fe
     forecaster: Path, temperatures: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    # ten days, nine more, then one day's value at a time, checked after each drop
+    drops = [slice(0, 10), slice(10, MIN_POINTS - 1), *(slice(d, d + 1) for d in range(MIN_POINTS - 1, HORIZON))]
     checked: dict[str, list[Verdict]] = {}
     for name, shift in (("calm", 0.0), ("shifted", SHIFT)):
         shutil.copytree(forecaster, tmp_path / name)
         ws = Workspace(tmp_path / name)
         checked[name] = []
-        for day in range(HORIZON):  # one day's value at a time, checked after each
-            arrive(ws, realised(temperatures, slice(day, day + 1), shift), tmp_path)
+        for days in drops:
+            arrive(ws, realised(temperatures, days, shift), tmp_path)
             checked[name].append(watch(ws))
         ws.close()
     calm, shifted = checked["calm"], checked["shifted"]
-    assert [v.n for v in calm] == list(range(1, HORIZON + 1))
-    assert all(v.pending is not None and not v.findings for v in calm[: MIN_POINTS - 1])
-    assert calm[9].summary() == "10 realised forecast points in the window; a verdict needs at least 20"
+    assert [v.n for v in calm] == [10, *range(MIN_POINTS - 1, HORIZON + 1)]
+    assert all(v.pending is not None and not v.findings for v in calm[:2])
+    assert calm[0].summary() == "10 realised forecast points in the window; a verdict needs at least 20"
+    assert all(v.pending is None for v in calm[2:])
     assert not any(v.drifted for v in calm), [v.summary() for v in calm if v.drifted]
     assert [f.test.split(" vs ")[0] for f in calm[-1].findings] == [
         "forecast bias (mean scaled error)",
