@@ -15,6 +15,14 @@ inputs seen when a check first alerts (median and worst of `--repeat` streams); 
 False alarms: `--windows` windows of 200 inputs drawn from C, each checked at that level (expected: windows x level).
 CBPE: `banking77`'s temperature fitted on B; windows of 200 inputs of C whose intents are drawn with a skew (a
 different random subset of 20 intents made 5x likelier in each window); estimated vs real accuracy per window.
+
+Forecasting (`--forecast-family`, default `seasonal-naive`; daily maximum temperatures, horizon 7, 12 backtest
+windows): production retrains every day on the values realised so far (a new version, as the worker does on each
+daily drop) and each day's check reads the errors of the newest versions' realised forecast points (window
+`--forecast-window`) against the backtest errors of the oldest of them (`TaskKind.served_errors` / `test_errors`,
+`shoal.monitor.drift.check_errors`). A stream starts at a random day of the series' last eight years; from its
+day 30 every realised value is `--forecast-shift` times the series' seasonal-naive MAE higher. Delay: realised days
+after the shift at the first alert; false alarms: checks of `--windows` streams without the shift, one full window each.
 """
 
 from __future__ import annotations
@@ -32,9 +40,14 @@ from harness import DATA
 from machine import print_command, print_machine
 
 from shoal.cascade.calibration import confidence, fit_temperature
+from shoal.evaluate.forecasting import seasonal_scale
 from shoal.families import get_family
-from shoal.monitor.drift import Reference, check, level_for_budget
+from shoal.monitor.drift import Reference, Verdict, check, check_errors, level_for_budget
 from shoal.monitor.estimate import estimated_accuracy
+from shoal.tasks import get_task
+from shoal.tasks.base import Errors
+from shoal.tasks.forecasting.kind import DS, SERIES, Y, regular_series
+from shoal.tasks.forecasting.spec import ForecastingSpec
 
 WINDOW, BEFORE, REFERENCE = 200, 400, 500
 
@@ -159,6 +172,86 @@ def cbpe(model: Any, held_out: pd.DataFrame, calm: pd.DataFrame, windows: int) -
     return pairs
 
 
+FORECAST_SHIFT_DAY = 30
+
+
+class ForecastStream:
+    """Daily maximum temperatures as a forecaster in production sees them: a version trained each day, the values
+    realised since, and each day's check of the newest versions' errors."""
+
+    def __init__(self, family: str, rows: pd.DataFrame, window: int, level: float) -> None:
+        self.family, self.window, self.level = family, window, level
+        self.rows = rows  # the whole series in the task's columns (series, ds, y)
+        self.spec = ForecastingSpec(
+            task="forecasting", freq="D", horizon=7, backtest_windows=12, families=[family], time_column="Date"
+        )
+        self.task = get_task("forecasting")
+        self.versions: dict[int, Any] = {}  # origin -> the version trained on the values before it
+
+    def version(self, values: pd.DataFrame, origin: int) -> Any:
+        if origin not in self.versions:
+            family = get_family(self.family)
+            self.versions[origin] = family.fit(regular_series(values.iloc[:origin], self.spec), [], {}, 0)
+        return self.versions[origin]
+
+    def verdict(self, values: pd.DataFrame, start: int, day: int) -> Verdict:
+        """Day `day`'s check of a stream started at `start` (the values before `start + day` are realised, one
+        version trained at each day from `start`)."""
+        now = values.iloc[: start + day]
+        parts: list[Errors] = []
+        oldest = start
+        for origin in range(start + day - 1, start - 1, -1):  # newest version first
+            errors = self.task.served_errors(self.version(values, origin), now, self.spec)
+            parts.append(errors)
+            if len(errors):
+                oldest = origin
+            if sum(map(len, parts)) >= self.window:
+                break
+
+        def tested() -> Errors:
+            before = values.iloc[:oldest]
+            test = self.task.test_set(before, before, self.spec)
+            return self.task.test_errors(self.version(values, oldest), test)
+
+        served = Errors.join(parts, self.window)
+        return check_errors(tested, served, level=self.level, min_samples=self.window)
+
+    def delay(self, seed: int, shift: float) -> tuple[int | None, int]:
+        """(realised days after the shift at the first alert or None, alerts before it) of one stream."""
+        rng = np.random.default_rng(seed)
+        start = int(rng.integers(2 * 365, len(self.rows) - 4 * FORECAST_SHIFT_DAY))
+        mae = seasonal_scale(self.rows[Y].to_numpy()[:start], self.spec.season)
+        moved = np.arange(len(self.rows)) >= start + FORECAST_SHIFT_DAY
+        values = self.rows.assign(**{Y: self.rows[Y] + shift * mae * moved})
+        self.versions = {}
+        early = 0
+        for day in range(1, 4 * FORECAST_SHIFT_DAY):
+            verdict = self.verdict(values, start, day)
+            if verdict.drifted:
+                if day <= FORECAST_SHIFT_DAY:
+                    early += 1
+                else:
+                    return day - FORECAST_SHIFT_DAY, early
+        return None, early
+
+    def false_alarm(self, seed: int) -> bool:
+        """One window of a stream without a shift, checked once it is full."""
+        rng = np.random.default_rng(10_000 + seed)
+        start = int(rng.integers(2 * 365, len(self.rows) - 2 * FORECAST_SHIFT_DAY))
+        self.versions = {}
+        day = 1
+        while True:
+            verdict = self.verdict(self.rows, start, day)
+            if verdict.pending is None:
+                return verdict.drifted
+            day += 1
+
+
+def temperatures(data: Any) -> pd.DataFrame:
+    frame = pd.read_csv(data / "daily_max_temperatures" / "daily-max-temperatures.csv")
+    return pd.DataFrame({SERIES: "series", DS: pd.to_datetime(frame["Date"]), Y: frame["Temperature"].astype(float)})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=lambda p: __import__("pathlib").Path(p), default=DATA)
@@ -167,6 +260,9 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=50, help="inputs between two checks of a stream")
     parser.add_argument("--budget", type=float, default=1.0, help="false alarms per week, for the whole fleet's model")
     parser.add_argument("--checks-per-week", type=float, default=168.0)
+    parser.add_argument("--forecast-family", default="seasonal-naive", help="seasonal-naive or gbm-lags")
+    parser.add_argument("--forecast-window", type=int, default=56, help="realised forecast points a check reads")
+    parser.add_argument("--forecast-shift", type=float, default=3.0, help="level shift, in seasonal-naive MAEs")
     args = parser.parse_args()
     begun = print_machine()
     level = level_for_budget(args.budget, args.checks_per_week)
@@ -200,6 +296,17 @@ def main() -> None:
             f"{sum(e for _, e in runs)} | {alarms} / {args.windows} | {args.windows * level:.1f} |",
             flush=True,
         )
+    stream = ForecastStream(args.forecast_family, temperatures(args.data), args.forecast_window, level)
+    runs = [stream.delay(seed, args.forecast_shift) for seed in range(args.repeat)]
+    found = [d for d, _ in runs if d is not None]
+    alarms = sum(stream.false_alarm(seed) for seed in range(args.windows))
+    print(
+        f"| temperatures ({args.forecast_family}, window {args.forecast_window} forecast points): level "
+        f"+{args.forecast_shift:g} seasonal-naive MAE | {statistics.median(found) if found else '-'} days | "
+        f"{max(found) if found else '-'} days | {args.repeat - len(found)} of {args.repeat} | "
+        f"{sum(e for _, e in runs)} | {alarms} / {args.windows} | {args.windows * level:.1f} |",
+        flush=True,
+    )
     pairs = cbpe(banking_model, banking_b, banking_scenario.calm, args.windows)
     errors = [abs(e - r) for e, r in pairs]
     print(

@@ -37,8 +37,9 @@ def drift(
 ) -> None:
     """Compare the newest logged predictions of MODEL's production version with its training inputs and its answers
     on the test set (MMD, KS and chi-squared tests), and for a classifier its estimated accuracy (from calibrated
-    confidence) and its accuracy on feedback labels with its test accuracy; all corrected together. Exit 1 on an
-    alert."""
+    confidence) and its accuracy on feedback labels with its test accuracy; all corrected together. For a forecaster:
+    the errors of the forecasts production served against the values realised since (its bias and size) with its
+    errors on its backtest; --window and --min-samples count realised points. Exit 1 on an alert."""
     from shoal.monitor.drift import level_for_budget
     from shoal.monitor.watch import latest_window
 
@@ -60,6 +61,8 @@ def drift(
                 "model": model,
                 "version": watched.version,
                 "n": verdict.n,
+                "unit": verdict.unit,
+                "source": watched.source,
                 "level": level,
                 "drifted": verdict.drifted,
                 "pending": verdict.pending,
@@ -71,7 +74,8 @@ def drift(
         for finding in verdict.findings:
             alert = "[red]drift[/red]" if finding.fired else "-"
             table.add_row(escape(finding.test), f"{finding.statistic:.4g}", f"{finding.p_value:.3g}", alert)
-        console.print(f"{model} v{watched.version}: {verdict.n} newest predictions, level {level:.4g} per check")
+        newest = "newest predictions" if watched.source is None else f"{verdict.unit}: {watched.source}"
+        console.print(escape(f"{model} v{watched.version}: {verdict.n} {newest}, level {level:.4g} per check"))
         if verdict.findings:
             console.print(table)
         console.print(escape(verdict.summary()))

@@ -8,26 +8,34 @@ A reference holds a bounded sample of the version's training inputs and the answ
   Latin script (KS: a language-free stand-in for a language mix);
 - table rows: each column (KS for numbers, chi-squared for categories) and all numeric columns together (MMD on
   values standardised by the reference);
-- every task: the answers (chi-squared for labels, KS for values).
+- every task: the answers (chi-squared for labels, KS for values);
+- a task whose answers' outcomes arrive later as data (forecasts and the values realised since): the served answers'
+  errors against the version's errors on its test set — their bias (mean signed error) and their size (mean absolute
+  error, only an increase alerts), each a t-test on the means of blocks of one answer's span (a forecast's horizon,
+  as its backtest windows are), since errors are correlated within a span and drift in level across spans
+  (`stats.mean_shift_test`).
 
 The window's tests are corrected together (Benjamini–Hochberg) at the window's `level`, so on traffic that has not
 moved a window alerts with probability at most `level`; `level_for_budget` turns a fleet's alert budget (false alarms
-per week) into that level. A window smaller than `min_samples` gets no verdict.
+per week) into that level. A window smaller than `min_samples` (inputs, or realised outcomes) gets no verdict.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import HashingVectorizer
 
-from shoal.monitor.stats import benjamini_hochberg, chi2_test, ks_test, mmd_test
+from shoal.monitor.stats import benjamini_hochberg, chi2_test, ks_test, mean_shift_test, mmd_test
+
+if TYPE_CHECKING:
+    from shoal.tasks.base import Errors
 
 MAX_PERMUTATIONS = 5000
 LATIN_END = 0x24F  # the last code point of Latin Extended-B
@@ -47,12 +55,14 @@ class Finding:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A window's outcome: its size, its tests (none when too small) and why there is no verdict, if there is none."""
+    """A window's outcome: its size (in `unit`), its tests (none when too small) and why there is no verdict, if
+    there is none."""
 
     n: int
     level: float
     findings: list[Finding] = field(default_factory=list)
     pending: str | None = None
+    unit: str = "inputs"
 
     @property
     def drifted(self) -> bool:
@@ -175,7 +185,7 @@ def check(
     n = len(inputs)
     permutations = permutations or min(MAX_PERMUTATIONS, math.ceil(20 / level))
     if n < min_samples:
-        return Verdict(n, level, pending=f"{n} inputs in the window; a verdict needs at least {min_samples}")
+        return _pending(n, level, min_samples, "inputs")
     if isinstance(inputs, pd.DataFrame):
         findings = _row_tests(reference, inputs, permutations, seed)
     else:
@@ -184,10 +194,46 @@ def check(
         findings.append(Finding("predicted labels (chi²)", *chi2_test(reference.answers, list(answers))))
     elif answers:
         findings.append(Finding("predicted values (KS)", *ks_test(reference.answers, answers)))
-    findings.extend(extra)
+    return _corrected(n, level, [*findings, *extra], "inputs")
+
+
+def check_errors(reference: Callable[[], Errors], served: Errors, *, level: float, min_samples: int) -> Verdict:
+    """The verdict on the errors of served answers whose outcomes have arrived (`served`) against the version's
+    errors on its test set (`reference()`, computed only for a verdict): has the bias moved, have the errors grown?
+    Each a t-test on block means (`stats.mean_shift_test`, blocks of the answers' span), corrected together at
+    `level`; no verdict below `min_samples` served errors, or with fewer than three blocks in all."""
+    unit = f"realised {served.name} points"
+    if len(served) < min_samples:
+        return _pending(len(served), level, min_samples, unit)
+    tested = reference()
+    block = max(tested.block, served.block)
+    before_bias, before_size = float(np.mean(tested.signed)), float(np.mean(np.abs(tested.signed)))
+    try:
+        bias = mean_shift_test((tested.signed, tested.times), (served.signed, served.times), block=block)
+        size = mean_shift_test(
+            (np.abs(tested.signed), tested.times), (np.abs(served.signed), served.times), block=block, greater_only=True
+        )
+    except ValueError as few:
+        return Verdict(len(served), level, pending=f"{few} (raise the test set's windows)", unit=unit)
+    findings = [
+        Finding(f"{served.name} bias (mean scaled error) vs test {before_bias:+.3g}", *bias),
+        Finding(f"{served.name} error (mean |scaled error|) vs test {before_size:.3g}", *size),
+    ]
+    return _corrected(len(served), level, findings, unit)
+
+
+def _pending(n: int, level: float, min_samples: int, unit: str) -> Verdict:
+    return Verdict(n, level, pending=f"{n} {unit} in the window; a verdict needs at least {min_samples}", unit=unit)
+
+
+def _corrected(n: int, level: float, findings: list[Finding], unit: str) -> Verdict:
+    """The window's findings corrected together (Benjamini–Hochberg at `level`)."""
     # a test with nothing to compare (a column empty on both sides) gives NaN: no evidence, never an alert
     findings = [f if math.isfinite(f.p_value) else Finding(f.test, 0.0, 1.0) for f in findings]
     fired = benjamini_hochberg([finding.p_value for finding in findings], level)
     return Verdict(
-        n, level, [Finding(f.test, f.statistic, f.p_value, bool(hit)) for f, hit in zip(findings, fired, strict=True)]
+        n,
+        level,
+        [Finding(f.test, f.statistic, f.p_value, bool(hit)) for f, hit in zip(findings, fired, strict=True)],
+        unit=unit,
     )

@@ -2,7 +2,8 @@
 
 Each test answers "could these two samples come from the same distribution?" with a p-value; a window runs several
 (one per column, descriptor or output), and `benjamini_hochberg` keeps the chance that *any* of them fires on a window
-without drift at most the window's level.
+without drift at most the window's level. `mean_shift_test` compares the means of two samples observed over time whose
+values are correlated over spans of consecutive times (a forecast's errors over its horizon).
 """
 
 from __future__ import annotations
@@ -101,3 +102,36 @@ def benjamini_hochberg(p_values: Sequence[float], level: float) -> np.ndarray:
     if passed.any():
         found[order[: int(np.nonzero(passed)[0].max()) + 1]] = True
     return found
+
+
+def block_means(values: np.ndarray, times: np.ndarray, size: int) -> np.ndarray:
+    """`values` averaged per time (several may share one), the times in order cut into consecutive blocks of about
+    `size` (at least one block), and each block's mean."""
+    unique, inverse = np.unique(np.asarray(times), return_inverse=True)
+    per_time = np.bincount(inverse, weights=np.asarray(values, dtype=float)) / np.bincount(inverse)
+    return np.array([block.mean() for block in np.array_split(per_time, max(1, len(unique) // size))])
+
+
+def mean_shift_test(
+    reference: tuple[np.ndarray, np.ndarray],
+    current: tuple[np.ndarray, np.ndarray],
+    *,
+    block: int,
+    greater_only: bool = False,
+) -> tuple[float, float]:
+    """(current mean, p-value) of "the current sample's mean equals the reference's", for values observed over time
+    (each sample: values, times) that are correlated within `block` consecutive times and drift in level from one
+    such span to the next (a forecast's errors over its horizon): the two-sample t-test on the samples' block means
+    (`block_means`), their spread pooled. Raises ValueError when the two samples hold fewer than three blocks.
+    `greater_only`: only a current mean above the reference's is evidence."""
+    before, now = block_means(*reference, block), block_means(*current, block)
+    freedom = len(before) + len(now) - 2
+    if freedom < 1:
+        raise ValueError(f"{len(before) + len(now)} blocks of {block} times; a comparison needs at least three")
+    spread = float(np.sqrt((np.sum((before - before.mean()) ** 2) + np.sum((now - now.mean()) ** 2)) / freedom))
+    difference = float(now.mean() - before.mean())
+    if spread == 0:
+        moved = difference > 0 if greater_only else difference != 0
+        return float(now.mean()), 0.0 if moved else 1.0
+    t = difference / (spread * np.sqrt(1 / len(before) + 1 / len(now)))
+    return float(now.mean()), float(stats.t.sf(t, freedom) if greater_only else 2 * stats.t.sf(abs(t), freedom))

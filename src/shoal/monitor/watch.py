@@ -7,6 +7,11 @@ prediction log writes them (`Codec.logged`, then `Codec.drift_view`), so the ref
 For a classifier with a calibration record, two quality checks join the window's tests (and its correction): the
 accuracy estimated from the window's calibrated confidences, and the accuracy on the feedback labels of its newest
 `window` answers, each against the version's test accuracy less `accuracy_margin`.
+
+For a task whose outcomes arrive later as data (`TaskKind.realised_outcomes`: a forecast meets the values later drops
+bring), the window is the errors of the served answers instead: those of the versions production held, newest
+version first, until `window` realised points (of the versions that served in the last `window_hours`, if given),
+against the errors on its test set of the oldest of them — whose test set ends before any of those points.
 """
 
 from __future__ import annotations
@@ -17,16 +22,17 @@ from datetime import timedelta
 from typing import Any
 
 from shoal.cascade.calibration import CALIBRATION_FILE, confidence
-from shoal.data.assembled import assembled
+from shoal.data.assembled import Assembled, assembled
 from shoal.evaluate.live import right_answers
 from shoal.families.base import Predictor
-from shoal.monitor.drift import Finding, Reference, Verdict, check
+from shoal.monitor.drift import Finding, Reference, Verdict, check, check_errors
 from shoal.monitor.estimate import estimated_accuracy, live_shortfall_p, shortfall_p
 from shoal.pipelines.run import step_answers
 from shoal.registry import PRODUCTION, RegistryError, Version
 from shoal.registry.database import now
 from shoal.registry.prediction_log import PredictionLog
 from shoal.tasks import get_codec, get_task
+from shoal.tasks.base import Errors, TaskKind
 from shoal.tasks.codec import Codec
 from shoal.workspace import Workspace
 
@@ -36,6 +42,8 @@ class Watched:
     model: str
     version: int
     verdict: Verdict
+    #: what the window held when not the newest logged predictions (the versions whose forecasts were realised)
+    source: str | None = None
 
 
 def _view(task: str, codec: Codec, predictor: Predictor, inputs: list[Any]) -> tuple[Any, list[Any]]:
@@ -83,19 +91,18 @@ def latest_window(
     """The verdict on the newest `window` logged predictions of `model`'s production version (of the last
     `window_hours`, if given)."""
     spec = ws.model(model)
-    codec = get_codec(spec.task)
-    if codec.drift_view([], []) is None:
+    codec, task = get_codec(spec.task), get_task(spec.task)
+    if not task.realised_outcomes and codec.drift_view([], []) is None:
         raise RegistryError(f"model {model!r}: drift checks for {spec.task} models are not built yet")
     version = ws.registry.alias(model, PRODUCTION)
     if version is None:
         raise RegistryError(f"model {model!r} has no production version: nothing is served to watch")
-    served = ws.registry.version(model, version)
-    data = assembled(ws, model, served.dataset_version)
-    if data is None:
-        raise RegistryError(
-            f"model {model!r}: the drops v{version} was trained on are not in the registry: nothing to compare with"
+    if task.realised_outcomes:
+        return _realised_window(
+            ws, model, version, task, window=window, min_samples=min_samples, level=level, window_hours=window_hours
         )
-    task = get_task(spec.task)
+    served = ws.registry.version(model, version)
+    data = _trained_on(ws, served)
     predictor = ws.load_predictor(served)
     training, _ = _view(spec.task, codec, predictor, task.train_set(data.train, spec).inputs)
     _, answers = _view(spec.task, codec, predictor, task.test_set(data.train, data.test, spec).inputs)
@@ -112,3 +119,69 @@ def latest_window(
     )
     verdict = check(reference, inputs, answered, level=level, min_samples=min_samples, seed=seed, extra=quality)
     return Watched(model, version, verdict)
+
+
+def _trained_on(ws: Workspace, version: Version) -> Assembled:
+    """The rows of the drops `version` was trained on, as its task assembled them."""
+    data = assembled(ws, version.model, version.dataset_version)
+    if data is None:
+        raise RegistryError(
+            f"model {version.model!r}: the drops v{version.number} was trained on are not in the registry: "
+            "nothing to compare with"
+        )
+    return data
+
+
+def _served_versions(ws: Workspace, model: str, window_hours: float | None = None) -> list[int]:
+    """The versions `model`'s production alias has held, the latest holder first, each once (only those that held
+    it within the last `window_hours`, if given; the current one always)."""
+    history = ws.registry.alias_history(model, PRODUCTION)
+    since = now() - timedelta(hours=window_hours) if window_hours is not None else None
+    held = [
+        change.to_version
+        for change, after in zip(history, [*history[1:], None], strict=True)
+        if since is None or after is None or after.at >= since
+    ]
+    return list(dict.fromkeys(reversed(held)))
+
+
+def _realised_window(
+    ws: Workspace,
+    model: str,
+    version: int,
+    task: TaskKind,
+    *,
+    window: int,
+    min_samples: int,
+    level: float,
+    window_hours: float | None,
+) -> Watched:
+    """The verdict on the errors of the answers production served whose outcomes the model's drops now hold."""
+    spec = ws.model(model)
+    now_rows = assembled(ws, model)
+    assert now_rows is not None  # a version was trained on some drops
+    parts: list[Errors] = []
+    judged: list[tuple[Version, Predictor]] = []
+    for number in _served_versions(ws, model, window_hours):
+        held = ws.registry.version(model, number)
+        predictor = ws.load_predictor(held)
+        errors = task.served_errors(predictor, now_rows.train, spec)
+        parts.append(errors)
+        if len(errors):
+            judged.append((held, predictor))
+            if sum(map(len, parts)) >= window:
+                break
+    served = Errors.join(parts, window)
+
+    def tested() -> Errors:
+        oldest, predictor = judged[-1]
+        data = _trained_on(ws, oldest)
+        return task.test_errors(predictor, task.test_set(data.train, data.test, spec))
+
+    verdict = check_errors(tested, served, level=level, min_samples=min_samples)
+    source = None
+    if judged:
+        newest, oldest = judged[0][0].number, judged[-1][0].number
+        versions = f"v{oldest}" if newest == oldest else f"v{oldest}..v{newest}"
+        source = f"the {served.name}s of {versions} against v{oldest}'s test set"
+    return Watched(model, version, verdict, source)

@@ -42,6 +42,30 @@ class DataDefaults:
     why: str
 
 
+@dataclass(frozen=True)
+class Errors:
+    """A version's errors against outcomes, as the drift check compares them (`shoal.monitor`): each `signed` error
+    (outcome − answer) in the task's scale-free unit, the time its outcome belongs to (nanoseconds since the epoch),
+    and `block`: how many consecutive times one answer's errors span (a forecast's horizon), the blocks the drift
+    check compares them in."""
+
+    name: str  # what erred, for the test's name ("forecast")
+    signed: np.ndarray
+    times: np.ndarray
+    block: int
+
+    def __len__(self) -> int:
+        return len(self.signed)
+
+    @classmethod
+    def join(cls, parts: Sequence[Errors], limit: int) -> Errors:
+        """The first `limit` errors of `parts` in their order (each part newest first)."""
+        first = parts[0]
+        signed = np.concatenate([part.signed for part in parts])[:limit]
+        times = np.concatenate([part.times for part in parts])[:limit]
+        return cls(first.name, signed, times, max(part.block for part in parts))
+
+
 def require_columns(frame: pd.DataFrame, needed: list[str], source: str, keys: str) -> None:
     """Reject a drop that lacks a needed column (naming the columns it has and the fleet keys to set) or any row."""
     missing = [c for c in needed if c not in frame.columns]
@@ -74,6 +98,10 @@ class TaskKind(ABC):
     stronger_families: ClassVar[tuple[tuple[str, ...], str]] = ((), "")
     #: whether `shoal distill` can label unlabelled inputs for this task with a teacher
     takes_teacher: ClassVar[bool] = False
+    #: whether the outcomes of a version's answers arrive later as data (a forecast's realised values): the drift
+    #: check then compares its served answers' errors (`served_errors`) with its errors on its test set
+    #: (`test_errors`) instead of its inputs with its training inputs
+    realised_outcomes: ClassVar[bool] = False
 
     # -- data --------------------------------------------------------------------------------------
     @abstractmethod
@@ -190,6 +218,16 @@ class TaskKind(ABC):
     def restored_outputs(self, stored: dict[str, Any], test: TestSet) -> np.ndarray | None:
         """`stored_outputs` as gate outputs on `test`, or None unless they were computed on exactly its rows."""
         return None
+
+    # -- watching production (for a task with `realised_outcomes`) ----------------------------------
+    def served_errors(self, predictor: Any, rows: pd.DataFrame, spec: ModelSpec) -> Errors:
+        """The errors of a version's answers whose outcomes `rows` (the model's assembled rows now) hold, newest
+        first; empty when none has been realised yet."""
+        raise NotImplementedError(f"a {self.name} model's answers have no realised outcomes")
+
+    def test_errors(self, predictor: Any, test: TestSet) -> Errors:
+        """The errors of a version on its frozen test set, in the unit of `served_errors`: the reference."""
+        raise NotImplementedError(f"a {self.name} model's answers have no realised outcomes")
 
     def profile_inputs(self, test: TestSet) -> list[Any]:
         """Inputs for the latency profile, in the form a served request carries."""

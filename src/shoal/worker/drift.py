@@ -118,6 +118,7 @@ def _payload(watched: Watched, slot: datetime) -> dict[str, Any]:
         "slot": slot.isoformat(),
         "n": verdict.n,
         "level": verdict.level,
+        **({"source": watched.source} if watched.source is not None else {}),
         "drifted": verdict.drifted,
         "tests": [{k: _finite(v) for k, v in vars(finding).items()} for finding in verdict.findings],
     }

@@ -202,7 +202,8 @@ def model(
         + "<h2>Gate decisions</h2>"
         + table(["time", "event", "version", "Δ [95% CI]", "p", "test", "reason"], decisions, "None yet.", "decisions")
         + "<h2>Drift checks over time</h2><p class='small'>Each check of the worker (monitor: in shoal.yaml): the "
-        "accuracy estimated from calibrated confidence (blue), the accuracy on feedback labels (green); a red mark: "
+        "accuracy estimated from calibrated confidence (blue), the accuracy on feedback labels (green); for a "
+        "forecaster, the mean scaled error of its forecasts on the values realised since (orange); a red mark: "
         "an alert.</p>"
         + over_time(checks)
         + "<h2>Alerts</h2>"
@@ -217,17 +218,22 @@ def model(
     )
 
 
+#: the drift checks' statistics drawn over time (by the start of their test's name) and their colours
+PLOTTED = (("estimated accuracy", "#1565c0"), ("live accuracy", "#2e7d32"), ("forecast error", "#ef6c00"))
+
+
 def _statistic(check: dict[str, Any], prefix: str) -> float | None:
     found = [t.get("statistic") for t in check["tests"] if str(t.get("test", "")).startswith(prefix)]
     return float(found[0]) if found and isinstance(found[0], int | float) else None
 
 
 def over_time(checks: list[dict[str, Any]]) -> str:
-    """An SVG line plot of the estimated and live accuracy of each drift check, oldest left; alerts marked red."""
+    """An SVG line plot of the estimated and live accuracy (or a forecaster's realised error) of each drift check,
+    oldest left; alerts marked red."""
     width, height, pad = 640, 220, 44
     if not checks:
         return f'<svg id="plot-checks" width="{width}" height="60"><text x="10" y="30">No check yet.</text></svg>'
-    series = {prefix: [_statistic(c, prefix) for c in checks] for prefix in ("estimated accuracy", "live accuracy")}
+    series = {prefix: [_statistic(c, prefix) for c in checks] for prefix, _ in PLOTTED}
     values = [v for points in series.values() for v in points if v is not None] or [0.0, 1.0]
     low, high = min(values) - 0.02, max(values) + 0.02
     step = (width - 2 * pad) / max(1, len(checks) - 1)
@@ -245,7 +251,7 @@ def over_time(checks: list[dict[str, Any]]) -> str:
         f'<text x="{width / 2}" y="{height - 10}" text-anchor="middle" font-size="12">'
         f"{e(when(checks[0]['at']))} … {e(when(checks[-1]['at']))} ({len(checks)} checks)</text>",
     ]
-    for (prefix, points), colour in zip(series.items(), ("#1565c0", "#2e7d32"), strict=True):
+    for (prefix, points), (_, colour) in zip(series.items(), PLOTTED, strict=True):
         path = " ".join(f"{pad + i * step:.1f},{y(v):.1f}" for i, v in enumerate(points) if v is not None)
         if path:
             parts.append(

@@ -8,6 +8,11 @@ There is no hash split: the frozen test is the most recent `backtest_windows` wi
 so it moves forward only when new data extends the series. Each family is judged by a rolling-origin backtest
 (refit at each window's origin on the data before it), and the production version is the family refit on all
 the data: its stored forecasts start right after the latest observation.
+
+Watching production (`realised_outcomes`): a version's forecasts meet the values that later drops of the series
+bring; their errors, scaled like MASE's (by the seasonal-naive in-sample MAE of the history before the forecast),
+are compared with its errors on its backtest (`served_errors`, `test_errors`). Observations are final, so the
+history before a forecast is the data the version was trained on.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from shoal.evaluate import forecasting as metrics
 from shoal.families import get_family
 from shoal.families.forecast import ForecastFamily, Series
 from shoal.fleet import ModelSpec
-from shoal.tasks.base import TaskKind, Validated
+from shoal.tasks.base import Errors, TaskKind, Validated
 from shoal.tasks.columns import ColumnType
 from shoal.tasks.forecasting.spec import ForecastingSpec
 
@@ -70,6 +75,7 @@ class Forecasting(TaskKind):
     floor_name = "the seasonal-naive floor"
     serving_floor = FLOOR
     report_columns = (("smape", "sMAPE %"), ("mae", "MAE"), ("interval_coverage", "90% coverage"))
+    realised_outcomes = True
 
     # -- data --------------------------------------------------------------------------------------
     def validate(
@@ -220,6 +226,40 @@ class Forecasting(TaskKind):
     def is_stale(self, champion_metrics: dict[str, Any], test: TestSet) -> bool:
         end = champion_metrics.get("data_end")
         return end is not None and end < test.context["backtest"].data_end
+
+    # -- watching production -----------------------------------------------------------------------
+    def served_errors(self, predictor: Any, rows: pd.DataFrame, spec: ModelSpec) -> Errors:
+        """Each forecast point of the version whose value a drop has brought since: (value − forecast) / the
+        seasonal-naive MAE of its series' history before the forecast, newest first."""
+        assert isinstance(spec, ForecastingSpec)
+        observed = _stored_values(rows)
+        history = {s.id: s for s in regular_series(rows, spec)}
+        signed, times = [], []
+        for series, table in predictor.table.items():
+            s = history.get(series)
+            if s is None:
+                continue
+            stamps = pd.DatetimeIndex(table["timestamps"])
+            scale = metrics.seasonal_scale(s.values[: int(s.timestamps.searchsorted(stamps[0]))], s.season)
+            for ts, forecast in zip(stamps, table["mean"], strict=True):
+                value = observed.get((series, ts))
+                if value is not None:
+                    signed.append((value - forecast) / scale)
+                    times.append(ts.value)
+        newest = np.argsort(np.asarray(times, dtype=np.int64), kind="stable")[::-1]
+        return Errors(
+            "forecast",
+            np.asarray(signed, dtype=float)[newest],
+            np.asarray(times, dtype=np.int64)[newest],
+            predictor.horizon,
+        )
+
+    def test_errors(self, predictor: Any, test: TestSet) -> Errors:
+        """The backtest's errors (the family refit at each origin, as the version was judged), scaled as MASE's."""
+        mean = backtest(predictor.family, predictor.params, test)[0]
+        plan: Backtest = test.context["backtest"]
+        times = [s.timestamps[o : o + plan.horizon].as_unit("ns").asi8 for s in plan.series for o in plan.origins(s)]
+        return Errors("forecast", (test.truth - mean) / test.context["scale"], np.concatenate(times), plan.horizon)
 
 
 def _stored_values(stored: pd.DataFrame | None) -> dict[tuple[str, pd.Timestamp], float]:
