@@ -4,6 +4,11 @@ A `TabularPredictor` takes feature rows as a predict request carries them (`{"co
 a frame with the training schema's column types, and returns `[value, lower, upper]` per row. The interval
 is value ± a quantile of the absolute out-of-fold residuals of the search (`set_interval`), so it is the same
 for every row and honest about the family's error. Saved as skops (trusted types only) + JSON.
+
+Categorical columns, by family: `ridge` one-hot encodes them; the tree families (`gbm`, `gbm-tuned`,
+`random-forest`, `extra-trees`) take them as ordinal codes (`ordinal_features`), which `gbm` and `gbm-tuned` split
+natively as categories and the forests split as ordered codes. A category unseen in training, or missing, is NaN
+for the trees (handled as a missing value).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import OrdinalEncoder
 
 from shoal.families.base import Family, Params, Predictor, read_json, write_json
 from shoal.families.runtime.sklearn_predictor import MODEL_FILE, count_parameters, dump_skops, load_skops
@@ -29,8 +36,12 @@ TRUSTED = (
     "functools.partial",  # of check_array below; skops still checks the function a partial wraps
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",  # the fitted trees of `random-forest` and `extra-trees` (arrays of nodes)
     "sklearn.utils.validation.check_array",
 )
+#: an ordinal-encoded column takes at most this many categories; rarer ones beyond share one code (native
+#: categorical splits of HistGradientBoosting take at most 255 bins)
+MAX_CATEGORIES = 250
 
 Schema = dict[str, str]
 
@@ -128,9 +139,13 @@ class TabularPredictor(Predictor):
 
 
 def _tree_nodes(estimator: Any) -> int:
+    """Nodes of a fitted tree ensemble (HistGradientBoosting's predictors or a forest's trees); 0 for others."""
     model = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     trees = getattr(model, "_predictors", None) or []
-    return sum(tree.nodes.size for iteration in trees for tree in iteration)
+    forest = getattr(model, "estimators_", None)
+    return sum(tree.nodes.size for iteration in trees for tree in iteration) + sum(
+        tree.tree_.node_count for tree in (forest if isinstance(forest, list) else [])
+    )
 
 
 class TabularFamily(Family):
@@ -158,3 +173,21 @@ class TabularFamily(Family):
 
 def columns_of(schema: Schema, kind: str) -> list[str]:
     return [c for c, k in schema.items() if k == kind]
+
+
+def ordinal_features(schema: Schema) -> tuple[ColumnTransformer, list[bool]]:
+    """The tree families' features: each categorical column as ordinal codes (first; an unseen or missing category
+    is NaN), then the numeric columns as they are (NaN for missing); and which output columns are categorical."""
+    numeric, categorical = columns_of(schema, NUMERIC), columns_of(schema, CATEGORICAL)
+    parts: list[tuple[str, Any, list[str]]] = []
+    if categorical:
+        encoder = OrdinalEncoder(
+            handle_unknown="use_encoded_value",
+            unknown_value=np.nan,
+            encoded_missing_value=np.nan,
+            max_categories=MAX_CATEGORIES,
+        )
+        parts.append(("cat", encoder, categorical))
+    if numeric:
+        parts.append(("num", "passthrough", numeric))
+    return ColumnTransformer(parts), [True] * len(categorical) + [False] * len(numeric)
