@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import read_csv
+from conftest import DATA
+from shoal.data.readers import read_table
 from shoal.evaluate.regression import metric_values
 from shoal.families import get_family
 from shoal.families.gbm import N_ITER_NO_CHANGE
@@ -24,6 +25,7 @@ from shoal.tasks.regression.kind import Regression, records
 from shoal.tasks.regression.spec import RegressionSpec
 
 TARGET = "median_house_value"
+HOUSING = "california_housing/housing.csv"
 TREE_FAMILIES = ["gbm-tuned", "random-forest", "extra-trees"]
 
 Rows = tuple[list[dict[str, Any]], list[float], list[dict[str, Any]], np.ndarray]
@@ -34,7 +36,7 @@ def housing() -> Rows:
     """3,000 training and 1,000 test rows as the regression task types them (NaN for a missing number, None for a
     missing category; `ocean_proximity` categorical)."""
     spec = RegressionSpec(task="regression", target_column=TARGET, families=["mean"])
-    clean = Regression().validate(read_csv("california_housing/housing.csv"), spec, "housing.csv", skip_invalid=False)
+    clean = Regression().validate(read_table(DATA / HOUSING), spec, HOUSING, skip_invalid=False)
     frame = clean.frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
     train, test = frame.iloc[:3000], frame.iloc[3000:4000]
     assert train["total_bedrooms"].isna().any()  # the source's missing values are in the training rows
@@ -64,7 +66,7 @@ def test_a_tree_family_trains_saves_without_pickle_loads_and_predicts(name: str,
     # everything in the file is a type skops trusts by default or one the tabular loader lists, nothing else
     assert set(sio.get_untrusted_types(file=tmp_path / MODEL_FILE)) <= set(TRUSTED)
     loaded = family.load(tmp_path)
-    assert np.array_equal(loaded.predict_proba(test_x), predictor.predict_proba(test_x))
+    assert np.array_equal(loaded.predict_proba(test_x), predictor.predict_proba(test_x), equal_nan=True)
     assert loaded.check_inputs(test_x[:3]) == []
 
 
