@@ -102,9 +102,9 @@ def test_gbm_tuned_stops_early_and_searches_learning_rate_leaves_l2_and_loss(hou
     assert len({(p["learning_rate"], p["max_leaf_nodes"], p["l2_regularization"]) for p in grid}) == 3
     for params in (grid[0], grid[3]):  # each loss, the fast learning rate
         model = family.fit(train_x, train_y, params, seed=0).estimator.steps[-1][1]
-        assert model.do_early_stopping_ and model.loss == params["loss"]
         # it stopped because the held-out loss stopped improving, long before the cap
         assert N_ITER_NO_CHANGE < model.n_iter_ < MAX_ITER / 2, model.n_iter_
+        assert model.loss == params["loss"]
         scores = model.validation_score_
         assert len(scores) == model.n_iter_ + 1
         assert scores[-N_ITER_NO_CHANGE - 1 :].max() - scores[-N_ITER_NO_CHANGE - 1] < 1e-7 * abs(scores[-1]) + 1e-7
