@@ -89,7 +89,7 @@ def rmse_ci(ws: Path, name: str, version: int) -> list[float]:
         test = get_task(spec.task).test_set(found.train, found.test, spec)
         predictor = workspace.load_predictor(workspace.registry.version(name, version))
         values = predictor.predict_proba(test.inputs)[:, 0]
-        ci: list[float] = score(test.truth, values, "rmse", bootstrap=1000, seed=spec.seed)["ci"]
+        ci: list[float] = score(test.truth, values, "rmse", bootstrap=1000, seed=workspace.fleet.workspace.seed)["ci"]
         return ci
     finally:
         workspace.close()
