@@ -95,6 +95,7 @@ def test_the_first_drop_fixes_the_schema_and_bad_drops_are_rejected_whole(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the default families' search, twice on 16,500 rows in this process (5.5 min at load 20)
 def test_california_housing_r2_floor_and_the_gate_refuses_a_same_data_retrain(
     make_workspace, housing: pd.DataFrame, tmp_path: Path
 ) -> None:
