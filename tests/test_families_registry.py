@@ -18,4 +18,6 @@ def test_a_family_of_another_task_or_unknown_is_refused_by_name() -> None:
     assert check_families("regression", ["tfidf-logreg"]) == (
         "family 'tfidf-logreg' is for task 'text-classification', not 'regression'"
     )
-    assert check_families("regression", ["nope"]).startswith("unknown family 'nope'; allowed: gbm, mean, ridge")
+    assert check_families("regression", ["nope"]).startswith(
+        "unknown family 'nope'; allowed: extra-trees, gbm, gbm-tuned, mean, random-forest, ridge"
+    )

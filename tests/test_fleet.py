@@ -157,7 +157,7 @@ def test_each_task_validates_with_its_own_spec_and_defaults(tmp_path: Path) -> N
     }
     assert {name: (spec.metric, spec.families) for name, spec in fleet.models.items()} == {
         "t": ("accuracy", ["majority", "tfidf-logreg", "tfidf-svm"]),
-        "r": ("mae", ["mean", "ridge", "gbm"]),
+        "r": ("mae", ["mean", "ridge", "extra-trees", "gbm-tuned"]),
         "f": ("mase", ["seasonal-naive", "auto-ets", "auto-arima", "gbm-lags"]),
         "e": ("spearman", ["static-embed", "minilm-embed"]),
     }

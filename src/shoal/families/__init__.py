@@ -1,8 +1,8 @@
 """Model families, registered by name. `get_family("tfidf-logreg")` returns an instance.
 
 One module per family (an fp32 family and its int8 form share one), beside the bases families of a kind share
-(`base`, `tabular`, `forecast`, `statsforecast_family`, `embedding_family`, `tuned_family`). What the families run on
-(encoders, tokenizer, torch body, linear head, ...) is in `runtime/`, which registers nothing.
+(`base`, `tabular`, `forest`, `forecast`, `statsforecast_family`, `embedding_family`, `tuned_family`). What the
+families run on (encoders, tokenizer, torch body, linear head, ...) is in `runtime/`, which registers nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ _BUILTIN = {
     "mean": ("shoal.families.mean", _REG),
     "ridge": ("shoal.families.ridge", _REG),
     "gbm": ("shoal.families.gbm", _REG),
+    "gbm-tuned": ("shoal.families.gbm_tuned", _REG),
+    "random-forest": ("shoal.families.random_forest", _REG),
+    "extra-trees": ("shoal.families.extra_trees", _REG),
     "seasonal-naive": ("shoal.families.seasonal_naive", _FC),
     "auto-ets": ("shoal.families.auto_ets", _FC),
     "auto-arima": ("shoal.families.auto_arima", _FC),

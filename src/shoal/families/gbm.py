@@ -1,22 +1,22 @@
 """`gbm`: scikit-learn's histogram gradient boosting; categories as native categorical splits, missing
-numbers handled by the trees, early stopping on an internal validation share."""
+numbers handled by the trees, early stopping on an internal validation share. `gbm-tuned` (its own module) is
+the same model with a wider search."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
 
 from shoal.families import register
 from shoal.families.base import Params
-from shoal.families.tabular import CATEGORICAL, NUMERIC, Schema, TabularFamily, columns_of
+from shoal.families.tabular import Schema, TabularFamily, ordinal_features
 
-#: native categorical splits take at most 255 bins; rarer categories beyond these share one
-MAX_CATEGORIES = 250
+#: early stopping: the share of the training rows held out to watch the loss, and how many iterations without a
+#: gain on it end the boosting
+VALIDATION_FRACTION = 0.1
+N_ITER_NO_CHANGE = 20
 
 
 @register
@@ -34,28 +34,18 @@ class Gbm(TabularFamily):
         ]
 
     def estimator(self, schema: Schema, params: Params, seed: int) -> Any:
-        numeric, categorical = columns_of(schema, NUMERIC), columns_of(schema, CATEGORICAL)
-        parts: list[tuple[str, Any, list[str]]] = []
-        if categorical:
-            encoder = OrdinalEncoder(
-                handle_unknown="use_encoded_value",
-                unknown_value=np.nan,
-                encoded_missing_value=np.nan,
-                max_categories=MAX_CATEGORIES,
-            )
-            parts.append(("cat", encoder, categorical))
-        if numeric:
-            parts.append(("num", "passthrough", numeric))
-        mask = [True] * len(categorical) + [False] * len(numeric)
+        features, categorical = ordinal_features(schema)
         model = HistGradientBoostingRegressor(
+            loss=params.get("loss", "squared_error"),
             learning_rate=params.get("learning_rate", 0.1),
             max_leaf_nodes=params.get("max_leaf_nodes", 31),
+            min_samples_leaf=params.get("min_samples_leaf", 20),
             max_iter=params.get("max_iter", 500),
             l2_regularization=params.get("l2_regularization", 0.0),
-            categorical_features=mask if categorical else None,
+            categorical_features=categorical if any(categorical) else None,
             early_stopping=True,
-            validation_fraction=0.1,
-            n_iter_no_change=20,
+            validation_fraction=VALIDATION_FRACTION,
+            n_iter_no_change=N_ITER_NO_CHANGE,
             random_state=seed,
         )
-        return Pipeline([("features", ColumnTransformer(parts)), ("gbm", model)])
+        return Pipeline([("features", features), ("gbm", model)])
