@@ -134,6 +134,11 @@ REJECTIONS = [
         [{"text": "Paris", "entities": [{"start": 0.0, "end": 5, "label": "location"}]}],
         "line 1: entities[0]: start and end must be integers",
     ),
+    (
+        "utf16.jsonl",  # offsets counted in UTF-16 units (as JavaScript counts): the emoji is two of them
+        [{"text": "😀 Paris!!", "entities": [{"start": 3, "end": 8, "label": "location", "text": "Paris"}]}],
+        "line 1: entities[0]: its text 'Paris' is not the characters 3..8 of the text ('aris!')",
+    ),
     ("count.jsonl", [{"tokens": ["New", "York"], "tags": ["B-location"]}], "line 1: 2 tokens but 1 tags"),
     ("empty.jsonl", [{"tokens": [], "tags": []}], "line 1: empty sentence"),
     ("blank.jsonl", [{"text": "   ", "entities": []}], "line 1: empty sentence"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +124,15 @@ class CRF(EntityPredictor):
             if not tokens:
                 found.append([])
                 continue
-            tagger.set(token_features([text[a:b] for a, b in tokens]))
+            tagger.set(self.features([text[a:b] for a, b in tokens]))
             tags = tagger.tag()
             scores = [tagger.marginal(tag, i) for i, tag in enumerate(tags)]
             found.append(spans_of(tokens, tags, scores))
         return entity_output(found)
+
+    def features(self, words: list[str]) -> list[dict[str, float]]:
+        """Each token's features (a family with more features adds them here)."""
+        return token_features(words)
 
     def save(self, folder: Path) -> None:
         (folder / MODEL_FILE).write_bytes(self.model)
@@ -143,6 +147,13 @@ class CRF(EntityPredictor):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["model"])  # type: ignore[misc]
+
+
+def featurized(
+    inputs: Sequence[str], targets: Sequence[Entities], features: Callable[[list[str]], list[dict[str, float]]]
+) -> list[tuple[list[dict[str, float]], list[str]]]:
+    """The training sentences as (each token's features, its BIO tag)."""
+    return [(features([text[a:b] for a, b in tokens]), tags) for text, tokens, tags in tagged(inputs, targets)]
 
 
 def train_crf(sentences: Sequence[tuple[list[dict[str, float]], list[str]]], params: Params) -> bytes:
@@ -179,10 +190,7 @@ class CRFFamily(Family):
         return [{"c1": 0.1, "c2": 0.01}, {"c1": 0.05, "c2": 0.1}]
 
     def fit(self, inputs: Sequence[str], targets: Sequence[Entities], params: Params, seed: int) -> CRF:
-        sentences = [
-            (token_features([text[a:b] for a, b in tokens]), tags) for text, tokens, tags in tagged(inputs, targets)
-        ]
-        return CRF(train_crf(sentences, params))
+        return CRF(train_crf(featurized(inputs, targets, token_features), params))
 
     def load(self, folder: Path) -> CRF:
         config = read_json(folder / CONFIG_FILE)

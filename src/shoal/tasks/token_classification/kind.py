@@ -77,8 +77,8 @@ def parse_spans(text: Any, entities: Any, types: set[str]) -> tuple[str, list[Sp
         raise Bad(f"'entities' is {describe(entities)}, not a list")
     spans = []
     for i, entity in enumerate(entities):
-        if not isinstance(entity, dict) or set(entity) != {"start", "end", "label"}:
-            raise Bad(f"entities[{i}] is not an object with exactly start, end and label")
+        if not isinstance(entity, dict) or not {"start", "end", "label"} <= set(entity):
+            raise Bad(f"entities[{i}] is not an object with start, end and label")
         start, end, label = entity["start"], entity["end"], entity["label"]
         if not (_int(start) and _int(end)):
             raise Bad(f"entities[{i}]: start and end must be integers (character offsets)")
@@ -88,6 +88,12 @@ def parse_spans(text: Any, entities: Any, types: set[str]) -> tuple[str, list[Sp
             raise Bad(f"entities[{i}]: span {start}..{end} is out of range for a text of {len(text)} characters")
         if text[start:end] != text[start:end].strip():
             raise Bad(f"entities[{i}]: span {start}..{end} starts or ends with whitespace")
+        given = entity.get("text")
+        if given is not None and given != text[start:end]:
+            raise Bad(
+                f"entities[{i}]: its text {given!r} is not the characters {start}..{end} of the text "
+                f"({text[start:end]!r}); offsets count Unicode code points"
+            )
         spans.append((start, end, label))
     spans.sort()
     for (a, b, _), (c, d, _) in pairwise(spans):
