@@ -138,8 +138,6 @@ def parse_tags(
             raise Bad(f"{prefix}tag {tag!r} is not O or B-/I-/E-/S- and an entity type", at)
         if match[2] not in types:
             raise Bad(f"{prefix}unknown entity type {match[2]!r} (declared: {', '.join(sorted(types))})", at)
-        if not bioes and match[1] in "ES":
-            raise Bad(f"{prefix}tag {tag!r} in a BIO drop", at)
         parsed.append((match[1], match[2]))
     starts, position = [], 0
     for token in tokens:
