@@ -67,11 +67,14 @@ def token_features(words: Sequence[str]) -> list[dict[str, float]]:
             f"suffix1={lower[-1:]}": 1.0,
             f"suffix2={lower[-2:]}": 1.0,
             f"suffix3={lower[-3:]}": 1.0,
+            f"prefix4={lower[:4]}": 1.0,
+            f"suffix4={lower[-4:]}": 1.0,
             f"shape={shape(word)[:12]}": 1.0,
             f"short_shape={short_shape(word)}": 1.0,
             "title": float(word.istitle()),
             "upper": float(word.isupper() and len(word) > 1),
             "lower_case": float(word.islower()),
+            "mixed_case": float(any(c.isupper() for c in word[1:]) and any(c.islower() for c in word)),
             "digit": float(word.isdigit()),
             "has_digit": float(any(c.isdigit() for c in word)),
             "hyphen": float("-" in word),
@@ -92,6 +95,8 @@ def token_features(words: Sequence[str]) -> list[dict[str, float]]:
                 features.update(_word_features(words[j], f"{offset:+d}:"))
         if i > 0:
             features[f"bigram={words[i - 1].lower()}|{lower}"] = 1.0
+        if i < n - 1:
+            features[f"next_bigram={lower}|{words[i + 1].lower()}"] = 1.0
         out.append(features)
     return out
 
