@@ -276,8 +276,9 @@ def _best(
     results = []
     for p, params in enumerate(grid):
         parts = {f: outputs[family.name, p, f] for f in range(len(splits))}
-        # the outputs' own dtype: numbers for most tasks, objects (each sentence's entities) for token classification
-        oof = np.zeros((len(targets), *parts[0].shape[1:]), dtype=parts[0].dtype)
+        # numbers, or objects when a task's outputs are (token classification: each sentence's entities)
+        kind = object if parts[0].dtype == object else np.float64
+        oof = np.zeros((len(targets), *parts[0].shape[1:]), dtype=kind)
         for f, out in parts.items():
             oof[splits[f][1]] = out
         results.append((task.cv_score(targets, oof, metric, labels), params, oof))
