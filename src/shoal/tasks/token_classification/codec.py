@@ -37,18 +37,26 @@ class Entity(BaseModel):
     score: float = Field(description="the mean marginal probability of its tokens' tags (0..1)")
 
 
+class Entities(BaseModel):
+    """The entities found in one text, in order."""
+
+    entities: list[Entity]
+
+
 class TokenClassificationCodec(Codec):
     request = EntityRequest
-    answer = list[Entity]
+    answer = Entities
     inputs_doc = "texts to find named entities in"
     answer_doc = "the entities found in the text, in order, with character offsets (code points), type and score"
 
     def answers(self, outputs: np.ndarray, predictor: Predictor, parsed: Parsed) -> list[Any]:
         return [
-            [
-                {"start": start, "end": end, "label": label, "text": text[start:end], "score": score}
-                for start, end, label, score in found
-            ]
+            {
+                "entities": [
+                    {"start": start, "end": end, "label": label, "text": text[start:end], "score": score}
+                    for start, end, label, score in found
+                ]
+            }
             for text, found in zip(parsed.inputs, outputs[:, 0], strict=True)
         ]
 
