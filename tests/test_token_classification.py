@@ -335,13 +335,13 @@ def test_a_drop_of_new_sentences_in_the_inbox_retrains_and_repromotes(make_works
     ingest_file(ws, "ner", write_conll(tmp_path / "test.conll", sentences("test")[:300]), split="test")
     inbox = ws.inbox("ner")
     inbox.mkdir(parents=True)
-    write_conll(inbox / "first.conll", blocks[:100])
+    write_conll(inbox / "first.conll", blocks[:200])
     assert Worker(ws, worker_id="w1", settle_seconds=0.2).run(once=True) == 1
     first = ws.registry.alias("ner", PRODUCTION)
     assert first is not None, [e.message for e in ws.registry.events("ner")]
     f1 = ws.registry.version("ner", first).metrics.scores["entity_f1"]
 
-    write_conll(inbox / "more.conll", blocks[100:600])
+    write_conll(inbox / "more.conll", blocks[200:800])
     assert Worker(ws, worker_id="w2", settle_seconds=0.2).run(once=True) == 1
     assert (inbox / "processed" / "more.conll").exists()
     second = ws.registry.alias("ner", PRODUCTION)
