@@ -376,3 +376,28 @@ def test_static_crf_adds_word_clusters_and_predicts_without_torch(tmp_path: Path
     texts = rows["text"].tolist()[:40]
     assert (family.load(folder).predict_proba(texts) == predictor.predict_proba(texts)).all()
     assert not any(modules_after_predicting("static-crf", folder).values())  # numpy and tokenizers only
+
+
+def test_the_search_keeps_each_sentences_entities_out_of_fold(tmp_path: Path) -> None:
+    from shoal.tasks import model_specs
+    from shoal.train.search import search_many
+
+    task = get_task("token-classification")
+    spec = model_specs()["token-classification"](task="token-classification", entity_types=TYPES)
+    frame = read_table(write_conll(tmp_path / "t.conll", sentences("train")[:120]))
+    rows = task.validate(frame, spec, "t", skip_invalid=False).frame
+    targets = [Entities(t, load_spans(e)) for t, e in zip(rows["text"], rows["entities"], strict=True)]
+    found = search_many(
+        [get_family("memorized")],
+        rows["text"].tolist(),
+        targets,
+        TYPES,
+        "entity_f1",
+        folds=2,
+        seed=0,
+        n_jobs=1,
+        task=task,
+    )
+    result = found.results["memorized"]
+    assert result.oof.shape == (120,) and all(isinstance(spans, tuple) for spans in result.oof)
+    assert result.cv_score == task.cv_score(targets, result.oof, "entity_f1", TYPES) > 0  # repeated names recur
