@@ -1,6 +1,7 @@
 """A workspace with one production model of every task kind, trained once per session on real public data with the
 cheapest families that pass the gate: SMS spam (text classification), California housing (regression), monthly
-car sales (forecasting) and Banking77 pairs (embedding, the static encoder). Tests that only read copy it."""
+car sales (forecasting), Banking77 pairs (embedding, the static encoder) and WNUT-17 sentences (token
+classification, the CRF). Tests that only read copy it."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import FAST_WORKSPACE, read_csv
+from conftest import DATA, FAST_WORKSPACE, read_csv
 from serve_fixtures import POLL_S
 from shoal.data.ingest import ingest_file
 from shoal.registry import PRODUCTION
 from shoal.train.trainer import train_models
 from shoal.workspace import REGISTRY_ENV, Workspace
 
+NER_TYPES = ["person", "location", "group", "creative-work", "corporation", "product"]
 SERVE = {"max_batch_size": 16, "max_inputs": 32, "max_input_chars": 2000}
 FAST = {"cv_folds": 2, "serve": SERVE, "retrain": {"on_new_data": False}}
 MODELS: dict[str, dict[str, Any]] = {
@@ -36,6 +38,7 @@ MODELS: dict[str, dict[str, Any]] = {
         **FAST,
     },
     "embed": {"task": "embedding", "families": ["static-embed"], **FAST},
+    "ner": {"task": "token-classification", "entity_types": NER_TYPES, "families": ["crf"], **FAST},
 }
 #: a valid input of each model, for the requests that must keep working
 VALID: dict[str, Any] = {
@@ -53,6 +56,7 @@ VALID: dict[str, Any] = {
     },
     "cars": "series",
     "embed": "my card has not arrived",
+    "ner": "Taylor Swift played Wembley Stadium last night",
 }
 
 
@@ -102,17 +106,30 @@ def every_kind(tmp_path_factory: pytest.TempPathFactory) -> EveryKind:
             path = root / f"{name}.csv"
             frame.to_csv(path, index=False)
             ingest_file(ws, name, path)
+        ingest_file(ws, "ner", wnut17_sentences(root / "ner.conll", 400))
         reports = train_models(ws)
         # the static encoder beats the word-overlap floor, but not significantly on so few pairs: promote it by
         # hand, as `shoal promote embed 2` would (only its codec matters here)
-        if ws.registry.alias("embed", PRODUCTION) is None:
-            [encoder] = [v.number for v in ws.registry.versions("embed") if v.family == "static-embed"]
-            ws.registry.set_alias("embed", encoder, actor="manual", reason="the tests need an embedding model")
+        # the same for the CRF, trained on a few hundred sentences
+        for name, family in (("embed", "static-embed"), ("ner", "crf")):
+            if ws.registry.alias(name, PRODUCTION) is None:
+                [version] = [v.number for v in ws.registry.versions(name) if v.family == family]
+                ws.registry.set_alias(name, version, actor="manual", reason=f"the tests need a {name} model")
         production = {name: ws.registry.alias(name, PRODUCTION) for name in MODELS}
         ws.close()
     assert all(report.error is None for report in reports), [r.error for r in reports]
     assert None not in production.values(), production
     return EveryKind(root)
+
+
+def wnut17_sentences(path: Path, count: int) -> Path:
+    """The first `count` sentences of WNUT-17's training file, as a CoNLL file at `path`."""
+    source = DATA / "wnut17" / "train.conll"
+    if not source.exists():
+        pytest.fail(f"shared data missing: {source}")
+    blocks = [b for b in source.read_text(encoding="utf-8").replace("\t\n", "\n").split("\n\n") if b.strip()]
+    path.write_text("\n\n".join(blocks[:count]) + "\n", encoding="utf-8")
+    return path
 
 
 def copy_every_kind(source: EveryKind, folder: Path) -> Workspace:

@@ -43,7 +43,8 @@ def test_example_is_valid_and_has_defaults(tmp_path: Path) -> None:
         ),
         (
             "models:\n  m:\n    task: vision\n",
-            "models.m.task: Input should be 'text-classification', 'regression', 'forecasting' or 'embedding'",
+            "models.m.task: Input should be 'text-classification', 'regression', 'forecasting', 'embedding' or "
+            "'token-classification'",
         ),
         ("models:\n  m:\n    metric: mae\n", "models.m.task: Field required"),
         (
@@ -188,7 +189,9 @@ def test_the_fleet_file_loads_without_the_training_or_serving_stack() -> None:
     subprocess.run([sys.executable, "-c", LIGHT], check=True, timeout=120)
 
 
-@pytest.mark.parametrize("package", ["text_classification", "regression", "forecasting", "embedding"])
+@pytest.mark.parametrize(
+    "package", ["text_classification", "regression", "forecasting", "embedding", "token_classification"]
+)
 def test_a_task_imports_first_without_a_cycle_and_its_codec_knows_no_http(package: str) -> None:
     """A task's spec imported before anything else (it subclasses fleet's ModelSpec while fleet builds its
     union from the specs); its codec needs no HTTP library."""

@@ -219,6 +219,17 @@ def data_bodies(model: str) -> st.SearchStrategy[Any]:
         },
         "forecasting": {"Month": st.sampled_from(["1969-01", "1969-02"]) | texts, "Sales": scalars},
         "embedding": {"text": texts, "text_pair": texts, "score": scalars},
+        "token-classification": {
+            "text": texts,
+            "entities": st.lists(
+                st.fixed_dictionaries(
+                    {"start": st.integers(-2, 40) | scalars, "end": st.integers(-2, 40), "label": st.just("person")}
+                ),
+                max_size=3,
+            ),
+            "tokens": st.lists(texts, max_size=4),
+            "tags": st.lists(st.sampled_from(["O", "B-person", "I-person", "E-group", "X"]), max_size=4),
+        },
     }[spec["task"]]
     fields = {key: value | json_values for key, value in columns.items() if key}
     odd_row = st.fixed_dictionaries({}, optional=fields) | st.dictionaries(texts, scalars, max_size=3)

@@ -28,7 +28,7 @@ workspace:
 
 models:
   spam:
-    task: text-classification              # or regression, forecasting, embedding
+    task: text-classification              # or regression, forecasting, embedding, token-classification
     text_column: text
     label_column: label
     labels: [ham, spam]                    # optional: other labels are rejected at ingest

@@ -1,4 +1,4 @@
-"""Read a data file (CSV, TSV, JSONL, Parquet) into columns of raw values, keeping each row's line number.
+"""Read a data file (CSV, TSV, JSONL, Parquet, CoNLL) into columns of raw values, keeping each row's line number.
 
 Every value stays what the file says it is — a string from CSV/TSV, a JSON value from JSONL, the Python value of a
 Parquet cell (int, float, str, bytes, datetime, list, dict ...) — in columns of dtype object: nothing is converted
@@ -28,8 +28,11 @@ FORMATS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".conll": "conll",
 }
 LINE = "__line__"
+#: `DataFrame.attrs` key set by the CoNLL reader: a row's token k is on line `__line__ + k`
+ONE_TOKEN_PER_LINE = "one_token_per_line"
 
 
 def _decode(raw: bytes, source: str) -> str:
@@ -136,6 +139,37 @@ def _jsonl(text: str, source: str) -> pd.DataFrame:
     return records_frame(records, lines, source)
 
 
+def _conll(text: str, source: str) -> pd.DataFrame:
+    """One row per sentence (`tokens`, `tags`: lists of strings; the line of its first token): a token and its tag
+    per line, separated by a TAB (a token may then hold spaces) or else by whitespace; a line with more fields (CoNLL
+    columns such as part of speech) takes the first as the token and the last as the tag; a blank line or a
+    `-DOCSTART-` line ends a sentence."""
+    tokens: list[list[str]] = []
+    tags: list[list[str]] = []
+    lines: list[int] = []
+    sentence: list[tuple[str, str]] = []
+    for number, line in [*_lines(text), (0, "")]:  # a last blank line ends the last sentence
+        fields = [field.strip() for field in (line.split("\t") if "\t" in line else line.split())]
+        fields = [field for field in fields if field]
+        if not fields or fields[0] == "-DOCSTART-":
+            if sentence:
+                tokens.append([token for token, _ in sentence])
+                tags.append([tag for _, tag in sentence])
+                sentence = []
+            continue
+        if len(fields) < 2:
+            reason = (
+                "a token without a tag: write the token, a TAB (or spaces) and its tag, e.g. 'Paris<TAB>B-location'"
+            )
+            raise DropRejected(source, [Problem(number, reason)])
+        if not sentence:
+            lines.append(number)
+        sentence.append((fields[0], fields[-1]))
+    frame = _frame({"tokens": tokens, "tags": tags}, lines)
+    frame.attrs[ONE_TOKEN_PER_LINE] = True
+    return frame
+
+
 def _parquet(path: Path, source: str) -> pd.DataFrame:
     """Each cell as the Python value of its Parquet type (an int column with a null stays ints and None, never
     floats); the index pandas stored beside the data is left out."""
@@ -170,4 +204,6 @@ def read_table(path: Path, *, source: str | None = None) -> pd.DataFrame:
     text = _decode(path.read_bytes(), source)
     if kind == "jsonl":
         return _jsonl(text, source)
+    if kind == "conll":
+        return _conll(text, source)
     return _delimited(text, "," if kind == "csv" else "\t", source)

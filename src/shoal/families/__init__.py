@@ -14,6 +14,7 @@ from shoal.families.base import Family, Params, Predictor
 _REGISTRY: dict[str, type[Family]] = {}
 #: built-in families: the module that defines each (imported on first use so heavy ones stay lazy) and its task
 _TC, _REG, _FC, _EMB = "text-classification", "regression", "forecasting", "embedding"
+_TOK = "token-classification"
 _BUILTIN = {
     "majority": ("shoal.families.majority", _TC),
     "minilm-logreg": ("shoal.families.minilm_logreg", _TC),
@@ -38,6 +39,8 @@ _BUILTIN = {
     "static-embed": ("shoal.families.sentence_embedder", _EMB),
     "minilm-embed": ("shoal.families.sentence_embedder", _EMB),
     "minilm-embed-int8": ("shoal.families.sentence_embedder", _EMB),
+    "memorized": ("shoal.families.memorized", _TOK),
+    "crf": ("shoal.families.crf", _TOK),
 }
 
 

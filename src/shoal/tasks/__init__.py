@@ -42,6 +42,9 @@ _HOMES = {
     "regression": Home("regression", "RegressionSpec", "Regression", "RegressionCodec"),
     "forecasting": Home("forecasting", "ForecastingSpec", "Forecasting", "ForecastingCodec"),
     "embedding": Home("embedding", "EmbeddingSpec", "Embedding", "EmbeddingCodec"),
+    "token-classification": Home(
+        "token_classification", "TokenClassificationSpec", "TokenClassification", "TokenClassificationCodec"
+    ),
 }
 
 

@@ -276,7 +276,9 @@ def _best(
     results = []
     for p, params in enumerate(grid):
         parts = {f: outputs[family.name, p, f] for f in range(len(splits))}
-        oof = np.zeros((len(targets), *parts[0].shape[1:]))
+        # numbers, or objects when a task's outputs are (token classification: each sentence's entities)
+        kind = object if parts[0].dtype == object else np.float64
+        oof = np.zeros((len(targets), *parts[0].shape[1:]), dtype=kind)
         for f, out in parts.items():
             oof[splits[f][1]] = out
         results.append((task.cv_score(targets, oof, metric, labels), params, oof))

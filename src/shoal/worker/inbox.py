@@ -18,11 +18,12 @@ from pathlib import Path
 
 from shoal.data.errors import DropRejected, Problem
 from shoal.data.ingest import IngestResult, prepare_file, store, stored_rows
+from shoal.data.readers import FORMATS
 from shoal.data.text import printable
 from shoal.worker.logs import emit
 from shoal.workspace import Workspace
 
-SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
+SUFFIXES = tuple(FORMATS)  # every format the readers know
 PROCESSED, REJECTED = "processed", "rejected"
 NEXT_STEP = "Fix the file and put it in the inbox again (this copy was moved to rejected/)."
 
