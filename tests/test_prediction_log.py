@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError
 
+from shoal.registry import prediction_log as log_module
 from shoal.registry.database import make_engine, now
 from shoal.registry.prediction_log import FeedbackError, NotLogged, PredictionLog, predictions
 
@@ -168,3 +169,35 @@ def test_the_fleet_file_bounds_the_log_and_the_environment_wins(
     log = ws.prediction_log()
     assert (log.retention, log.max_rows) == (timedelta(hours=1), 7)
     log.close()
+
+
+def test_rows_are_stored_exactly_as_sqlalchemys_insert_stores_them(
+    log: PredictionLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the log writes its rows through the DBAPI's executemany: every value, the timestamp's text on SQLite included,
+    # must be what SQLAlchemy's own insert of the same row stores
+    at = datetime(2026, 12, 1, 14, 5, 9, 123456, tzinfo=UTC)
+    monkeypatch.setattr(log_module, "now", lambda: at)
+    log.record("mine", "spam", 3, ["first text", "second text"], ["ham", "spam"])
+    log.record("pipeline", "spam", 3, ["only the third input"], positions=[2])
+    assert log.flush() == 3
+    expected = [
+        ("first text", 0, "ham"),
+        ("second text", 1, "spam"),
+        ("only the third input", 2, None),
+    ]
+    with log.engine.begin() as conn:
+        conn.execute(
+            insert(predictions),
+            [
+                {"request_id": "theirs", "position": position, "model": "spam", "version": 3, "at": at}
+                | {"text": text_, "text_hash": log_module.text_hash(text_), "predicted": predicted}
+                for text_, position, predicted in expected
+            ],
+        )
+        columns = "request_id, position, model, version, text_hash, text, predicted, at"
+        stored = conn.exec_driver_sql(f"SELECT {columns} FROM prediction_log ORDER BY id").all()
+    mine, theirs = stored[:3], stored[3:]
+    assert [row[1:] for row in mine] == [row[1:] for row in theirs]
+    assert [(row.text, row.position, row.predicted) for row in mine] == expected
+    assert log.recent("spam", 3, 10)[0] == ("first text", "ham")

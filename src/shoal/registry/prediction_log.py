@@ -36,6 +36,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Dialect,
     Engine,
     Index,
     Integer,
@@ -96,6 +97,38 @@ feedback = Table(
 )
 
 
+#: a prediction row as `record` buffers it: its values in the order of `COLUMNS`
+Row = tuple[str, int, str, int, str, str, str | None, datetime]
+COLUMNS = ("request_id", "position", "model", "version", "text_hash", "text", "predicted", "at")
+
+
+class _RowInsert:
+    """The INSERT of buffered rows, compiled once for the database's dialect and run by the DBAPI's executemany with
+    the rows' values as they are (converted only where the column's type converts them): SQLAlchemy's executemany
+    builds and converts every row's parameters in Python, which cost twice the insert itself."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        compiled = insert(predictions).compile(dialect=dialect, column_keys=list(COLUMNS), for_executemany=True)
+        self.sql = compiled.string
+        self.named = not compiled.positional
+        if not self.named and tuple(compiled.positiontup or ()) != COLUMNS:
+            raise RuntimeError(f"unexpected column order in {self.sql}")
+        processors = [predictions.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in COLUMNS]
+        self.processors = [(i, process) for i, process in enumerate(processors) if process is not None]
+
+    def parameters(self, rows: list[Row]) -> list[Any]:
+        """`rows` as the DBAPI takes them: each value as SQLAlchemy's type would bind it (SQLite: `at` as text)."""
+        if self.processors:
+            rows = [self._processed(row) for row in rows]
+        return [dict(zip(COLUMNS, row, strict=True)) for row in rows] if self.named else rows
+
+    def _processed(self, row: Row) -> Any:
+        values = list(row)
+        for i, process in self.processors:
+            values[i] = process(values[i])
+        return tuple(values)
+
+
 class FeedbackError(ValueError):
     """Feedback that cannot be joined to a logged prediction: which input of the request is unclear or missing."""
 
@@ -146,7 +179,7 @@ class PredictionLog:
         self.flush_seconds = flush_seconds
         self.max_buffered = max_buffered
         self._owns_engine = owns_engine
-        self._buffer: deque[dict[str, Any]] = deque()
+        self._buffer: deque[Row] = deque()
         self._dropped = {REFUSED: 0, OVERFLOW: 0, CLOSED: 0}
         self._reported = dict(self._dropped)
         self._lock = threading.Lock()
@@ -156,6 +189,7 @@ class PredictionLog:
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self._pruned = 0.0
+        self._statement = _RowInsert(engine.dialect)
         metadata.create_all(engine)
 
     @classmethod
@@ -209,25 +243,21 @@ class PredictionLog:
         if self.sample < 1 and self._draw.random() >= self.sample:
             return
         at = now()
+        if positions is None:
+            positions = range(len(texts))
+        if labels is None:
+            labels = [None] * len(texts)  # type: ignore[list-item]
         rows = [
-            {
-                "request_id": request_id,
-                "position": positions[position] if positions is not None else position,
-                "model": model,
-                "version": version,
-                "text_hash": text_hash(text),
-                "text": text,
-                "predicted": labels[position] if labels is not None else None,
-                "at": at,
-            }
-            for position, text in enumerate(texts)
+            (request_id, position, model, version, text_hash(text), text, label, at)
+            for position, text, label in zip(positions, texts, labels, strict=True)
         ]
         with self._lock:
             if self._stop.is_set():
                 self._dropped[CLOSED] += len(rows)
                 return
             self._buffer.extend(rows)
-            self._trim()
+            if len(self._buffer) > self.max_buffered:
+                self._trim()
             if self._flusher is None:
                 self._flusher = threading.Thread(target=self._flush_loop, name="prediction-log", daemon=True)
                 self._flusher.start()
@@ -276,7 +306,7 @@ class PredictionLog:
             self.prune()
         return written
 
-    def _insert(self, rows: list[dict[str, Any]]) -> int:
+    def _insert(self, rows: list[Row]) -> int:
         """Insert `rows` in order; returns how many were written. A batch the database refuses is halved until
         each refused row is alone, and that row dropped. Any other failure puts the rows not yet written back at
         the head of the buffer and raises."""
@@ -286,7 +316,7 @@ class PredictionLog:
             batch = todo.pop()
             try:
                 with self._write() as conn:
-                    conn.execute(insert(predictions), batch)
+                    conn.exec_driver_sql(self._statement.sql, self._statement.parameters(batch))
             except ROW_ERRORS:
                 if len(batch) == 1:
                     with self._lock:

@@ -57,7 +57,8 @@ class _Terms:
         self.char_wb = vectorizer.analyzer == "char_wb"
         self.words: dict[str, np.ndarray] = {}
         self._prepare = vectorizer.build_preprocessor()
-        self._analyze = vectorizer.build_analyzer()
+        self._tokenize = vectorizer.build_tokenizer()
+        self._stop_words = vectorizer.get_stop_words()
 
     @staticmethod
     def supports(vectorizer: object) -> bool:
@@ -80,14 +81,25 @@ class _Terms:
         return self._char_wb_columns(texts) if self.char_wb else self._word_columns(texts)
 
     def _word_columns(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        vocabulary, analyze = self.vocabulary, self._analyze
-        flat: list[int] = []
-        sizes = []
+        vocabulary, flat, sizes = self.vocabulary, [], []
         for text in texts:
             before = len(flat)
-            flat += [i for i in map(vocabulary.get, analyze(text)) if i is not None]
+            flat += [i for i in map(vocabulary.get, self._word_ngrams(text)) if i is not None]
             sizes.append(len(flat) - before)
         return np.array(flat, dtype=np.int64), sizes
+
+    def _word_ngrams(self, text: str) -> list[str]:
+        """The vectorizer's analyzer (decode, preprocess, tokenize, drop stop words, n-grams), its n-grams joined from
+        `zip`s of the tokens instead of a slice and a call per n-gram: the same terms in the same order."""
+        vectorizer = self.vectorizer
+        tokens = self._tokenize(self._prepare(vectorizer.decode(text)))
+        if self._stop_words is not None:
+            tokens = [token for token in tokens if token not in self._stop_words]
+        low, high = vectorizer.ngram_range
+        grams = list(tokens) if low == 1 else []
+        for n in range(max(low, 2), high + 1):
+            grams += map(" ".join, zip(*(tokens[i:] for i in range(n)), strict=False))  # shorter shifts end it
+        return grams
 
     def _char_wb_columns(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """As `_word_columns`, word by word as scikit-learn splits a text, each word's columns remembered."""
