@@ -77,7 +77,7 @@ class CrossValidation:
 
 
 #: the stored keys that the trainer adds (absent from a version registered by hand)
-_OPTIONAL = frozenset({"train_seconds", "eval_seconds", "cv", "n_train", "fit_started_from"})
+_OPTIONAL = frozenset({"train_seconds", "eval_seconds", "cv", "n_train", "fit_started_from", "phases"})
 #: the stored keys that are not the task's scores
 _FIELDS = frozenset({"metric", "ci", "n_test", "test_hash", "profile"}) | _OPTIONAL
 
@@ -99,6 +99,9 @@ class VersionMetrics:
     cv: CrossValidation | None = None
     n_train: int | None = None
     fit_started_from: int | None = None  # the version whose solution the final fit's solver began at (None: zero)
+    #: where the training and evaluation time went, in seconds: the family's own search fits, the shared features,
+    #: the final fit, the task's after-fit step (the label audit), save, evaluation, peak RSS, latency
+    phases: dict[str, float] | None = None
 
     @property
     def value(self) -> float:
@@ -126,6 +129,7 @@ class VersionMetrics:
             cv=CrossValidation(**cv) if cv is not None else None,
             n_train=stored.get("n_train"),
             fit_started_from=stored.get("fit_started_from"),
+            phases=stored.get("phases"),
         )
 
 

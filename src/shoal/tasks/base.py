@@ -74,6 +74,8 @@ class TaskKind(ABC):
     stronger_families: ClassVar[tuple[tuple[str, ...], str]] = ((), "")
     #: whether `shoal distill` can label unlabelled inputs for this task with a teacher
     takes_teacher: ClassVar[bool] = False
+    #: what `after_fit` does, as the phase of training time it is reported under
+    after_fit_phase: ClassVar[str] = "after_fit"
 
     # -- data --------------------------------------------------------------------------------------
     @abstractmethod

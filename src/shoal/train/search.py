@@ -15,9 +15,10 @@ import functools
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,16 +48,19 @@ class SearchResult:
     cv_score: float | None
     scores: list[dict[str, Any]]
     oof: np.ndarray  # out-of-fold outputs for the best params (classification: (n, len(labels)) probabilities)
+    seconds: float = 0.0  # the family's own fits in the search (summed over the pool's processes)
 
 
 @dataclass
 class Searched:
     """The search of several families on the same rows: each family's result or why it failed, and the shared
-    features (`FeatureFamily`) fitted on all training rows, by `features_key`, for the final fits."""
+    features (`FeatureFamily`) fitted on all training rows, by `features_key`, for the final fits, with the seconds
+    spent fitting them (per fold and on all rows, summed over the pool's processes)."""
 
     results: dict[str, SearchResult]
     failed: dict[str, Failed]
     features: dict[str, tuple[Any, Any]]
+    features_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,26 @@ def isolated(job: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+@dataclass(frozen=True)
+class Timed:
+    """A pool job's result (or `Failed`) and the seconds the job took in its process."""
+
+    value: Any
+    seconds: float
+
+
+def timed(job: Callable[..., Any]) -> Callable[..., Timed]:
+    """`job` (already `isolated`), returning its result with its duration."""
+
+    @functools.wraps(job)
+    def run(*args: Any) -> Timed:
+        started = time.perf_counter()
+        value = job(*args)
+        return Timed(value, time.perf_counter() - started)
+
+    return run
+
+
 class _Head:
     """A head fitted on features, as `TaskKind.fold_outputs` sees a predictor."""
 
@@ -92,6 +116,7 @@ class _Head:
             return np.asarray(self.head.predict_proba(features), dtype=np.float64)
 
 
+@timed
 @isolated
 def _fold_fit(
     task: TaskKind,
@@ -108,6 +133,7 @@ def _fold_fit(
     return task.fold_outputs(model, inputs[held].tolist(), labels)
 
 
+@timed
 @isolated
 def _fold_features(family: FeatureFamily, inputs: np.ndarray, train: np.ndarray, held: np.ndarray) -> tuple[Any, Any]:
     """The features of a fold's training and held-out rows, fitted on its training rows only (no leak)."""
@@ -115,11 +141,13 @@ def _fold_features(family: FeatureFamily, inputs: np.ndarray, train: np.ndarray,
     return fitted, featurizer.transform(inputs[held].tolist())
 
 
+@timed
 @isolated
 def _all_features(family: FeatureFamily, inputs: np.ndarray) -> tuple[Any, Any]:
     return family.fit_features(inputs.tolist())
 
 
+@timed
 @isolated
 def _head_fits(
     task: TaskKind,
@@ -217,20 +245,26 @@ def search_many(
             params = grids[family.name][p]
             calls.append(delayed(_fold_fit)(task, family, x, y, splits[f][0], splits[f][1], params, seed, labels))
     parallel = parallel_pool(n_jobs, len(calls))
-    done = dict(zip(first, parallel(calls), strict=True))
+    ran: dict[tuple[Any, ...], Timed] = dict(zip(first, parallel(calls), strict=True))
+    done = {job: out.value for job, out in ran.items()}
+    spent: dict[str, float] = {family.name: 0.0 for family in families}  # each family's own jobs
     failed: dict[str, Failed] = {}
     outputs: dict[tuple[str, int, int], np.ndarray] = {}
     for job, out in done.items():
         if len(job) == 3:
             family, p, f = job
+            spent[family.name] += ran[job].seconds
             if isinstance(out, Failed):
                 failed.setdefault(family.name, out)
             else:
                 outputs[family.name, p, f] = out
     features: dict[str, tuple[Any, Any]] = {}
+    features_seconds: dict[str, float] = {}
     heads = []
     for key, members in shared.items():
-        broken = next((done[key, f] for f in [*range(len(splits)), None] if isinstance(done[key, f], Failed)), None)
+        folds_and_all = [*range(len(splits)), None]
+        features_seconds[key] = sum(ran[key, f].seconds for f in folds_and_all)
+        broken = next((done[key, f] for f in folds_and_all if isinstance(done[key, f], Failed)), None)
         if broken is not None:
             failed.update({family.name: broken for family in members})
             continue
@@ -243,18 +277,19 @@ def search_many(
         )
         for family, f in heads
     )
-    for (family, f), out in zip(heads, head_outputs, strict=True):
-        if isinstance(out, Failed):
-            failed.setdefault(family.name, out)
+    for (family, f), head_out in zip(heads, head_outputs, strict=True):
+        spent[family.name] += head_out.seconds
+        if isinstance(head_out.value, Failed):
+            failed.setdefault(family.name, head_out.value)
         else:
-            outputs.update({(family.name, p, f): setting for p, setting in enumerate(out)})
+            outputs.update({(family.name, p, f): setting for p, setting in enumerate(head_out.value)})
     checkpoint("search")
     results = {
-        family.name: _best(task, family, grids[family.name], splits, outputs, targets, metric, labels)
+        family.name: _best(task, family, grids[family.name], splits, outputs, targets, metric, labels, spent)
         for family in families
         if family.name not in failed
     }
-    return Searched(results, failed, features)
+    return Searched(results, failed, features, features_seconds)
 
 
 def _weighted(family: Family, grid: list[Params], class_weight: str) -> list[Params]:
@@ -272,6 +307,7 @@ def _best(
     targets: list[Any],
     metric: str,
     labels: list[str],
+    spent: dict[str, float],
 ) -> SearchResult:
     results = []
     for p, params in enumerate(grid):
@@ -287,6 +323,7 @@ def _best(
         cv_score=results[best][0],
         scores=[{"params": params, "cv_score": value} for value, params, _ in results],
         oof=results[best][2],
+        seconds=spent[family.name],
     )
 
 

@@ -100,6 +100,7 @@ class Regression(TaskKind):
     lower_is_better = metrics.LOWER_IS_BETTER
     floor_name = "the mean floor"
     report_columns = (("r2", "R²"), ("rmse", "RMSE"), ("interval_coverage", "90% coverage"))
+    after_fit_phase = "intervals"
 
     # -- data --------------------------------------------------------------------------------------
     def validate(

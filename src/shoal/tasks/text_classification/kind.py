@@ -34,6 +34,7 @@ class TextClassification(TaskKind):
     report_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE"))
     stronger_families = (("minilm-logreg", "setfit"), "pip install 'shoal[embeddings]'")
     takes_teacher = True
+    after_fit_phase = "label_audit"
 
     def validate(
         self,
