@@ -69,11 +69,13 @@ class Profile:
 
 @dataclass(frozen=True)
 class CrossValidation:
-    """The search on training folds: its folds, the chosen setting's score, every setting's score."""
+    """The search on training folds: its folds, the chosen setting's score, every setting's score, and the training
+    rows it ran on when they were a sample of a large training set (None: all of them)."""
 
     folds: int
     score: float | None
     grid: list[dict[str, Any]]
+    rows: int | None = None
 
 
 #: the stored keys that the trainer adds (absent from a version registered by hand)

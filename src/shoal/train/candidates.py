@@ -73,7 +73,7 @@ def _build(task: TaskKind, job: Job, train: TrainSet, test: TestSet, metric: str
         else:
             predictor = family.fit(train.inputs, train.targets, job.found.params, settings.seed)
         head_fitted = time.perf_counter()
-        error_rate, files = task.after_fit(predictor, train, job.found.oof, test.labels)
+        error_rate, files = task.after_fit(predictor, train, job.found.oof, test.labels, job.found.rows)
         fitted = time.perf_counter()
         with full_disk_as_error(job.staged, f"the {family.name} artifact"):
             predictor.save(job.staged)

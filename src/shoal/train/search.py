@@ -49,6 +49,8 @@ class SearchResult:
     scores: list[dict[str, Any]]
     oof: np.ndarray  # out-of-fold outputs for the best params (classification: (n, len(labels)) probabilities)
     seconds: float = 0.0  # the family's own fits in the search (summed over the pool's processes)
+    #: the training rows the search ran on, in `oof`'s order, when it ran on a sample of them (None: on all, in order)
+    rows: np.ndarray | None = None
 
 
 @dataclass
@@ -206,15 +208,23 @@ def search_many(
     n_jobs: int,
     task: TaskKind,
     class_weight: str = "none",
+    max_rows: int | None = None,
 ) -> Searched:
     """The best of each family's grid by cross-validated `metric`, the fits on `n_jobs` processes: a plain family
     one job per setting and fold; a feature-sharing family one job per fold for all its settings (`fit_heads`).
     Families that share features (`FeatureFamily.features_key`) fit them once per fold, on the fold's training
     rows, and once on all rows (kept for the final fits), instead of once per setting and fold. With `class_weight`
-    balanced, every setting of a `class_weighted` family weighs classes inversely to their share."""
+    balanced, every setting of a `class_weighted` family weighs classes inversely to their share. With more rows
+    than `max_rows`, the folds are made of the task's sample of `max_rows` of them (`TaskKind.search_sample`), and
+    the out-of-fold outputs cover those rows (`SearchResult.rows`); the features kept for the final fits are still
+    fitted on all rows."""
     x, y = np.empty(len(inputs), dtype=object), np.empty(len(targets), dtype=object)
     x[:], y[:] = inputs, targets  # element-wise: rows that are dicts stay dicts
-    splits = task.cv_folds(targets, folds, seed)
+    sample = task.search_sample(targets, max_rows, seed) if max_rows is not None and len(y) > max_rows else None
+    if sample is None:
+        splits = task.cv_folds(targets, folds, seed)
+    else:  # the sample's folds, as indices into all rows
+        splits = [(sample[train], sample[held]) for train, held in task.cv_folds(y[sample].tolist(), folds, seed)]
     grids = {family.name: _weighted(family, family.grid(len(y)), class_weight) for family in families}
     if not splits:  # a task without folds (forecasting: the backtest judges) takes each family's first setting
         empty = {
@@ -285,7 +295,7 @@ def search_many(
             outputs.update({(family.name, p, f): setting for p, setting in enumerate(head_out.value)})
     checkpoint("search")
     results = {
-        family.name: _best(task, family, grids[family.name], splits, outputs, targets, metric, labels, spent)
+        family.name: _best(task, family, grids[family.name], splits, outputs, targets, metric, labels, spent, sample)
         for family in families
         if family.name not in failed
     }
@@ -308,14 +318,20 @@ def _best(
     metric: str,
     labels: list[str],
     spent: dict[str, float],
+    sample: np.ndarray | None,
 ) -> SearchResult:
+    """The best setting by `metric` on the out-of-fold outputs (of the rows searched: all, or the `sample`)."""
+    rows = np.arange(len(targets)) if sample is None else sample
+    searched = [targets[i] for i in rows]
+    position = np.empty(len(targets), dtype=np.int64)
+    position[rows] = np.arange(len(rows))  # where each searched row's output goes
     results = []
     for p, params in enumerate(grid):
         parts = {f: outputs[family.name, p, f] for f in range(len(splits))}
-        oof = np.zeros((len(targets), *parts[0].shape[1:]))
+        oof = np.zeros((len(rows), *parts[0].shape[1:]))
         for f, out in parts.items():
-            oof[splits[f][1]] = out
-        results.append((task.cv_score(targets, oof, metric, labels), params, oof))
+            oof[position[splits[f][1]]] = out
+        results.append((task.cv_score(searched, oof, metric, labels), params, oof))
     # first best: grids list cheap first
     best = max(range(len(results)), key=lambda i: task.better(metric, results[i][0]))
     return SearchResult(
@@ -324,6 +340,7 @@ def _best(
         scores=[{"params": params, "cv_score": value} for value, params, _ in results],
         oof=results[best][2],
         seconds=spent[family.name],
+        rows=sample,
     )
 
 
@@ -339,6 +356,7 @@ def search(
     n_jobs: int,
     task: TaskKind | None = None,
     class_weight: str = "none",
+    max_rows: int | None = None,
 ) -> SearchResult:
     """The best of `family.grid` by cross-validated `metric` (`task` defaults to text classification)."""
     if task is None:
@@ -356,6 +374,7 @@ def search(
         n_jobs=n_jobs,
         task=task,
         class_weight=class_weight,
+        max_rows=max_rows,
     )
     if family.name in found.failed:
         raise SearchFailed(found.failed[family.name].error)

@@ -174,6 +174,7 @@ def _fit_candidates(
             n_jobs=settings.n_jobs,
             task=task,
             class_weight=getattr(spec, "class_weight", "none"),
+            max_rows=spec.max_search_rows,
         )
     except Exception as error:  # the pool itself broke (a worker was killed): every family fails
         for result in to_fit:
@@ -182,6 +183,12 @@ def _fit_candidates(
     search_seconds = time.perf_counter() - started
     clock.lap("search")
     report.features_seconds = searched.features_seconds
+    sampled = next((len(r.rows) for r in searched.results.values() if r.rows is not None), None)
+    if sampled is not None:
+        report.notes.append(
+            f"the search cross-validated a sample of {sampled:,} of the {len(train.inputs):,} training rows "
+            f"(search_rows {spec.max_search_rows:,}); the label audit ran on it, the final fits on every row"
+        )
     for family_name, failure in searched.failed.items():
         _failed(ws, name, by_name[family_name], failure.error, failure.traceback)
     jobs: list[Job] = []
@@ -270,7 +277,12 @@ def _register(
         scored,
         train_seconds=search_seconds + built.fit_seconds,
         eval_seconds=built.eval_seconds + time.perf_counter() - started,
-        cv=CrossValidation(spec.folds(len(data.train.inputs)), job.found.cv_score, job.found.scores),
+        cv=CrossValidation(
+            spec.folds(len(data.train.inputs)),
+            job.found.cv_score,
+            job.found.scores,
+            None if job.found.rows is None else len(job.found.rows),
+        ),
         n_train=len(data.train.inputs),
         fit_started_from=job.started_from,
         phases=dict(phases),
