@@ -113,12 +113,11 @@ def _print_time(report: ModelReport) -> None:
     trained = [c for c in report.candidates if c.phases]
     if not trained:
         return
-    columns = list(dict.fromkeys(key for c in trained for key in c.phases if key != "shared_features"))
-    table = Table("family", *(key.replace("_", " ") for key in columns), title="seconds per family and step")
-    for key, seconds in report.features_seconds.items():
-        table.add_row(f"{key} features (shared)", *(f"{seconds:.1f}" if col == "search" else "" for col in columns))
-    for c in trained:
-        table.add_row(c.family, *(f"{c.phases[col]:.1f}" if col in c.phases else "" for col in columns))
+    steps = list(dict.fromkeys(key for c in trained for key in c.phases))
+    table = Table("step", *(c.family for c in trained), title="  seconds per family (side by side on the pool)")
+    for step in steps:
+        name = "features (shared)" if step == "shared_features" else step.replace("_", " ")
+        table.add_row(name, *(f"{c.phases[step]:.1f}" if step in c.phases else "" for c in trained))
     console.print(table)
 
 

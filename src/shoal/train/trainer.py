@@ -56,8 +56,6 @@ class ModelReport:
     defaults: str | None = None  # which defaults were chosen from the data, and why
     #: the wall time of each step of this training, in order (`Timings`)
     phases: dict[str, float] = field(default_factory=dict)
-    #: the search's shared features: seconds fitting them (per fold and on all rows), by `features_key`
-    features_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class Timings:
@@ -182,7 +180,6 @@ def _fit_candidates(
         return
     search_seconds = time.perf_counter() - started
     clock.lap("search")
-    report.features_seconds = searched.features_seconds
     sampled = next((len(r.rows) for r in searched.results.values() if r.rows is not None), None)
     if sampled is not None:
         report.notes.append(
