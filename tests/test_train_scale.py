@@ -127,7 +127,9 @@ def test_a_search_on_a_sample_fits_its_folds_on_sampled_rows_and_keeps_features_
         [family], texts, labels, sorted(set(labels)), "f1:spam", folds=2, seed=0, n_jobs=1, task=TASK, max_rows=200
     )
     result = found.results[family.name]
-    assert result.rows is not None and len(result.rows) == pytest.approx(200, abs=2)
+    counts = Counter(labels)  # 200 of 600 rows: a third of each label, but at least SAMPLE_PER_LABEL of spam
+    expected = sum(min(n, max(SAMPLE_PER_LABEL, round(n / 3))) for n in counts.values())
+    assert result.rows is not None and len(result.rows) == expected
     assert result.oof.shape == (len(result.rows), 2)
     assert sorted(fitted) == sorted([len(result.rows) // 2, len(result.rows) - len(result.rows) // 2, 600])
     _, features = found.features[family.features_key]
@@ -158,12 +160,13 @@ def test_a_large_training_set_is_searched_on_a_sample_and_fitted_on_every_row(
     [report] = train_models(ws)
     data = _load_data(ws, "spam", ws.model("spam"))
     n_train = len(data.train.inputs)
-    assert n_train > 600
+    assert n_train > 300
     assert fits == [n_train]  # the final fit (the search's heads are `fit_heads`): every training row
     assert any("a sample of" in note and f"of the {n_train:,} training rows" in note for note in report.notes)
     for version in ws.registry.versions("spam"):
         cv = version.metrics.cv
-        assert cv is not None and cv.rows == pytest.approx(300, abs=2) and version.metrics.n_train == n_train
+        assert cv is not None and cv.rows is not None and 300 <= cv.rows <= 320  # each label's share, rounded
+        assert version.metrics.n_train == n_train
         assert version.metrics.n_test == len(data.test.inputs)  # evaluated on the whole frozen test set
     logreg = next(v for v in ws.registry.versions("spam") if v.family == "tfidf-logreg")
     issues = read_json(ws.registry.artifacts.open(logreg.artifact_uri, logreg.checksum) / LABEL_ISSUES_FILE)
