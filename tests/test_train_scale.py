@@ -21,6 +21,7 @@ from shoal import fleet
 from shoal.data.audit import LABEL_ISSUES_FILE
 from shoal.data.ingest import ingest_file
 from shoal.families.base import read_json
+from shoal.families.runtime.text_features import min_df, tfidf_features
 from shoal.families.tfidf_logreg import TfidfLogReg
 from shoal.tasks.regression.kind import Regression
 from shoal.tasks.text_classification.kind import SAMPLE_PER_LABEL, TextClassification
@@ -196,3 +197,9 @@ def test_a_regressors_intervals_come_from_the_sampled_rows_residuals(
     for version in ws.registry.versions("house"):
         assert version.metrics.cv is not None and version.metrics.cv.rows == 400
         assert 0.5 < version.metrics.scores["interval_coverage"] <= 1.0
+
+
+def test_a_term_must_occur_in_one_text_in_ten_thousand_from_twenty_thousand_texts() -> None:
+    assert [min_df(n) for n in (500, 1999, 2000, 13_240, 20_000, 20_001, 45_000)] == [1, 1, 2, 2, 2, 3, 5]
+    union = tfidf_features(45_000)
+    assert [part.min_df for _, part in union.transformer_list] == [5, 5]
