@@ -114,6 +114,8 @@ class VersionMetrics:
         """The stored form: the scores beside the other fields in one flat object."""
         stored = {**self.scores, **asdict(self)}
         del stored["scores"]
+        if stored["cv"] is not None and stored["cv"]["rows"] is None:  # searched on every row: stored as before
+            del stored["cv"]["rows"]
         return {key: value for key, value in stored.items() if value is not None or key not in _OPTIONAL}
 
     @classmethod
