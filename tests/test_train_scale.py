@@ -149,7 +149,10 @@ def test_a_large_training_set_is_searched_on_a_sample_and_fitted_on_every_row(
 ) -> None:
     monkeypatch.setattr(fleet, "SEARCH_ROWS", 300)  # the default limit, lowered: 800 rows, a fifth of them test rows
     ws = make_workspace({"spam": spam_model(families=["majority", "tfidf-logreg"])}, n_jobs=1)
-    ingest_file(ws, "spam", write_rows(tmp_path / "spam.csv", sms.head(800)))
+    rows = sms.head(800).copy()
+    flipped = rows.index[rows["label"] == "ham"][:60]
+    rows.loc[flipped, "label"] = "spam"  # mislabelled rows, so that the label audit lists some
+    ingest_file(ws, "spam", write_rows(tmp_path / "spam.csv", rows), skip_invalid=True)  # their repeats disagree
     fits: list[int] = []
     original = TfidfLogReg.fit_head
 
@@ -171,6 +174,7 @@ def test_a_large_training_set_is_searched_on_a_sample_and_fitted_on_every_row(
         assert version.metrics.n_test == len(data.test.inputs)  # evaluated on the whole frozen test set
     logreg = next(v for v in ws.registry.versions("spam") if v.family == "tfidf-logreg")
     issues = read_json(ws.registry.artifacts.open(logreg.artifact_uri, logreg.checksum) / LABEL_ISSUES_FILE)
+    assert issues
     for issue in issues:  # numbered as rows of the whole training set
         assert data.train.inputs[issue["row"]] == issue["text"] and data.train.targets[issue["row"]] == issue["given"]
 
