@@ -25,6 +25,8 @@ FLEET_FILE = "shoal.yaml"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 #: from this many training rows the search uses 2 folds unless the fleet file sets `cv_folds`
 LARGE_TRAINING_ROWS = 5_000
+#: the training rows a search cross-validates on at most unless the fleet file sets `search_rows` (more are sampled)
+SEARCH_ROWS = 20_000
 
 
 class FleetError(ValueError):
@@ -167,6 +169,13 @@ class ModelSpec(_Strict):
         le=10,
         description=f"folds of the search on training data (default 3; 2 from {LARGE_TRAINING_ROWS:,} training rows)",
     )
+    search_rows: int | None = Field(
+        None,
+        ge=100,
+        description="training rows the search cross-validates on at most: a larger training set is sampled (label by "
+        "label for a classifier) for the search and the label audit, and the final fit uses every row "
+        f"(default {SEARCH_ROWS:,})",
+    )
     max_train_seconds: float | None = Field(
         None, gt=0, description="skip families whose declared training cost exceeds this budget"
     )
@@ -190,6 +199,11 @@ class ModelSpec(_Strict):
     @classmethod
     def chosen_groups(cls) -> tuple[tuple[str, ...], ...]:
         return cls.data_chosen_groups or ((cls.data_chosen,) if cls.data_chosen else ())
+
+    @property
+    def max_search_rows(self) -> int:
+        """The training rows the search cross-validates on at most (`search_rows`, else `SEARCH_ROWS`)."""
+        return self.search_rows if self.search_rows is not None else SEARCH_ROWS
 
     def given(self, key: str) -> bool:
         """Whether the fleet file sets `key` itself (its default may then be chosen from the data instead)."""

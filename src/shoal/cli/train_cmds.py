@@ -83,6 +83,7 @@ def _print_reports(reports: list[ModelReport]) -> None:
                 f"{m.train_seconds or 0:.1f}",
             )
         console.print(table)
+        _print_time(report)
         for note in report.notes:
             console.print(f"  note: {note}", highlight=False)
         if report.defaults:
@@ -97,6 +98,27 @@ def _print_reports(reports: list[ModelReport]) -> None:
         console.print("  production: none" + (" — no version beats the floor; what would help:" if advice else ""))
         for item in advice:
             console.print(f"    - {item}", highlight=False, markup=False)  # "shoal[embeddings]" is not markup
+
+
+def _seconds(phases: dict[str, float]) -> str:
+    return ", ".join(f"{key.replace('_', ' ')} {seconds:.1f} s" for key, seconds in phases.items())
+
+
+def _print_time(report: ModelReport) -> None:
+    """Where the training's time went: its steps' wall time, then each family's seconds per step (the pool's
+    processes work side by side, so a family's steps overlap the others')."""
+    if not report.phases:
+        return
+    console.print(f"  time: {report.seconds:.1f} s — {_seconds(report.phases)}", highlight=False)
+    trained = [c for c in report.candidates if c.phases]
+    if not trained:
+        return
+    steps = list(dict.fromkeys(key for c in trained for key in c.phases))
+    table = Table("step", *(c.family for c in trained), title="  seconds per family (side by side on the pool)")
+    for step in steps:
+        name = "features (shared)" if step == "shared_features" else step.replace("_", " ")
+        table.add_row(name, *(f"{c.phases[step]:.1f}" if step in c.phases else "" for c in trained))
+    console.print(table)
 
 
 def _resolve(ws: Workspace, model: str, version: int | None) -> Version:
@@ -128,6 +150,7 @@ def eval_report(v: Version) -> dict[str, Any]:
         "per_class": m.scores.get("per_class", {}),
         "confusion": m.scores.get("confusion"),
         "profile": asdict(m.profile),
+        "phases": m.phases,
         "label_error_rate": v.label_error_rate,
         "size_bytes": v.size_bytes,
         "n_test": m.n_test,
@@ -182,6 +205,8 @@ def eval_(
     for key in (*extra, "train_seconds"):
         if key in report and key != metric:
             table.add_row(key, f"{report[key]:.4f}")
+    if report["phases"]:
+        table.add_row("where the time went", _seconds(report["phases"]))
     table.add_row("latency batch 1 p50 / p95", f"{p['p50_ms_batch1']:.2f} / {p['p95_ms_batch1']:.2f} ms")
     table.add_row("latency batch 64 p50 / p95", f"{p['p50_ms_batch64']:.2f} / {p['p95_ms_batch64']:.2f} ms")
     table.add_row("throughput (batch 64)", f"{p['throughput_per_s']:,.0f} inputs/s")

@@ -14,12 +14,15 @@ LABEL_ISSUES_FILE = "label_issues.json"
 
 
 def label_issues(
-    texts: list[str], targets: list[str], labels: list[str], oof_proba: np.ndarray
+    texts: list[str], targets: list[str], labels: list[str], oof_proba: np.ndarray, rows: np.ndarray | None = None
 ) -> tuple[float, list[dict[str, Any]]]:
-    """(estimated label-error rate, the most likely mislabelled examples, worst first)."""
+    """(estimated label-error rate, the most likely mislabelled examples, worst first), from the out-of-fold
+    probabilities of the training rows `rows` (a large training set's sample: the rate is estimated on it, and only
+    its rows are listed) or of every row (None). Each issue's `row` is its index in `texts`."""
     from cleanlab.filter import find_label_issues
 
-    given = np.array([labels.index(label) for label in targets])
+    rows = np.arange(len(targets)) if rows is None else rows
+    given = np.array([labels.index(targets[i]) for i in rows])
     present = np.unique(given)
     if len(present) < 2 or len(given) < 10:
         return 0.0, []
@@ -35,9 +38,9 @@ def label_issues(
     )
     issues = [
         {
-            "row": int(i),
-            "text": texts[i],
-            "given": targets[i],
+            "row": int(rows[i]),
+            "text": texts[rows[i]],
+            "given": targets[rows[i]],
             "suggested": labels[int(present[proba[i].argmax()])],
             "given_probability": float(proba[i, column[given[i]]]),
         }

@@ -69,15 +69,17 @@ class Profile:
 
 @dataclass(frozen=True)
 class CrossValidation:
-    """The search on training folds: its folds, the chosen setting's score, every setting's score."""
+    """The search on training folds: its folds, the chosen setting's score, every setting's score, and the training
+    rows it ran on when they were a sample of a large training set (None: all of them)."""
 
     folds: int
     score: float | None
     grid: list[dict[str, Any]]
+    rows: int | None = None
 
 
 #: the stored keys that the trainer adds (absent from a version registered by hand)
-_OPTIONAL = frozenset({"train_seconds", "eval_seconds", "cv", "n_train", "fit_started_from"})
+_OPTIONAL = frozenset({"train_seconds", "eval_seconds", "cv", "n_train", "fit_started_from", "phases"})
 #: the stored keys that are not the task's scores
 _FIELDS = frozenset({"metric", "ci", "n_test", "test_hash", "profile"}) | _OPTIONAL
 
@@ -99,6 +101,9 @@ class VersionMetrics:
     cv: CrossValidation | None = None
     n_train: int | None = None
     fit_started_from: int | None = None  # the version whose solution the final fit's solver began at (None: zero)
+    #: where the training and evaluation time went, in seconds: the family's own search fits, the shared features,
+    #: the final fit, the task's after-fit step (the label audit), save, evaluation, peak RSS, latency
+    phases: dict[str, float] | None = None
 
     @property
     def value(self) -> float:
@@ -109,6 +114,8 @@ class VersionMetrics:
         """The stored form: the scores beside the other fields in one flat object."""
         stored = {**self.scores, **asdict(self)}
         del stored["scores"]
+        if stored["cv"] is not None and stored["cv"]["rows"] is None:  # searched on every row: stored as before
+            del stored["cv"]["rows"]
         return {key: value for key, value in stored.items() if value is not None or key not in _OPTIONAL}
 
     @classmethod
@@ -126,6 +133,7 @@ class VersionMetrics:
             cv=CrossValidation(**cv) if cv is not None else None,
             n_train=stored.get("n_train"),
             fit_started_from=stored.get("fit_started_from"),
+            phases=stored.get("phases"),
         )
 
 

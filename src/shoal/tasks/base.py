@@ -102,6 +102,8 @@ class TaskKind(ABC):
     #: check then compares its served answers' errors (`served_errors`) with its errors on its test set
     #: (`test_errors`) instead of its inputs with its training inputs
     realised_outcomes: ClassVar[bool] = False
+    #: what `after_fit` does, as the phase of training time it is reported under
+    after_fit_phase: ClassVar[str] = "after_fit"
 
     # -- data --------------------------------------------------------------------------------------
     @abstractmethod
@@ -166,6 +168,11 @@ class TaskKind(ABC):
     def cv_folds(self, targets: Sequence[Any], folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(train, held-out) index pairs of the search on training data."""
 
+    def search_sample(self, targets: Sequence[Any], rows: int, seed: int) -> np.ndarray | None:
+        """The training rows (sorted indices, about `rows` of them) a search on large data cross-validates on, the
+        final fit still using every row; None (the default): this task's search always uses every row."""
+        return None
+
     @abstractmethod
     def fold_outputs(self, predictor: Any, inputs: list[Any], labels: list[str]) -> np.ndarray:
         """A fitted fold model's outputs on held-out rows, aligned so folds can be stacked."""
@@ -200,9 +207,10 @@ class TaskKind(ABC):
         raise DropRejected("feedback", [Problem(None, f"a {self.name} model takes no label feedback")])
 
     def after_fit(
-        self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]
+        self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str], rows: np.ndarray | None = None
     ) -> tuple[float | None, dict]:
-        """Use the search's out-of-fold outputs once the final model is fit: (label-error rate, files to store)."""
+        """Use the search's out-of-fold outputs once the final model is fit: (label-error rate, files to store).
+        `oof` holds the outputs of the training rows `rows` (a search on a sample), or of every row (None)."""
         return None, {}
 
     def is_stale(self, champion_metrics: dict[str, Any], test: TestSet) -> bool:

@@ -53,6 +53,9 @@ class Built:
     fit_seconds: float
     eval_seconds: float  # scoring and peak RSS
     peak_rss_mb: float | None
+    #: seconds of each step in the pool process: final_fit, the task's `after_fit` (`TaskKind.after_fit_phase`: the
+    #: label audit), save, evaluation (test-set scores and stored outputs), peak_rss (waiting for the measuring process)
+    phases: dict[str, float]
 
 
 @isolated
@@ -69,7 +72,8 @@ def _build(task: TaskKind, job: Job, train: TrainSet, test: TestSet, metric: str
             predictor = family.assemble(featurizer, head)
         else:
             predictor = family.fit(train.inputs, train.targets, job.found.params, settings.seed)
-        error_rate, files = task.after_fit(predictor, train, job.found.oof, test.labels)
+        head_fitted = time.perf_counter()
+        error_rate, files = task.after_fit(predictor, train, job.found.oof, test.labels, job.found.rows)
         fitted = time.perf_counter()
         with full_disk_as_error(job.staged, f"the {family.name} artifact"):
             predictor.save(job.staged)
@@ -81,16 +85,25 @@ def _build(task: TaskKind, job: Job, train: TrainSet, test: TestSet, metric: str
         if stored is not None:
             with full_disk_as_error(job.staged, f"the {family.name} artifact"):
                 write_json(job.staged / OUTPUTS_FILE, stored)
+        scored = time.perf_counter()
     finally:
         peak = rss.result() if rss is not None else None  # after a failure: None (nothing to load)
+    done = time.perf_counter()
     return Built(
         family.name,
         predictor if predictor.portable else None,
         scores,
         error_rate,
         fit_seconds=fitted - started,
-        eval_seconds=time.perf_counter() - saved,
+        eval_seconds=done - saved,
         peak_rss_mb=peak,
+        phases={
+            "final_fit": head_fitted - started,
+            task.after_fit_phase: fitted - head_fitted,
+            "save": saved - fitted,
+            "evaluation": scored - saved,
+            "peak_rss": done - scored,
+        },
     )
 
 

@@ -71,6 +71,7 @@ def teacher_predictor(ws: Workspace, model: str, teacher: str, train: pd.DataFra
         seed=settings.seed,
         n_jobs=settings.n_jobs,
         class_weight=getattr(spec, "class_weight", "none"),
+        max_rows=spec.max_search_rows,
     )
     return family.fit(texts, labels, found.params, settings.seed)
 

@@ -15,9 +15,10 @@ import functools
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,16 +48,21 @@ class SearchResult:
     cv_score: float | None
     scores: list[dict[str, Any]]
     oof: np.ndarray  # out-of-fold outputs for the best params (classification: (n, len(labels)) probabilities)
+    seconds: float = 0.0  # the family's own fits in the search (summed over the pool's processes)
+    #: the training rows the search ran on, in `oof`'s order, when it ran on a sample of them (None: on all, in order)
+    rows: np.ndarray | None = None
 
 
 @dataclass
 class Searched:
     """The search of several families on the same rows: each family's result or why it failed, and the shared
-    features (`FeatureFamily`) fitted on all training rows, by `features_key`, for the final fits."""
+    features (`FeatureFamily`) fitted on all training rows, by `features_key`, for the final fits, with the seconds
+    spent fitting them (per fold and on all rows, summed over the pool's processes)."""
 
     results: dict[str, SearchResult]
     failed: dict[str, Failed]
     features: dict[str, tuple[Any, Any]]
+    features_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,26 @@ def isolated(job: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+@dataclass(frozen=True)
+class Timed:
+    """A pool job's result (or `Failed`) and the seconds the job took in its process."""
+
+    value: Any
+    seconds: float
+
+
+def timed(job: Callable[..., Any]) -> Callable[..., Timed]:
+    """`job` (already `isolated`), returning its result with its duration."""
+
+    @functools.wraps(job)
+    def run(*args: Any) -> Timed:
+        started = time.perf_counter()
+        value = job(*args)
+        return Timed(value, time.perf_counter() - started)
+
+    return run
+
+
 class _Head:
     """A head fitted on features, as `TaskKind.fold_outputs` sees a predictor."""
 
@@ -92,6 +118,7 @@ class _Head:
             return np.asarray(self.head.predict_proba(features), dtype=np.float64)
 
 
+@timed
 @isolated
 def _fold_fit(
     task: TaskKind,
@@ -108,6 +135,7 @@ def _fold_fit(
     return task.fold_outputs(model, inputs[held].tolist(), labels)
 
 
+@timed
 @isolated
 def _fold_features(family: FeatureFamily, inputs: np.ndarray, train: np.ndarray, held: np.ndarray) -> tuple[Any, Any]:
     """The features of a fold's training and held-out rows, fitted on its training rows only (no leak)."""
@@ -115,11 +143,13 @@ def _fold_features(family: FeatureFamily, inputs: np.ndarray, train: np.ndarray,
     return fitted, featurizer.transform(inputs[held].tolist())
 
 
+@timed
 @isolated
 def _all_features(family: FeatureFamily, inputs: np.ndarray) -> tuple[Any, Any]:
     return family.fit_features(inputs.tolist())
 
 
+@timed
 @isolated
 def _head_fits(
     task: TaskKind,
@@ -178,15 +208,23 @@ def search_many(
     n_jobs: int,
     task: TaskKind,
     class_weight: str = "none",
+    max_rows: int | None = None,
 ) -> Searched:
     """The best of each family's grid by cross-validated `metric`, the fits on `n_jobs` processes: a plain family
     one job per setting and fold; a feature-sharing family one job per fold for all its settings (`fit_heads`).
     Families that share features (`FeatureFamily.features_key`) fit them once per fold, on the fold's training
     rows, and once on all rows (kept for the final fits), instead of once per setting and fold. With `class_weight`
-    balanced, every setting of a `class_weighted` family weighs classes inversely to their share."""
+    balanced, every setting of a `class_weighted` family weighs classes inversely to their share. With more rows
+    than `max_rows`, the folds are made of the task's sample of `max_rows` of them (`TaskKind.search_sample`), and
+    the out-of-fold outputs cover those rows (`SearchResult.rows`); the features kept for the final fits are still
+    fitted on all rows."""
     x, y = np.empty(len(inputs), dtype=object), np.empty(len(targets), dtype=object)
     x[:], y[:] = inputs, targets  # element-wise: rows that are dicts stay dicts
-    splits = task.cv_folds(targets, folds, seed)
+    sample = task.search_sample(targets, max_rows, seed) if max_rows is not None and len(y) > max_rows else None
+    if sample is None:
+        splits = task.cv_folds(targets, folds, seed)
+    else:  # the sample's folds, as indices into all rows
+        splits = [(sample[train], sample[held]) for train, held in task.cv_folds(y[sample].tolist(), folds, seed)]
     grids = {family.name: _weighted(family, family.grid(len(y)), class_weight) for family in families}
     if not splits:  # a task without folds (forecasting: the backtest judges) takes each family's first setting
         empty = {
@@ -217,20 +255,26 @@ def search_many(
             params = grids[family.name][p]
             calls.append(delayed(_fold_fit)(task, family, x, y, splits[f][0], splits[f][1], params, seed, labels))
     parallel = parallel_pool(n_jobs, len(calls))
-    done = dict(zip(first, parallel(calls), strict=True))
+    ran: dict[tuple[Any, ...], Timed] = dict(zip(first, parallel(calls), strict=True))
+    done = {job: out.value for job, out in ran.items()}
+    spent: dict[str, float] = {family.name: 0.0 for family in families}  # each family's own jobs
     failed: dict[str, Failed] = {}
     outputs: dict[tuple[str, int, int], np.ndarray] = {}
     for job, out in done.items():
         if len(job) == 3:
             family, p, f = job
+            spent[family.name] += ran[job].seconds
             if isinstance(out, Failed):
                 failed.setdefault(family.name, out)
             else:
                 outputs[family.name, p, f] = out
     features: dict[str, tuple[Any, Any]] = {}
+    features_seconds: dict[str, float] = {}
     heads = []
     for key, members in shared.items():
-        broken = next((done[key, f] for f in [*range(len(splits)), None] if isinstance(done[key, f], Failed)), None)
+        folds_and_all = [*range(len(splits)), None]
+        features_seconds[key] = sum(ran[key, f].seconds for f in folds_and_all)
+        broken = next((done[key, f] for f in folds_and_all if isinstance(done[key, f], Failed)), None)
         if broken is not None:
             failed.update({family.name: broken for family in members})
             continue
@@ -243,18 +287,19 @@ def search_many(
         )
         for family, f in heads
     )
-    for (family, f), out in zip(heads, head_outputs, strict=True):
-        if isinstance(out, Failed):
-            failed.setdefault(family.name, out)
+    for (family, f), head_out in zip(heads, head_outputs, strict=True):
+        spent[family.name] += head_out.seconds
+        if isinstance(head_out.value, Failed):
+            failed.setdefault(family.name, head_out.value)
         else:
-            outputs.update({(family.name, p, f): setting for p, setting in enumerate(out)})
+            outputs.update({(family.name, p, f): setting for p, setting in enumerate(head_out.value)})
     checkpoint("search")
     results = {
-        family.name: _best(task, family, grids[family.name], splits, outputs, targets, metric, labels)
+        family.name: _best(task, family, grids[family.name], splits, outputs, targets, metric, labels, spent, sample)
         for family in families
         if family.name not in failed
     }
-    return Searched(results, failed, features)
+    return Searched(results, failed, features, features_seconds)
 
 
 def _weighted(family: Family, grid: list[Params], class_weight: str) -> list[Params]:
@@ -272,16 +317,23 @@ def _best(
     targets: list[Any],
     metric: str,
     labels: list[str],
+    spent: dict[str, float],
+    sample: np.ndarray | None,
 ) -> SearchResult:
+    """The best setting by `metric` on the out-of-fold outputs (of the rows searched: all, or the `sample`)."""
+    rows = np.arange(len(targets)) if sample is None else sample
+    searched = [targets[i] for i in rows]
+    position = np.empty(len(targets), dtype=np.int64)
+    position[rows] = np.arange(len(rows))  # where each searched row's output goes
     results = []
     for p, params in enumerate(grid):
         parts = {f: outputs[family.name, p, f] for f in range(len(splits))}
         # numbers, or objects when a task's outputs are (token classification: each sentence's entities)
         kind = object if parts[0].dtype == object else np.float64
-        oof = np.zeros((len(targets), *parts[0].shape[1:]), dtype=kind)
+        oof = np.zeros((len(rows), *parts[0].shape[1:]), dtype=kind)
         for f, out in parts.items():
-            oof[splits[f][1]] = out
-        results.append((task.cv_score(targets, oof, metric, labels), params, oof))
+            oof[position[splits[f][1]]] = out
+        results.append((task.cv_score(searched, oof, metric, labels), params, oof))
     # first best: grids list cheap first
     best = max(range(len(results)), key=lambda i: task.better(metric, results[i][0]))
     return SearchResult(
@@ -289,6 +341,8 @@ def _best(
         cv_score=results[best][0],
         scores=[{"params": params, "cv_score": value} for value, params, _ in results],
         oof=results[best][2],
+        seconds=spent[family.name],
+        rows=sample,
     )
 
 
@@ -304,6 +358,7 @@ def search(
     n_jobs: int,
     task: TaskKind | None = None,
     class_weight: str = "none",
+    max_rows: int | None = None,
 ) -> SearchResult:
     """The best of `family.grid` by cross-validated `metric` (`task` defaults to text classification)."""
     if task is None:
@@ -321,6 +376,7 @@ def search(
         n_jobs=n_jobs,
         task=task,
         class_weight=class_weight,
+        max_rows=max_rows,
     )
     if family.name in found.failed:
         raise SearchFailed(found.failed[family.name].error)

@@ -39,6 +39,8 @@ class CandidateResult:
     skipped: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    #: where this family's time went, in seconds (`VersionMetrics.phases`, and register)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +54,21 @@ class ModelReport:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     defaults: str | None = None  # which defaults were chosen from the data, and why
+    #: the wall time of each step of this training, in order (`Timings`)
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+class Timings:
+    """Wall seconds of a training's consecutive steps: `lap(name)` ends the step running since the last lap."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 def budget_skip(family_name: str, spec: ModelSpec, n_rows: int) -> str | None:
@@ -95,7 +112,9 @@ def candidate_families(spec: ModelSpec) -> list[str]:
     return [*spec.families, *([floor] if floor is not None and floor not in spec.families else [])]
 
 
-def _train_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, step: Step) -> list[CandidateResult]:
+def _train_candidates(
+    ws: Workspace, name: str, spec: ModelSpec, data: ModelData, step: Step, report: ModelReport, clock: Timings
+) -> list[CandidateResult]:
     """Every candidate family on this data: reused when already trained, skipped when its declared costs are
     over budget, and isolated when it fails; the others are fitted together (`_fit_candidates`)."""
     registry = ws.registry
@@ -113,7 +132,7 @@ def _train_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData
     to_fit = [r for r in results if not r.reused and not r.skipped]
     if to_fit:
         step(name, f"training {', '.join(r.family for r in to_fit)}")
-        _fit_candidates(ws, name, spec, data, to_fit)
+        _fit_candidates(ws, name, spec, data, to_fit, report, clock)
     return results
 
 
@@ -124,10 +143,18 @@ def _failed(ws: Workspace, name: str, result: CandidateResult, error: str, trace
     )
 
 
-def _fit_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, to_fit: list[CandidateResult]) -> None:
+def _fit_candidates(
+    ws: Workspace,
+    name: str,
+    spec: ModelSpec,
+    data: ModelData,
+    to_fit: list[CandidateResult],
+    report: ModelReport,
+    clock: Timings,
+) -> None:
     """One search for all the families (sharing features where they can), their final fits, audits, artifacts,
     scores and peak RSS on the pool's processes; then, with the pool idle, each one's latency timed and its version
-    registered, one after the other."""
+    registered, one after the other. Where the time went goes into `report` and each candidate's `phases`."""
     settings, task = ws.fleet.workspace, get_task(spec.task)
     by_name = {r.family: r for r in to_fit}
     families = [get_family(r.family) for r in to_fit]
@@ -145,12 +172,20 @@ def _fit_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, 
             n_jobs=settings.n_jobs,
             task=task,
             class_weight=getattr(spec, "class_weight", "none"),
+            max_rows=spec.max_search_rows,
         )
     except Exception as error:  # the pool itself broke (a worker was killed): every family fails
         for result in to_fit:
             _failed(ws, name, result, f"{type(error).__name__}: {error}", traceback.format_exc())
         return
     search_seconds = time.perf_counter() - started
+    clock.lap("search")
+    sampled = next((len(r.rows) for r in searched.results.values() if r.rows is not None), None)
+    if sampled is not None:
+        report.notes.append(
+            f"the search cross-validated a sample of {sampled:,} of the {len(train.inputs):,} training rows "
+            f"(search_rows {spec.max_search_rows:,}); the label audit ran on it, the final fits on every row"
+        )
     for family_name, failure in searched.failed.items():
         _failed(ws, name, by_name[family_name], failure.error, failure.traceback)
     jobs: list[Job] = []
@@ -175,17 +210,22 @@ def _fit_candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData, 
             for job in jobs:
                 _failed(ws, name, by_name[job.family.name], f"{type(error).__name__}: {error}", traceback.format_exc())
             return
+        clock.lap("final_fits")
         # the quiet phase: the pool is idle, so each candidate's latency is timed with nothing else running
         for job, done in zip(jobs, built, strict=True):
             result = by_name[job.family.name]
             if isinstance(done, Failed):
                 _failed(ws, name, result, done.error, done.traceback)
                 continue
+            result.phases["search"] = job.found.seconds
+            if isinstance(job.family, FeatureFamily) and job.family.features_key in searched.features_seconds:
+                result.phases["shared_features"] = searched.features_seconds[job.family.features_key]
             try:
-                result.version = _register(ws, name, spec, data, job, done, search_seconds)
+                result.version = _register(ws, name, spec, data, job, done, search_seconds, result.phases)
             except Exception as error:  # isolate: one family's failure never stops the others
                 _failed(ws, name, result, f"{type(error).__name__}: {error}", traceback.format_exc())
             result.seconds = time.perf_counter() - started
+        clock.lap("latency_and_register")
     finally:
         for job in jobs:
             ws.registry.artifacts.discard(job.staged)
@@ -209,24 +249,43 @@ def _head_start(
 
 
 def _register(
-    ws: Workspace, name: str, spec: ModelSpec, data: ModelData, job: Job, built: Built, search_seconds: float
+    ws: Workspace,
+    name: str,
+    spec: ModelSpec,
+    data: ModelData,
+    job: Job,
+    built: Built,
+    search_seconds: float,
+    phases: dict[str, float],
 ) -> Version:
     """Time the candidate's latency and register its version (`search_seconds`: the search's wall time, shared by
-    the families searched together, counts in each one's training time)."""
+    the families searched together, counts in each one's training time). `phases` gets where its time went."""
     settings, task = ws.fleet.workspace, get_task(spec.task)
     started = time.perf_counter()
     predictor = built.predictor or job.family.load(job.staged)
     size = sum(p.stat().st_size for p in job.staged.rglob("*") if p.is_file())
+    timing = time.perf_counter()
     scored = with_costs(task, predictor, built.scores, data.test, settings, size_bytes=size, peak_rss=built.peak_rss_mb)
+    phases.update(built.phases)
+    if built.predictor is None:  # not portable between processes: loaded here from its staging folder
+        phases["artifact_load"] = timing - started
+    phases["latency"] = time.perf_counter() - timing
     metrics = replace(
         scored,
         train_seconds=search_seconds + built.fit_seconds,
         eval_seconds=built.eval_seconds + time.perf_counter() - started,
-        cv=CrossValidation(spec.folds(len(data.train.inputs)), job.found.cv_score, job.found.scores),
+        cv=CrossValidation(
+            spec.folds(len(data.train.inputs)),
+            job.found.cv_score,
+            job.found.scores,
+            None if job.found.rows is None else len(job.found.rows),
+        ),
         n_train=len(data.train.inputs),
         fit_started_from=job.started_from,
+        phases=dict(phases),
     )
     checkpoint("artifact_written")
+    registering = time.perf_counter()
     version, _ = ws.registry.register_version(
         name,
         family=job.family.name,
@@ -238,6 +297,7 @@ def _register(
         test_hash=data.test.hash,
         label_error_rate=built.error_rate,
     )
+    phases["register"] = time.perf_counter() - registering
     checkpoint("registered")
     return version
 
@@ -246,19 +306,23 @@ def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None)
     """data -> the model's defaults (chosen from the data at its first training, then kept) -> candidates -> gate
     (after removing what killed trainings left in the staging area)."""
     started = time.perf_counter()
+    phases: dict[str, float] = {}
+    clock = Timings(phases)
     fleet_spec = ws.model(name)
     ws.registry.artifacts.clean_stale_staging()
     step(name, "loading data")
     data = _load_data(ws, name, fleet_spec)
     settled = defaults.settle(ws, name, fleet_spec, data.train)
     spec = settled.spec
-    report = ModelReport(name, data.dataset_version, notes=data.notes)
+    report = ModelReport(name, data.dataset_version, notes=data.notes, phases=phases)
     report.defaults = defaults.describe(fleet_spec, settled.kept)
-    report.candidates = _train_candidates(ws, name, spec, data, step)
+    clock.lap("load_data")
+    report.candidates = _train_candidates(ws, name, spec, data, step, report, clock)
     versions = [c.version for c in report.candidates if c.version is not None]
     if versions:
         step(name, "gating")
         report.decision = gate.run(ws, name, spec, versions, data.train, data.test)
+        clock.lap("gate")
     report.production = ws.registry.alias(name, PRODUCTION)
     report.seconds = time.perf_counter() - started
     return report

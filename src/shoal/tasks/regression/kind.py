@@ -100,6 +100,7 @@ class Regression(TaskKind):
     lower_is_better = metrics.LOWER_IS_BETTER
     floor_name = "the mean floor"
     report_columns = (("r2", "R²"), ("rmse", "RMSE"), ("interval_coverage", "90% coverage"))
+    after_fit_phase = "intervals"
 
     # -- data --------------------------------------------------------------------------------------
     def validate(
@@ -185,6 +186,10 @@ class Regression(TaskKind):
         folds = max(2, min(folds, len(targets)))
         return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(targets))))
 
+    def search_sample(self, targets: Sequence[Any], rows: int, seed: int) -> np.ndarray | None:
+        """A uniform random sample of `rows` rows."""
+        return np.sort(np.random.default_rng(seed).choice(len(targets), size=min(rows, len(targets)), replace=False))
+
     def fold_outputs(self, predictor: Any, inputs: list[Any], labels: list[str]) -> np.ndarray:
         return np.asarray(predictor.predict_proba(inputs))[:, 0]
 
@@ -212,11 +217,12 @@ class Regression(TaskKind):
         return metrics.paired_test(test.truth, challenger, champion, metric, bootstrap=bootstrap, seed=seed)
 
     def after_fit(
-        self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]
+        self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str], rows: np.ndarray | None = None
     ) -> tuple[float | None, dict]:
         """The prediction interval comes from the out-of-fold residuals of the search (honest, unlike
         residuals on the training rows)."""
-        predictor.set_interval(np.asarray(train.targets, dtype=np.float64) - oof)
+        targets = np.asarray(train.targets, dtype=np.float64)
+        predictor.set_interval((targets if rows is None else targets[rows]) - oof)
         return None, {}
 
 

@@ -24,6 +24,8 @@ from shoal.tasks.text_classification.spec import TextClassificationSpec
 
 IMBALANCE_RATIO = 20
 TINY_CLASS = 5
+#: the rows of each label a search's sample keeps at least (`search_sample`)
+SAMPLE_PER_LABEL = 50
 
 
 class TextClassification(TaskKind):
@@ -34,6 +36,7 @@ class TextClassification(TaskKind):
     report_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE"))
     stronger_families = (("minilm-logreg", "setfit"), "pip install 'shoal[embeddings]'")
     takes_teacher = True
+    after_fit_phase = "label_audit"
 
     def validate(
         self,
@@ -169,6 +172,19 @@ class TextClassification(TaskKind):
         )
         return list(splitter.split(np.zeros(len(y)), y))
 
+    def search_sample(self, targets: Sequence[Any], rows: int, seed: int) -> np.ndarray | None:
+        """About `rows` rows drawn label by label in proportion to each label's share, with at least
+        `SAMPLE_PER_LABEL` of each label (all of a rarer one), so every label is in the search's folds."""
+        y = np.asarray(targets, dtype=object)
+        share = rows / len(y)
+        rng = np.random.default_rng(seed)
+        chosen = []
+        for label in sorted(set(y.tolist())):
+            where = np.flatnonzero(y == label)
+            take = min(len(where), max(SAMPLE_PER_LABEL, round(share * len(where))))
+            chosen.append(rng.choice(where, size=take, replace=False))
+        return np.sort(np.concatenate(chosen))
+
     def fold_outputs(self, predictor: Any, inputs: list[Any], labels: list[str]) -> np.ndarray:
         return align(predictor.predict_proba(inputs), predictor.labels, labels)
 
@@ -216,14 +232,17 @@ class TextClassification(TaskKind):
         )
 
     def after_fit(
-        self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str]
+        self, predictor: Any, train: TrainSet, oof: np.ndarray, labels: list[str], rows: np.ndarray | None = None
     ) -> tuple[float | None, dict]:
+        """The label audit (on the searched rows: all, or a large training set's sample) and the cascade's
+        calibration, both from the search's out-of-fold probabilities."""
         from shoal.data.audit import LABEL_ISSUES_FILE, label_issues
 
-        error_rate, issues = label_issues(train.inputs, train.targets, labels, oof)
+        error_rate, issues = label_issues(train.inputs, train.targets, labels, oof, rows)
         files: dict[str, Any] = {LABEL_ISSUES_FILE: issues}
         # the confidence a cascade defers on, calibrated on the same out-of-fold probabilities
-        record = calibrate(oof, np.array([labels.index(label) for label in train.targets]))
+        searched = train.targets if rows is None else [train.targets[i] for i in rows]
+        record = calibrate(oof, np.array([labels.index(label) for label in searched]))
         if record is not None:
             files[CALIBRATION_FILE] = record.as_json()
         return error_rate, files
