@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shoal.advice import no_production
+from shoal.llm.answerer import LLMAnswerer
 from shoal.registry.prediction_log import PredictionLog
 from shoal.serve.auth import bearer, bearer_token, check_token
 from shoal.serve.bodies import BODY_ERRORS, read_json, require_json
@@ -111,7 +112,12 @@ async def _answer(
     if problems:
         more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise ServeError(422, "invalid_request", "; ".join(problems[:5]) + more)
-    if slot.cascade is None:
+    if isinstance(loaded.predictor, LLMAnswerer):  # a cold start: the LLM answers every input
+        outputs = await slot.batcher.predict(loaded, inputs)
+        answers = codec.answers(outputs, loaded.predictor, parsed)
+        for one in answers:
+            one["tier"] = "llm"
+    elif slot.cascade is None:
         outputs = await slot.batcher.predict(loaded, inputs)
         answers = codec.answers(outputs, loaded.predictor, parsed)
     else:
