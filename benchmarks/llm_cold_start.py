@@ -180,7 +180,7 @@ def report(
     calls_after = llm_calls(url) - calls
     tiers = [a["predictions"][0]["tier"] for a in after]
     print(
-        f"\nSMS ham/spam; SmolLM2-135M-Instruct Q4_1 on llama.cpp's server (2 slots, 1 thread each) behind shoal serve"
+        "\nSMS ham/spam; SmolLM2-135M-Instruct Q4_1 on llama.cpp's server (2 slots, 1 thread each) behind shoal serve"
     )
     print(f"SmolLM2's answers agree with the human labels on {agreement:.0%} of the first {len(first)} texts\n")
     print("| path (one text per request) | p50 | p95 | requests/s |\n|---|---:|---:|---:|")
@@ -198,13 +198,12 @@ def report(
         f"{percentile(small, 95) * 1e3:.0f} ms | {len(small) / sum(small):.1f} |"
     )
     print("\n| | requests | LLM calls | LLM calls per 1,000 requests |\n|---|---:|---:|---:|")
-    print(
-        f"| before (the LLM answers) | {requests_before} | {calls_before:.0f} | {1000 * calls_before / requests_before:.0f} |"
-    )
-    print(
-        f"| after (the LLM is the fallback) | {len(unseen)} | {calls_after:.0f} | {1000 * calls_after / len(unseen):.0f} |"
-    )
-    print(f"\ntiers after: {dict(pd.Series(tiers).value_counts())}")
+    for phase, requests, made in (
+        ("before (the LLM answers)", requests_before, calls_before),
+        ("after (the LLM is the fallback)", len(unseen), calls_after),
+    ):
+        print(f"| {phase} | {requests} | {made:.0f} | {1000 * made / requests:.0f} |")
+    print(f"\ntiers after: {pd.Series(tiers).value_counts().to_dict()}")
     print(f"worker: {jobs} job(s) in {trained:.1f} s (feedback + LLM answers -> data -> tfidf-logreg -> gate)")
     for change in history:
         print(f"history: {change.actor} -> v{change.to_version}: {change.reason}")
