@@ -37,7 +37,7 @@ from shoal.data.sets import TestSet
 from shoal.llm.answerer import LLM_FAMILY, LLMCost, LLMRecord, classify_now, cost
 from shoal.llm.client import LLMClient
 from shoal.llm.spec import ColdStartSpec
-from shoal.registry import PRODUCTION, Version
+from shoal.registry import PRODUCTION, Drop, Version
 from shoal.registry.llm_store import LLMStore
 from shoal.registry.prediction_log import PredictionLog
 from shoal.registry.records import Profile, VersionMetrics
@@ -105,13 +105,18 @@ def start(ws: Workspace, name: str) -> Version | None:
     return version
 
 
+def labelled_rows(drops: list[Drop]) -> int:
+    """The rows the small families may train on: every drop's but a test set's (`--split test`)."""
+    return sum(drop.n_rows for drop in drops if drop.split != "test")
+
+
 def waiting(ws: Workspace, name: str) -> str | None:
-    """Why the model does not retrain yet: the LLM answers and its labelled rows are fewer than `min_rows`; None
-    when it may."""
+    """Why the model does not retrain yet: the LLM answers and its labelled rows (LLM answers and feedback; a test
+    set's rows do not count) are fewer than `min_rows`; None when it may."""
     cold = cold_spec(ws, name)
     if cold is None or answering(ws, name) is None:
         return None
-    rows = sum(drop.n_rows for drop in ws.registry.drops(name))
+    rows = labelled_rows(ws.registry.drops(name))
     if rows >= cold.min_rows:
         return None
     return f"cold start: {rows} of {cold.min_rows} labelled rows (min_rows) while the LLM answers"
@@ -120,9 +125,10 @@ def waiting(ws: Workspace, name: str) -> str | None:
 def llm_answers_drop(ws: Workspace, log: PredictionLog, name: str) -> IngestResult | None:
     """The LLM version's logged answers as a training drop with provenance (source: `llm-answers`, the endpoint, its
     model, the prompt's hash and the count), once enough exist: the texts not in the model's data yet and without
-    feedback (a person's label is never overwritten by the LLM's), each text once. Written when the model's rows and
-    these answers reach `min_rows` (the first such drop), then at each `min_rows` new answers. Split like any drop;
-    `shoal.data.assembled` keeps the LLM's labels out of the test set whenever human-labelled test rows exist."""
+    feedback (a person's label is never overwritten by the LLM's), each text once. Written when the model's labelled
+    rows and these answers reach `min_rows` (the first such drop), then at each `min_rows` new answers. Split like
+    any drop; `shoal.data.assembled` keeps the LLM's labels out of the test set whenever human-labelled test rows
+    exist."""
     cold, version = cold_spec(ws, name), answering(ws, name)
     if cold is None or version is None:
         return None
@@ -137,7 +143,7 @@ def llm_answers_drop(ws: Workspace, log: PredictionLog, name: str) -> IngestResu
         key = normalize(text)
         if label is not None and key not in known:
             fresh[key] = (text, label)  # the latest answer of a text repeated
-    stored = sum(drop.n_rows for drop in drops)
+    stored = labelled_rows(drops)
     first = not any(labelled_by_llm(drop) for drop in drops)
     if not fresh or len(fresh) < (cold.min_rows - stored if first else cold.min_rows):
         return None

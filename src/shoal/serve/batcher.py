@@ -132,9 +132,9 @@ class InferencePool:
                     continue
                 if isinstance(batch.loaded.predictor, LLMAnswerer):  # waits on the network, not on a thread
                     batcher.answer_on_loop(batch)
-                    continue
-                job.append(batch)
-                spent += self._cost(batcher)
+                else:
+                    job.append(batch)
+                    spent += self._cost(batcher)
                 if batcher.can_start():  # below its concurrency with work left: in line again, behind the others
                     self.line_up(batcher)
             if job:
@@ -290,6 +290,9 @@ class Batcher:
 
     def _dispatch(self) -> None:
         """Start an LLM version's batches on the event loop; ask the pool for a thread for any other batch."""
+        waiting = self._queue
+        while waiting and not waiting[0].live:  # the head decides which: a live entry's version
+            waiting.popleft()
         while self.can_start():
             if not isinstance(self._queue[0].loaded.predictor, LLMAnswerer):
                 self.inference.want(self)
