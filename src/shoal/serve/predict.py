@@ -280,7 +280,10 @@ _ERRORS = {
             "model's serve.max_input_chars (code input_too_long, naming the input), or the model's task is served by "
             "the other endpoint (predict / embed)",
             500: "the model itself failed on this input (details in the server log)",
-            503: "the model is loading, its queue is full or the request missed its deadline; retry after Retry-After",
+            502: "the LLM answering a cold-start model answered an input with no label of the set (llm_invalid_answer)",
+            503: "the model is loading, its queue is full or the request missed its deadline; for a cold-start model, "
+            "its LLM is down, too slow or its daily cap is spent (llm_unavailable, llm_capped); retry after "
+            "Retry-After",
         }
     ),
 }
