@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,8 @@ from shoal.workspace import Workspace
 ACTOR = "cold-start"
 #: the most logged answers one drop reads
 MAX_ANSWERS = 1_000_000
+#: how late a server's prediction log may be written after the answer (it flushes every half second)
+LOG_DELAY = timedelta(minutes=1)
 
 
 def cold_spec(ws: Workspace, name: str) -> ColdStartSpec | None:
@@ -134,18 +137,21 @@ def llm_answers_drop(ws: Workspace, log: PredictionLog, name: str) -> IngestResu
         return None
     registry = ws.registry
     drops = registry.drops(name)
+    earlier = [drop for drop in drops if labelled_by_llm(drop)]
+    needed = cold.min_rows if earlier else cold.min_rows - labelled_rows(drops)
+    # the answers logged before the last such drop are in its rows (but a server writes its log a moment late)
+    since = earlier[-1].created_at - LOG_DELAY if earlier else None
+    logged: dict[str, tuple[str, str]] = {}
+    for text, label in log.recent(name, version.number, MAX_ANSWERS, since):
+        if label is not None:
+            logged[normalize(text)] = (text, label)  # the latest answer of a text repeated
+    if not logged or len(logged) < needed:  # checked before the model's data is read: most scans end here
+        return None
     found = assembled(ws, name)
     known = set(pd.concat([found.train["text"], found.test["text"]]).map(normalize)) if found is not None else set()
     known |= {normalize(f.text) for f in log.feedback(name)}
-    log.flush()
-    fresh: dict[str, tuple[str, str]] = {}
-    for text, label in log.recent(name, version.number, MAX_ANSWERS):
-        key = normalize(text)
-        if label is not None and key not in known:
-            fresh[key] = (text, label)  # the latest answer of a text repeated
-    stored = labelled_rows(drops)
-    first = not any(labelled_by_llm(drop) for drop in drops)
-    if not fresh or len(fresh) < (cold.min_rows - stored if first else cold.min_rows):
+    fresh = {key: answer for key, answer in logged.items() if key not in known}
+    if not fresh or len(fresh) < needed:
         return None
     answers = LLMRecord.load(registry.artifacts.open(version.artifact_uri, version.checksum))
     spec = ws.model(name)
@@ -158,14 +164,6 @@ def llm_answers_drop(ws: Workspace, log: PredictionLog, name: str) -> IngestResu
         f"{answers.prompt.hash[:12]}, {len(texts)} answer(s)"
     )
     return ingest_frame(ws, name, frame, source=source, split="auto", skip_invalid=True)
-
-
-def step(ws: Workspace, log: PredictionLog, name: str) -> IngestResult | None:
-    """The worker's cold-start pass of one model: start it, then write its LLM answers drop when due."""
-    if cold_spec(ws, name) is None:
-        return None
-    start(ws, name)
-    return llm_answers_drop(ws, log, name)
 
 
 def llm_client(ws: Workspace, endpoint: str) -> LLMClient:
