@@ -3,7 +3,7 @@
 A text-classification model whose fleet entry has an `llm:` key (`shoal.llm.spec.ColdStartSpec`) and no production
 version gets an LLM version (`start`: family `llm`, its artifact the endpoint, model, prompt and labels), promoted by
 the actor `cold-start`; the server answers with it through the model's batcher (`shoal.llm.answerer`). Its answers
-are logged like any prediction and feedback joins them. The worker (`step`, each scan):
+are logged like any prediction and feedback joins them. The worker, each scan (`shoal.worker.coldstart`):
 
 1. starts the model cold when it has no production version;
 2. turns the LLM's logged answers into a training drop (`llm_answers_drop`: source `llm-answers ...`, the texts that
@@ -12,7 +12,7 @@ are logged like any prediction and feedback joins them. The worker (`step`, each
 3. holds the model's retrain triggers until then (`waiting`).
 
 Training then fits the small families on the LLM's answers and the feedback labels (a person's label supersedes the
-LLM's); the gate judges each candidate against the LLM version (`llm_contender`: the LLM asked on the test set,
+LLM's); the gate judges each candidate against the LLM version (`llm_outputs`: the LLM asked on the test set,
 its cached answers first) on the human-labelled test rows, or on the LLM's own answers when there are none
 (`shoal.data.assembled` says which). Once a small version is promoted, the LLM is that version's cascade fallback
 (`shoal.cascade.spec.model_cascade`): the server sends it only the inputs the small version is unsure of.
