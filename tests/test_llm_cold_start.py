@@ -5,6 +5,7 @@ controlled error rate, a spent cap, an outage, a hang); llama.cpp's server with 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from conftest import FAST_WORKSPACE, write_rows
 from local_llm import local_llm
@@ -21,10 +23,13 @@ from processes import free_port, shoal_serve
 from scripted_llm import PROMPT_TOKENS, Script, scripted_llm
 from serve_fixtures import running, wait_until
 from shoal import coldstart
+from shoal.cli import app
 from shoal.data.assembled import assembled
 from shoal.data.ingest import ingest_file
 from shoal.llm.answerer import LLM_FAMILY
 from shoal.registry import PRODUCTION
+from shoal.report.data import model_report
+from shoal.report.html import model_page
 from shoal.train.trainer import train_models
 from shoal.worker.runner import Worker
 from shoal.workspace import REGISTRY_ENV, Workspace
@@ -156,6 +161,17 @@ def test_a_cold_start_is_answered_by_the_llm_then_a_small_version_demotes_it_to_
         assert tier["cost_per_million_predictions"] == pytest.approx(
             tier["small_cost_per_million"] + 0.2 * tier["cost_per_million"]
         )
+    # `shoal eval` and the report: the LLM tier's $ per million calls beside the small tier's, the share deferred
+    # measured on the test set
+    evaluated = json.loads(CliRunner().invoke(app, ["eval", "spam", "--json", "-w", str(ws.root)]).output)
+    llm = evaluated["llm"]
+    assert (llm["role"], llm["cost_per_million"], llm["deferred_measured"]) == ("fallback", PROMPT_TOKENS, True)
+    assert llm["cost_per_million_predictions"] == pytest.approx(
+        llm["small_cost_per_million"] + llm["deferred"] * PROMPT_TOKENS
+    )
+    assert "LLM tier: local (scripted)" in model_page(model_report(Workspace(ws.root), "spam"))
+    table = CliRunner().invoke(app, ["eval", "spam", "-w", str(ws.root)]).output
+    assert "$ per 1M LLM calls" in table and "deferred to the LLM" in table
 
 
 def test_with_no_human_labelled_test_rows_quality_is_measured_against_the_llm(
