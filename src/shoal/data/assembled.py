@@ -70,7 +70,7 @@ def _gold_test(
     for drop in drops:
         for key in task.split_keys(ws.registry.load_drops([drop])):
             by_llm[key] = labelled_by_llm(drop)
-    llm_rows = task.split_keys(test).map(by_llm).fillna(False).astype(bool)
+    llm_rows = task.split_keys(test).map(lambda key: by_llm.get(key, False)).astype(bool)
     if not llm_rows.any():
         return train, test, None
     if llm_rows.all():
