@@ -37,8 +37,9 @@ from shoal.workspace import REGISTRY_ENV, Workspace
 LABELS = ["ham", "spam"]
 
 
-def cold_fleet(root: Path, llm: dict[str, Any], **model: Any) -> Workspace:
-    """A workspace whose model `spam` starts cold on the endpoint `local` (`llm` its settings)."""
+def cold_fleet(root: Path, endpoint: dict[str, Any], **model: Any) -> Workspace:
+    """A workspace whose model `spam` (its keys updated by `model`) starts cold on the endpoint `local` (`endpoint`:
+    its settings)."""
     root.mkdir(parents=True, exist_ok=True)
     spec = {
         "task": "text-classification",
@@ -53,7 +54,7 @@ def cold_fleet(root: Path, llm: dict[str, Any], **model: Any) -> Workspace:
     fleet = {
         "workspace": {**FAST_WORKSPACE, "n_jobs": 1, "server": {"poll_interval_s": 0.2}},
         "models": {"spam": spec},
-        "llm": {"local": {"retries": 0, **llm}},
+        "llm": {"local": {"retries": 0, **endpoint}},
     }
     (root / "shoal.yaml").write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
     return Workspace(root)
