@@ -30,6 +30,7 @@ from shoal.llm.answerer import LLM_FAMILY
 from shoal.registry import PRODUCTION
 from shoal.report.data import model_report
 from shoal.report.html import model_page
+from shoal.tasks.text_classification import normalize
 from shoal.train.trainer import train_models
 from shoal.worker.runner import Worker
 from shoal.workspace import REGISTRY_ENV, Workspace
@@ -134,9 +135,11 @@ def test_a_cold_start_is_answered_by_the_llm_then_a_small_version_demotes_it_to_
         assert Worker(Workspace(ws.root), worker_id="w2").run(once=True) == 1
         sources = [drop.source for drop in ws.registry.drops("spam")]
         assert sources[0] == "gold.csv" and sources[1].startswith("feedback (150 label(s)")
-        assert (
-            sources[2].startswith("llm-answers of v1: endpoint local, model scripted") and "150 answer(s)" in sources[2]
-        )
+        # the LLM's answers to the other half: each text once, none already in the data
+        labelled = {normalize(t) for t in [*served["text"].iloc[::2], *held_out["text"]]}
+        expected = len({normalize(t) for t in served["text"].iloc[1::2]} - labelled)
+        assert sources[2].startswith("llm-answers of v1: endpoint local, model scripted")
+        assert sources[2].endswith(f", {expected} answer(s)")
         production = ws.registry.version("spam", ws.registry.alias("spam", PRODUCTION))
         assert production.family == "tfidf-logreg"
         history = ws.registry.alias_history("spam")
