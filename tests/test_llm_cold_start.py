@@ -148,7 +148,7 @@ def test_a_cold_start_is_answered_by_the_llm_then_a_small_version_demotes_it_to_
 
         def demoted() -> bool:
             model = httpx.get(f"{url}/v1/models", timeout=60).json()["models"][0]
-            return model["serving_version"] == production.number and model["llm"]["role"] == "fallback"
+            return model["serving_version"] == production.number and (model["llm"] or {}).get("role") == "fallback"
 
         wait_until(demoted, "the server serving the small version with the LLM as its fallback", timeout=60)
         asked = len(script.requests)
