@@ -112,6 +112,18 @@ def workspace(folder: Path, api: str, gold: pd.DataFrame) -> Workspace:
     return ws
 
 
+def ready(url: str, deadline: float) -> None:
+    """Until /readyz answers 200: the LLM version is loaded (`harness.wait_ready` would call the LLM to check)."""
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("shoal serve was not ready in time")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--served", type=int, default=120, help="texts per phase before the demotion")
@@ -135,11 +147,7 @@ def main() -> None:
         port = free_port()
         command = [sys.executable, "-m", "shoal", "serve", "--port", str(port), "-w", str(root)]
         with server(command, port, path="") as (url, _):
-            deadline = time.monotonic() + 120
-            while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("shoal serve was not ready")
-                time.sleep(0.2)
+            ready(url, time.monotonic() + 300)
             report(url, ws, root, first, second, unseen)
         ws.close()
     print_command(started)
