@@ -148,14 +148,12 @@ def main() -> None:
         command = [sys.executable, "-m", "shoal", "serve", "--port", str(port), "-w", str(root)]
         with server(command, port, path="") as (url, _):
             ready(url, time.monotonic() + 300)
-            report(url, ws, root, first, second, unseen)
+            report(url, root, first, second, unseen)
         ws.close()
     print_command(started)
 
 
-def report(
-    url: str, ws: Workspace, root: Path, first: pd.DataFrame, second: pd.DataFrame, unseen: pd.DataFrame
-) -> None:
+def report(url: str, root: Path, first: pd.DataFrame, second: pd.DataFrame, unseen: pd.DataFrame) -> None:
     calls = llm_calls(url)
     uncached, answers = one_at_a_time(url, first["text"].tolist())
     assert {a["predictions"][0]["tier"] for a in answers} == {"llm"}
