@@ -9,9 +9,9 @@ ingested (the gate's gold test set). `shoal serve` (a real process) answers thro
 1. `--served` new texts one request at a time (uncached): p50 / p95 latency through shoal;
 2. `--served` other new texts from 4 clients at once: requests/s through shoal (uncached);
 3. the first texts again, one at a time: the cache-hit path's p50 / p95;
-4. a person labels half of the served texts (feedback); `shoal worker --once` (in this process, the job in its
-   child) turns the feedback and the LLM's other answers into data, trains tfidf-logreg and gates it against the LLM
-   on the gold test set (non_inferiority_margin 0.1);
+4. a person labels every `--feedback-every`-th served text (default: half); `shoal worker --once` (in this
+   process, the job in its child) turns the feedback and the LLM's other answers into data, trains tfidf-logreg and
+   gates it against the LLM on the gold test set (non_inferiority_margin 0.1);
 5. once the server serves the promoted small version (the LLM now its cascade fallback, max_deferral 0.2), `--after`
    new texts one request at a time.
 
@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--served", type=int, default=120, help="texts per phase before the demotion")
     parser.add_argument("--after", type=int, default=200, help="texts after the demotion")
     parser.add_argument("--gold", type=int, default=300, help="human-labelled test rows")
+    parser.add_argument("--feedback-every", type=int, default=2, help="a person labels every n-th served text")
     args = parser.parse_args()
     frame = pd.read_csv(ROOT.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv", keep_default_na=False)
     frame = frame.drop_duplicates("text").reset_index(drop=True)
@@ -148,12 +149,14 @@ def main() -> None:
         command = [sys.executable, "-m", "shoal", "serve", "--port", str(port), "-w", str(root)]
         with server(command, port, path="") as (url, _):
             ready(url, time.monotonic() + 300)
-            report(url, root, first, second, unseen)
+            report(url, root, first, second, unseen, args.feedback_every)
         ws.close()
     print_command(started)
 
 
-def report(url: str, root: Path, first: pd.DataFrame, second: pd.DataFrame, unseen: pd.DataFrame) -> None:
+def report(
+    url: str, root: Path, first: pd.DataFrame, second: pd.DataFrame, unseen: pd.DataFrame, feedback_every: int
+) -> None:
     calls = llm_calls(url)
     uncached, answers = one_at_a_time(url, first["text"].tolist())
     assert {a["predictions"][0]["tier"] for a in answers} == {"llm"}
@@ -164,7 +167,7 @@ def report(url: str, root: Path, first: pd.DataFrame, second: pd.DataFrame, unse
     assert llm_calls(url) - calls == calls_before, "the cached path called the LLM"
     labels = [a["predictions"][0]["label"] for a in answers]
     agreement = sum(label == truth for label, truth in zip(labels, first["label"], strict=True)) / len(first)
-    for body, truth in list(zip(answers, first["label"], strict=True))[::2]:
+    for body, truth in list(zip(answers, first["label"], strict=True))[::feedback_every]:
         sent = {"request_id": body["request_id"], "index": 0, "label": truth}
         httpx.post(f"{url}/v1/models/spam/feedback", json=sent, timeout=30).raise_for_status()
     trained = time.perf_counter()
@@ -173,6 +176,11 @@ def report(url: str, root: Path, first: pd.DataFrame, second: pd.DataFrame, unse
     registry = Workspace(root).registry
     production = registry.alias("spam", PRODUCTION)
     history = registry.alias_history("spam")
+    decision = registry.events("spam", kind=("promoted", "rejected"), limit=1, latest=True)
+    print(f"\ngate: {decision[-1].message if decision else 'no decision (see the worker log)'}")
+    if production is None or registry.version("spam", production).family == "llm":
+        print("no small version promoted: the LLM still answers; nothing measured after a demotion")
+        return
     deadline = time.monotonic() + 120
     while True:
         model = httpx.get(f"{url}/v1/models", timeout=30).json()["models"][0]
