@@ -32,6 +32,7 @@ from shoal.families import get_family
 from shoal.families.base import read_json
 from shoal.faults import checkpoint
 from shoal.fleet import GateSpec, ModelSpec
+from shoal.llm.answerer import LLM_FAMILY
 from shoal.registry import PRODUCTION, Registry, Version
 from shoal.tasks import get_task
 from shoal.tasks.base import TaskKind
@@ -102,6 +103,8 @@ def run(
         seed=settings.seed,
     )
     decision = decide(spec.gate, spec.metric, challenger, opponent, stats)
+    if test.judged_by is not None:
+        decision = replace(decision, reason=f"{decision.reason}; quality measured against {test.judged_by}")
     # the gate's own figures belong to the challenger: a refit or floor promoted instead has none of its own
     gain: dict[str, Any] | None = {
         k: v for k, v in decision.as_dict().items() if k not in ("promote", "reason", "code", "advice")
@@ -124,6 +127,11 @@ def run(
         advice = first_version_advice(name, decision, spec, task, train, len(test.inputs))
         decision = replace(decision, advice=advice)
     payload: dict[str, Any] = {"decision": decision.as_dict(), "champion": current}
+    if decision.promote and champion is not None and champion.family == LLM_FAMILY:
+        demoted = f"{opponent.name} is now v{best.number}'s cascade fallback"
+        decision = replace(
+            decision, reason=f"{decision.reason}; {demoted}: it answers only the inputs v{best.number} is unsure of"
+        )
     if decision.promote:
         from shoal.pipelines.history import scores_after
 
@@ -298,6 +306,11 @@ def _contender(ws: Workspace, task: TaskKind, version: Version, test: TestSet) -
     """A version's outputs on the current test set: the ones stored in its artifact when they were computed on
     exactly these rows, else the version loaded and run again (never its cached scores: the gate recomputes
     every number from the outputs)."""
+    if version.family == LLM_FAMILY:  # a cold start's LLM: asked on the test rows (its cached answers first)
+        from shoal.coldstart import llm_outputs
+
+        outputs, llm = llm_outputs(ws, version, test)
+        return Contender(f"v{version.number} (LLM {llm.endpoint})", outputs, 0.0, 0.0, llm.cost_per_million or 0.0)
     folder = ws.registry.artifacts.open(version.artifact_uri, version.checksum)
     stored = folder / OUTPUTS_FILE
     outputs = task.restored_outputs(read_json(stored), test) if stored.is_file() else None

@@ -9,7 +9,7 @@ import numpy as np
 from shoal.cascade.calibration import confidence
 from shoal.cascade.combiner import load_route
 from shoal.cascade.curve import FRACTIONS, at_threshold, coverage_curve
-from shoal.cascade.spec import CascadeSpec
+from shoal.cascade.spec import CascadeSpec, model_cascade
 from shoal.data.assembled import assembled
 from shoal.data.sets import TestSet
 from shoal.registry import PRODUCTION, Version
@@ -53,7 +53,7 @@ def cascade_report(ws: Workspace, name: str) -> dict[str, Any] | None:
     """The coverage–accuracy curve of `name`'s cascade on its test set (deferring 0, 10, 20, 30, 50 and 100 % of the
     inputs, the least confident first), the cascade at its chosen threshold and each tier's $ per million; with
     `problem` set instead when it cannot be judged. None for a model without a cascade."""
-    cascade: CascadeSpec | None = getattr(ws.model(name), "cascade", None)
+    cascade = model_cascade(ws.model(name))
     if cascade is None:
         return None
     registry = ws.registry

@@ -109,12 +109,33 @@ class CascadeSpec(BaseModel):
         return self.fallback if isinstance(self.fallback, str) else f"llm:{self.fallback.llm}"
 
 
+def model_cascade(spec: Any) -> CascadeSpec | None:
+    """The cascade a model is served with: its `cascade:` key; else, for a model that started cold on an LLM (its
+    `llm:` key), that LLM as the fallback of its small versions, deferring the declared share (`max_deferral`)."""
+    declared: CascadeSpec | None = getattr(spec, "cascade", None)
+    cold = getattr(spec, "llm", None)
+    if declared is not None or cold is None:
+        return declared
+    return CascadeSpec(
+        fallback=LLMFallbackSpec(llm=cold.endpoint, prompt=cold.prompt),
+        max_deferral=cold.max_deferral,
+        fallback_timeout_s=cold.timeout_s,
+        fallback_cooldown_s=cold.cooldown_s,
+    )
+
+
 def cascade_problems(fleet: Fleet) -> list[str]:
     """What is wrong with the fleet's cascades, each naming its key path: a fallback that is not another model of
     the fleet with the same task and the same declared labels, a chain of fallbacks that comes back, or an LLM
-    endpoint the `llm:` section does not declare."""
+    endpoint the `llm:` section does not declare (a cascade's, or a model's own `llm:` key)."""
     problems = []
     for name, spec in fleet.models.items():
+        cold = getattr(spec, "llm", None)
+        if cold is not None and cold.endpoint not in fleet.llm:
+            known = ", ".join(sorted(fleet.llm)) or "none"
+            problems.append(
+                f"models.{name}.llm.endpoint: no endpoint {cold.endpoint!r} in the fleet file's llm: section ({known})"
+            )
         cascade: CascadeSpec | None = getattr(spec, "cascade", None)
         if cascade is None:
             continue

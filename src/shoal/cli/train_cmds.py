@@ -57,6 +57,10 @@ def _print_reports(reports: list[ModelReport]) -> None:
         if report.error:
             console.print(f"[red]{report.model}: failed[/red]: {report.error}", highlight=False)
             continue
+        if report.dataset_version is None:  # a cold start with no data: its LLM answers
+            for note in report.notes:
+                console.print(f"{report.model}: {note}", highlight=False)
+            continue
         table = Table(
             "family",
             "version",
@@ -184,16 +188,27 @@ def eval_(
     if model is None:
         raise typer.BadParameter("name a model, or a pipeline with --pipeline", param_hint="MODEL")
     from shoal.cascade.evaluation import cascade_report
+    from shoal.coldstart import measured_llm_tier
     from shoal.defaults import describe, resolved
+    from shoal.llm.answerer import LLM_FAMILY
 
     ws = open_workspace(workspace)
-    report = eval_report(_resolve(ws, model, version))
+    chosen = _resolve(ws, model, version)
+    report = eval_report(chosen)
     report["defaults"] = describe(ws.model(model), resolved(ws, model).kept)
     cascade = cascade_report(ws, model)
     if cascade is not None:
         report["cascade"] = cascade
+    llm = measured_llm_tier(ws, model)
+    if llm is not None:
+        report["llm"] = llm
     if as_json:
         print_json(report)
+        return
+    if chosen.family == LLM_FAMILY:  # a cold start's LLM version: nothing measured on a test set
+        console.print(f"{model} v{report['version']}: the LLM {report['params']}, answering every input (cold start)")
+        if llm is not None:
+            console.print(_llm_table(llm))
         return
     p = report["profile"]
     table = Table("measure", "value", title=f"{model} v{report['version']} ({report['family']})")
@@ -222,6 +237,8 @@ def eval_(
         console.print(f"defaults: {report['defaults']}", highlight=False)
     if cascade is not None:
         console.print(_cascade_table(cascade))
+    if llm is not None:
+        console.print(_llm_table(llm))
     if not report["per_class"]:
         return
     classes = Table("class", "precision", "recall", "f1", "support")
@@ -251,6 +268,29 @@ def _cascade_table(cascade: dict[str, Any]) -> Table | str:
     )
     fallback = cascade["cost_per_million"]["fallback"]
     table.add_row("fallback alone", f"{cascade['fallback_accuracy']:.4f}", f"{fallback:.4f}")
+    return table
+
+
+def _llm_table(llm: dict[str, Any]) -> Table:
+    """The LLM tier's cost from its measured tokens and declared prices, beside the small tier's."""
+
+    def money(value: float | None) -> str:
+        return "n/a (nothing measured yet)" if value is None else f"{value:.4f}"
+
+    table = Table("LLM tier", "value", title=f"LLM {llm['endpoint']} ({llm['model']}): {llm['role']}")
+    table.add_row("declared $ per 1M tokens in / out", f"{llm['price_in']:g} / {llm['price_out']:g}")
+    if llm["calls"]:
+        table.add_row(
+            "measured tokens per call in / out",
+            f"{llm['tokens_in_per_call']:.1f} / {llm['tokens_out_per_call']:.1f} ({llm['calls']} answers)",
+        )
+    table.add_row("$ per 1M LLM calls", money(llm["cost_per_million"]))
+    if llm["role"] == "fallback":
+        table.add_row("$ per 1M predictions, small tier", money(llm["small_cost_per_million"]))
+        share = llm["deferred"]
+        how = "measured on the test set" if llm["deferred_measured"] else "declared max_deferral"
+        table.add_row("deferred to the LLM", "n/a" if share is None else f"{share:.1%} ({how})")
+    table.add_row("$ per 1M predictions, the model", money(llm["cost_per_million_predictions"]))
     return table
 
 

@@ -1,5 +1,11 @@
 """A model's data as its task assembles it from every stored drop: where training and the evaluations that judge
-a model on its current test set (the cascade's) start, so they always see the same rows."""
+a model on its current test set (the cascade's) start, so they always see the same rows.
+
+A drop of an LLM's answers (a cold start's, `shoal.coldstart`; its source starts with `LLM_ANSWERS`) is split like
+any drop, but its labels are the LLM's, not a person's. When the test set holds rows with human labels (feedback, an
+ingested file), it is those rows only — the gold test set — and the LLM-labelled test rows join training; when it
+holds none, the LLM's answers are the test set and `judged_by` says so: quality is then measured against the LLM.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from shoal.registry import Drop
 from shoal.tasks import get_task
 from shoal.workspace import Workspace
+
+#: how the source of a drop of an LLM's answers begins
+LLM_ANSWERS = "llm-answers"
 
 
 @dataclass(frozen=True)
@@ -17,6 +27,12 @@ class Assembled:
     train: pd.DataFrame
     test: pd.DataFrame
     notes: list[str]  # what the assembly did to the rows (relabelled, merged, left out)
+    #: None: the test labels are people's; else whose they are (no human-labelled test row exists)
+    judged_by: str | None = None
+
+
+def labelled_by_llm(drop: Drop) -> bool:
+    return drop.source.startswith(LLM_ANSWERS)
 
 
 def assembled(ws: Workspace, name: str, dataset_version: str | None = None) -> Assembled | None:
@@ -36,5 +52,35 @@ def assembled(ws: Workspace, name: str, dataset_version: str | None = None) -> A
         )
     if not drops:
         return None
-    train, test, notes = get_task(spec.task).assemble(registry.load_drops(drops), spec)
-    return Assembled(registry.dataset_version(name, drops), train, test, notes)
+    task = get_task(spec.task)
+    train, test, notes = task.assemble(registry.load_drops(drops), spec)
+    judged_by = None
+    if any(labelled_by_llm(drop) for drop in drops):
+        train, test, judged_by = _gold_test(ws, drops, train, test, notes)
+    return Assembled(registry.dataset_version(name, drops), train, test, notes, judged_by)
+
+
+def _gold_test(
+    ws: Workspace, drops: list[Drop], train: pd.DataFrame, test: pd.DataFrame, notes: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """(train, test, judged_by) with the test rows whose latest label is an LLM's moved to training when any test
+    row has a person's label; else the test as it is, judged by the LLM (`notes` says which)."""
+    task = get_task(ws.model(drops[0].model).task)
+    by_llm: dict[str, bool] = {}  # each key's latest label: an LLM's?
+    for drop in drops:
+        for key in task.split_keys(ws.registry.load_drops([drop])):
+            by_llm[key] = labelled_by_llm(drop)
+    llm_rows = task.split_keys(test).map(lambda key: by_llm.get(key, False)).astype(bool)
+    if not llm_rows.any():
+        return train, test, None
+    if llm_rows.all():
+        notes.append(
+            f"no human-labelled test rows: quality is measured against the LLM's answers ({len(test)} test rows)"
+        )
+        return train, test, "the LLM's answers (no human-labelled test rows)"
+    notes.append(
+        f"{int(llm_rows.sum())} test rows labelled by the LLM moved to training: the test set is the "
+        f"{int((~llm_rows).sum())} human-labelled rows"
+    )
+    moved = pd.concat([train, test[llm_rows.to_numpy()]], ignore_index=True)
+    return moved, test[~llm_rows.to_numpy()].reset_index(drop=True), None

@@ -17,6 +17,7 @@ class TestSet:
     hash: str
     labels: list[str] = field(default_factory=list)  # classification: the global label list (train ∪ test)
     context: Any = None  # what else the task's scoring needs (forecasting: the series and backtest windows)
+    judged_by: str | None = None  # whose labels these are when not people's (a cold start's LLM answers)
 
 
 @dataclass

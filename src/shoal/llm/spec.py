@@ -77,3 +77,35 @@ class LLMEndpoint(_Strict):
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         """$ of a request of `tokens_in` prompt and `tokens_out` completion tokens."""
         return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
+
+
+class ColdStartSpec(_Strict):
+    """A model's `llm` key: the model starts cold, answered by an LLM endpoint until a small version is promoted;
+    then the LLM answers only the inputs that version is unsure of (its cascade fallback).
+
+    models:
+      intents:
+        task: text-classification
+        labels: [card_lost, refund, other]     # the LLM answers one of these
+        llm: {endpoint: local, min_rows: 300}
+    """
+
+    endpoint: str = Field(description="an endpoint of the fleet file's llm: section")
+    prompt: str | None = Field(
+        None, description="this model's instruction to the LLM ({labels} is replaced by the labels)"
+    )
+    min_rows: int = Field(
+        200,
+        ge=2,
+        description="train the small families once this many labelled rows exist (the LLM's logged answers and "
+        "feedback labels together); then again after each min_rows new LLM answers while the LLM still answers",
+    )
+    max_deferral: float = Field(
+        0.2, ge=0, le=1, description="once a small version is promoted: the share of inputs it sends to the LLM"
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, description="how long a request waits for the LLM's answers; past it the request answers 503"
+    )
+    cooldown_s: float = Field(
+        5.0, ge=0, description="after the LLM timed out or failed, how long requests answer 503 at once"
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shoal.registry import schema as t
@@ -107,3 +107,15 @@ class LLMStore:
                     **values,
                 )
                 conn.execute(cached.on_conflict_do_nothing(index_elements=["key"]))
+
+    def usage(self, endpoint: str, model: str, prompt_hash: str | None = None) -> Spend:
+        """The answers cached for `endpoint`'s `model` (of one prompt, if given) and the tokens they measured: what a
+        call costs, measured (`dollars` is left to the caller's prices)."""
+        c = t.llm_cache.c
+        query = select(func.count(), func.coalesce(func.sum(c.tokens_in), 0), func.coalesce(func.sum(c.tokens_out), 0))
+        query = query.where(c.endpoint == endpoint, c.model == model)
+        if prompt_hash is not None:
+            query = query.where(c.prompt_hash == prompt_hash)
+        with self.registry._read() as conn:
+            requests, tokens_in, tokens_out = conn.execute(query).one()
+        return Spend(int(requests), int(tokens_in), int(tokens_out))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -107,8 +108,8 @@ class VersionMetrics:
 
     @property
     def value(self) -> float:
-        """The fleet metric's value."""
-        return float(self.scores[self.metric])
+        """The fleet metric's value (NaN for a version never scored on a test set: a cold start's LLM version)."""
+        return float(self.scores.get(self.metric, math.nan))
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: the scores beside the other fields in one flat object."""

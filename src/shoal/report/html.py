@@ -95,6 +95,34 @@ inputs go to {escape(cascade["fallback"])} v{cascade["fallback_version"]}.</p>
 </table>"""
 
 
+def llm_section(llm: dict[str, Any] | None) -> str:
+    """The model's LLM tier: its $ per million calls from measured tokens and declared prices, beside the small
+    tier's and the model's as a whole."""
+    if llm is None:
+        return ""
+    role = (
+        "answers every input (cold start: no small version promoted yet)"
+        if llm["role"] == "answerer"
+        else "answers the inputs the small version is unsure of (its cascade fallback)"
+    )
+    measured = (
+        f"{fmt(llm['tokens_in_per_call'], 1)} / {fmt(llm['tokens_out_per_call'], 1)} tokens per call in / out, "
+        f"measured on {llm['calls']} answers"
+        if llm["calls"]
+        else "no answer measured yet"
+    )
+    rows = f"<tr><td>LLM, per call</td><td>{fmt(llm['cost_per_million'], 4)}</td></tr>"
+    if llm["role"] == "fallback":
+        share = llm["deferred"]
+        how = "measured on the test set" if llm["deferred_measured"] else "declared max_deferral"
+        rows += f"<tr><td>small tier</td><td>{fmt(llm['small_cost_per_million'], 4)}</td></tr>"
+        rows += f"<tr><td>deferred to the LLM</td><td>{fmt(share)} ({how})</td></tr>"
+    rows += f'<tr class="prod"><td>the model</td><td>{fmt(llm["cost_per_million_predictions"], 4)}</td></tr>'
+    return f"""<h2>LLM tier: {escape(llm["endpoint"])} ({escape(llm["model"])})</h2>
+<p>It {role}. Declared ${llm["price_in"]:g} / ${llm["price_out"]:g} per million tokens in / out; {measured}.</p>
+<table id="llm-tier"><tr><th>tier</th><th>$ / 1M</th></tr>{rows}</table>"""
+
+
 def model_page(report: dict[str, Any]) -> str:
     metric = report["metric"]
     rows = []
@@ -141,6 +169,7 @@ the production version is yellow.</p>
 <th>Pareto</th></tr>{"".join(rows)}</table>
 <p>$ per million predictions at {report["cost_per_core_hour"]} $ per core-hour, from measured CPU time at batch 64.</p>
 {cascade_section(report.get("cascade"))}
+{llm_section(report.get("llm"))}
 <h2>Decisions</h2><table><tr><th>time</th><th>event</th><th>version</th><th>why</th></tr>{decisions}</table>
 <h2>Likely label errors in the training data</h2>
 <table><tr><th>row</th><th>text</th><th>given</th><th>suggested</th><th>p(given)</th></tr>{issues}</table>

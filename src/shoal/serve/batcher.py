@@ -15,6 +15,11 @@ The batches of every model of a server process run on one `InferencePool`: a thr
 `concurrency`), given to the models that have work in turn, and a model's batch is formed only when a thread takes it.
 A thread takes a job of several models' batches (about `budget_s` of work) and hands their answers back in one
 event-loop wake-up: with many models, each batch is small, and a hand-off per batch would cost more than the batch.
+
+A version an LLM endpoint answers (`shoal.llm.answerer.LLMAnswerer`, a model's cold start) is batched the same way,
+but its batches run on the event loop, not on a thread: they wait on the network. Up to the endpoint's
+`max_concurrency` of its batches run at once; an input the endpoint did not answer fails its request alone
+(`shoal.serve.errors.llm_error`: 503 with Retry-After, or 502 for an answer outside the labels).
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ import numpy as np
 from shoal.cascade.combiner import Route
 from shoal.families import Predictor
 from shoal.fleet import ServeSpec
+from shoal.llm.answerer import LLMAnswerer
+from shoal.llm.errors import LLMError
 from shoal.registry import Version
-from shoal.serve.errors import ServeError, unavailable
+from shoal.serve.errors import ServeError, llm_error, unavailable
 from shoal.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
 
 log = logging.getLogger("shoal.serve")
@@ -47,7 +54,7 @@ class Loaded:
     """One loaded and warmed version of a model."""
 
     version: Version
-    predictor: Predictor
+    predictor: Predictor | LLMAnswerer
     loaded_at: datetime
     route: Route | None = None  # how it defers, for a model with a cascade (`shoal.cascade`)
 
@@ -123,8 +130,11 @@ class InferencePool:
                 batch = batcher.start_batch()
                 if batch is None:
                     continue
-                job.append(batch)
-                spent += self._cost(batcher)
+                if isinstance(batch.loaded.predictor, LLMAnswerer):  # waits on the network, not on a thread
+                    batcher.answer_on_loop(batch)
+                else:
+                    job.append(batch)
+                    spent += self._cost(batcher)
                 if batcher.can_start():  # below its concurrency with work left: in line again, behind the others
                     self.line_up(batcher)
             if job:
@@ -202,6 +212,7 @@ class Batcher:
         self._wait_s = spec.deadline_ms / 1000
         self._timer: asyncio.TimerHandle | None = None  # at the deadline of the oldest queued entry
         self._closed = False
+        self._on_loop: set[asyncio.Task[None]] = set()  # the LLM batches running
 
     def close(self) -> None:
         self._closed = True
@@ -267,20 +278,56 @@ class Batcher:
         if waiting:
             self._timer = loop.call_at(waiting[0].enqueued + self._wait_s, self._expire)
 
+    def _limit(self) -> int:
+        """Batches that may run at once: `concurrency`, or for an LLM version at least its endpoint's."""
+        head = self._queue[0].loaded.predictor if self._queue else None
+        concurrency = self.spec.concurrency
+        return max(concurrency, head.concurrency) if isinstance(head, LLMAnswerer) else concurrency
+
     def can_start(self) -> bool:
         """Whether a batch could start now: open, below `concurrency` batches running, something queued."""
-        return not self._closed and self.running < self.spec.concurrency and bool(self._queue)
+        return not self._closed and self.running < self._limit() and bool(self._queue)
 
     def _dispatch(self) -> None:
-        """Ask the pool for a thread when a batch could start."""
-        if self.can_start():
-            self.inference.want(self)
+        """Start an LLM version's batches on the event loop; ask the pool for a thread for any other batch."""
+        waiting = self._queue
+        while waiting and not waiting[0].live:  # the head decides which: a live entry's version
+            waiting.popleft()
+        while self.can_start():
+            if not isinstance(self._queue[0].loaded.predictor, LLMAnswerer):
+                self.inference.want(self)
+                return
+            batch = self.start_batch()
+            if batch is None:
+                return
+            self.answer_on_loop(batch)
+
+    def answer_on_loop(self, batch: _Batch) -> None:
+        """Run an LLM version's batch as a task of the event loop."""
+        task = asyncio.get_running_loop().create_task(self._answer_on_loop(batch))
+        self._on_loop.add(task)
+        task.add_done_callback(self._on_loop.discard)
+
+    async def _answer_on_loop(self, batch: _Batch) -> None:
+        answerer = batch.loaded.predictor
+        assert isinstance(answerer, LLMAnswerer)
+        started = time.perf_counter()
+        errors: list[LLMError | None] = []
+        try:
+            batch.output, errors = await answerer.apredict(batch.texts)
+        except LLMError as error:
+            batch.error = llm_error(error, answerer.cooldown_s)
+        except Exception as error:
+            batch.error = error
+        batch.seconds = time.perf_counter() - started
+        self.finished(batch, errors)
+        self._dispatch()
 
     def start_batch(self) -> _Batch | None:
         """A batch of what is queued now (the pool has a thread for it), counted as running; None when there is none
         to start."""
         waiting, limit = self._queue, self.spec.max_batch_size
-        while not self._closed and self.running < self.spec.concurrency and waiting:
+        while not self._closed and self.running < self._limit() and waiting:
             first = waiting.popleft()
             if not first.live:
                 continue
@@ -318,13 +365,18 @@ class Batcher:
         texts = entries[0].texts if len(entries) == 1 else [text for entry in entries for text in entry.texts]
         return _Batch(self, entries, loaded, texts)
 
-    def finished(self, batch: _Batch) -> None:
-        """`batch` ran (or was refused at shutdown): in line for the next batch, then answer its entries."""
+    def finished(self, batch: _Batch, errors: list[LLMError | None] | None = None) -> None:
+        """`batch` ran (or was refused at shutdown): in line for the next batch, then answer its entries (an entry
+        with an input the LLM left unanswered, `errors`, fails alone)."""
         self.running -= 1
-        cost = self.cost_s
-        self.cost_s = batch.seconds if cost is None else cost + (batch.seconds - cost) / 4
-        if self.can_start():
-            self.inference.line_up(self)
+        cooldown = 0.0  # an LLM's rest after a failure: the Retry-After of its inputs' errors
+        if isinstance(batch.loaded.predictor, LLMAnswerer):
+            cooldown = batch.loaded.predictor.cooldown_s
+        else:  # the pool's cost estimate is of the batches its threads run
+            cost = self.cost_s
+            self.cost_s = batch.seconds if cost is None else cost + (batch.seconds - cost) / 4
+            if self.can_start():
+                self.inference.line_up(self)
         failure = batch.error
         if failure is not None:
             if not isinstance(failure, ServeError):  # a ServeError refused it: the server is stopping
@@ -338,6 +390,11 @@ class Batcher:
         proba, offset = batch.output, 0
         for entry in batch.entries:
             end = offset + len(entry.texts)
-            if not entry.future.done():
+            failed = next((e for e in errors[offset:end] if e is not None), None) if errors else None
+            if entry.future.done():
+                pass
+            elif failed is not None:
+                entry.future.set_exception(llm_error(failed, cooldown))
+            else:
                 entry.future.set_result(proba[offset:end])
             offset = end

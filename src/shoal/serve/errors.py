@@ -9,6 +9,8 @@ into a 500 that never leaks a traceback to the client, and logs that traceback o
 from __future__ import annotations
 
 import logging
+import math
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from fastapi import FastAPI, Request
@@ -18,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shoal.llm.errors import LLMAnswerInvalid, LLMError, SpendCapReached
 from shoal.registry.artifacts import StoreFull
 
 log = logging.getLogger("shoal.serve")
@@ -52,6 +55,21 @@ class ServeError(Exception):
 def unavailable(code: str, message: str) -> ServeError:
     """A 503 that tells the client when to come back."""
     return ServeError(503, code, message, {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def llm_error(error: LLMError, cooldown_s: float) -> ServeError:
+    """The answer to a request with an input the model's LLM (its cold start) did not answer: 503 with Retry-After
+    (the endpoint's rest after a failure; for a spent daily cap, the next UTC day), or 502 for an answer outside the
+    labels (counted, never used). The message names the endpoint, never a key or a text."""
+    if isinstance(error, LLMAnswerInvalid):
+        return ServeError(502, "llm_invalid_answer", f"{error}; the answer is not used: retry, or send feedback")
+    if isinstance(error, SpendCapReached):
+        now = datetime.now(UTC)
+        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+        wait = math.ceil((midnight - now).total_seconds())
+        return ServeError(503, "llm_capped", str(error), {"Retry-After": str(max(1, wait))})
+    message = f"{error}; retry after the Retry-After delay"
+    return ServeError(503, "llm_unavailable", message, {"Retry-After": str(max(1, math.ceil(cooldown_s)))})
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -27,11 +27,14 @@ from functools import cache
 
 from shoal.cascade.combiner import Caps, Cascade, load_route
 from shoal.cascade.fallback import Fallback, FleetFallback
-from shoal.cascade.spec import CascadeSpec
+from shoal.cascade.spec import CascadeSpec, model_cascade
 from shoal.faults import checkpoint
 from shoal.fleet import FleetError, ServeSpec
+from shoal.llm.answerer import LLM_FAMILY, LLMAnswerer, LLMRecord
 from shoal.llm.client import LLMClient
 from shoal.llm.fallback import LLMFallback
+from shoal.llm.spec import ColdStartSpec
+from shoal.registry import Version
 from shoal.registry.llm_store import LLMStore
 from shoal.serve.batcher import Batcher, InferencePool, Loaded
 from shoal.serve.errors import ServeError, unavailable
@@ -197,7 +200,7 @@ class ModelPool:
         self._skipped.discard(name)
         batcher = Batcher(name, spec.serve, self.metrics, self.inference)
         slot = self.slots[name] = Slot(name, spec.task, spec.serve, batcher)
-        cascade = getattr(spec, "cascade", None)
+        cascade = model_cascade(spec)
         if cascade is not None:
             slot.cascade = Cascade(name, cascade, self._fallback(cascade), self.metrics, Caps(cascade))
         return slot
@@ -206,12 +209,17 @@ class ModelPool:
         """The cascade's fallback: a model this server serves, or an LLM endpoint (one client per endpoint)."""
         if cascade.fallback_llm is None:
             return FleetFallback(cascade.fallback_name, self.slots)
-        endpoint = cascade.fallback_llm.llm
+        return LLMFallback(self._client(cascade.fallback_llm.llm), cascade.fallback_llm.prompt)
+
+    def _client(self, endpoint: str) -> LLMClient:
+        """The one client of an LLM endpoint in this server (its concurrency limit and totals shared)."""
         client = self.llm.get(endpoint)
         if client is None:
+            if endpoint not in self.ws.fleet.llm:
+                raise FleetError(f"no endpoint {endpoint!r} in the fleet file's llm: section")
             store = LLMStore(self.ws.registry)
             client = self.llm[endpoint] = LLMClient(endpoint, self.ws.fleet.llm[endpoint], store)
-        return LLMFallback(client, cascade.fallback_llm.prompt)
+        return client
 
     async def _swap(self, slot: Slot, number: int) -> None:
         previous = slot.current.number if slot.current else None
@@ -274,17 +282,28 @@ class ModelPool:
 
     def _load(self, name: str, number: int) -> Loaded:
         version = self.ws.registry.version(name, number)
+        if version.family == LLM_FAMILY:
+            return self._load_llm(name, version)
         predictor = self.ws.load_predictor(version)
         proba = predictor.predict_proba(predictor.warm_up_inputs())
         if proba.shape != (1, len(predictor.labels)):
             raise ValueError(f"warm-up returned shape {proba.shape}, expected (1, {len(predictor.labels)})")
-        cascade = getattr(self.ws.fleet.models.get(name), "cascade", None)
+        cascade = model_cascade(self.ws.fleet.models.get(name))
         route = None
         if cascade is not None:  # the artifact was verified by load_predictor just now
             route = load_route(self.ws.registry.artifacts.folder(version.artifact_uri, version.checksum), cascade)
             if route is None:
                 log.warning("model %s v%d has no calibration record: its cascade defers nothing", name, number)
         return Loaded(version, predictor, datetime.now(UTC), route)
+
+    def _load_llm(self, name: str, version: Version) -> Loaded:
+        """An LLM version (a model's cold start): its endpoint answers; no warm-up call (it would cost money). Its
+        timeout and rest are the model's `llm:` key's (defaults without one: a rolled-back fleet file)."""
+        folder = self.ws.registry.artifacts.open(version.artifact_uri, version.checksum)
+        record = LLMRecord.load(folder)
+        cold = getattr(self.ws.fleet.models.get(name), "llm", None) or ColdStartSpec(endpoint=record.endpoint)
+        answerer = LLMAnswerer(record, self._client(record.endpoint), cold.timeout_s, cold.cooldown_s)
+        return Loaded(version, answerer, datetime.now(UTC))
 
     async def _report(self, slot: Slot, kind: str, number: int, message: str, production: int | None = None) -> None:
         """Keep `message` for the status routes and predict's 503 (without server paths: predict and the status

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shoal.advice import no_production
+from shoal.llm.answerer import LLMAnswerer
 from shoal.registry.prediction_log import PredictionLog
 from shoal.serve.auth import bearer, bearer_token, check_token
 from shoal.serve.bodies import BODY_ERRORS, read_json, require_json
@@ -111,7 +112,12 @@ async def _answer(
     if problems:
         more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise ServeError(422, "invalid_request", "; ".join(problems[:5]) + more)
-    if slot.cascade is None:
+    if isinstance(loaded.predictor, LLMAnswerer):  # a cold start: the LLM answers every input
+        outputs = await slot.batcher.predict(loaded, inputs)
+        answers = codec.answers(outputs, loaded.predictor, parsed)
+        for one in answers:
+            one["tier"] = "llm"
+    elif slot.cascade is None:
         outputs = await slot.batcher.predict(loaded, inputs)
         answers = codec.answers(outputs, loaded.predictor, parsed)
     else:
@@ -274,7 +280,10 @@ _ERRORS = {
             "model's serve.max_input_chars (code input_too_long, naming the input), or the model's task is served by "
             "the other endpoint (predict / embed)",
             500: "the model itself failed on this input (details in the server log)",
-            503: "the model is loading, its queue is full or the request missed its deadline; retry after Retry-After",
+            502: "the LLM answering a cold-start model answered an input with no label of the set (llm_invalid_answer)",
+            503: "the model is loading, its queue is full or the request missed its deadline; for a cold-start model, "
+            "its LLM is down, too slow or its daily cap is spent (llm_unavailable, llm_capped); retry after "
+            "Retry-After",
         }
     ),
 }

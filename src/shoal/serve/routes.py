@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from shoal.evaluate.live import live_accuracy
+from shoal.llm.answerer import LLMAnswerer
 from shoal.monitor import DRIFT_EVENT
 from shoal.registry import PRODUCTION, Event, Version
 from shoal.serve.auth import require_token
@@ -25,6 +26,7 @@ from shoal.serve.schemas import (
     GateFigures,
     Health,
     KeyMetrics,
+    LLMTier,
     ModelDetail,
     ModelList,
     ModelSummary,
@@ -48,7 +50,7 @@ def key_metrics(version: Version) -> KeyMetrics:
     m = version.metrics
     return KeyMetrics(
         metric=m.metric,
-        value=m.value,
+        value=_finite(m.value),
         ci=list(m.ci) if m.ci else None,
         accuracy=m.scores.get("accuracy"),
         macro_f1=m.scores.get("macro_f1"),
@@ -90,9 +92,20 @@ def gate_events(ws: Workspace, name: str, limit: int = GATE_HISTORY) -> list[Gat
     ]
 
 
-def summary(slot: Slot) -> dict[str, Any]:
+def llm_tier(ws: Workspace, slot: Slot) -> LLMTier | None:
+    """The slot's LLM and its cost, when it has one (`shoal.coldstart.llm_tier`: the LLM as answerer or fallback)."""
+    from shoal.coldstart import llm_tier as tier
+
+    current = slot.current
+    labels = current.labels if current is not None and not isinstance(current.predictor, LLMAnswerer) else None
+    found = tier(ws, slot.name, labels=labels)
+    return LLMTier(**found) if found is not None else None
+
+
+def summary(slot: Slot, llm: LLMTier | None = None) -> dict[str, Any]:
     current = slot.current
     return dict(
+        llm=llm,
         name=slot.name,
         task=slot.task,
         production_version=slot.production,
@@ -114,8 +127,10 @@ async def _slot(request: Request, name: str) -> Slot:
 @models.get("/v1/models", summary="List served models")
 async def list_models(request: Request) -> ModelList:
     """Every served model with its production version and that version's key metrics."""
-    pool = get_state(request).pool
-    return ModelList(models=[ModelSummary(**summary(slot)) for _, slot in sorted(pool.slots.items())])
+    state = get_state(request)
+    slots = [slot for _, slot in sorted(state.pool.slots.items())]
+    tiers = await asyncio.gather(*(asyncio.to_thread(llm_tier, state.ws, slot) for slot in slots))
+    return ModelList(models=[ModelSummary(**summary(slot, llm)) for slot, llm in zip(slots, tiers, strict=True)])
 
 
 @models.get("/v1/models/{name}", summary="Describe a served model", responses=NOT_FOUND)
@@ -131,16 +146,17 @@ async def describe_model(name: str, request: Request) -> ModelDetail:
     )
     production = await asyncio.to_thread(registry.alias, name, PRODUCTION)
     live = await asyncio.to_thread(live_accuracy, ws, name, request.app.state.prediction_log)
+    llm = await asyncio.to_thread(llm_tier, ws, slot)
     serving = slot.current.number if slot.current else None
     return ModelDetail(
-        **summary(slot),
+        **summary(slot, llm),
         versions=[
             VersionInfo(
                 number=v.number,
                 family=v.family,
                 created_at=v.created_at,
                 metric=v.metrics.metric,
-                value=v.metrics.value,
+                value=_finite(v.metrics.value),
                 production=v.number == production,
                 serving=v.number == serving,
                 feedback_count=live.get(v.number, (0, 0.0))[0],

@@ -64,6 +64,31 @@ class KeyMetrics(BaseModel):
     cost_per_million: float | None = Field(None, description="$ per million predictions (measured CPU time)")
 
 
+class LLMTier(BaseModel):
+    """A model's LLM endpoint and what it costs: $ from the tokens its answers measured and the endpoint's declared
+    prices, beside the small tier's measured cost."""
+
+    role: Literal["answerer", "fallback"] = Field(
+        description="answerer: a cold start, the LLM answers every input (no small version promoted yet); fallback: "
+        "it answers only the inputs the small version is unsure of"
+    )
+    endpoint: str
+    model: str
+    price_in: float = Field(description="declared $ per million prompt tokens")
+    price_out: float = Field(description="declared $ per million completion tokens")
+    calls: int = Field(description="the LLM's answers whose tokens were measured (in the registry's cache)")
+    tokens_in_per_call: float | None
+    tokens_out_per_call: float | None
+    cost_per_million: float | None = Field(description="$ per million LLM calls (None before one was measured)")
+    small_cost_per_million: float | None = Field(None, description="fallback: the small tier's $ per million")
+    deferred: float | None = Field(None, description="fallback: the share of inputs sent to the LLM (declared)")
+    deferred_measured: bool | None = None
+    cost_per_million_predictions: float | None = Field(
+        description="$ per million of the model's predictions: the LLM's (answerer), or the small tier's plus the "
+        "deferred share of the LLM's (fallback)"
+    )
+
+
 class ModelSummary(BaseModel):
     name: str
     task: str | None
@@ -74,6 +99,7 @@ class ModelSummary(BaseModel):
         None, description="with status fallback or failed: why the production version is not served, what to do"
     )
     metrics: KeyMetrics | None = Field(description="of the serving version")
+    llm: LLMTier | None = Field(None, description="the model's LLM, if it has one (a cold start, an LLM fallback)")
 
 
 class ModelList(BaseModel):

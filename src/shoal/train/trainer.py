@@ -102,7 +102,9 @@ def _load_data(ws: Workspace, name: str, spec: ModelSpec) -> ModelData:
         train = task.train_set(found.train, spec)
     except ValueError as error:
         raise TrainError(f"model {name!r} {error}") from None
-    return ModelData(found.dataset_version, train, task.test_set(found.train, found.test, spec), found.notes)
+    test = task.test_set(found.train, found.test, spec)
+    test.judged_by = found.judged_by
+    return ModelData(found.dataset_version, train, test, found.notes)
 
 
 def candidate_families(spec: ModelSpec) -> list[str]:
@@ -311,6 +313,8 @@ def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None)
     fleet_spec = ws.model(name)
     ws.registry.artifacts.clean_stale_staging()
     step(name, "loading data")
+    if getattr(fleet_spec, "llm", None) is not None and assembled(ws, name) is None:
+        return _cold_start(ws, name, started)
     data = _load_data(ws, name, fleet_spec)
     settled = defaults.settle(ws, name, fleet_spec, data.train)
     spec = settled.spec
@@ -324,6 +328,23 @@ def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None)
         report.decision = gate.run(ws, name, spec, versions, data.train, data.test)
         clock.lap("gate")
     report.production = ws.registry.alias(name, PRODUCTION)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _cold_start(ws: Workspace, name: str, started: float) -> ModelReport:
+    """A model with an `llm:` key and no data yet: its LLM version answers (`shoal.coldstart.start`)."""
+    from shoal import coldstart
+
+    report = ModelReport(name)
+    version = coldstart.start(ws, name)
+    report.production = ws.registry.alias(name, PRODUCTION)
+    if version is not None:
+        report.notes.append(
+            f"cold start: no data yet; v{version.number}, the LLM, answers until a small one is promoted"
+        )
+    else:
+        report.notes.append("cold start: no data yet; the LLM answers until a small version is promoted")
     report.seconds = time.perf_counter() - started
     return report
 

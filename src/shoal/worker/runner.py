@@ -27,6 +27,7 @@ from shoal.fleet import FleetError, load_fleet
 from shoal.registry import Job
 from shoal.registry.jobs import JobQueue
 from shoal.train.trainer import ModelReport
+from shoal.worker.coldstart import cold_start, held_cold
 from shoal.worker.drift import DriftChecks
 from shoal.worker.feedback import process_feedback
 from shoal.worker.inbox import Inbox
@@ -131,13 +132,16 @@ class Worker:
         return ran
 
     def scan(self) -> None:
-        """One pass over every model: inbox files, joined feedback, retrain triggers, then its drift check."""
+        """One pass over every model: inbox files, joined feedback, a cold start's LLM answers (`shoal.coldstart`),
+        retrain triggers (held while a cold start has too few labelled rows), then its drift check."""
         self._reload_fleet()
         for model in self.ws.fleet.models:
             try:
                 self.inbox.process(model)
                 process_feedback(self.ws, self.predictions, model)
-                self.triggers.check(model)
+                cold_start(self.ws, self.predictions, model)
+                if not held_cold(self.ws, model):
+                    self.triggers.check(model)
                 self.drift.check(model)
             except Exception as error:  # isolate: one model's trouble never stops the others
                 emit("scan_failed", 40, model=model, error=f"{type(error).__name__}: {error}")

@@ -38,7 +38,8 @@ class Prediction(BaseModel):
     tier: str | None = Field(
         None,
         description="for a model with a cascade, who answered: small, fallback, small-capped (the fallback's cap was "
-        "reached) or small-fallback-down (the fallback did not answer)",
+        "reached) or small-fallback-down (the fallback did not answer); llm for a model the LLM answers at its cold "
+        "start (its llm: key, before a small version is promoted)",
     )
     fallback_model: str | None = Field(None, description="the fallback that answered (tier fallback)")
     fallback_version: int | str | None = Field(None, description="its version (tier fallback)")

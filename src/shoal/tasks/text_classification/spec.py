@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from shoal.cascade.spec import CascadeSpec
 from shoal.fleet import ModelSpec
+from shoal.llm.spec import ColdStartSpec
 from shoal.tasks.text_classification.defaults import SMALL_ROWS, STATIC_FAMILIES
 
 _F1_OF_CLASS = re.compile(r"^f1:(?P<label>.+)$")
@@ -45,6 +46,11 @@ class TextClassificationSpec(ModelSpec):
         "its life)",
     )
     cascade: CascadeSpec | None = Field(None, description="send the inputs this model is unsure of to a fallback")
+    llm: ColdStartSpec | None = Field(
+        None,
+        description="cold start: an LLM endpoint answers until a small version is promoted, then becomes its cascade "
+        "fallback (needs labels)",
+    )
 
     @classmethod
     def metric_choices(cls) -> str:
@@ -59,6 +65,8 @@ class TextClassificationSpec(ModelSpec):
         label = self.positive_label
         if label is not None and self.labels is not None and label not in self.labels:
             raise ValueError(f"metric {self.metric!r} names a label that is not in labels")
+        if self.llm is not None and not self.labels:
+            raise ValueError("llm: the LLM answers one of the declared labels: set labels")
         return self
 
     @property
