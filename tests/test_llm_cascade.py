@@ -131,7 +131,7 @@ def test_shoal_serve_answers_unsure_inputs_with_a_real_local_llm(
 ) -> None:
     with local_llm(tmp_path) as api:
         llm = {"base_url": api, "model": "smollm2", "price_in": 0.1, "price_out": 0.2, "timeout_s": 120}
-        ws = _with_llm(trained, tmp_path, llm)
+        ws = _with_llm(trained, tmp_path, llm, fallback_timeout_s=120)  # SmolLM2 takes seconds a text under load
         _, unsure = _unsure(ws, texts)
         # four unsure texts among sure ones: SmolLM2 takes a fraction of a second per text, more on a busy machine
         sure = [t for t, u in zip(texts, unsure, strict=True) if not u]
