@@ -84,6 +84,70 @@ def label(
     console.print(f"next: shoal train {model}")
 
 
+def synth(
+    model: Annotated[str, typer.Argument(help="Model whose training data grows.")],
+    per_label: Annotated[int, typer.Option("--per-label", min=1, help="New texts to ask for per label.")],
+    generator: Annotated[
+        str, typer.Option("--generator", help="The LLM endpoint that writes: llm (the only one) or llm:NAME.")
+    ] = "llm",
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="Who re-labels each text (llm, llm:NAME, a version or a family); default: the generator."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Real texts of the label shown with each request.")] = 5,
+    batch: Annotated[int, typer.Option(min=1, max=50, help="Texts asked for per request.")] = 10,
+    near: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="Cosine (character n-grams) from which a text is a near-duplicate.")
+    ] = 0.9,
+    workspace: WorkspaceOption = ".",
+) -> None:
+    """Ask an LLM for new training texts per label, seeded with real ones; keep those that pass the checks
+    (duplicates, near-duplicates, the teacher's label, length, language) as a training drop; then run `shoal
+    train`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from shoal.train.synth import REASONS
+    from shoal.train.synth import synth as synth_drop
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task("generating", total=None)
+        result = synth_drop(
+            open_workspace(workspace),
+            model,
+            per_label=per_label,
+            generator=generator,
+            teacher=teacher,
+            seeds=seeds,
+            batch=batch,
+            near=near,
+            progress=lambda what, done, total: progress.update(bar, description=what, completed=done, total=total),
+        )
+    requests = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.outcomes.items()))
+    console.print(
+        f"generator {result.generator}: {result.asked} texts asked for, {result.generated} written "
+        f"(requests: {requests}); teacher {result.teacher}; ${result.dollars:.4f} spent",
+        highlight=False,
+    )
+    if result.unseeded:
+        console.print(f"labels without training texts to seed them: {', '.join(result.unseeded)}", highlight=False)
+    if result.problem:
+        console.print(f"[yellow]the endpoint failed on some requests:[/yellow] {result.problem}", highlight=False)
+    share = f" ({result.kept / result.generated:.0%})" if result.generated else ""
+    console.print(f"kept {result.kept} of {result.generated}{share}", highlight=False)
+    for reason in REASONS:
+        if result.dropped[reason]:
+            console.print(f"  dropped {result.dropped[reason]}: {reason}", highlight=False)
+    if result.ingest is None:
+        console.print("nothing to store")
+        return
+    drop = result.ingest.drop
+    state = "stored" if result.ingest.created else "already stored"
+    console.print(f"{state}: drop {drop.hash[:12]} of {model}: {drop.n_train} generated training rows", highlight=False)
+    console.print(f"next: shoal train {model}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(label)
     app.command("distill", help="The older name of `shoal label`.", hidden=True)(label)
+    app.command()(synth)

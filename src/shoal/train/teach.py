@@ -62,8 +62,8 @@ class LabelResult:
 
 
 @dataclass(frozen=True)
-class _Labels:
-    """A teacher's answer for each fresh text: its label (None: none) and confidence (None: unknown)."""
+class TeacherLabels:
+    """A teacher's answer for each text: its label (None: none) and confidence (None: unknown)."""
 
     name: str
     labels: list[str | None]
@@ -146,7 +146,7 @@ def teacher_predictor(ws: Workspace, model: str, teacher: str, train: pd.DataFra
 
 def _llm_labels(
     ws: Workspace, model: str, teacher: str, texts: list[str], train: pd.DataFrame, progress: Progress | None
-) -> _Labels:
+) -> TeacherLabels:
     from shoal.llm.teach import llm_labels
 
     name, endpoint = llm_endpoint(ws, teacher)
@@ -160,7 +160,7 @@ def _llm_labels(
         progress=None if progress is None else lambda done: progress(done, len(texts)),
     )
     record = {"teacher": f"llm:{name}", "endpoint_model": endpoint.model, "prompt_hash": taught.prompt_hash}
-    return _Labels(
+    return TeacherLabels(
         f"llm:{name}", taught.labels, [None] * len(texts), record, taught.outcomes, taught.dollars, taught.problem
     )
 
@@ -173,7 +173,7 @@ def _model_labels(
     train: pd.DataFrame,
     dataset: str | None,
     progress: Progress | None,
-) -> _Labels:
+) -> TeacherLabels:
     if dataset is None or train.empty:
         raise TrainError(f"model {model!r} has no training data; a teacher other than an LLM needs labelled data first")
     predictor = teacher_predictor(ws, model, teacher, train, dataset)
@@ -182,7 +182,27 @@ def _model_labels(
         progress(len(texts), len(texts))
     labels: list[str | None] = [predictor.labels[i] for i in proba.argmax(axis=1)]
     record = {"teacher": teacher, "prompt_hash": None}
-    return _Labels(teacher, labels, [float(p) for p in proba.max(axis=1)], record)
+    return TeacherLabels(teacher, labels, [float(p) for p in proba.max(axis=1)], record)
+
+
+def is_llm(teacher: str) -> bool:
+    return teacher == "llm" or teacher.startswith("llm:")
+
+
+def teacher_labels(
+    ws: Workspace,
+    model: str,
+    teacher: str,
+    texts: list[str],
+    train: pd.DataFrame,
+    dataset: str | None,
+    progress: Progress | None = None,
+) -> TeacherLabels:
+    """The labels of `texts` by `teacher` (`llm`, `llm:NAME`, a version or a family; see the module) for a model
+    whose assembled training rows are `train` (of dataset version `dataset`)."""
+    if is_llm(teacher):
+        return _llm_labels(ws, model, teacher, texts, train, progress)
+    return _model_labels(ws, model, teacher, texts, train, dataset, progress)
 
 
 def label(
@@ -199,8 +219,7 @@ def label(
     spec = ws.model(model)
     if not get_task(spec.task).takes_teacher:
         raise TrainError(f"model {model!r} is {spec.task}: a teacher labels text classification models only")
-    is_llm = teacher == "llm" or teacher.startswith("llm:")
-    if is_llm and min_confidence > 0:
+    if is_llm(teacher) and min_confidence > 0:
         raise TrainError("--min-confidence needs a teacher with probabilities: an LLM's label has none")
     train, test, dataset, human_test = model_rows(ws, model)
     frame = read_table(unlabeled, source=unlabeled.name)
@@ -212,11 +231,7 @@ def label(
     known = keys.isin(set(train["text"].map(normalize)) | set(test["text"].map(normalize)))
     repeated = keys.duplicated() & ~known
     fresh = frame[~known & ~repeated]
-    texts = fresh["text"].tolist()
-    if is_llm:
-        got = _llm_labels(ws, model, teacher, texts, train, progress)
-    else:
-        got = _model_labels(ws, model, teacher, texts, train, dataset, progress)
+    got = teacher_labels(ws, model, teacher, fresh["text"].tolist(), train, dataset, progress)
     answered = np.array([lab is not None for lab in got.labels], dtype=bool)
     sure = np.array([c is None or c >= min_confidence for c in got.confidence], dtype=bool)
     keep = answered & sure
