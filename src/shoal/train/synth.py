@@ -2,8 +2,8 @@
 text is validated before it is stored, as a training drop with its provenance.
 
 For each label with training rows, `per_label` texts are asked for in requests of at most `batch` texts, each seeded
-with up to `seeds` real training texts of the label (drawn with the workspace seed: a re-run asks the same and is
-answered from the registry's cache). Each generated text is checked, cheapest first, and dropped for the first
+with up to `seeds` real training texts of the label (never generated ones; drawn with the workspace seed: a re-run
+asks the same and is answered from the registry's cache). Each generated text is checked, cheapest first, and dropped for the first
 reason it meets (`REASONS`):
 
 - `invalid-text`: a text that cannot be stored (a lone surrogate, a NUL: `shoal.data.text`);
@@ -130,6 +130,17 @@ class Checks:
         return reasons
 
 
+def seed_rows(ws: Workspace, model: str, train: pd.DataFrame) -> pd.DataFrame:
+    """The training rows that may seed the generator: those of drops that were not generated (a re-run draws the
+    same seeds, and its requests are answered by the cache)."""
+    drops = ws.registry.drops(model)
+    generated = [drop for drop in drops if drop.provenance is not None and drop.provenance["kind"] == "synth"]
+    if not generated:
+        return train
+    synthetic = set(ws.registry.load_drops(generated)["text"].map(normalize))
+    return train[~train["text"].map(normalize).isin(synthetic)]
+
+
 def synth(
     ws: Workspace,
     model: str,
@@ -156,10 +167,11 @@ def synth(
     if train.empty:
         raise TrainError(f"model {model!r} has no training rows to seed the generator; ingest some labelled data first")
     labels = label_set(ws, model, train)
+    real = seed_rows(ws, model, train)
     rng = np.random.default_rng(ws.fleet.workspace.seed)
     requests, unseeded = [], []
     for label in labels:
-        pool = train.loc[train["label"] == label, "text"].tolist()
+        pool = real.loc[real["label"] == label, "text"].tolist()
         if not pool:
             unseeded.append(label)
             continue
