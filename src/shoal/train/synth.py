@@ -3,8 +3,8 @@ text is validated before it is stored, as a training drop with its provenance.
 
 For each label with training rows, `per_label` texts are asked for in requests of at most `batch` texts, each seeded
 with up to `seeds` real training texts of the label (never generated ones; drawn with the workspace seed: a re-run
-asks the same and is answered from the registry's cache). Each generated text is checked, cheapest first, and dropped for the first
-reason it meets (`REASONS`):
+asks the same and is answered from the registry's cache). Each generated text is checked, cheapest first, and
+dropped for the first reason it meets (`REASONS`):
 
 - `invalid-text`: a text that cannot be stored (a lone surrogate, a NUL: `shoal.data.text`);
 - `length`: shorter than half the model's 1st-percentile text length, or longer than twice its 99th;
