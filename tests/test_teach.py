@@ -22,6 +22,7 @@ from shoal.data.ingest import ingest_frame
 from shoal.data.readers import LINE
 from shoal.llm.prompt import DEFAULT_PROMPT, Prompt
 from shoal.registry import schema as t
+from shoal.report.data import model_report
 from shoal.tasks.text_classification import normalize
 from shoal.train.teach import label
 from shoal.workspace import Workspace
@@ -113,7 +114,16 @@ def test_a_model_without_human_test_rows_is_judged_against_the_teacher_until_it_
     assert result.judged_by_teacher and result.ingest is not None and result.ingest.drop.n_test > 0
     found = assembled(ws, "spam")
     assert found is not None and len(found.test) == result.ingest.drop.n_test
-    assert any("quality is measured against the teacher's labels (llm:teacher)" in note for note in found.notes)
+    note = "no human-labelled test rows: quality is measured against the teacher's labels (llm:teacher)"
+    assert note in found.notes
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "spam", "-w", str(ws.root)])
+    assert trained.exit_code == 0, trained.output
+    assert note in " ".join(trained.output.split())
+    if ws.registry.alias("spam", "production") is not None:
+        shown = runner.invoke(app, ["eval", "spam", "-w", str(ws.root)])
+        assert shown.exit_code == 0 and note in " ".join(shown.output.split()), shown.output
+    assert model_report(Workspace(ws.root), "spam")["test_labels"] == note
 
     human = sms[sms["text"].isin(_fresh(sms, 1000, 1400, sms.iloc[:400]))]
     ingest_frame(ws, "spam", human.assign(**{LINE: range(2, len(human) + 2)}), source="gold.csv", split="test")

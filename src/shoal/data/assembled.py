@@ -30,23 +30,29 @@ def assembled(ws: Workspace, name: str, dataset_version: str | None = None) -> A
     (the drops a version was trained on: drops are only ever added, so they are the oldest ones whose hash is that
     version's); None before its first drop or when no set of its drops has that hash."""
     spec, registry = ws.model(name), ws.registry
-    drops = registry.drops(name) if name in registry.model_names() else []
-    if dataset_version is not None:
-        drops = next(
-            (
-                drops[:k]
-                for k in range(len(drops), 0, -1)
-                if registry.dataset_version(name, drops[:k]) == dataset_version
-            ),
-            [],
-        )
+    drops = model_drops(ws, name, dataset_version)
     if not drops:
         return None
-    frames, judge = teacher_test_rows(drops, [registry.load_drops([drop]) for drop in drops])
+    frames = [registry.load_drops([drop]) for drop in drops]
+    if human_test_rows(drops):  # a teacher's test rows (stored before there were human ones) train
+        frames = [f.assign(split="train") if d.provenance else f for d, f in zip(drops, frames, strict=True)]
     train, test, notes = get_task(spec.task).assemble(pd.concat(frames, ignore_index=True), spec)
+    judge = teacher_judged(drops)
     if judge is not None and not test.empty:
         notes.append(judge)
     return Assembled(registry.dataset_version(name, drops), train, test, notes)
+
+
+def model_drops(ws: Workspace, name: str, dataset_version: str | None = None) -> list[Drop]:
+    """Model `name`'s drops, or those that made `dataset_version` (empty when none did)."""
+    registry = ws.registry
+    drops = registry.drops(name) if name in registry.model_names() else []
+    if dataset_version is None:
+        return drops
+    return next(
+        (drops[:k] for k in range(len(drops), 0, -1) if registry.dataset_version(name, drops[:k]) == dataset_version),
+        [],
+    )
 
 
 def human_test_rows(drops: list[Drop]) -> bool:
@@ -54,18 +60,10 @@ def human_test_rows(drops: list[Drop]) -> bool:
     return any(drop.n_test and drop.provenance is None for drop in drops)
 
 
-def teacher_test_rows(drops: list[Drop], frames: list[pd.DataFrame]) -> tuple[list[pd.DataFrame], str | None]:
-    """Each drop's rows with the test rows of teacher-labelled drops moved to training once a human-labelled drop has
-    test rows (the test set stays human-labelled); else, when the test rows are a teacher's, the note saying so."""
+def teacher_judged(drops: list[Drop]) -> str | None:
+    """The note saying that the test rows of `drops` are a teacher's (no drop has human-labelled ones), else None:
+    what `shoal train`, `shoal eval` and the report show beside the scores."""
     teachers = sorted({str(d.provenance.get("teacher")) for d in drops if d.provenance is not None and d.n_test})
-    if not teachers:
-        return frames, None
-    if not human_test_rows(drops):
-        return frames, (
-            f"no human-labelled test rows: quality is measured against the teacher's labels ({', '.join(teachers)})"
-        )
-    moved = [
-        frame.assign(split="train") if drop.provenance is not None else frame
-        for drop, frame in zip(drops, frames, strict=True)
-    ]
-    return moved, None
+    if not teachers or human_test_rows(drops):
+        return None
+    return f"no human-labelled test rows: quality is measured against the teacher's labels ({', '.join(teachers)})"

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from shoal.cascade.evaluation import cascade_report
+from shoal.data.assembled import model_drops, teacher_judged
 from shoal.data.audit import LABEL_ISSUES_FILE
 from shoal.defaults import resolved
 from shoal.registry import PRODUCTION
@@ -108,4 +109,9 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
         "label_issues": label_issues(ws, name, production) if production is not None else [],
         "cost_per_core_hour": ws.fleet.workspace.cost_per_core_hour,
         "cascade": cascade_report(ws, name),
+        "test_labels": teacher_judged(
+            model_drops(
+                ws, name, registry.version(name, production).dataset_version if production is not None else None
+            )
+        ),
     }
