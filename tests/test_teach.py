@@ -100,8 +100,43 @@ def test_an_llm_labels_new_texts_into_a_drop_with_provenance(
     assert after is not None and after.test.equals(test_before)  # the frozen test set is unchanged
 
     sent = len(script.requests)
-    again = label(ws, "spam", "llm", path)  # a re-run asks only what was not answered with a label
-    assert again.outcomes == {"cached": len(fresh) - 2, "ok": 2} and len(script.requests) == sent + 2
+    again = label(ws, "spam", "llm", path)  # the texts stored are known now: only the two left out are asked
+    assert again.known == result.known + len(fresh) - 2 and again.outcomes == {"ok": 2}
+    assert len(script.requests) == sent + 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _interrupt_after(chunks: int) -> Callable[[int, int], None]:
+    calls = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == chunks:
+            raise Interrupted
+
+    return progress
+
+
+def test_a_run_stopped_midway_is_answered_by_the_cache_when_run_again(
+    make_workspace: Callable[..., Workspace],
+    sms: pd.DataFrame,
+    script: Script,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shoal.llm.teach.CHUNK", 50)
+    ws = _workspace(make_workspace, script.url, sms.iloc[:300])
+    fresh = _fresh(sms, 300, 600, sms.iloc[:300])[:120]
+    path = _unlabeled(tmp_path / "u.csv", fresh)
+    with pytest.raises(Interrupted):  # stopped (Ctrl-C, a crash) after the first chunk: nothing stored
+        label(ws, "spam", "llm", path, progress=_interrupt_after(1))
+    assert len(ws.registry.drops("spam")) == 1 and len(script.requests) == 50
+    again = label(ws, "spam", "llm", path)
+    assert again.outcomes == {"cached": 50, "ok": 70} and len(script.requests) == 120
+    assert again.ingest is not None and again.ingest.drop.n_rows == 120
 
 
 def test_a_model_without_human_test_rows_is_judged_against_the_teacher_until_it_has_some(
@@ -168,22 +203,27 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_label_with_a_real_local_llm(
-    make_workspace: Callable[..., Workspace], sms: pd.DataFrame, smollm2: str, tmp_path: Path
+    make_workspace: Callable[..., Workspace],
+    sms: pd.DataFrame,
+    smollm2: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """SmolLM2 behind llama.cpp's server: every stored label is of the set (the JSON-schema enum), a re-run is
-    answered by the cache, and the daily cap stops it (each request costs more than the cap: $10,000 per million
+    """SmolLM2 behind llama.cpp's server: every stored label is of the set (the JSON-schema enum), a run stopped
+    midway is answered by the cache when run again, and the daily cap stops it (each request costs more than the cap: $10,000 per million
     prompt tokens)."""
     ws = _workspace(make_workspace, smollm2, sms.iloc[:300], timeout_s=120, max_concurrency=1)
+    monkeypatch.setattr("shoal.llm.teach.CHUNK", 3)
     texts = _fresh(sms, 300, 320, sms.iloc[:300])[:6]
     path = _unlabeled(tmp_path / "u.csv", texts)
+    with pytest.raises(Interrupted):
+        label(ws, "spam", "llm", path, progress=_interrupt_after(1))
+    with ws.registry.engine.connect() as conn:
+        assert len(conn.execute(t.llm_cache.select()).all()) == 3
     first = label(ws, "spam", "llm", path)
-    assert first.outcomes == {"ok": len(texts)}, first.outcomes  # no answer outside the set: the schema held
+    assert first.outcomes == {"cached": 3, "ok": 3}, first.outcomes  # no answer outside the set: the schema held
     stored = ws.registry.load_drops([ws.registry.drops("spam")[-1]])
     assert len(stored) == len(texts) and set(stored["label"]) <= {"ham", "spam"}
-    with ws.registry.engine.connect() as conn:
-        assert len(conn.execute(t.llm_cache.select()).all()) == len(texts)
-    again = label(ws, "spam", "llm", path)
-    assert again.outcomes == {"cached": len(texts)} and again.ingest is not None and not again.ingest.created
 
     fleet = yaml.safe_load((ws.root / "shoal.yaml").read_text())
     fleet["llm"]["teacher"].update(price_in=10000.0, max_cost_per_day=0.01)
