@@ -210,8 +210,8 @@ def test_label_with_a_real_local_llm(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """SmolLM2 behind llama.cpp's server: every stored label is of the set (the JSON-schema enum), a run stopped
-    midway is answered by the cache when run again, and the daily cap stops it (each request costs more than the cap: $10,000 per million
-    prompt tokens)."""
+    midway is answered by the cache when run again, and the daily cap stops it (each request costs more than the
+    cap: $10,000 per million prompt tokens)."""
     ws = _workspace(make_workspace, smollm2, sms.iloc[:300], timeout_s=120, max_concurrency=1)
     monkeypatch.setattr("shoal.llm.teach.CHUNK", 3)
     texts = _fresh(sms, 300, 320, sms.iloc[:300])[:6]
