@@ -28,6 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,7 @@ REASONS = (
     "teacher-no-label",
 )
 MIN_KNOWN_WORDS = 0.5
+BLOCK = 256  # candidates compared at once (a dense block of BLOCK x rows)
 _WORD = re.compile(r"[^\W\d_]+")
 
 
@@ -116,18 +118,32 @@ class Checks:
         vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, lowercase=True)
         vectorizer.fit(self.train + self.test + [texts[i] for i in left])
         candidates = vectorizer.transform([texts[i] for i in left])
-        to_test = (candidates @ vectorizer.transform(self.test).T).max(axis=1).toarray().ravel()
-        to_train = (candidates @ vectorizer.transform(self.train).T).max(axis=1).toarray().ravel()
-        among = (candidates @ candidates.T).toarray()
-        kept: list[int] = []
-        for j, i in enumerate(left):
-            if to_test[j] >= self.near:
-                reasons[i] = "near-duplicate-of-test"
-            elif to_train[j] >= self.near or any(among[j, k] >= self.near for k in kept):
-                reasons[i] = "near-duplicate"
-            else:
-                kept.append(j)
+        to_test = _max_similarity(candidates, vectorizer.transform(self.test))
+        to_train = _max_similarity(candidates, vectorizer.transform(self.train))
+        kept = np.zeros(len(left), dtype=bool)
+        for start in range(0, len(left), BLOCK):  # each candidate against the earlier ones kept
+            among = (candidates[start : start + BLOCK] @ candidates[: start + BLOCK].T).toarray()
+            for j in range(start, min(start + BLOCK, len(left))):
+                i = left[j]
+                if to_test[j] >= self.near:
+                    reasons[i] = "near-duplicate-of-test"
+                elif to_train[j] >= self.near or (among[j - start, :j][kept[:j]] >= self.near).any():
+                    reasons[i] = "near-duplicate"
+                else:
+                    kept[j] = True
         return reasons
+
+
+def _max_similarity(rows: Any, others: Any) -> np.ndarray:
+    """Each of `rows`' largest cosine with one of `others` (L2-normalized sparse rows), a block at a time."""
+    if others.shape[0] == 0:
+        return np.zeros(rows.shape[0])
+    return np.concatenate(
+        [
+            (rows[start : start + BLOCK] @ others.T).max(axis=1).toarray().ravel()
+            for start in range(0, rows.shape[0], BLOCK)
+        ]
+    )
 
 
 def seed_rows(ws: Workspace, model: str, train: pd.DataFrame) -> pd.DataFrame:
