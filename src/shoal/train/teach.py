@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shoal.data.assembled import human_test_rows
+from shoal.data.assembled import assembled, human_test_rows
 from shoal.data.ingest import IngestResult, ingest_frame
 from shoal.data.readers import LINE, read_table
 from shoal.defaults import resolved
@@ -75,15 +75,14 @@ class TeacherLabels:
 
 
 def llm_endpoint(ws: Workspace, teacher: str) -> tuple[str, LLMEndpoint]:
-    """The fleet's endpoint a teacher `llm` (the only one) or `llm:NAME` names."""
+    """The fleet's endpoint `llm` (the only one) or `llm:NAME` names (a teacher's or a generator's)."""
     endpoints = ws.fleet.llm
     name = teacher.partition(":")[2]
     if not name:
         if len(endpoints) != 1:
             listed = ", ".join(sorted(endpoints)) or "none"
             raise FleetError(
-                f"--teacher llm needs exactly one endpoint in the fleet file's llm: section ({listed}); "
-                "name one with --teacher llm:NAME"
+                f"'llm' needs exactly one endpoint in the fleet file's llm: section ({listed}); name one as llm:NAME"
             )
         name = next(iter(endpoints))
     if name not in endpoints:
@@ -107,8 +106,6 @@ def label_set(ws: Workspace, model: str, train: pd.DataFrame) -> list[str]:
 def model_rows(ws: Workspace, model: str) -> tuple[pd.DataFrame, pd.DataFrame, str | None, bool]:
     """The model's assembled (train, test) rows, dataset version and whether it has human-labelled test rows
     (empty frames and None before its first drop)."""
-    from shoal.data.assembled import assembled
-
     registry = ws.registry
     found = assembled(ws, model)
     if found is None:
