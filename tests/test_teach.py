@@ -233,3 +233,37 @@ def test_label_with_a_real_local_llm(
     assert capped.outcomes == {"ok": 1, "capped": 4}, capped.outcomes
     assert capped.ingest is not None and capped.ingest.drop.n_rows == 1
     assert capped.ingest.drop.provenance is not None and capped.ingest.drop.provenance["outcomes"] == capped.outcomes
+
+
+def test_provenance_is_written_with_its_drop(registry_url: str, tmp_path: Path) -> None:
+    """On SQLite and PostgreSQL: a drop's provenance comes back with it; a human-labelled drop has none."""
+    from shoal.registry import Registry
+
+    registry = Registry(registry_url, tmp_path / "artifacts")
+    try:
+        rows = pd.DataFrame({"text": ["a b", "c d"], "label": ["x", "y"], "split": ["train", "train"]})
+        provenance = {"kind": "teacher", "teacher": "llm:t", "prompt_hash": "p" * 64, "confidence": [None, 0.5]}
+        registry.add_drop(
+            "m",
+            "text-classification",
+            rows,
+            content_hash="1" * 64,
+            source="s",
+            split="train",
+            warnings=[],
+            provenance=provenance,
+        )
+        registry.add_drop(
+            "m",
+            "text-classification",
+            rows.assign(label="x"),
+            content_hash="2" * 64,
+            source="h",
+            split="train",
+            warnings=[],
+        )
+        assert [drop.provenance for drop in registry.drops("m")] == [provenance, None]
+        ingested = [event.payload.get("provenance") for event in registry.events("m") if event.kind == "ingested"]
+        assert ingested == ["teacher", None]
+    finally:
+        registry.close()
