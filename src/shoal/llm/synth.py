@@ -62,7 +62,8 @@ class ExamplesPrompt:
 
     @cached_property
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(["examples", self.system, self.n, self.max_chars]).encode()).hexdigest()
+        """What keys the cache with the request: the instruction (not `max_chars`, which only bounds the answer)."""
+        return hashlib.sha256(json.dumps(["examples", self.system, self.n]).encode()).hexdigest()
 
     @property
     def max_tokens(self) -> int:
