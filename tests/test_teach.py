@@ -20,10 +20,12 @@ from shoal.cli import app
 from shoal.data.assembled import assembled
 from shoal.data.ingest import ingest_frame
 from shoal.data.readers import LINE
+from shoal.fleet import FleetError
 from shoal.llm.prompt import DEFAULT_PROMPT, Prompt
 from shoal.registry import schema as t
 from shoal.report.data import model_report
 from shoal.tasks.text_classification import normalize
+from shoal.train.errors import TrainError
 from shoal.train.teach import label
 from shoal.workspace import Workspace
 
@@ -189,11 +191,12 @@ def test_the_spend_cap_stops_labelling_and_the_command_says_so(
         app,
         ["label", "spam", "--teacher", "llm", "--unlabeled", str(path), "--min-confidence", "0.5", "-w", str(ws.root)],
     )
-    assert refused.exit_code == 1 and "an LLM's label has none" in refused.output
+    assert isinstance(refused.exception, TrainError) and "an LLM's label has none" in str(refused.exception)
     unknown = CliRunner().invoke(
         app, ["label", "spam", "--teacher", "llm:nope", "--unlabeled", str(path), "-w", str(ws.root)]
     )
-    assert unknown.exit_code == 1 and "no LLM endpoint 'nope' in the fleet file's llm: section" in unknown.output
+    assert isinstance(unknown.exception, FleetError)
+    assert "no LLM endpoint 'nope' in the fleet file's llm: section (endpoints: teacher)" in str(unknown.exception)
 
 
 @pytest.fixture(scope="module")

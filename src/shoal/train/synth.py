@@ -11,8 +11,8 @@ dropped for the first reason it meets (`REASONS`):
 - `language`: fewer than `MIN_KNOWN_WORDS` of its words appear in the model's texts (another language or script);
 - `duplicate` / `duplicate-of-test`: the same text (after normalization) as a training row or an earlier generated
   one / as a test row;
-- `near-duplicate` / `near-duplicate-of-test`: character n-gram TF-IDF cosine >= `near` with a training row or an
-  earlier kept generated text / with a test row;
+- `near-duplicate` / `near-duplicate-of-test`: character n-gram TF-IDF cosine (of the lower-cased words, without
+  punctuation) >= `near` with a training row or an earlier kept generated text / with a test row;
 - `teacher-disagrees`: the teacher (`llm`, `llm:NAME`, a version or a family; by default the generator) labels it
   otherwise than the label it was written for;
 - `teacher-no-label`: the teacher gave it no label (an invalid answer, an error, the spend cap).
@@ -56,6 +56,7 @@ REASONS = (
 MIN_KNOWN_WORDS = 0.5
 BLOCK = 256  # candidates compared at once (a dense block of BLOCK x rows)
 _WORD = re.compile(r"[^\W\d_]+")
+_TOKEN = re.compile(r"[^\W_]+")
 
 
 @dataclass
@@ -115,7 +116,7 @@ class Checks:
         left = [i for i, reason in enumerate(reasons) if reason is None]
         if not left:
             return reasons
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, lowercase=True)
+        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, preprocessor=_letters)
         vectorizer.fit(self.train + self.test + [texts[i] for i in left])
         candidates = vectorizer.transform([texts[i] for i in left])
         to_test = _max_similarity(candidates, vectorizer.transform(self.test))
@@ -132,6 +133,11 @@ class Checks:
                 else:
                     kept[j] = True
         return reasons
+
+
+def _letters(text: str) -> str:
+    """A text as near-duplicates compare it: lower case, its words and numbers without punctuation."""
+    return " ".join(_TOKEN.findall(text.lower()))
 
 
 def _max_similarity(rows: Any, others: Any) -> np.ndarray:
