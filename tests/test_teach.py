@@ -157,9 +157,9 @@ def test_a_model_without_human_test_rows_is_judged_against_the_teacher_until_it_
     trained = runner.invoke(app, ["train", "spam", "-w", str(ws.root)])
     assert trained.exit_code == 0, trained.output
     assert note in " ".join(trained.output.split())
-    if ws.registry.alias("spam", "production") is not None:
-        shown = runner.invoke(app, ["eval", "spam", "-w", str(ws.root)])
-        assert shown.exit_code == 0 and note in " ".join(shown.output.split()), shown.output
+    assert ws.registry.alias("spam", "production") is not None, trained.output
+    shown = runner.invoke(app, ["eval", "spam", "-w", str(ws.root)])
+    assert shown.exit_code == 0 and note in " ".join(shown.output.split()), shown.output
     assert model_report(Workspace(ws.root), "spam")["test_labels"] == note
 
     human = sms[sms["text"].isin(_fresh(sms, 1000, 1400, sms.iloc[:400]))]
