@@ -5,6 +5,8 @@ answered `{"label": script.label(text)}` with a fixed usage (`PROMPT_TOKENS`, `C
 
 - `plan`: the next requests' answers, in order: `("status", code, headers)`, `("hang",)` (no answer until the server
   stops), `("content", text)` (any content, e.g. a label outside the set);
+- `content`: when set, the content of every plain answer, given the request's body (e.g. `{"examples": [...]}` for
+  a generation request);
 - `formats`: the answer constraints it accepts (`response_format` types and `grammar`; others answer 400 naming
   them), `{"text"}` for none;
 - `hold`: every request waits until this many are in flight at once (or `hold_s` passes): with hold = limit + 1, a
@@ -45,6 +47,7 @@ class Seen:
 class Script:
     url: str = ""  # the OpenAI API root, e.g. http://127.0.0.1:PORT/v1
     label: Callable[[str], str] = lambda text: "ham"
+    content: Callable[[dict[str, Any]], str] | None = None
     plan: deque[tuple[Any, ...]] = field(default_factory=deque)
     formats: set[str] = field(default_factory=lambda: {"json_schema", "grammar", "json_object", "text"})
     hold: int = 0
@@ -97,6 +100,8 @@ async def _answer(script: Script, body: dict[str, Any]) -> Any:
     text = body["messages"][-1]["content"]
     if step[0] == "content":
         content = step[1]
+    elif script.content is not None:
+        content = script.content(body)
     else:
         content = script.label(text) if kind == "text" else f'{{"label": "{script.label(text)}"}}'
     return {

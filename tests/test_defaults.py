@@ -174,7 +174,7 @@ def test_a_refused_first_version_says_why_and_what_would_help(make_workspace, tm
     assert "- a bigger family: add minilm-logreg or setfit to families (they need pip install 'shoal[embeddings]')" in (
         done.output
     )
-    assert "shoal distill offensive --teacher" in done.output
+    assert "shoal label offensive --teacher" in done.output
 
     refused = ws.registry.last_event("offensive", "rejected")
     assert refused is not None

@@ -12,7 +12,7 @@ from conftest import spam_model
 from shoal.cli import app
 from shoal.data.ingest import ingest_frame
 from shoal.data.readers import LINE
-from shoal.train.distill import distill
+from shoal.train.teach import label as distill
 from shoal.workspace import Workspace
 
 

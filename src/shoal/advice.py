@@ -75,7 +75,7 @@ def first_version_advice(
         advice.append(f"a bigger family: add {' or '.join(missing)} to families (they need {how})")
     if task.takes_teacher:
         advice.append(
-            f"a teacher labelling unlabelled texts: 'shoal distill {name} --teacher <version or family> "
+            f"a teacher labelling unlabelled texts: 'shoal label {name} --teacher <llm, a version or a family> "
             "--unlabeled texts.csv', then 'shoal train'"
         )
     return tuple(advice)

@@ -3,7 +3,7 @@
 At a model's first training its task picks defaults from the training data (`TaskKind.data_defaults`: for text
 classification the metric and the class weighting, by class imbalance). They are recorded in the registry with the
 profile they came from, before the first version exists, and every later training, `shoal eval`, `shoal check`,
-the report and `shoal distill` use the recorded ones: the data grows and its balance drifts, but a model's metric
+the report and `shoal label` use the recorded ones: the data grows and its balance drifts, but a model's metric
 never flips between trainings, so the gate always compares versions on the metric they were chosen by. A model
 trained before defaults were chosen from data keeps the static defaults its versions were trained with (recorded as
 such at its next training). Keys chosen together form a group (`ModelSpec.data_chosen_groups`: the metric and the

@@ -10,13 +10,13 @@ from shoal import __version__
 from shoal.cli import (
     data_cmds,
     demo_cmds,
-    distill_cmds,
     doctor_cmds,
     fleet_cmds,
     monitor_cmds,
     registry_cmds,
     report_cmds,
     serve_cmds,
+    teach_cmds,
     train_cmds,
     worker_cmds,
 )
@@ -34,7 +34,7 @@ for module in (
     fleet_cmds,
     data_cmds,
     train_cmds,
-    distill_cmds,
+    teach_cmds,
     registry_cmds,
     report_cmds,
     demo_cmds,

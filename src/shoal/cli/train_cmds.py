@@ -189,6 +189,7 @@ def eval_(
         raise typer.BadParameter("name a model, or a pipeline with --pipeline", param_hint="MODEL")
     from shoal.cascade.evaluation import cascade_report
     from shoal.coldstart import measured_llm_tier
+    from shoal.data.assembled import model_drops, teacher_judged
     from shoal.defaults import describe, resolved
     from shoal.llm.answerer import LLM_FAMILY
 
@@ -196,6 +197,7 @@ def eval_(
     chosen = _resolve(ws, model, version)
     report = eval_report(chosen)
     report["defaults"] = describe(ws.model(model), resolved(ws, model).kept)
+    report["test_labels"] = teacher_judged(model_drops(ws, model, report["dataset_version"]))
     cascade = cascade_report(ws, model)
     if cascade is not None:
         report["cascade"] = cascade
@@ -233,6 +235,8 @@ def eval_(
     table.add_row("label-error rate (train)", "n/a" if rate is None else f"{rate:.2%}")
     table.add_row("test rows / test hash", f"{report['n_test']} / {report['test_hash'][:12]}")
     console.print(table)
+    if report["test_labels"]:
+        console.print(f"[yellow]{report['test_labels']}[/yellow]", highlight=False)
     if report["defaults"]:
         console.print(f"defaults: {report['defaults']}", highlight=False)
     if cascade is not None:

@@ -1,10 +1,16 @@
 """A model's data as its task assembles it from every stored drop: where training and the evaluations that judge
 a model on its current test set (the cascade's) start, so they always see the same rows.
 
-A drop of an LLM's answers (a cold start's, `shoal.coldstart`; its source starts with `LLM_ANSWERS`) is split like
-any drop, but its labels are the LLM's, not a person's. When the test set holds rows with human labels (feedback, an
-ingested file), it is those rows only — the gold test set — and the LLM-labelled test rows join training; when it
-holds none, the LLM's answers are the test set and `judged_by` says so: quality is then measured against the LLM.
+Labels no human gave are never test data next to human ones. Two kinds exist (to be folded into one):
+
+- a teacher's (`shoal label`, `shoal synth`; `Drop.provenance`): a teacher drop is stored as training rows when the
+  model has human-labelled test rows, and one stored with test rows (its model had none then) gives them to training
+  as soon as a human-labelled drop brings test rows; until then the model is judged against the teacher's labels,
+  and the assembly's notes say so;
+- a cold start's LLM answers (`shoal.coldstart`; the drop's source starts with `LLM_ANSWERS`), split like any drop:
+  when the test set holds rows with human labels (feedback, an ingested file), it is those rows only — the gold test
+  set — and the LLM-labelled test rows join training; when it holds none, the LLM's answers are the test set and
+  `judged_by` says so: quality is then measured against the LLM.
 """
 
 from __future__ import annotations
@@ -40,23 +46,20 @@ def assembled(ws: Workspace, name: str, dataset_version: str | None = None) -> A
     (the drops a version was trained on: drops are only ever added, so they are the oldest ones whose hash is that
     version's); None before its first drop or when no set of its drops has that hash."""
     spec, registry = ws.model(name), ws.registry
-    drops = registry.drops(name) if name in registry.model_names() else []
-    if dataset_version is not None:
-        drops = next(
-            (
-                drops[:k]
-                for k in range(len(drops), 0, -1)
-                if registry.dataset_version(name, drops[:k]) == dataset_version
-            ),
-            [],
-        )
+    drops = model_drops(ws, name, dataset_version)
     if not drops:
         return None
+    frames = [registry.load_drops([drop]) for drop in drops]
+    if human_test_rows(drops):  # a teacher's test rows (stored before there were human ones) train
+        frames = [f.assign(split="train") if d.provenance else f for d, f in zip(drops, frames, strict=True)]
     task = get_task(spec.task)
-    train, test, notes = task.assemble(registry.load_drops(drops), spec)
+    train, test, notes = task.assemble(pd.concat(frames, ignore_index=True), spec)
     judged_by = None
     if any(labelled_by_llm(drop) for drop in drops):
         train, test, judged_by = _gold_test(ws, drops, train, test, notes)
+    judge = teacher_judged(drops)
+    if judge is not None and not test.empty:
+        notes.append(judge)
     return Assembled(registry.dataset_version(name, drops), train, test, notes, judged_by)
 
 
@@ -84,3 +87,29 @@ def _gold_test(
     )
     moved = pd.concat([train, test[llm_rows.to_numpy()]], ignore_index=True)
     return moved, test[~llm_rows.to_numpy()].reset_index(drop=True), None
+
+
+def model_drops(ws: Workspace, name: str, dataset_version: str | None = None) -> list[Drop]:
+    """Model `name`'s drops, or those that made `dataset_version` (empty when none did)."""
+    registry = ws.registry
+    drops = registry.drops(name) if name in registry.model_names() else []
+    if dataset_version is None:
+        return drops
+    return next(
+        (drops[:k] for k in range(len(drops), 0, -1) if registry.dataset_version(name, drops[:k]) == dataset_version),
+        [],
+    )
+
+
+def human_test_rows(drops: list[Drop]) -> bool:
+    """Whether any of `drops` holds test rows a human labelled (a drop without provenance)."""
+    return any(drop.n_test and drop.provenance is None and not labelled_by_llm(drop) for drop in drops)
+
+
+def teacher_judged(drops: list[Drop]) -> str | None:
+    """The note saying that the test rows of `drops` are a teacher's (no drop has human-labelled ones), else None:
+    what `shoal train`, `shoal eval` and the report show beside the scores."""
+    teachers = sorted({str(d.provenance.get("teacher")) for d in drops if d.provenance is not None and d.n_test})
+    if not teachers or human_test_rows(drops):
+        return None
+    return f"no human-labelled test rows: quality is measured against the teacher's labels ({', '.join(teachers)})"

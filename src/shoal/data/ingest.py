@@ -91,8 +91,9 @@ def prepare_file(
     return prepare_frame(ws, model, frame, stored, source=path.name, split=split, skip_invalid=skip_invalid)
 
 
-def store(ws: Workspace, prepared: Prepared) -> IngestResult:
-    """Store a prepared drop (content-addressed: the same rows again change nothing)."""
+def store(ws: Workspace, prepared: Prepared, provenance: dict[str, Any] | None = None) -> IngestResult:
+    """Store a prepared drop (content-addressed: the same rows again change nothing), with the `provenance` of
+    labels no human gave (`Drop.provenance`)."""
     rows = prepared.rows
     drop, created = ws.registry.add_drop(
         prepared.model,
@@ -102,6 +103,7 @@ def store(ws: Workspace, prepared: Prepared) -> IngestResult:
         source=prepared.source,
         split=prepared.split,
         warnings=prepared.warnings,
+        provenance=provenance,
     )
     return IngestResult(drop, created, prepared.warnings, prepared.skipped)
 
@@ -114,12 +116,13 @@ def ingest_frame(
     source: str,
     split: SplitMode = "auto",
     skip_invalid: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> IngestResult:
-    """Validate and store rows, whole or not at all."""
+    """Validate and store rows, whole or not at all (with the `provenance` of labels no human gave)."""
     prepared = prepare_frame(
         ws, model, frame, stored_rows(ws, model), source=source, split=split, skip_invalid=skip_invalid
     )
-    return store(ws, prepared)
+    return store(ws, prepared, provenance)
 
 
 def ingest_file(

@@ -14,8 +14,8 @@ from one; it never raises for one input's failure. Per text:
    `output: auto`, a 400 or 422 whose error names the constraint (`response_format`, `json_schema`, `grammar`, ...)
    steps it down for every later request (json_schema → grammar → json_object → text); any other 400 fails only
    this text (a prompt too long for the model's context must not cost every later answer its constraint);
-5. the answer parsed strictly (`Prompt.parse`): anything but a label is `LLMAnswerInvalid`. Its tokens and $ are
-   added to the day's spend either way; a valid label is cached.
+5. the answer parsed strictly (`Prompt.parse`, or another `Asking`'s): anything but a label is `LLMAnswerInvalid`.
+   Its tokens and $ are added to the day's spend either way; a valid label is cached.
 
 `outcomes` counts the texts by how they ended (ok, cached, invalid, error, capped); `tokens_in`, `tokens_out` and
 `dollars` add up this process's uncached requests. The API key is read from its environment variable for each
@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from shoal.llm.errors import LLMAnswerInvalid, LLMError, LLMUnavailable, SpendCapReached
-from shoal.llm.prompt import Prompt
+from shoal.llm.prompt import Asking
 from shoal.llm.spec import OUTPUTS, LLMEndpoint
 from shoal.registry.llm_store import CacheEntry, LLMStore, cache_key
 
@@ -121,7 +121,7 @@ class LLMClient:
             await self._http.aclose()
             self._http = None
 
-    async def classify(self, texts: list[str], prompt: Prompt) -> list[Answer | LLMError]:
+    async def classify(self, texts: list[str], prompt: Asking) -> list[Answer | LLMError]:
         """Each text's label (or the error that kept it from one); a text given twice is asked once."""
         hashes = [hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() for text in texts]
         keys = [cache_key(self.name, self.spec.model, prompt.hash, digest) for digest in hashes]
@@ -150,7 +150,7 @@ class LLMClient:
         by_key = dict(zip(first, unique, strict=True))
         return [by_key[key] for key in keys]
 
-    async def _ask(self, text: str, prompt: Prompt, key: str, input_hash: str) -> Answer:
+    async def _ask(self, text: str, prompt: Asking, key: str, input_hash: str) -> Answer:
         async with self._slots:  # held until the spend is recorded: the next request's cap check sees it
             await self._check_cap()
             messages = prompt.messages(text)
@@ -158,7 +158,7 @@ class LLMClient:
             return await self._answer(reply, messages, prompt, key, input_hash)
 
     async def _answer(
-        self, reply: dict[str, Any], messages: list[dict[str, str]], prompt: Prompt, key: str, input_hash: str
+        self, reply: dict[str, Any], messages: list[dict[str, str]], prompt: Asking, key: str, input_hash: str
     ) -> Answer:
         """The label of a reply, its tokens and $ added to this process's totals and the day's spend (and to the
         cache when valid)."""
@@ -212,7 +212,7 @@ class LLMClient:
                 "until the next UTC day"
             )
 
-    async def _complete(self, messages: list[dict[str, str]], prompt: Prompt) -> dict[str, Any]:
+    async def _complete(self, messages: list[dict[str, str]], prompt: Asking) -> dict[str, Any]:
         """The server's reply to the chat completion, with the strongest answer constraint it accepts."""
         while True:
             output = self.output

@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from shoal.llm.errors import LLMAnswerInvalid
 
@@ -27,6 +27,23 @@ DEFAULT_PROMPT = (
     "You classify texts. Answer with the one label among {labels} that fits the user's text best, as JSON: "
     '{"label": "<the label>"}. Answer nothing else.'
 )
+
+
+class Asking(Protocol):
+    """What the client asks with: a classification `Prompt`, or another request whose answer is parsed into one
+    string (`shoal.llm.synth.ExamplesPrompt`: new examples of a label). `hash` keys the response cache."""
+
+    @property
+    def hash(self) -> str: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def messages(self, text: str) -> list[dict[str, str]]: ...
+
+    def response_format(self, output: str) -> dict[str, Any] | None: ...
+
+    def parse(self, content: Any) -> str: ...
 
 
 @dataclass(frozen=True)

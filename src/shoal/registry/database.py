@@ -350,8 +350,10 @@ class Registry:
         source: str,
         split: str,
         warnings: list[str],
+        provenance: dict[str, Any] | None = None,
     ) -> tuple[Drop, bool]:
-        """Store a validated drop (rows with a `split` column); returns (drop, created)."""
+        """Store a validated drop (rows with a `split` column) and, for labels no human gave, its `provenance`
+        (a JSON object with a `kind`; see `Drop.provenance`) in the same transaction; returns (drop, created)."""
         self.ensure_model(model, task)
         existing = self.drop(model, content_hash)
         if existing is not None:
@@ -375,14 +377,19 @@ class Registry:
         try:
             with self._write() as conn:
                 model_id = self._model_id(conn, model)
-                conn.execute(insert(t.drops).values(model_id=model_id, **values))
+                drop_id = conn.execute(insert(t.drops).values(model_id=model_id, **values)).inserted_primary_key[0]
+                if provenance is not None:
+                    conn.execute(
+                        insert(t.drop_provenance).values(drop_id=drop_id, kind=provenance["kind"], record=provenance)
+                    )
                 self._event(
                     conn,
                     model_id,
                     "ingested",
                     f"drop {content_hash[:12]} from {source}: {len(frame)} rows "
                     f"({values['n_train']} train, {n_test} test)",
-                    payload={"drop": content_hash, "warnings": warnings},
+                    payload={"drop": content_hash, "warnings": warnings}
+                    | ({"provenance": provenance["kind"]} if provenance else {}),
                 )
         except IntegrityError:
             found = self.drop(model, content_hash)
@@ -393,15 +400,16 @@ class Registry:
                 if written and self.drop(model, content_hash) is None:
                     self.artifacts.remove(uri)
             raise
-        return Drop(model=model, **values), True  # type: ignore[arg-type]
+        return Drop(model=model, **values, provenance=provenance), True  # type: ignore[arg-type]
 
     def drop(self, model: str, content_hash: str) -> Drop | None:
         return next((d for d in self.drops(model) if d.hash == content_hash), None)
 
     def drops(self, model: str) -> list[Drop]:
         query = (
-            select(t.drops, t.models.c.name)
+            select(t.drops, t.models.c.name, t.drop_provenance.c.record.label("provenance"))
             .join(t.models, t.models.c.id == t.drops.c.model_id)
+            .outerjoin(t.drop_provenance, t.drop_provenance.c.drop_id == t.drops.c.id)
             .where(t.models.c.name == model)
             .order_by(t.drops.c.id)
         )
@@ -418,6 +426,7 @@ class Registry:
                     row.n_test,
                     list(row.warnings),
                     _aware(row.created_at),
+                    row.provenance,
                 )  # type: ignore[arg-type]
                 for row in conn.execute(query)
             ]

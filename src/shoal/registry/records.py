@@ -21,6 +21,9 @@ class Drop:
     n_test: int
     warnings: list[str]
     created_at: datetime
+    #: where the labels came from when no human gave them (`{"kind": "teacher" | "synth", "teacher": ...,
+    #: "prompt_hash": ..., "confidence": [one per row, or None]}`); None for a human-labelled drop
+    provenance: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,16 @@ drops = Table(
     UniqueConstraint("model_id", "hash", name="uq_drop"),
 )
 
+# where a drop's labels came from when no human gave them (a teacher's, a generator's): one row per such drop, written
+# with the drop; `record` holds the kind ("teacher" or "synth"), the teacher, the prompt hash and one confidence per row
+drop_provenance = Table(
+    "drop_provenance",
+    metadata,
+    Column("drop_id", ForeignKey("drops.id"), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("record", JSON, nullable=False),
+)
+
 versions = Table(
     "versions",
     metadata,

@@ -7,6 +7,7 @@ from typing import Any
 
 from shoal.cascade.evaluation import cascade_report
 from shoal.coldstart import measured_llm_tier
+from shoal.data.assembled import model_drops, teacher_judged
 from shoal.data.audit import LABEL_ISSUES_FILE
 from shoal.defaults import resolved
 from shoal.registry import PRODUCTION
@@ -110,4 +111,9 @@ def model_report(ws: Workspace, name: str) -> dict[str, Any]:
         "cost_per_core_hour": ws.fleet.workspace.cost_per_core_hour,
         "cascade": cascade_report(ws, name),
         "llm": measured_llm_tier(ws, name),
+        "test_labels": teacher_judged(
+            model_drops(
+                ws, name, registry.version(name, production).dataset_version if production is not None else None
+            )
+        ),
     }

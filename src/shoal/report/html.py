@@ -150,12 +150,15 @@ def model_page(report: dict[str, Any]) -> str:
         for i in report["label_issues"]
     )
     production = f"v{report['production']}" if report["production"] else "none"
+    teacher_note = (
+        f'\n<p id="test-labels"><b>{escape(report["test_labels"])}</b></p>' if report.get("test_labels") else ""
+    )
     columns = "".join(f"<th>{escape(title)}</th>" for title in report["columns"])
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>shoal report: {escape(report["model"])}</title><style>{STYLE}</style></head><body>
 <h1>{escape(report["model"])}</h1>
 <p>{escape(report["task"])} · fleet metric <b>{escape(metric)}</b> · production <b>{production}</b></p>
-<p class="why">{escape(report["why"] or "no version is in production yet")}</p>
+<p class="why">{escape(report["why"] or "no version is in production yet")}</p>{teacher_note}
 <h2>Quality against cost</h2>
 <p>Every candidate; the dashed red line is the Pareto front (no other candidate is both cheaper and better);
 the production version is yellow.</p>

@@ -96,7 +96,7 @@ class TaskKind(ABC):
     report_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: larger families to suggest when nothing beats the floor (`shoal.advice`), with how to get them
     stronger_families: ClassVar[tuple[tuple[str, ...], str]] = ((), "")
-    #: whether `shoal distill` can label unlabelled inputs for this task with a teacher
+    #: whether `shoal label` can label unlabelled inputs for this task with a teacher
     takes_teacher: ClassVar[bool] = False
     #: whether the outcomes of a version's answers arrive later as data (a forecast's realised values): the drift
     #: check then compares its served answers' errors (`served_errors`) with its errors on its test set
