@@ -49,6 +49,12 @@ class ExampleRequest:
         )
 
 
+#: GBNF of `{"examples": [one or more JSON strings]}`, for llama.cpp servers without json_schema
+EXAMPLES_GRAMMAR = r"""root ::= "{\"examples\": [" text ( ", " text )* "]}"
+text ::= "\"" ( [^"\\\x00-\x1f] | "\\" ["\\/bfnrt] )* "\""
+"""
+
+
 @dataclass(frozen=True)
 class ExamplesPrompt:
     """The prompt of a request for up to `n` new texts of at most about `max_chars` characters each."""
@@ -72,7 +78,8 @@ class ExamplesPrompt:
     def messages(self, text: str) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
 
-    def response_format(self, output: str) -> dict[str, Any] | None:
+    def constraint(self, output: str) -> dict[str, Any]:
+        """The request fields that hold the answer to `{"examples": [texts]}` as strongly as `output` allows."""
         if output == "json_schema":
             schema = {
                 "type": "object",
@@ -82,10 +89,13 @@ class ExamplesPrompt:
                 "required": ["examples"],
                 "additionalProperties": False,
             }
-            return {"type": "json_schema", "json_schema": {"name": "examples", "strict": True, "schema": schema}}
+            schema_format = {"name": "examples", "strict": True, "schema": schema}
+            return {"response_format": {"type": "json_schema", "json_schema": schema_format}}
+        if output == "grammar":
+            return {"grammar": EXAMPLES_GRAMMAR}
         if output == "json_object":
-            return {"type": "json_object"}
-        return None
+            return {"response_format": {"type": "json_object"}}
+        return {}
 
     def parse(self, content: Any) -> str:
         """The examples as a JSON list of strings (the cache keeps it as one string)."""
