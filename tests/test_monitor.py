@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -16,12 +18,17 @@ from serve_fixtures import SPAM_ROWS, Trained, copy_workspace
 from shoal.cli import app
 from shoal.data.assembled import assembled
 from shoal.data.ingest import ingest_file
+from shoal.monitor import DRIFT_EVENT
 from shoal.monitor.drift import Reference, check, level_for_budget, other_script_share
 from shoal.monitor.estimate import estimated_accuracy, live_shortfall_p, shortfall_p
 from shoal.monitor.stats import benjamini_hochberg, chi2_test, mmd_test
 from shoal.registry import PRODUCTION
+from shoal.registry.database import now
+from shoal.registry.jobs import JobQueue
 from shoal.registry.prediction_log import PredictionLog
 from shoal.tasks import get_codec
+from shoal.worker.drift import DriftChecks
+from shoal.worker.triggers import Triggers, schedule_slot
 from shoal.workspace import Workspace
 
 
@@ -215,6 +222,44 @@ def test_wrong_feedback_labels_alert_on_live_accuracy(trained: Trained, tmp_path
     assert len(fired) == 1 and fired[0].startswith("live accuracy (150 labels) vs "), fired
     estimated = next(t for t in json.loads(result.output)["tests"] if t["test"].startswith("estimated accuracy"))
     assert estimated["statistic"] > 0.85 and not estimated["fired"]
+
+
+def test_the_worker_tests_live_accuracy_again_only_on_new_feedback(
+    trained: Trained, tmp_path: Path, sms: pd.DataFrame
+) -> None:
+    """Users say the answers are wrong: the worker alerts once; the next interval, with no new label, tests nothing
+    on the same labels (no alert every hour until feedback arrives); new wrong labels alert again."""
+    ws = copy_workspace(trained, tmp_path / "ws")
+    fleet = yaml.safe_load(ws.fleet_path.read_text(encoding="utf-8"))
+    fleet["models"]["spam"]["monitor"] = {"every": "1h", "window": 300, "min_samples": 150}
+    ws.fleet_path.write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
+    ws.reload()
+    texts = sms["text"].tolist()[SPAM_ROWS : SPAM_ROWS + 200]
+    _log_served(ws, texts)
+    version = ws.registry.alias("spam", PRODUCTION)
+    answers = dict(zip(texts, ws.load_predictor(ws.registry.version("spam", version)).predict(texts), strict=True))
+    log = PredictionLog.for_registry(ws.registry)
+
+    def wrong(positions: range) -> None:
+        for position in positions:
+            log.add_feedback("spam", "r1", "spam" if answers[texts[position]] == "ham" else "ham", position)
+
+    checks = DriftChecks(ws, Triggers(ws, JobQueue(ws.registry)))
+    start = schedule_slot("1h", now())
+
+    def live(hours: int) -> list[bool]:
+        watched = checks.check("spam", at=start + timedelta(hours=hours))
+        assert watched is not None and watched.verdict.pending is None
+        return [f.fired for f in watched.verdict.findings if f.test.startswith("live accuracy")]
+
+    wrong(range(100))
+    assert live(1) == [True]
+    assert live(2) == []  # the same 100 labels: not tested again
+    wrong(range(100, 150))
+    assert live(3) == [True]
+    alerts = ws.registry.events("spam", kind=DRIFT_EVENT)
+    assert len(alerts) == 2 and all("live accuracy" in alert.message for alert in alerts)
+    log.close()
 
 
 def test_a_versions_reference_comes_from_the_drops_it_was_trained_on(

@@ -44,6 +44,8 @@ class Watched:
     verdict: Verdict
     #: what the window held when not the newest logged predictions (the versions whose forecasts were realised)
     source: str | None = None
+    #: the newest feedback label the live accuracy check read (None: it read none)
+    feedback_id: int | None = None
 
 
 def _view(task: str, codec: Codec, predictor: Predictor, inputs: list[Any]) -> tuple[Any, list[Any]]:
@@ -54,14 +56,23 @@ def _view(task: str, codec: Codec, predictor: Predictor, inputs: list[Any]) -> t
 
 
 def _quality(
-    ws: Workspace, version: Version, predictor: Predictor, inputs: Any, log: PredictionLog, window: int, margin: float
-) -> list[Finding]:
+    ws: Workspace,
+    version: Version,
+    predictor: Predictor,
+    inputs: Any,
+    log: PredictionLog,
+    window: int,
+    margin: float,
+    feedback_after: int | None,
+) -> tuple[list[Finding], int | None]:
     """The estimated and the live accuracy checks of a classifier's window (none for another task, or a version
-    without a calibration record or a test accuracy)."""
+    without a calibration record or a test accuracy), and the newest feedback label read. The live check is left out
+    when no label arrived since `feedback_after` (the newest a previous check read): the same labels are no new
+    evidence, and testing them again would alert at every interval until feedback arrives."""
     path = ws.registry.artifacts.folder(version.artifact_uri, version.checksum) / CALIBRATION_FILE
     tested = version.metrics.scores.get("accuracy")
     if not isinstance(inputs, list) or not path.is_file() or tested is None:
-        return []
+        return [], None
     floor = max(0.0, float(tested) - margin)
     temperature = float(json.loads(path.read_text(encoding="utf-8"))["temperature"])
     confidences = confidence(predictor.predict_proba(inputs), temperature)
@@ -69,11 +80,12 @@ def _quality(
     estimated = shortfall_p(confidences, floor)
     findings = [Finding(f"estimated accuracy (CBPE) vs {floor:.3f}", estimate.accuracy, estimated)]
     labelled = [item for item in log.feedback(version.model) if item.version == version.number][-window:]
-    if labelled:
+    newest = labelled[-1].id if labelled else None
+    if labelled and (feedback_after is None or newest > feedback_after):  # type: ignore[operator]
         right = right_answers(ws, version.model, version.number, labelled)
         live = live_shortfall_p(right, len(labelled), floor)
         findings.append(Finding(f"live accuracy ({len(labelled)} labels) vs {floor:.3f}", right / len(labelled), live))
-    return findings
+    return findings, newest
 
 
 def latest_window(
@@ -87,9 +99,10 @@ def latest_window(
     window_hours: float | None = None,
     reference_size: int = 500,
     seed: int = 0,
+    feedback_after: int | None = None,
 ) -> Watched:
     """The verdict on the newest `window` logged predictions of `model`'s production version (of the last
-    `window_hours`, if given)."""
+    `window_hours`, if given); the live accuracy check only when feedback newer than `feedback_after` exists."""
     spec = ws.model(model)
     codec, task = get_codec(spec.task), get_task(spec.task)
     if not task.realised_outcomes and codec.drift_view([], []) is None:
@@ -114,11 +127,13 @@ def latest_window(
     since = now() - timedelta(hours=window_hours) if window_hours is not None else None
     logged = log.recent(model, version, window, since)
     inputs, answered = codec.drift_view([text for text, _ in logged], [label or "" for _, label in logged])  # type: ignore[misc]
-    quality = (
-        _quality(ws, served, predictor, inputs, log, window, accuracy_margin) if len(logged) >= min_samples else []
+    quality, newest = (
+        _quality(ws, served, predictor, inputs, log, window, accuracy_margin, feedback_after)
+        if len(logged) >= min_samples
+        else ([], None)
     )
     verdict = check(reference, inputs, answered, level=level, min_samples=min_samples, seed=seed, extra=quality)
-    return Watched(model, version, verdict)
+    return Watched(model, version, verdict, feedback_id=newest)
 
 
 def _trained_on(ws: Workspace, version: Version) -> Assembled:

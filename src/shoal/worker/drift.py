@@ -59,6 +59,7 @@ class DriftChecks:
         if slot <= self._slots[model]:
             return None
         self._slots[model] = slot
+        last = self.ws.registry.events(model, limit=1, kind=CHECK_EVENT, latest=True)
         watched = latest_window(
             self.ws,
             model,
@@ -67,6 +68,7 @@ class DriftChecks:
             level=self.level(),
             accuracy_margin=monitor.accuracy_margin,
             window_hours=monitor.window_hours,
+            feedback_after=last[-1].payload.get("feedback_id") if last else None,
         )
         verdict = watched.verdict
         emit("drift_checked", model=model, version=watched.version, n=verdict.n, result=verdict.summary())
@@ -120,6 +122,7 @@ def _payload(watched: Watched, slot: datetime) -> dict[str, Any]:
         "level": verdict.level,
         **({"source": watched.source} if watched.source is not None else {}),
         "drifted": verdict.drifted,
+        "feedback_id": watched.feedback_id,
         "tests": [{k: _finite(v) for k, v in vars(finding).items()} for finding in verdict.findings],
     }
 
