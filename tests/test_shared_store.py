@@ -256,10 +256,36 @@ def test_a_folder_url_is_a_shared_store_and_a_url_with_credentials_is_refused(tm
     with pytest.raises(ArtifactError, match="was changed after it was registered"):
         third.open(uri, checksum)
     assert not (tmp_path / "node-c" / "artifacts").exists()
-    for url in ("s3://AKIAXXXX:s3cr3t@bucket/prefix", "s3://bucket/prefix?secret=s3cr3t"):
+    for url in (
+        "s3://AKIAXXXX:s3cr3t@bucket/prefix",
+        "s3://bucket/prefix?secret=s3cr3t",
+        "simplecache::s3://AKIAXXXX:s3cr3t@bucket/prefix",  # a chained URL: the credentials sit in its last part
+    ):
         with pytest.raises(ArtifactError, match="holds credentials") as refused:
             SharedArtifactStore(url, tmp_path / "node-d")
         assert "s3cr3t" not in str(refused.value) and "AKIAXXXX" not in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["../../escaped.txt", "/tmp/escaped.txt", "sub/../../escaped.txt"])
+def test_a_manifest_naming_a_file_outside_the_artifact_is_refused_before_any_download(
+    tmp_path: Path, name: str
+) -> None:
+    """The manifest is read from the bucket: whoever can write there must not write files anywhere on a node."""
+    shared = tmp_path / "shared"
+    store = SharedArtifactStore(f"file://{shared}", tmp_path / "node-a")
+    staged = store.stage()
+    (staged / "weights.bin").write_bytes(b"w" * 10)
+    uri, checksum, _, _ = store.commit(staged, "models/m/fam-abc")
+    (shared / "escaped.txt").write_text("planted")  # what a traversing name would fetch from the bucket
+    manifest = shared / f"{uri.removeprefix('local:')}{MANIFEST}"
+    record = json.loads(manifest.read_text())
+    record["files"] = [*record["files"], name]
+    manifest.write_text(json.dumps(record))
+    node = tmp_path / "node-b" / "cache"
+    with pytest.raises(ArtifactError, match="malformed manifest"):
+        SharedArtifactStore(f"file://{shared}", node).open(uri, checksum)
+    assert not (tmp_path / "node-b" / "escaped.txt").exists() and not Path("/tmp/escaped.txt").exists()
+    assert not list(tmp_path.glob("node-b/**/escaped.txt"))
 
 
 def test_the_store_comes_from_the_fleet_file_or_the_environment_and_a_folder_stays_local(

@@ -88,6 +88,24 @@ def _quality(
     return findings, newest
 
 
+#: references built in this process, by (registry, model, version, artifact checksum, size, seed): a version's
+#: reference never changes, and building it predicts every training and test input (~2 CPU s for Banking77)
+_REFERENCES: dict[tuple[str, str, int, str, int, int], Reference] = {}
+REFERENCES_KEPT = 32
+
+
+def _reference(ws: Workspace, served: Version, predictor: Predictor, size: int, seed: int) -> Reference:
+    """A sample of the version's training inputs and its answers on its test set, as the prediction log reads."""
+    spec = ws.model(served.model)
+    codec, task = get_codec(spec.task), get_task(spec.task)
+    data = _trained_on(ws, served)
+    training, _ = _view(spec.task, codec, predictor, task.train_set(data.train, spec).inputs)
+    _, answers = _view(spec.task, codec, predictor, task.test_set(data.train, data.test, spec).inputs)
+    if isinstance(training, list):
+        return Reference.of_texts(training, answers, size=size, seed=seed)
+    return Reference.of_rows(training, answers, size=size, seed=seed)
+
+
 def latest_window(
     ws: Workspace,
     model: str,
@@ -115,14 +133,12 @@ def latest_window(
             ws, model, version, task, window=window, min_samples=min_samples, level=level, window_hours=window_hours
         )
     served = ws.registry.version(model, version)
-    data = _trained_on(ws, served)
     predictor = ws.load_predictor(served)
-    training, _ = _view(spec.task, codec, predictor, task.train_set(data.train, spec).inputs)
-    _, answers = _view(spec.task, codec, predictor, task.test_set(data.train, data.test, spec).inputs)
-    if isinstance(training, list):
-        reference = Reference.of_texts(training, answers, size=reference_size, seed=seed)
-    else:
-        reference = Reference.of_rows(training, answers, size=reference_size, seed=seed)
+    key = (ws.registry_url, model, version, served.checksum, reference_size, seed)
+    reference = _REFERENCES.pop(key, None) or _reference(ws, served, predictor, reference_size, seed)
+    _REFERENCES[key] = reference  # the most recently used last
+    while len(_REFERENCES) > REFERENCES_KEPT:
+        del _REFERENCES[next(iter(_REFERENCES))]
     log = ws.prediction_log()
     since = now() - timedelta(hours=window_hours) if window_hours is not None else None
     logged = log.recent(model, version, window, since)

@@ -54,6 +54,19 @@ _STAMP = "%Y%m%dT%H%M%SZ"
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}
 
 
+def _unsafe_name(folder: Path, names: Any) -> str | None:
+    """Why a manifest's file list cannot be downloaded into `folder` (None: every name stays inside it): it is read
+    from the bucket, so a name like `../../.bashrc` must never reach the file system."""
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        return "its files are not a list of names"
+    root = folder.resolve()
+    for name in names:
+        target = (folder / name).resolve()
+        if "\\" in name or name.startswith("/") or ".." in Path(name).parts or not target.is_relative_to(root):
+            return "a file name leaves the artifact's folder"
+    return None
+
+
 def is_url(location: str) -> bool:
     """Whether an artifact location is a URL (a shared store) rather than a folder."""
     return "://" in location
@@ -63,8 +76,8 @@ class SharedArtifactStore:
     """The artifact store at `url`, with `cache` as this node's folder for staging and verified copies."""
 
     def __init__(self, url: str, cache: Path) -> None:
-        parts = urlsplit(url)
-        if parts.username or parts.password or parts.query:  # a query may hold a signature or a key as well
+        parts = urlsplit(url.split("::")[-1])  # a chained URL (simplecache::s3://...): the store's own part last
+        if "@" in url or "?" in url or parts.username or parts.password:  # a query may hold a signature or a key
             raise ArtifactError(
                 f"the artifact store URL {parts.scheme}://{parts.hostname}{parts.path} holds credentials or a query: "
                 "take them out and give credentials through the environment (for S3: AWS_ACCESS_KEY_ID and "
@@ -258,7 +271,11 @@ class SharedArtifactStore:
         with full_disk_as_error(self.root, f"a copy of artifact {relative}"):
             private = self._private()
             try:
-                for name in manifest["files"]:
+                names = manifest.get("files") if isinstance(manifest, dict) else None
+                unsafe = _unsafe_name(private, names)
+                if unsafe is not None:
+                    return f"artifact {uri} in the artifact store {self.url} has a malformed manifest ({unsafe})"
+                for name in names:  # type: ignore[union-attr]
                     (private / name).parent.mkdir(parents=True, exist_ok=True)
                     try:
                         self.fs.get_file(self._remote(f"{relative}/{name}"), str(private / name))
