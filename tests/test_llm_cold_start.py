@@ -252,6 +252,22 @@ def test_the_daily_spend_cap_stops_the_calls(tmp_path: Path, script: Script) -> 
     assert len(script.requests) == 3 and again.status_code == 200
 
 
+def test_an_endpoint_renamed_in_the_fleet_file_leaves_the_llm_version_without_a_price(
+    tmp_path: Path, script: Script
+) -> None:
+    """The production LLM version names endpoint `local`; the fleet file now calls it `renamed`: its LLM tier has no
+    price to apply and is left out (it raised KeyError, which made /v1/models answer 500 for the whole fleet; the
+    server refuses to load that version with a message naming the endpoint)."""
+    ws = cold_fleet(tmp_path / "ws", {"base_url": script.url, "model": "scripted"})
+    coldstart.start(ws, "spam")
+    fleet = yaml.safe_load(ws.fleet_path.read_text(encoding="utf-8"))
+    fleet["llm"] = {"renamed": fleet["llm"].pop("local")}
+    fleet["models"]["spam"]["llm"]["endpoint"] = "renamed"
+    ws.fleet_path.write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
+    ws.reload()
+    assert coldstart.llm_tier(ws, "spam") is None
+
+
 @pytest.mark.timeout(900)  # ~70 SmolLM2 calls and a training: a minute on a quiet machine, many on a loaded one
 def test_the_real_local_llm_answers_a_cold_start_then_becomes_the_fallback(tmp_path: Path, texts: pd.DataFrame) -> None:
     """llama.cpp's server with SmolLM2 behind `shoal serve` (a real process): the LLM answers (labels of the set,

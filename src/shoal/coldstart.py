@@ -203,6 +203,8 @@ def llm_tier(
     version = registry.version(name, number) if number is not None else None
     if version is not None and version.family == LLM_FAMILY:
         answers = LLMRecord.load(registry.artifacts.open(version.artifact_uri, version.checksum))
+        if answers.endpoint not in ws.fleet.llm:  # renamed or removed from the fleet file: no price to apply
+            return None
         measured = llm_cost(ws, answers)
         return {"role": "answerer", **measured.as_dict(), "cost_per_million_predictions": measured.cost_per_million}
     if cascade is None or cascade.fallback_llm is None or cascade.fallback_llm.llm not in ws.fleet.llm:

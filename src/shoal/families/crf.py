@@ -24,7 +24,7 @@ from shoal.families.runtime.tokens import Entities, spans_of, tokenize
 MODEL_FILE = "model.crfsuite"
 CONFIG_FILE = "crf.json"
 #: the feature set's version: an artifact made with other features is refused at load
-FEATURES = 1
+FEATURES = 2
 _SHAPE = [(re.compile(r"[A-Z]"), "X"), (re.compile(r"[a-z]"), "x"), (re.compile(r"[0-9]"), "d")]
 _RUNS = re.compile(r"(.)\1+")
 
