@@ -3,8 +3,8 @@
 `scripted_llm()` starts it (uvicorn in a thread, a real socket) and yields its `Script`. By default every request is
 answered `{"label": script.label(text)}` with a fixed usage (`PROMPT_TOKENS`, `COMPLETION_TOKENS`). A test changes:
 
-- `plan`: the next requests' answers, in order: `("status", code, headers)`, `("hang",)` (no answer until the server
-  stops), `("content", text)` (any content, e.g. a label outside the set);
+- `plan`: the next requests' answers, in order: `("status", code, headers[, body])`, `("hang",)` (no answer until
+  the server stops), `("content", text)` (any content, e.g. a label outside the set);
 - `content`: when set, the content of every plain answer, given the request's body (e.g. `{"examples": [...]}` for
   a generation request);
 - `formats`: the answer constraints it accepts (`response_format` types and `grammar`; others answer 400 naming
@@ -89,7 +89,8 @@ def _app(script: Script) -> FastAPI:
 async def _answer(script: Script, body: dict[str, Any]) -> Any:
     step = script.plan.popleft() if script.plan else ("answer",)
     if step[0] == "status":
-        return JSONResponse({"error": {"message": "scripted"}}, status_code=step[1], headers=step[2])
+        body = step[3] if len(step) > 3 else {"error": {"message": "scripted"}}
+        return JSONResponse(body, status_code=step[1], headers=step[2])
     if step[0] == "hang":
         await asyncio.to_thread(script.released.wait, 60)
         return JSONResponse({"error": {"message": "stopped"}}, status_code=503)

@@ -200,6 +200,22 @@ def test_the_grammar_admits_exactly_the_labels(script: Script, registry: Registr
     assert body["grammar"] == SPAM.grammar and "response_format" not in body
 
 
+def test_an_error_that_echoes_the_request_does_not_step_the_constraint_down(
+    script: Script, registry: Registry
+) -> None:
+    """FastAPI-style servers repeat the request in a validation error: its `response_format` is no complaint."""
+    body = {"model": "scripted", "response_format": {"type": "json_schema"}, "seed": "x"}
+    echo = {"detail": [{"loc": ["body", "seed"], "msg": "Input should be a valid integer", "input": body}]}
+    script.plan.append(("status", 422, {}, echo))
+    llm = client(registry, script.url, max_concurrency=1)
+    results = ask(llm, ["refused", "fine"])
+    assert isinstance(results[0], LLMUnavailable) and labels(results[1:]) == ["ham"]
+    assert llm.output == "json_schema"
+    named = {"detail": [{"loc": ["body", "response_format"], "msg": "json_schema is not supported", "input": body}]}
+    script.plan.append(("status", 422, {}, named))
+    assert labels(ask(llm, ["third"])) == ["ham"] and llm.output == "grammar"  # an error that names it steps down
+
+
 def test_a_400_that_does_not_name_the_constraint_fails_only_its_text(script: Script, registry: Registry) -> None:
     script.plan.append(("status", 400, {}))  # e.g. a text too long for the model's context
     llm = client(registry, script.url, max_concurrency=1)

@@ -84,6 +84,28 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _error_message(response: httpx.Response) -> str:
+    """What an error reply says, without any echo of the request: OpenAI's `error.message`, FastAPI's `detail`
+    (each entry's `loc` and `msg`, never its `input`, which repeats the request's `response_format`), else the
+    text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:2000]
+    if not isinstance(body, dict):
+        return ""
+    parts: list[str] = []
+    error = body.get("error")
+    parts.append(str(error.get("message", "")) if isinstance(error, dict) else str(error or ""))
+    detail = body.get("detail")
+    if isinstance(detail, list):
+        parts += [f"{d.get('loc', '')} {d.get('msg', '')}" for d in detail if isinstance(d, dict)]
+    elif detail is not None:
+        parts.append(str(detail))
+    parts.append(str(body.get("message") or ""))
+    return " ".join(parts)[:2000]
+
+
 def _tokens(text: str) -> int:
     """A token count estimated from characters, for servers whose reply has no `usage`."""
     return math.ceil(len(text) / 4)
@@ -267,7 +289,7 @@ class LLMClient:
                         raise LLMAnswerInvalid(f"endpoint {self.name}: the reply is not a JSON object")
                     return reply
                 if response.status_code not in RETRIED:
-                    raise _Refused(response.status_code, bool(CONSTRAINT_WORDS.search(response.text[:2000])))
+                    raise _Refused(response.status_code, bool(CONSTRAINT_WORDS.search(_error_message(response))))
                 why = f"HTTP {response.status_code}"
                 asked = retry_after(response) if response.status_code in (429, 503) else None
                 if asked is not None and asked > spec.max_backoff_s:
