@@ -200,9 +200,7 @@ def test_the_grammar_admits_exactly_the_labels(script: Script, registry: Registr
     assert body["grammar"] == SPAM.grammar and "response_format" not in body
 
 
-def test_an_error_that_echoes_the_request_does_not_step_the_constraint_down(
-    script: Script, registry: Registry
-) -> None:
+def test_an_error_that_echoes_the_request_does_not_step_the_constraint_down(script: Script, registry: Registry) -> None:
     """FastAPI-style servers repeat the request in a validation error: its `response_format` is no complaint."""
     body = {"model": "scripted", "response_format": {"type": "json_schema"}, "seed": "x"}
     echo = {"detail": [{"loc": ["body", "seed"], "msg": "Input should be a valid integer", "input": body}]}
