@@ -25,7 +25,8 @@ from serve_fixtures import running, wait_until
 from shoal import coldstart
 from shoal.cli import app
 from shoal.data.assembled import assembled
-from shoal.data.ingest import ingest_file
+from shoal.data.ingest import ingest_file, ingest_frame
+from shoal.data.readers import LINE
 from shoal.llm.answerer import LLM_FAMILY
 from shoal.registry import PRODUCTION
 from shoal.report.data import model_report
@@ -198,6 +199,12 @@ def test_with_no_human_labelled_test_rows_quality_is_measured_against_the_llm(
     assert coldstart.waiting(ws, "spam") is None
     found = assembled(ws, "spam")
     assert found is not None and found.judged_by == "the LLM's answers (no human-labelled test rows)"
+    # a teacher's labels (shoal label) are no human's either: they do not become the gold test set
+    taught = texts.iloc[300:360][["text"]].assign(label="ham", **{LINE: range(2, 62)})
+    ingest_frame(ws, "spam", taught, source="teacher", provenance={"kind": "teacher", "teacher": "v1"})
+    found = assembled(ws, "spam")
+    assert found is not None and found.judged_by == "the LLM's answers (no human-labelled test rows)"
+    assert set(found.test["text"]) & set(served)  # the LLM's test rows were not moved out for the teacher's
     [report] = train_models(ws, ["spam"])
     assert report.decision is not None, report.error
     assert "quality measured against the LLM's answers (no human-labelled test rows)" in report.decision.reason
@@ -206,7 +213,7 @@ def test_with_no_human_labelled_test_rows_quality_is_measured_against_the_llm(
     ingest_file(ws, "spam", write_rows(tmp_path / "gold.csv", texts.iloc[400:500]), split="test")
     found = assembled(ws, "spam")
     assert found is not None and found.judged_by is None and len(found.test) == 100
-    assert any("labelled by the LLM moved to training" in note for note in found.notes)
+    assert any("labelled by the LLM or a teacher moved to training" in note for note in found.notes)
     log.close()
 
 

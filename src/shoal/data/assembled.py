@@ -69,10 +69,10 @@ def _gold_test(
     """(train, test, judged_by) with the test rows whose latest label is an LLM's moved to training when any test
     row has a person's label; else the test as it is, judged by the LLM (`notes` says which)."""
     task = get_task(ws.model(drops[0].model).task)
-    by_llm: dict[str, bool] = {}  # each key's latest label: an LLM's?
+    by_llm: dict[str, bool] = {}  # each key's latest label: an LLM's (or a teacher's: no human gave it either)?
     for drop in drops:
         for key in task.split_keys(ws.registry.load_drops([drop])):
-            by_llm[key] = labelled_by_llm(drop)
+            by_llm[key] = labelled_by_llm(drop) or drop.provenance is not None
     llm_rows = task.split_keys(test).map(lambda key: by_llm.get(key, False)).astype(bool)
     if not llm_rows.any():
         return train, test, None
@@ -82,7 +82,7 @@ def _gold_test(
         )
         return train, test, "the LLM's answers (no human-labelled test rows)"
     notes.append(
-        f"{int(llm_rows.sum())} test rows labelled by the LLM moved to training: the test set is the "
+        f"{int(llm_rows.sum())} test rows labelled by the LLM or a teacher moved to training: the test set is the "
         f"{int((~llm_rows).sum())} human-labelled rows"
     )
     moved = pd.concat([train, test[llm_rows.to_numpy()]], ignore_index=True)
