@@ -217,6 +217,23 @@ def test_with_no_human_labelled_test_rows_quality_is_measured_against_the_llm(
     log.close()
 
 
+def test_a_busy_llm_that_answers_slowly_is_not_made_to_rest(tmp_path: Path, script: Script) -> None:
+    """A batch the endpoint cannot finish within timeout_s (one request at a time, 0.4 s each): the request gets a
+    503, but the endpoint answered some texts, so it is busy, not down — the next request asks it again at once."""
+    script.hold, script.hold_s = 2, 0.4  # never 2 in flight (max_concurrency 1): each request waits hold_s
+    llm = {"base_url": script.url, "model": "scripted", "max_concurrency": 1, "timeout_s": 30}
+    ws = cold_fleet(tmp_path / "ws", llm, llm={"endpoint": "local", "timeout_s": 1.5, "cooldown_s": 60})
+    coldstart.start(ws, "spam")
+    batch = [f"text number {i}" for i in range(12)]
+    with running(ws) as url:
+        first, _ = predict(url, batch)
+        asked = len(script.requests)
+        predict(url, batch)
+        asked_again = len(script.requests) - asked
+    assert first.status_code == 503 and first.json()["error"]["code"] == "llm_unavailable", first.text
+    assert 0 < asked < len(batch) and asked_again > 0  # not resting: asked again, the answered texts from the cache
+
+
 @pytest.mark.parametrize("how", ["down", "hang", "invalid"])
 def test_an_llm_that_fails_answers_503_fast_never_a_hang(tmp_path: Path, script: Script, how: str) -> None:
     llm: dict[str, Any] = {"base_url": script.url, "model": "scripted", "timeout_s": 60}

@@ -86,11 +86,16 @@ class LLMAnswerer:
             raise LLMUnavailable(
                 f"endpoint {self.client.name} failed moments ago ({self.down}); not asked for {self.cooldown_s:g} s"
             )
+        answered_before = self._answered()
         try:
             async with asyncio.timeout(self.timeout_s):
                 results = await self.client.classify(texts, self.prompt)
         except TimeoutError:
-            raise self._rest(f"endpoint {self.client.name}: no answer within {self.timeout_s:g} s") from None
+            why = f"endpoint {self.client.name}: no answer within {self.timeout_s:g} s"
+            answered = self._answered() - answered_before
+            if answered:  # busy, not down: what it answered is cached for the retry, and nobody is made to rest
+                raise LLMUnavailable(f"{why} for all {len(texts)} texts of the batch ({answered} answered)") from None
+            raise self._rest(why) from None
         columns = {label: i for i, label in enumerate(self.labels)}
         proba = np.zeros((len(texts), len(self.labels)))
         errors: list[LLMError | None] = []
@@ -106,6 +111,10 @@ class LLMAnswerer:
         elif not any(errors):
             self.down = None
         return proba, errors
+
+    def _answered(self) -> int:
+        """The requests this process's client got an answer to (a label or not), so far."""
+        return self.client.outcomes["ok"] + self.client.outcomes["invalid"]
 
     def _rest(self, why: str) -> LLMUnavailable:
         self.down, self.resting_until = why, time.monotonic() + self.cooldown_s
