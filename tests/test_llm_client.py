@@ -6,6 +6,7 @@ registry (SQLite, and PostgreSQL where the test says)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -23,6 +24,7 @@ from shoal.llm.client import Answer, LLMClient
 from shoal.llm.errors import LLMAnswerInvalid, LLMError, LLMUnavailable
 from shoal.llm.prompt import DEFAULT_PROMPT, Prompt
 from shoal.llm.spec import LLMEndpoint
+from shoal.llm.synth import ExamplesPrompt
 from shoal.registry import Registry
 from shoal.registry import schema as t
 from shoal.registry.llm_store import LLMStore
@@ -308,3 +310,14 @@ def test_a_real_local_llm_held_to_the_grammar_answers_only_labels(smollm2: str, 
     answers = ask(llm, ["my card has not arrived yet", "what is the euro rate today", "hello there"], intents)
     assert all(isinstance(answer, Answer) and answer.label in intents.labels for answer in answers), answers
     assert llm.outcomes == {"ok": 3}
+
+
+def test_a_real_local_llm_held_to_the_examples_grammar_writes_at_most_n_texts(smollm2: str, registry: Registry) -> None:
+    """synth's request on a llama.cpp server without json_schema: 1 to n JSON strings of at most max_chars each."""
+    asking = ExamplesPrompt(3, 60)
+    assert asking.grammar.count('", " text') == 2 and "char{0,60}" in asking.grammar
+    llm = client(registry, smollm2, model="smollm2", output="grammar", timeout_s=120)
+    [answer] = ask(llm, ["label: refund. Examples: I want my money back"], asking)
+    assert isinstance(answer, Answer), answer
+    examples = json.loads(answer.label)
+    assert 1 <= len(examples) <= 3 and all(isinstance(e, str) and len(e) <= 60 for e in examples)

@@ -49,12 +49,6 @@ class ExampleRequest:
         )
 
 
-#: GBNF of `{"examples": [one or more JSON strings]}`, for llama.cpp servers without json_schema
-EXAMPLES_GRAMMAR = r"""root ::= "{\"examples\": [" text ( ", " text )* "]}"
-text ::= "\"" ( [^"\\\x00-\x1f] | "\\" ["\\/bfnrt] )* "\""
-"""
-
-
 @dataclass(frozen=True)
 class ExamplesPrompt:
     """The prompt of a request for up to `n` new texts of at most about `max_chars` characters each."""
@@ -92,10 +86,21 @@ class ExamplesPrompt:
             schema_format = {"name": "examples", "strict": True, "schema": schema}
             return {"response_format": {"type": "json_schema", "json_schema": schema_format}}
         if output == "grammar":
-            return {"grammar": EXAMPLES_GRAMMAR}
+            return {"grammar": self.grammar}
         if output == "json_object":
             return {"response_format": {"type": "json_object"}}
         return {}
+
+    @cached_property
+    def grammar(self) -> str:
+        """GBNF of `{"examples": [1 to n JSON strings of at most max_chars characters]}`, for llama.cpp servers
+        without json_schema (bounded like the schema, so a model cannot run on until max_tokens cuts the JSON)."""
+        more = "".join(' ( ", " text' for _ in range(self.n - 1)) + " )?" * (self.n - 1)
+        return (
+            f'root ::= "{{\\"examples\\": [" text{more} "]}}"\n'
+            f'text ::= "\\"" char{{0,{self.max_chars}}} "\\""\n'
+            'char ::= [^"\\\\\\x00-\\x1f] | "\\\\" ["\\\\/bfnrt]\n'
+        )
 
     def parse(self, content: Any) -> str:
         """The examples as a JSON list of strings (the cache keeps it as one string)."""
