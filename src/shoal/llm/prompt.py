@@ -75,20 +75,8 @@ class Prompt:
 
     def constraint(self, output: str) -> dict[str, Any]:
         """The request fields that constrain the answer for `output` (none for `text`: the answer is parsed)."""
-        if output == "json_schema":
-            schema = {
-                "type": "object",
-                "properties": {"label": {"type": "string", "enum": list(self.labels)}},
-                "required": ["label"],
-                "additionalProperties": False,
-            }
-            schema_format = {"name": "label", "strict": True, "schema": schema}
-            return {"response_format": {"type": "json_schema", "json_schema": schema_format}}
-        if output == "grammar":
-            return {"grammar": self.grammar}
-        if output == "json_object":
-            return {"response_format": {"type": "json_object"}}
-        return {}
+        label = {"type": "string", "enum": list(self.labels)}
+        return constraint_fields(output, "label", {"label": label}, self.grammar)
 
     @cached_property
     def grammar(self) -> str:
@@ -112,6 +100,21 @@ class Prompt:
         if not isinstance(label, str) or label not in self.labels:
             raise LLMAnswerInvalid("the answer names no label of the set")
         return label
+
+
+def constraint_fields(output: str, name: str, properties: dict[str, Any], grammar: str) -> dict[str, Any]:
+    """The request fields that hold an answer to a JSON object of `properties` (all required) as strongly as
+    `output` allows: OpenAI's `json_schema` response format, llama.cpp's `grammar`, JSON mode, or none (`text`)."""
+    if output == "json_schema":
+        required = list(properties)
+        schema = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+        named = {"name": name, "strict": True, "schema": schema}
+        return {"response_format": {"type": "json_schema", "json_schema": named}}
+    if output == "grammar":
+        return {"grammar": grammar}
+    if output == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    return {}
 
 
 def _gbnf(text: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 from shoal.llm.client import Answer, LLMClient
 from shoal.llm.errors import LLMAnswerInvalid, SpendCapReached
+from shoal.llm.prompt import constraint_fields
 from shoal.llm.spec import LLMEndpoint
 from shoal.registry import Registry
 from shoal.registry.llm_store import LLMStore
@@ -74,22 +75,8 @@ class ExamplesPrompt:
 
     def constraint(self, output: str) -> dict[str, Any]:
         """The request fields that hold the answer to `{"examples": [texts]}` as strongly as `output` allows."""
-        if output == "json_schema":
-            schema = {
-                "type": "object",
-                "properties": {
-                    "examples": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": self.n}
-                },
-                "required": ["examples"],
-                "additionalProperties": False,
-            }
-            schema_format = {"name": "examples", "strict": True, "schema": schema}
-            return {"response_format": {"type": "json_schema", "json_schema": schema_format}}
-        if output == "grammar":
-            return {"grammar": self.grammar}
-        if output == "json_object":
-            return {"response_format": {"type": "json_object"}}
-        return {}
+        examples = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": self.n}
+        return constraint_fields(output, "examples", {"examples": examples}, self.grammar)
 
     @cached_property
     def grammar(self) -> str:
