@@ -153,7 +153,33 @@ def relative_of(uri: str) -> str:
     return relative
 
 
-class ArtifactStore:
+class Verified:
+    """What every artifact store answers from its `problem(uri, checksum)`: `verify` and `open`."""
+
+    def problem(self, uri: str, checksum: str) -> str | None:
+        raise NotImplementedError
+
+    def _verified(self, uri: str, checksum: str) -> Path:
+        """The local folder of an artifact `problem` found nothing wrong with."""
+        raise NotImplementedError
+
+    def verify(self, uri: str, checksum: str) -> bool:
+        """Whether the artifact behind `uri` is present and matches `checksum`."""
+        return self.problem(uri, checksum) is None
+
+    def open(self, uri: str, checksum: str) -> Path:
+        """A local folder of the artifact behind `uri`, after checking it still matches `checksum`."""
+        problem = self.problem(uri, checksum)
+        if problem is not None:
+            raise ArtifactError(
+                f"{problem}; refusing to load it. Run 'shoal doctor' to check the store, and promote a version "
+                "that verifies (or restore the artifact from a backup)",
+                problem,
+            )
+        return self._verified(uri, checksum)
+
+
+class ArtifactStore(Verified):
     """An artifact store in a local (or mounted) folder: the default."""
 
     def __init__(self, root: Path) -> None:
@@ -266,17 +292,5 @@ class ArtifactStore:
             return f"artifact {uri} was changed after it was registered (checksum {actual[:12]} != {checksum[:12]})"
         return None
 
-    def verify(self, uri: str, checksum: str) -> bool:
-        """Whether the artifact behind `uri` is present and matches `checksum`."""
-        return self.problem(uri, checksum) is None
-
-    def open(self, uri: str, checksum: str) -> Path:
-        """The folder behind `uri`, after checking it still matches `checksum`."""
-        problem = self.problem(uri, checksum)
-        if problem is not None:
-            raise ArtifactError(
-                f"{problem}; refusing to load it. Run 'shoal doctor' to check the store, and promote a version "
-                "that verifies (or restore the folder from a backup)",
-                problem,
-            )
+    def _verified(self, uri: str, checksum: str) -> Path:
         return self.path(uri)

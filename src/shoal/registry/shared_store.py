@@ -37,6 +37,7 @@ from shoal.registry.artifacts import (
     UNOWNED_STALE_SECONDS,
     ArtifactError,
     ArtifactStore,
+    Verified,
     files_checksum,
     folder_checksum,
     folder_files,
@@ -72,7 +73,7 @@ def is_url(location: str) -> bool:
     return "://" in location
 
 
-class SharedArtifactStore:
+class SharedArtifactStore(Verified):
     """The artifact store at `url`, with `cache` as this node's folder for staging and verified copies."""
 
     def __init__(self, url: str, cache: Path) -> None:
@@ -298,18 +299,7 @@ class SharedArtifactStore:
                 shutil.rmtree(private, ignore_errors=True)
         return None
 
-    def verify(self, uri: str, checksum: str) -> bool:
-        return self.problem(uri, checksum) is None
-
-    def open(self, uri: str, checksum: str) -> Path:
-        """This node's verified copy of the artifact behind `uri` (downloaded into the cache when missing)."""
-        problem = self.problem(uri, checksum)
-        if problem is not None:
-            raise ArtifactError(
-                f"{problem}; refusing to load it. Run 'shoal doctor' to check the store, and promote a version "
-                "that verifies (or restore the artifact from a backup)",
-                problem,
-            )
+    def _verified(self, uri: str, checksum: str) -> Path:
         return self._cached(checksum)
 
     def folder(self, uri: str, checksum: str) -> Path:
