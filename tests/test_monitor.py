@@ -18,7 +18,7 @@ from serve_fixtures import SPAM_ROWS, Trained, copy_workspace
 from shoal.cli import app
 from shoal.data.assembled import assembled
 from shoal.data.ingest import ingest_file
-from shoal.monitor import DRIFT_EVENT
+from shoal.monitor import DRIFT_EVENT, watch
 from shoal.monitor.drift import Reference, check, level_for_budget, other_script_share
 from shoal.monitor.estimate import estimated_accuracy, live_shortfall_p, shortfall_p
 from shoal.monitor.stats import benjamini_hochberg, chi2_test, mmd_test
@@ -260,6 +260,22 @@ def test_the_worker_tests_live_accuracy_again_only_on_new_feedback(
     alerts = ws.registry.events("spam", kind=DRIFT_EVENT)
     assert len(alerts) == 2 and all("live accuracy" in alert.message for alert in alerts)
     log.close()
+
+
+def test_a_versions_reference_is_built_once_per_process(
+    trained: Trained, tmp_path: Path, sms: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version's reference never changes: the second check reuses it (it predicts every training input)."""
+    ws = copy_workspace(trained, tmp_path / "ws")
+    _log_served(ws, sms["text"].tolist()[SPAM_ROWS : SPAM_ROWS + 200])
+    built: list[int] = []
+    build = watch._reference
+    monkeypatch.setattr(watch, "_reference", lambda *a, **k: built.append(1) or build(*a, **k))
+    first = watch.latest_window(ws, "spam", window=200, min_samples=150, level=0.01)
+    again = watch.latest_window(ws, "spam", window=200, min_samples=150, level=0.01)
+    assert len(built) == 1 and first.verdict.summary() == again.verdict.summary()
+    watch.latest_window(ws, "spam", window=200, min_samples=150, level=0.01, reference_size=300)
+    assert len(built) == 2  # another reference size is another reference
 
 
 def test_a_versions_reference_comes_from_the_drops_it_was_trained_on(
