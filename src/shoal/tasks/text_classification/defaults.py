@@ -22,10 +22,9 @@ from collections import Counter
 from shoal.data.sets import TrainSet
 from shoal.families.runtime.minilm_source import trainable
 from shoal.tasks.base import DataDefaults
+from shoal.tasks.text_classification.spec import SMALL_ROWS, STATIC_FAMILIES
 
 IMBALANCED_RATIO = 1.25
-SMALL_ROWS = 2_000
-STATIC_FAMILIES = ["majority", "tfidf-logreg", "tfidf-svm"]
 
 
 def profile(train: TrainSet) -> dict[str, float | int]:

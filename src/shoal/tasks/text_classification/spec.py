@@ -10,8 +10,11 @@ from pydantic import Field, model_validator
 from shoal.cascade.spec import CascadeSpec
 from shoal.fleet import ModelSpec
 from shoal.llm.spec import ColdStartSpec
-from shoal.tasks.text_classification.defaults import SMALL_ROWS, STATIC_FAMILIES
 
+#: the default families; a model whose first training data has fewer than SMALL_ROWS rows also gets minilm-logreg
+#: when the embeddings extra is installed (`defaults.choose`)
+STATIC_FAMILIES = ["majority", "tfidf-logreg", "tfidf-svm"]
+SMALL_ROWS = 2_000
 _F1_OF_CLASS = re.compile(r"^f1:(?P<label>.+)$")
 
 
