@@ -58,8 +58,9 @@ def test_the_routes_and_their_documented_models_come_from_the_task_codecs() -> N
         "TextClassificationResponse.predictions": "Prediction",
         "RegressionResponse.predictions": "ValuePrediction",
         "ForecastingResponse.predictions": "SeriesForecast",
+        "TokenClassificationResponse.predictions": "Entities",
     }
     assert answers("/v1/models/{name}/embed") == {"EmbeddingResponse.embeddings": "array"}
     predict = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]
-    assert len(predict["schema"]["properties"]["inputs"]["anyOf"]) == 3  # texts, feature rows, series ids
+    assert len(predict["schema"]["properties"]["inputs"]["anyOf"]) == 4  # texts, feature rows, series ids, NER texts
     assert "top_k applies to text-classification only" in predict["schema"]["description"]
