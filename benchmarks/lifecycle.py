@@ -13,13 +13,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
-from machine import print_command, print_machine
+from machine import print_command, print_machine, shoal
 
 from shoal.workspace import Workspace
 
@@ -33,13 +32,6 @@ MODELS = {
     "offensive": ("tweeteval_offensive", "macro_f1", "SVM 52.3, FastText 73.4, RoBERTa-Base 79.5"),
     "spam": ("sms_spam", "mcc", "linear SVM MCC 0.893 (floor 0.89)"),
 }
-
-
-def shoal(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"shoal {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 def main() -> None:

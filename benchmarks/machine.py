@@ -86,3 +86,11 @@ def print_command(started: float) -> None:
         f"{wall:.0f} s wall; at the end: {load_average()})",
         flush=True,
     )
+
+
+def shoal(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m shoal ARGS` in this interpreter; exits the benchmark with its output when it fails."""
+    done = subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"shoal {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done

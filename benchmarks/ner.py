@@ -16,24 +16,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
-from machine import print_command, print_machine
+from machine import print_command, print_machine, shoal
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = ["person", "location", "group", "creative-work", "corporation", "product"]
 BEST_2017 = {"entity_f1": 0.4186, "surface_f1": 0.4024}  # UH-RiTUAL, the shared task's first place
-
-
-def shoal(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"shoal {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 def main() -> None:

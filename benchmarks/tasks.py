@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from machine import print_command, print_machine
+from machine import print_command, print_machine, shoal
 
 from shoal.workspace import Workspace
 
@@ -53,13 +52,6 @@ FILES = {
     "cars": "monthly_car_sales/monthly-car-sales.csv",
     "temps": "daily_max_temperatures/daily-max-temperatures.csv",
 }
-
-
-def shoal(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"shoal {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 def versions(name: str, w: list[str]) -> list[dict[str, Any]]:

@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-from machine import load_average, print_command, print_machine
+from machine import load_average, print_command, print_machine, shoal
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the pooled set's sources: (label prefix, folder, files)
@@ -86,13 +85,12 @@ def pooled(data: Path, rows: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataF
     return frame.iloc[:rows], frame.iloc[rows:]
 
 
-def shoal(*args: str, echo: bool = False) -> str:
-    done = subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"shoal {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+def shoal_out(*args: str, echo: bool = False) -> str:
+    """`shoal ARGS`' output (printed too with `echo`)."""
+    out = shoal(*args).stdout
     if echo:
-        print(done.stdout, flush=True)
-    return done.stdout
+        print(out, flush=True)
+    return out
 
 
 def prepare(name: str, data: Path, ws: Path, rows: int) -> list[tuple[Path, str]]:
@@ -123,12 +121,12 @@ def run(name: str, data: Path, root: Path, rows: int) -> dict:
     (ws / "shoal.yaml").write_text(f"models:\n  {name}:\n    task: text-classification\n", encoding="utf-8")
     w = ["-w", str(ws)]
     for path, split in prepare(name, data, ws, rows):
-        shoal("ingest", name, str(path), "--split", split, "--skip-invalid", *w)
+        shoal_out("ingest", name, str(path), "--split", split, "--skip-invalid", *w)
     print(f"## {name}: shoal train ({load_average()})", flush=True)
     started = time.perf_counter()
-    shoal("train", name, *w, echo=True)
+    shoal_out("train", name, *w, echo=True)
     wall = time.perf_counter() - started
-    versions = json.loads(shoal("versions", name, "--json", *w))
+    versions = json.loads(shoal_out("versions", name, "--json", *w))
     return {"name": name, "wall": wall, "versions": versions, "load": load_average()}
 
 
