@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +26,22 @@ WorkspaceOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@contextmanager
+def counted(description: str) -> Iterator[Callable[..., None]]:
+    """A transient progress bar of items done of a total; yields `update(done, total, what=None)` (`what`: a new
+    description)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task(description, total=None)
+
+        def update(done: int, total: int | None, what: str | None = None) -> None:
+            progress.update(bar, completed=done, total=total, **({"description": what} if what else {}))
+
+        yield update
 
 
 def open_workspace(path: Path) -> Workspace:

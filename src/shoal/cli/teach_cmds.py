@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from shoal.cli.common import WorkspaceOption, console, open_workspace
+from shoal.cli.common import WorkspaceOption, console, counted, open_workspace
 
 
 def label(
@@ -33,13 +33,9 @@ def label(
 ) -> None:
     """Label unlabeled texts with a teacher and store them as a training drop with their provenance; then run
     `shoal train`."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from shoal.train.teach import label as label_drop
 
-    columns = (TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        bar = progress.add_task("labelling", total=None)
+    with counted("labelling") as update:
         result = label_drop(
             open_workspace(workspace),
             model,
@@ -47,7 +43,7 @@ def label(
             unlabeled,
             text_column=text_column,
             min_confidence=min_confidence,
-            progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            progress=update,
         )
     console.print(
         f"teacher {result.teacher}: {result.read} texts read, {result.known} already in the data, "
@@ -104,14 +100,10 @@ def synth(
     """Ask an LLM for new training texts per label, seeded with real ones; keep those that pass the checks
     (duplicates, near-duplicates, the teacher's label, length, language) as a training drop; then run `shoal
     train`."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from shoal.train.synth import REASONS
     from shoal.train.synth import synth as synth_drop
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        bar = progress.add_task("generating", total=None)
+    with counted("generating") as update:
         result = synth_drop(
             open_workspace(workspace),
             model,
@@ -121,7 +113,7 @@ def synth(
             seeds=seeds,
             batch=batch,
             near=near,
-            progress=lambda what, done, total: progress.update(bar, description=what, completed=done, total=total),
+            progress=lambda what, done, total: update(done, total, what),
         )
     requests = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.outcomes.items()))
     console.print(
