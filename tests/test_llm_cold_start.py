@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +140,9 @@ def test_a_cold_start_is_answered_by_the_llm_then_a_small_version_demotes_it_to_
         # the LLM's answers to the other half: each text once, none already in the data
         labelled = {normalize(t) for t in [*served["text"].iloc[::2], *held_out["text"]]}
         expected = len({normalize(t) for t in served["text"].iloc[1::2]} - labelled)
-        assert sources[2].startswith("llm-answers of v1: endpoint local, model scripted")
-        assert sources[2].endswith(f", {expected} answer(s)")
+        assert sources[2] == f"llm-answers of v1 (local, scripted): {expected} answer(s)"
+        provenance = ws.registry.drops("spam")[2].provenance
+        assert provenance is not None and (provenance["kind"], provenance["teacher"]) == ("llm-answers", "llm:local")
         production = ws.registry.version("spam", ws.registry.alias("spam", PRODUCTION))
         assert production.family == "tfidf-logreg"
         history = ws.registry.alias_history("spam")
@@ -184,7 +186,8 @@ def test_with_no_human_labelled_test_rows_quality_is_measured_against_the_llm(
 ) -> None:
     gold = dict(zip(texts["text"], texts["label"], strict=True))
     script.label = llm_right_but(gold, every=10)
-    ws = cold_fleet(tmp_path / "ws", {"base_url": script.url, "model": "scripted", "price_in": 1.0})
+    llm = {"base_url": script.url, "model": "scripted", "price_in": 1.0}
+    ws = cold_fleet(tmp_path / "ws", llm, llm={"endpoint": "local", "min_rows": 200, "min_agreement": 0.999})
     version = coldstart.start(ws, "spam")
     assert version is not None and coldstart.start(ws, "spam") is None  # once
     assert coldstart.waiting(ws, "spam") == "cold start: 0 of 200 labelled rows (min_rows) while the LLM answers"
@@ -197,23 +200,43 @@ def test_with_no_human_labelled_test_rows_quality_is_measured_against_the_llm(
     drop = coldstart.llm_answers_drop(ws, log, "spam")
     assert drop is not None and drop.drop.n_rows == 250 and coldstart.llm_answers_drop(ws, log, "spam") is None
     assert coldstart.waiting(ws, "spam") is None
+    by_llm = "the teacher's labels (the cold start's LLM answers, llm:local)"
     found = assembled(ws, "spam")
-    assert found is not None and found.judged_by == "the LLM's answers (no human-labelled test rows)"
+    assert found is not None and found.judged_by == by_llm
     # a teacher's labels (shoal label) are no human's either: they do not become the gold test set
     taught = texts.iloc[300:360][["text"]].assign(label="ham", **{LINE: range(2, 62)})
     ingest_frame(ws, "spam", taught, source="teacher", provenance={"kind": "teacher", "teacher": "v1"})
     found = assembled(ws, "spam")
-    assert found is not None and found.judged_by == "the LLM's answers (no human-labelled test rows)"
+    both = "the teacher's labels (the cold start's LLM answers, llm:local, v1)"
+    assert found is not None and found.judged_by == both
     assert set(found.test["text"]) & set(served)  # the LLM's test rows were not moved out for the teacher's
+    # the LLM would score ~100% on its own answers: the small version needs min_agreement with it instead
     [report] = train_models(ws, ["spam"])
-    assert report.decision is not None, report.error
-    assert "quality measured against the LLM's answers (no human-labelled test rows)" in report.decision.reason
-    assert "v1 (LLM local)" in report.decision.reason
+    decision = report.decision
+    assert decision is not None, report.error
+    assert (decision.promote, decision.code, decision.metric) == (False, "below_agreement", "agreement")
+    assert "judged against the LLM" in decision.reason and "v1 (LLM local)" in decision.reason, decision.reason
+    assert f"the test rows being {both}" in decision.reason
+    agreed = decision.delta + 0.999
+    assert 0.5 < agreed < 0.999  # the student learnt the LLM's labels, short of the (strict) threshold
+    spec = yaml.safe_load((ws.root / "shoal.yaml").read_text(encoding="utf-8"))
+    spec["models"]["spam"]["llm"]["min_agreement"] = 0.5
+    (ws.root / "shoal.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    ws = Workspace(ws.root)
+    [report] = train_models(ws, ["spam"])
+    assert report.decision is not None and report.decision.code == "agreement", report.decision
+    production = ws.registry.version("spam", ws.registry.alias("spam", PRODUCTION))
+    assert production.family == "tfidf-logreg"
+    assert "promoted: agrees with the LLM at least min_agreement" in ws.registry.alias_history("spam")[-1].reason
+    # `shoal eval` and the report say whose labels judged it
+    evaluated = json.loads(CliRunner().invoke(app, ["eval", "spam", "--json", "-w", str(ws.root)]).output)
+    assert evaluated["test_labels"] == f"no human-labelled test rows: quality is measured against {both}"
+    assert escape(f"quality is measured against {both}") in model_page(model_report(ws, "spam"))
     # a human-labelled test row arrives: the test set is the human-labelled rows only, the LLM's join training
     ingest_file(ws, "spam", write_rows(tmp_path / "gold.csv", texts.iloc[400:500]), split="test")
     found = assembled(ws, "spam")
     assert found is not None and found.judged_by is None and len(found.test) == 100
-    assert any("labelled by the LLM or a teacher moved to training" in note for note in found.notes)
+    assert any("labelled by an LLM or a teacher moved to training" in note for note in found.notes)
     log.close()
 
 
