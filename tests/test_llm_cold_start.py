@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from shoal.data.assembled import assembled
 from shoal.data.ingest import ingest_file, ingest_frame
 from shoal.data.readers import LINE
 from shoal.llm.answerer import LLM_FAMILY
-from shoal.registry import PRODUCTION
+from shoal.registry import PRODUCTION, prediction_log
 from shoal.report.data import model_report
 from shoal.report.html import model_page
 from shoal.tasks.text_classification import normalize
@@ -237,6 +238,79 @@ def test_with_no_human_labelled_test_rows_quality_is_measured_against_the_llm(
     found = assembled(ws, "spam")
     assert found is not None and found.judged_by is None and len(found.test) == 100
     assert any("labelled by an LLM or a teacher moved to training" in note for note in found.notes)
+    log.close()
+
+
+def test_the_llm_answers_taken_are_exactly_those_logged_after_the_last_drop(
+    tmp_path: Path, script: Script, texts: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each drop of LLM answers records the id of the last logged answer it took, and the next one starts after it:
+    answers a server wrote to its log late (buffered while the database was away: their time precedes the drop) are
+    taken all the same, and none twice."""
+    ws = cold_fleet(
+        tmp_path / "ws", {"base_url": script.url, "model": "scripted"}, llm={"endpoint": "local", "min_rows": 50}
+    )
+    version = coldstart.start(ws, "spam")
+    assert version is not None
+    log = ws.prediction_log()
+    first, late = texts["text"].iloc[:60].tolist(), texts["text"].iloc[60:120].tolist()
+    log.record("r1", "spam", version.number, first, ["ham"] * len(first))
+    log.flush()
+    taken = coldstart.llm_answers_drop(ws, log, "spam")
+    assert taken is not None and taken.drop.n_rows == 60
+    assert taken.drop.provenance is not None and taken.drop.provenance["last_log_id"] > 0
+    logged_at = taken.drop.created_at - timedelta(minutes=5)
+    monkeypatch.setattr(prediction_log, "now", lambda: logged_at)
+    log.record("r2", "spam", version.number, late, ["spam"] * len(late))
+    log.flush()
+    again = coldstart.llm_answers_drop(ws, log, "spam")
+    assert again is not None and again.drop.n_rows == 60
+    assert set(ws.registry.load_drops([again.drop])["text"]) == set(late)
+    assert coldstart.llm_answers_drop(ws, log, "spam") is None  # nothing new since
+    log.close()
+
+
+def test_a_registry_from_before_llm_answers_had_provenance_reads_them_as_the_llms(
+    tmp_path: Path, script: Script, texts: pd.DataFrame
+) -> None:
+    """A registry written when a cold start's LLM answers were marked by their drop's source only: opened again, each
+    such drop has its provenance (once), so it is judged and split as the LLM's, and the next drop of answers (no
+    `last_log_id` to start after) reads the whole log but takes only the texts not in the data yet."""
+    ws = cold_fleet(
+        tmp_path / "ws", {"base_url": script.url, "model": "scripted"}, llm={"endpoint": "local", "min_rows": 50}
+    )
+    version = coldstart.start(ws, "spam")
+    assert version is not None
+    old = texts.iloc[:200][["text", "label"]].assign(**{LINE: range(2, 202)})
+    source = "llm-answers of v1: endpoint local, model scripted, prompt 0123456789ab, 200 answer(s)"
+    ingest_frame(ws, "spam", old, source=source)  # as shoal stored it then: no provenance
+    ingest_frame(ws, "spam", old.iloc[:5].assign(**{LINE: range(2, 7)}), source="llm-answers of v1 notes.csv")
+    assert [drop.provenance for drop in ws.registry.drops("spam")] == [None, None]
+    ws.close()
+    for _ in range(2):  # the provenance is written once
+        reopened = Workspace(ws.root)
+        legacy, human = reopened.registry.drops("spam")
+        assert legacy.provenance == {
+            "kind": "llm-answers",
+            "teacher": "llm:local",
+            "endpoint_model": "scripted",
+            "prompt_hash": "0123456789ab",
+            "version": 1,
+            "last_log_id": None,
+            "confidence": None,
+        }
+        assert human.provenance is None  # not a source shoal wrote
+        reopened.close()
+    reopened = Workspace(ws.root)
+    found = assembled(reopened, "spam")
+    assert found is not None and found.judged_by is None  # the one human drop's test rows are the test set
+    assert any("labelled by an LLM or a teacher moved to training" in note for note in found.notes)
+    log = reopened.prediction_log()
+    served = texts["text"].iloc[150:300].tolist()  # 50 in the old drop, 100 new
+    log.record("r1", "spam", version.number, served, ["ham"] * len(served))
+    log.flush()
+    taken = coldstart.llm_answers_drop(reopened, log, "spam")
+    assert taken is not None and set(reopened.registry.load_drops([taken.drop])["text"]) == set(served[50:])
     log.close()
 
 
