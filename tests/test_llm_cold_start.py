@@ -5,7 +5,9 @@ controlled error rate, a spent cap, an outage, a hang); llama.cpp's server with 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -33,6 +35,9 @@ from shoal.llm.answerer import LLM_FAMILY
 from shoal.registry import PRODUCTION, prediction_log
 from shoal.report.data import model_report
 from shoal.report.html import model_page
+from shoal.serve.errors import ServeError
+from shoal.serve.metrics import Metrics
+from shoal.serve.pool import ModelPool
 from shoal.tasks.text_classification import normalize
 from shoal.train.trainer import train_models
 from shoal.worker.runner import Worker
@@ -357,6 +362,42 @@ def test_an_llm_that_fails_answers_503_fast_never_a_hang(tmp_path: Path, script:
         assert response.headers["retry-after"] == "60"
     assert waited < 10, f"the first request waited {waited:.1f} s"
     assert waited_again < 2 and asked_again == 0  # resting: refused at once, the endpoint not asked
+
+
+def test_an_llm_batch_in_flight_when_the_server_stops_is_refused_and_ends(
+    tmp_path: Path, script: Script, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server stops while the LLM is still answering a batch (a client gone, its batch left running): the batch
+    is cancelled, its request answered 503 `shutting_down`, no task is left running and nothing is logged as an
+    error (the endpoint's client is closed only once the batch ended)."""
+    script.plan.extend([("hang",)] * 5)
+    ws = cold_fleet(
+        tmp_path / "ws",
+        {"base_url": script.url, "model": "scripted", "timeout_s": 60},
+        llm={"endpoint": "local", "timeout_s": 60},
+    )
+    coldstart.start(ws, "spam")
+
+    async def serve_then_stop() -> tuple[BaseException | None, list[asyncio.Task[Any]]]:
+        pool = ModelPool(ws, Metrics(), poll_interval_s=60)
+        await pool.refresh()
+        slot = pool.slots["spam"]
+        assert slot.current is not None
+        asked = asyncio.create_task(slot.batcher.predict(slot.current, ["free entry in a weekly competition"]))
+        async with asyncio.timeout(15):
+            while not script.in_flight:
+                await asyncio.sleep(0.01)
+        await asyncio.wait_for(pool.stop(), 10)
+        done, _ = await asyncio.wait([asked], timeout=10)
+        left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task() and not task.done()]
+        return (asked.exception() if done else None), left
+
+    with caplog.at_level(logging.WARNING):
+        refused, left = asyncio.run(serve_then_stop())
+    assert isinstance(refused, ServeError) and (refused.status, refused.code) == (503, "shutting_down"), refused
+    assert left == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    ws.close()
 
 
 def test_the_daily_spend_cap_stops_the_calls(tmp_path: Path, script: Script) -> None:
