@@ -165,8 +165,8 @@ class Registry:
         self.engine.dispose()
 
     def _llm_answers_provenance(self) -> None:
-        """Give its provenance to each drop of a cold start's LLM answers stored before such drops had one (a
-        registry written by shoal before 0.x marked them by their source only: `LEGACY_LLM_ANSWERS`)."""
+        """Give its provenance to each drop of a cold start's LLM answers stored before such drops had one (then their
+        source alone marked them: `LEGACY_LLM_ANSWERS`); a read only, when there is none (the usual case)."""
         legacy = (
             select(t.drops.c.id, t.drops.c.source)
             .outerjoin(t.drop_provenance, t.drop_provenance.c.drop_id == t.drops.c.id)
@@ -174,7 +174,7 @@ class Registry:
         )
         with self._read() as conn:
             found = [(row.id, LEGACY_LLM_ANSWERS.fullmatch(row.source)) for row in conn.execute(legacy)]
-        if not any(match for _, match in found):  # the usual case: nothing to write
+        if not any(match for _, match in found):
             return
         with self._write() as conn:
             for drop_id, match in found:
