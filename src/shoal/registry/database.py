@@ -176,7 +176,7 @@ class Registry:
             found = [(row.id, LEGACY_LLM_ANSWERS.fullmatch(row.source)) for row in conn.execute(legacy)]
         if not any(match for _, match in found):
             return
-        with self._write() as conn:
+        with suppress(IntegrityError), self._write() as conn:  # IntegrityError: another process wrote them first
             for drop_id, match in found:
                 if match is None:
                     continue
