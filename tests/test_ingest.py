@@ -85,16 +85,6 @@ def test_unknown_file_type_and_unknown_model_are_clear(make_workspace, tmp_path:
         ingest_file(ws, "nope", odd)
 
 
-def test_a_file_named_like_a_cold_starts_llm_answers_is_refused(make_workspace, sms, tmp_path: Path) -> None:
-    """A drop whose source starts with `llm-answers` holds an LLM's labels: a person's file must not pass for one."""
-    ws = make_workspace({"spam": spam_model()})
-    path = tmp_path / "llm-answers-reviewed.csv"
-    sms.head(20).to_csv(path, index=False)
-    with pytest.raises(DropRejected, match="rename the file"):
-        ingest_file(ws, "spam", path)
-    assert "spam" not in ws.registry.model_names() or ws.registry.drops("spam") == []
-
-
 def test_jsonl_lines_end_at_newline_only(make_workspace, tmp_path: Path) -> None:
     """Issue 12: U+2028, U+2029 and U+0085 inside a JSON string split the line (str.splitlines): valid lines were
     refused and line numbers drifted. A CRLF file reads the same."""

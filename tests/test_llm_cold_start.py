@@ -5,9 +5,13 @@ controlled error rate, a spent cap, an outage, a hang); llama.cpp's server with 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +32,12 @@ from shoal.data.assembled import assembled
 from shoal.data.ingest import ingest_file, ingest_frame
 from shoal.data.readers import LINE
 from shoal.llm.answerer import LLM_FAMILY
-from shoal.registry import PRODUCTION
+from shoal.registry import PRODUCTION, prediction_log
 from shoal.report.data import model_report
 from shoal.report.html import model_page
+from shoal.serve.errors import ServeError
+from shoal.serve.metrics import Metrics
+from shoal.serve.pool import ModelPool
 from shoal.tasks.text_classification import normalize
 from shoal.train.trainer import train_models
 from shoal.worker.runner import Worker
@@ -139,8 +146,9 @@ def test_a_cold_start_is_answered_by_the_llm_then_a_small_version_demotes_it_to_
         # the LLM's answers to the other half: each text once, none already in the data
         labelled = {normalize(t) for t in [*served["text"].iloc[::2], *held_out["text"]]}
         expected = len({normalize(t) for t in served["text"].iloc[1::2]} - labelled)
-        assert sources[2].startswith("llm-answers of v1: endpoint local, model scripted")
-        assert sources[2].endswith(f", {expected} answer(s)")
+        assert sources[2] == f"llm-answers of v1 (local, scripted): {expected} answer(s)"
+        provenance = ws.registry.drops("spam")[2].provenance
+        assert provenance is not None and (provenance["kind"], provenance["teacher"]) == ("llm-answers", "llm:local")
         production = ws.registry.version("spam", ws.registry.alias("spam", PRODUCTION))
         assert production.family == "tfidf-logreg"
         history = ws.registry.alias_history("spam")
@@ -184,7 +192,8 @@ def test_with_no_human_labelled_test_rows_quality_is_measured_against_the_llm(
 ) -> None:
     gold = dict(zip(texts["text"], texts["label"], strict=True))
     script.label = llm_right_but(gold, every=10)
-    ws = cold_fleet(tmp_path / "ws", {"base_url": script.url, "model": "scripted", "price_in": 1.0})
+    llm = {"base_url": script.url, "model": "scripted", "price_in": 1.0}
+    ws = cold_fleet(tmp_path / "ws", llm, llm={"endpoint": "local", "min_rows": 200, "min_agreement": 0.999})
     version = coldstart.start(ws, "spam")
     assert version is not None and coldstart.start(ws, "spam") is None  # once
     assert coldstart.waiting(ws, "spam") == "cold start: 0 of 200 labelled rows (min_rows) while the LLM answers"
@@ -197,23 +206,116 @@ def test_with_no_human_labelled_test_rows_quality_is_measured_against_the_llm(
     drop = coldstart.llm_answers_drop(ws, log, "spam")
     assert drop is not None and drop.drop.n_rows == 250 and coldstart.llm_answers_drop(ws, log, "spam") is None
     assert coldstart.waiting(ws, "spam") is None
+    by_llm = "the teacher's labels (the cold start's LLM answers, llm:local)"
     found = assembled(ws, "spam")
-    assert found is not None and found.judged_by == "the LLM's answers (no human-labelled test rows)"
+    assert found is not None and found.judged_by == by_llm
     # a teacher's labels (shoal label) are no human's either: they do not become the gold test set
     taught = texts.iloc[300:360][["text"]].assign(label="ham", **{LINE: range(2, 62)})
     ingest_frame(ws, "spam", taught, source="teacher", provenance={"kind": "teacher", "teacher": "v1"})
     found = assembled(ws, "spam")
-    assert found is not None and found.judged_by == "the LLM's answers (no human-labelled test rows)"
+    both = "the teacher's labels (the cold start's LLM answers, llm:local, v1)"
+    assert found is not None and found.judged_by == both
     assert set(found.test["text"]) & set(served)  # the LLM's test rows were not moved out for the teacher's
+    # the LLM would score ~100% on its own answers: the small version needs min_agreement with it instead
     [report] = train_models(ws, ["spam"])
-    assert report.decision is not None, report.error
-    assert "quality measured against the LLM's answers (no human-labelled test rows)" in report.decision.reason
-    assert "v1 (LLM local)" in report.decision.reason
+    decision = report.decision
+    assert decision is not None, report.error
+    assert (decision.promote, decision.code, decision.metric) == (False, "below_agreement", "agreement")
+    assert "judged against the LLM" in decision.reason and "v1 (LLM local)" in decision.reason, decision.reason
+    assert f"the test rows being {both}" in decision.reason
+    agreed = decision.delta + 0.999
+    assert 0.5 < agreed < 0.999  # the student learnt the LLM's labels, short of the (strict) threshold
+    spec = yaml.safe_load((ws.root / "shoal.yaml").read_text(encoding="utf-8"))
+    spec["models"]["spam"]["llm"]["min_agreement"] = 0.5
+    (ws.root / "shoal.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    ws = Workspace(ws.root)
+    [report] = train_models(ws, ["spam"])
+    assert report.decision is not None and report.decision.code == "agreement", report.decision
+    production = ws.registry.version("spam", ws.registry.alias("spam", PRODUCTION))
+    assert production.family == "tfidf-logreg"
+    assert "promoted: agrees with the LLM at least min_agreement" in ws.registry.alias_history("spam")[-1].reason
+    # `shoal eval` and the report say whose labels judged it
+    evaluated = json.loads(CliRunner().invoke(app, ["eval", "spam", "--json", "-w", str(ws.root)]).output)
+    assert evaluated["test_labels"] == f"no human-labelled test rows: quality is measured against {both}"
+    assert escape(f"quality is measured against {both}") in model_page(model_report(ws, "spam"))
     # a human-labelled test row arrives: the test set is the human-labelled rows only, the LLM's join training
     ingest_file(ws, "spam", write_rows(tmp_path / "gold.csv", texts.iloc[400:500]), split="test")
     found = assembled(ws, "spam")
     assert found is not None and found.judged_by is None and len(found.test) == 100
-    assert any("labelled by the LLM or a teacher moved to training" in note for note in found.notes)
+    assert any("labelled by an LLM or a teacher moved to training" in note for note in found.notes)
+    log.close()
+
+
+def test_the_llm_answers_taken_are_exactly_those_logged_after_the_last_drop(
+    tmp_path: Path, script: Script, texts: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each drop of LLM answers records the id of the last logged answer it took, and the next one starts after it:
+    answers a server wrote to its log late (buffered while the database was away: their time precedes the drop) are
+    taken all the same, and none twice."""
+    ws = cold_fleet(
+        tmp_path / "ws", {"base_url": script.url, "model": "scripted"}, llm={"endpoint": "local", "min_rows": 50}
+    )
+    version = coldstart.start(ws, "spam")
+    assert version is not None
+    log = ws.prediction_log()
+    first, late = texts["text"].iloc[:60].tolist(), texts["text"].iloc[60:120].tolist()
+    log.record("r1", "spam", version.number, first, ["ham"] * len(first))
+    log.flush()
+    taken = coldstart.llm_answers_drop(ws, log, "spam")
+    assert taken is not None and taken.drop.n_rows == 60
+    assert taken.drop.provenance is not None and taken.drop.provenance["last_log_id"] > 0
+    logged_at = taken.drop.created_at - timedelta(minutes=5)
+    monkeypatch.setattr(prediction_log, "now", lambda: logged_at)
+    log.record("r2", "spam", version.number, late, ["spam"] * len(late))
+    log.flush()
+    again = coldstart.llm_answers_drop(ws, log, "spam")
+    assert again is not None and again.drop.n_rows == 60
+    assert set(ws.registry.load_drops([again.drop])["text"]) == set(late)
+    assert coldstart.llm_answers_drop(ws, log, "spam") is None  # nothing new since
+    log.close()
+
+
+def test_a_registry_from_before_llm_answers_had_provenance_reads_them_as_the_llms(
+    tmp_path: Path, script: Script, texts: pd.DataFrame
+) -> None:
+    """A registry written when a cold start's LLM answers were marked by their drop's source only: opened again, each
+    such drop has its provenance (once), so it is judged and split as the LLM's, and the next drop of answers (no
+    `last_log_id` to start after) reads the whole log but takes only the texts not in the data yet."""
+    ws = cold_fleet(
+        tmp_path / "ws", {"base_url": script.url, "model": "scripted"}, llm={"endpoint": "local", "min_rows": 50}
+    )
+    version = coldstart.start(ws, "spam")
+    assert version is not None
+    old = texts.iloc[:200][["text", "label"]].assign(**{LINE: range(2, 202)})
+    source = "llm-answers of v1: endpoint local, model scripted, prompt 0123456789ab, 200 answer(s)"
+    ingest_frame(ws, "spam", old, source=source)  # as shoal stored it then: no provenance
+    ingest_frame(ws, "spam", old.iloc[:5].assign(**{LINE: range(2, 7)}), source="llm-answers of v1 notes.csv")
+    assert [drop.provenance for drop in ws.registry.drops("spam")] == [None, None]
+    ws.close()
+    for _ in range(2):  # the provenance is written once
+        reopened = Workspace(ws.root)
+        legacy, human = reopened.registry.drops("spam")
+        assert legacy.provenance == {
+            "kind": "llm-answers",
+            "teacher": "llm:local",
+            "endpoint_model": "scripted",
+            "prompt_hash": "0123456789ab",
+            "version": 1,
+            "last_log_id": None,
+            "confidence": None,
+        }
+        assert human.provenance is None  # not a source shoal wrote
+        reopened.close()
+    reopened = Workspace(ws.root)
+    found = assembled(reopened, "spam")
+    assert found is not None and found.judged_by is None  # the one human drop's test rows are the test set
+    assert any("labelled by an LLM or a teacher moved to training" in note for note in found.notes)
+    log = reopened.prediction_log()
+    served = texts["text"].iloc[150:300].tolist()  # 50 in the old drop, 100 new
+    log.record("r1", "spam", version.number, served, ["ham"] * len(served))
+    log.flush()
+    taken = coldstart.llm_answers_drop(reopened, log, "spam")
+    assert taken is not None and set(reopened.registry.load_drops([taken.drop])["text"]) == set(served[50:])
     log.close()
 
 
@@ -260,6 +362,42 @@ def test_an_llm_that_fails_answers_503_fast_never_a_hang(tmp_path: Path, script:
         assert response.headers["retry-after"] == "60"
     assert waited < 10, f"the first request waited {waited:.1f} s"
     assert waited_again < 2 and asked_again == 0  # resting: refused at once, the endpoint not asked
+
+
+def test_an_llm_batch_in_flight_when_the_server_stops_is_refused_and_ends(
+    tmp_path: Path, script: Script, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server stops while the LLM is still answering a batch (a client gone, its batch left running): the batch
+    is cancelled, its request answered 503 `shutting_down`, no task is left running and nothing is logged as an
+    error (the endpoint's client is closed only once the batch ended)."""
+    script.plan.extend([("hang",)] * 5)
+    ws = cold_fleet(
+        tmp_path / "ws",
+        {"base_url": script.url, "model": "scripted", "timeout_s": 60},
+        llm={"endpoint": "local", "timeout_s": 60},
+    )
+    coldstart.start(ws, "spam")
+
+    async def serve_then_stop() -> tuple[BaseException | None, list[asyncio.Task[Any]]]:
+        pool = ModelPool(ws, Metrics(), poll_interval_s=60)
+        await pool.refresh()
+        slot = pool.slots["spam"]
+        assert slot.current is not None
+        asked = asyncio.create_task(slot.batcher.predict(slot.current, ["free entry in a weekly competition"]))
+        async with asyncio.timeout(15):
+            while not script.in_flight:
+                await asyncio.sleep(0.01)
+        await asyncio.wait_for(pool.stop(), 10)
+        done, _ = await asyncio.wait([asked], timeout=10)
+        left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task() and not task.done()]
+        return (asked.exception() if done else None), left
+
+    with caplog.at_level(logging.WARNING):
+        refused, left = asyncio.run(serve_then_stop())
+    assert isinstance(refused, ServeError) and (refused.status, refused.code) == (503, "shutting_down"), refused
+    assert left == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    ws.close()
 
 
 def test_the_daily_spend_cap_stops_the_calls(tmp_path: Path, script: Script) -> None:

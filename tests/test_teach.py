@@ -165,7 +165,8 @@ def test_a_model_without_human_test_rows_is_judged_against_the_teacher_until_it_
     human = sms[sms["text"].isin(_fresh(sms, 1000, 1400, sms.iloc[:400]))]
     ingest_frame(ws, "spam", human.assign(**{LINE: range(2, len(human) + 2)}), source="gold.csv", split="test")
     found = assembled(ws, "spam")
-    assert found is not None and not any("teacher" in note for note in found.notes)
+    assert found is not None and not any("measured against" in note for note in found.notes)
+    assert any("labelled by an LLM or a teacher moved to training" in note for note in found.notes)
     assert set(found.test["text"]) == set(human["text"])  # the teacher's test rows went to training
     assert set(texts) <= set(found.train["text"])
 

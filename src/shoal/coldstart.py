@@ -6,9 +6,9 @@ the actor `cold-start`; the server answers with it through the model's batcher (
 are logged like any prediction and feedback joins them. The worker, each scan (`shoal.worker.coldstart`):
 
 1. starts the model cold when it has no production version;
-2. turns the LLM's logged answers into a training drop (`llm_answers_drop`: source `llm-answers ...`, the texts that
-   are not in the model's data yet and have no feedback) once the model's labelled rows reach `min_rows`, then after
-   each `min_rows` new answers while the LLM still answers;
+2. turns the LLM's logged answers into a training drop (`llm_answers_drop`: provenance kind `llm-answers`, the
+   texts that are not in the model's data yet and have no feedback) once the model's labelled rows reach
+   `min_rows`, then after each `min_rows` new answers while the LLM still answers;
 3. holds the model's retrain triggers until then (`waiting`).
 
 Training then fits the small families on the LLM's answers and the feedback labels (a person's label supersedes the
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ import pandas as pd
 
 from shoal import __version__
 from shoal.cascade.spec import model_cascade
-from shoal.data.assembled import LLM_ANSWERS, assembled, labelled_by_llm
+from shoal.data.assembled import LLM_ANSWERS, assembled, labelled_by_llm_answers
 from shoal.data.ingest import IngestResult, ingest_frame
 from shoal.data.readers import LINE
 from shoal.data.sets import TestSet
@@ -48,8 +47,6 @@ from shoal.workspace import Workspace
 ACTOR = "cold-start"
 #: the most logged answers one drop reads
 MAX_ANSWERS = 1_000_000
-#: how late a server's prediction log may be written after the answer (it flushes every half second)
-LOG_DELAY = timedelta(minutes=1)
 
 
 def cold_spec(ws: Workspace, name: str) -> ColdStartSpec | None:
@@ -126,25 +123,23 @@ def waiting(ws: Workspace, name: str) -> str | None:
 
 
 def llm_answers_drop(ws: Workspace, log: PredictionLog, name: str) -> IngestResult | None:
-    """The LLM version's logged answers as a training drop with provenance (source: `llm-answers`, the endpoint, its
-    model, the prompt's hash and the count), once enough exist: the texts not in the model's data yet and without
-    feedback (a person's label is never overwritten by the LLM's), each text once. Written when the model's labelled
-    rows and these answers reach `min_rows` (the first such drop), then at each `min_rows` new answers. Split like
-    any drop; `shoal.data.assembled` keeps the LLM's labels out of the test set whenever human-labelled test rows
-    exist."""
+    """The LLM version's logged answers as a training drop with provenance (kind `llm-answers`: the teacher
+    `llm:<endpoint>`, its model, the prompt's hash, the version and the id of the last logged answer taken), once
+    enough exist: the answers logged after the last such drop's (its `last_log_id`; every one for the first drop or
+    a drop stored without it), of the texts not in the model's data yet and without feedback (a person's label is
+    never overwritten by the LLM's), each text once. Written when the model's labelled rows and these answers reach
+    `min_rows` (the first such drop), then at each `min_rows` new answers. Split like any drop;
+    `shoal.data.assembled` keeps the LLM's labels out of the test set whenever human-labelled test rows exist."""
     cold, version = cold_spec(ws, name), answering(ws, name)
     if cold is None or version is None:
         return None
     registry = ws.registry
     drops = registry.drops(name)
-    earlier = [drop for drop in drops if labelled_by_llm(drop)]
+    earlier = [drop for drop in drops if labelled_by_llm_answers(drop)]
     needed = cold.min_rows if earlier else cold.min_rows - labelled_rows(drops)
-    # the answers logged before the last such drop are in its rows (but a server writes its log a moment late)
-    since = earlier[-1].created_at - LOG_DELAY if earlier else None
-    logged: dict[str, tuple[str, str]] = {}
-    for text, label in log.recent(name, version.number, MAX_ANSWERS, since):
-        if label is not None:
-            logged[normalize(text)] = (text, label)  # the latest answer of a text repeated
+    after = earlier[-1].provenance.get("last_log_id") if earlier and earlier[-1].provenance else None
+    rows = log.logged_after(name, version.number, after, MAX_ANSWERS)
+    logged = {normalize(text): (text, label) for _, text, label in rows if label is not None}  # a text's latest
     if not logged or len(logged) < needed:  # checked before the model's data is read: most scans end here
         return None
     found = assembled(ws, name)
@@ -159,11 +154,17 @@ def llm_answers_drop(ws: Workspace, log: PredictionLog, name: str) -> IngestResu
     frame = pd.DataFrame(
         {LINE: range(1, len(texts) + 1), spec.text_column: list(texts), spec.label_column: list(labels)}  # type: ignore[attr-defined]
     )
-    source = (
-        f"{LLM_ANSWERS} of v{version.number}: endpoint {answers.endpoint}, model {answers.model}, prompt "
-        f"{answers.prompt.hash[:12]}, {len(texts)} answer(s)"
-    )
-    return ingest_frame(ws, name, frame, source=source, split="auto", skip_invalid=True)
+    provenance = {
+        "kind": LLM_ANSWERS,
+        "teacher": f"llm:{answers.endpoint}",
+        "endpoint_model": answers.model,
+        "prompt_hash": answers.prompt.hash,
+        "version": version.number,
+        "last_log_id": rows[-1][0],
+        "confidence": None,
+    }
+    source = f"{LLM_ANSWERS} of v{version.number} ({answers.endpoint}, {answers.model}): {len(texts)} answer(s)"
+    return ingest_frame(ws, name, frame, source=source, split="auto", skip_invalid=True, provenance=provenance)
 
 
 def llm_client(ws: Workspace, endpoint: str) -> LLMClient:

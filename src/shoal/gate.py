@@ -13,6 +13,10 @@ a challenger at least 2x cheaper may also win when its metric is provably no wor
 test is the task's: its Δ is always oriented so that > 0 means the challenger is better (an error metric's Δ is
 the reduction).
 
+A cold start's LLM champion judged on its own answers (no human-labelled test rows) would score about 100%: there
+the challenger is promoted once its agreement with the LLM reaches the model's `llm.min_agreement` (`agreement`);
+with human-labelled test rows it faces the LLM as any champion, on those rows.
+
 When the challenger is refused, two things may still be promoted: the champion's own recipe refit on newer data
 when the champion's output is stale (a forecast that starts before the latest observation), and, for a first
 version of a task whose floor is itself a useful answer (a seasonal-naive forecast), the floor's version, so
@@ -33,6 +37,7 @@ from shoal.families.base import read_json
 from shoal.faults import checkpoint
 from shoal.fleet import GateSpec, ModelSpec
 from shoal.llm.answerer import LLM_FAMILY
+from shoal.llm.spec import DEFAULT_MIN_AGREEMENT
 from shoal.registry import PRODUCTION, Registry, Version
 from shoal.tasks import get_task
 from shoal.tasks.base import TaskKind
@@ -65,7 +70,8 @@ class Decision:
     p_value: float
     test: str
     #: why, as a word: over_budget, same_predictions, significant, non_inferior, not_better, below_minimum,
-    #: not_significant (a refit, a served floor or a component rule keep the word of the gate on the challenger)
+    #: not_significant; against a cold start's LLM on its own answers: agreement, below_agreement (a refit, a served
+    #: floor or a component rule keep the word of the gate on the challenger)
     code: str = ""
     #: what would help, when a first version is refused (`shoal.advice`)
     advice: tuple[str, ...] = ()
@@ -94,17 +100,22 @@ def run(
         else Contender(task.floor_name, task.floor(train, test), 0.0, 0.0, 0.0)
     )
     challenger = _contender(ws, task, best, test)
-    stats = task.paired_test(
-        test,
-        challenger.predictions,
-        opponent.predictions,
-        spec.metric,
-        bootstrap=settings.evaluation.bootstrap,
-        seed=settings.seed,
-    )
-    decision = decide(spec.gate, spec.metric, challenger, opponent, stats)
-    if test.judged_by is not None:
-        decision = replace(decision, reason=f"{decision.reason}; quality measured against {test.judged_by}")
+    if champion is not None and champion.family == LLM_FAMILY and test.judged_by is not None:
+        cold = getattr(spec, "llm", None)
+        threshold = cold.min_agreement if cold is not None else DEFAULT_MIN_AGREEMENT
+        decision = agreement(spec.gate, threshold, challenger, opponent, test.judged_by)
+    else:
+        stats = task.paired_test(
+            test,
+            challenger.predictions,
+            opponent.predictions,
+            spec.metric,
+            bootstrap=settings.evaluation.bootstrap,
+            seed=settings.seed,
+        )
+        decision = decide(spec.gate, spec.metric, challenger, opponent, stats)
+        if test.judged_by is not None:
+            decision = replace(decision, reason=f"{decision.reason}; quality measured against {test.judged_by}")
     # the gate's own figures belong to the challenger: a refit or floor promoted instead has none of its own
     gain: dict[str, Any] | None = {
         k: v for k, v in decision.as_dict().items() if k not in ("promote", "reason", "code", "advice")
@@ -366,6 +377,46 @@ def decide(spec: GateSpec, metric: str, challenger: Contender, champion: Contend
     if delta < spec.min_improvement:
         return decision(False, "below_minimum", f"kept the champion: gain below the minimum {spec.min_improvement:g}")
     return decision(False, "not_significant", f"kept the champion: not significant at alpha={spec.alpha:g}")
+
+
+def agreement(spec: GateSpec, threshold: float, challenger: Contender, llm: Contender, judged_by: str) -> Decision:
+    """A small challenger against a cold start's LLM when the test rows are labelled by no human (`judged_by`): the
+    LLM would score about 100% on its own answers, so no paired test could ever favour the challenger. It is
+    promoted once its agreement with the LLM's answers on these held-out rows reaches `threshold` (the model's
+    `llm.min_agreement`) and it fits the budgets; the reason says it was judged against the LLM."""
+    from scipy.stats import binomtest
+
+    agree = challenger.predictions == llm.predictions
+    n, k = len(agree), int(agree.sum())
+    share = k / n if n else 0.0
+    tested = binomtest(k, n, threshold, alternative="greater") if n else None
+    ci = tested.proportion_ci(method="wilson") if tested is not None else None
+    low, high = (ci.low, ci.high) if ci is not None else (0.0, 1.0)
+    against = (
+        f"{challenger.name} agrees with {llm.name} on {k} of {n} held-out test rows ({share:.4f}, 95% CI "
+        f"{low:.4f}..{high:.4f}; llm.min_agreement {threshold:g}): judged against the LLM, the test rows being "
+        f"{judged_by} (no human-labelled test rows)"
+    )
+
+    def decision(promote: bool, code: str, why: str) -> Decision:
+        p = float(tested.pvalue) if tested is not None else 1.0
+        return Decision(
+            promote,
+            f"{why}; {against}",
+            "agreement",
+            share - threshold,
+            [low - threshold, high - threshold],
+            p,
+            "binomial (agreement above min_agreement)",
+            code,
+        )
+
+    over = budget_problems(spec, challenger.p95_ms, challenger.size_mb)
+    if over:
+        return decision(False, "over_budget", "kept the LLM: challenger over budget (" + "; ".join(over) + ")")
+    if n and share >= threshold:
+        return decision(True, "agreement", "promoted: agrees with the LLM at least min_agreement")
+    return decision(False, "below_agreement", "kept the LLM: agrees with it less than min_agreement")
 
 
 def refreshed(decision: Decision, version: int, family: str, champion: int) -> Decision:

@@ -1,30 +1,28 @@
 """A model's data as its task assembles it from every stored drop: where training and the evaluations that judge
 a model on its current test set (the cascade's) start, so they always see the same rows.
 
-Labels no human gave are never test data next to human ones. Two kinds exist (to be folded into one):
-
-- a teacher's (`shoal label`, `shoal synth`; `Drop.provenance`): a teacher drop is stored as training rows when the
-  model has human-labelled test rows, and one stored with test rows (its model had none then) gives them to training
-  as soon as a human-labelled drop brings test rows; until then the model is judged against the teacher's labels,
-  and the assembly's notes say so;
-- a cold start's LLM answers (`shoal.coldstart`; the drop's source starts with `LLM_ANSWERS`), split like any drop:
-  when the test set holds rows with human labels (feedback, an ingested file), it is those rows only — the gold test
-  set — and the LLM-labelled test rows join training; when it holds none, the LLM's answers are the test set and
-  `judged_by` says so: quality is then measured against the LLM.
+Labels no human gave are never test data next to human ones. Such a drop carries its provenance (`Drop.provenance`:
+its kind — `teacher` for `shoal label`, `synth` for `shoal synth`, `llm-answers` for a cold start's logged LLM
+answers (`shoal.coldstart`) — the teacher, the prompt's hash...); a drop without one is human-labelled. Every drop is
+split like any other; then, when the test set holds rows whose latest label a person gave (an ingested file,
+feedback), it is those rows only — the gold test set — and the other test rows join training. When it holds none,
+the teacher's (or the LLM's) labels are the test set, and `judged_by` and the notes say so: quality is then
+measured against the teacher (`teacher_judged`, also what `shoal eval` and the report show).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 
 from shoal.registry import Drop
+from shoal.registry.records import LLM_ANSWERS
 from shoal.tasks import get_task
 from shoal.workspace import Workspace
 
-#: how the source of a drop of an LLM's answers begins
-LLM_ANSWERS = "llm-answers"
+NO_HUMAN_TEST = "no human-labelled test rows: quality is measured against "
 
 
 @dataclass(frozen=True)
@@ -37,8 +35,9 @@ class Assembled:
     judged_by: str | None = None
 
 
-def labelled_by_llm(drop: Drop) -> bool:
-    return drop.source.startswith(LLM_ANSWERS)
+def labelled_by_llm_answers(drop: Drop) -> bool:
+    """Whether `drop` holds a cold start's logged LLM answers."""
+    return drop.provenance is not None and drop.provenance.get("kind") == LLM_ANSWERS
 
 
 def assembled(ws: Workspace, name: str, dataset_version: str | None = None) -> Assembled | None:
@@ -50,43 +49,42 @@ def assembled(ws: Workspace, name: str, dataset_version: str | None = None) -> A
     if not drops:
         return None
     frames = [registry.load_drops([drop]) for drop in drops]
-    if human_test_rows(drops):  # a teacher's test rows (stored before there were human ones) train
-        frames = [f.assign(split="train") if d.provenance else f for d, f in zip(drops, frames, strict=True)]
     task = get_task(spec.task)
     train, test, notes = task.assemble(pd.concat(frames, ignore_index=True), spec)
     judged_by = None
-    if any(labelled_by_llm(drop) for drop in drops):
-        train, test, judged_by = _gold_test(ws, drops, train, test, notes)
-    judge = teacher_judged(drops)
-    if judge is not None and not test.empty:
-        notes.append(judge)
+    if any(drop.provenance is not None for drop in drops):
+        train, test, judged_by = _gold_test(task.split_keys, drops, frames, train, test, notes)
     return Assembled(registry.dataset_version(name, drops), train, test, notes, judged_by)
 
 
 def _gold_test(
-    ws: Workspace, drops: list[Drop], train: pd.DataFrame, test: pd.DataFrame, notes: list[str]
+    split_keys: Callable[[pd.DataFrame], pd.Series],
+    drops: list[Drop],
+    frames: list[pd.DataFrame],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    notes: list[str],
 ) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
-    """(train, test, judged_by) with the test rows whose latest label is an LLM's moved to training when any test
-    row has a person's label; else the test as it is, judged by the LLM (`notes` says which)."""
-    task = get_task(ws.model(drops[0].model).task)
-    by_llm: dict[str, bool] = {}  # each key's latest label: an LLM's (or a teacher's: no human gave it either)?
-    for drop in drops:
-        for key in task.split_keys(ws.registry.load_drops([drop])):
-            by_llm[key] = labelled_by_llm(drop) or drop.provenance is not None
-    llm_rows = task.split_keys(test).map(lambda key: by_llm.get(key, False)).astype(bool)
-    if not llm_rows.any():
+    """(train, test, judged_by): with human-labelled test rows, the test rows whose latest label no human gave moved
+    to training; without, the test as it is, judged by the teacher (`notes` says which)."""
+    judge = judged_against(drops)
+    if judge is not None:
+        if test.empty:
+            return train, test, None
+        notes.append(f"{NO_HUMAN_TEST}{judge}")
+        return train, test, judge
+    by_teacher: dict[str, bool] = {}  # each key's latest label: no human's?
+    for drop, frame in zip(drops, frames, strict=True):
+        for key in split_keys(frame):
+            by_teacher[key] = drop.provenance is not None
+    moved = split_keys(test).map(lambda key: by_teacher.get(key, False)).astype(bool).to_numpy()
+    if not moved.any():
         return train, test, None
-    if llm_rows.all():
-        notes.append(
-            f"no human-labelled test rows: quality is measured against the LLM's answers ({len(test)} test rows)"
-        )
-        return train, test, "the LLM's answers (no human-labelled test rows)"
     notes.append(
-        f"{int(llm_rows.sum())} test rows labelled by the LLM or a teacher moved to training: the test set is the "
-        f"{int((~llm_rows).sum())} human-labelled rows"
+        f"{int(moved.sum())} test rows labelled by an LLM or a teacher moved to training: the test set is the "
+        f"{int((~moved).sum())} human-labelled rows"
     )
-    moved = pd.concat([train, test[llm_rows.to_numpy()]], ignore_index=True)
-    return moved, test[~llm_rows.to_numpy()].reset_index(drop=True), None
+    return pd.concat([train, test[moved]], ignore_index=True), test[~moved].reset_index(drop=True), None
 
 
 def model_drops(ws: Workspace, name: str, dataset_version: str | None = None) -> list[Drop]:
@@ -103,13 +101,27 @@ def model_drops(ws: Workspace, name: str, dataset_version: str | None = None) ->
 
 def human_test_rows(drops: list[Drop]) -> bool:
     """Whether any of `drops` holds test rows a human labelled (a drop without provenance)."""
-    return any(drop.n_test and drop.provenance is None and not labelled_by_llm(drop) for drop in drops)
+    return any(drop.n_test and drop.provenance is None for drop in drops)
+
+
+def judged_against(drops: list[Drop]) -> str | None:
+    """Whose labels the test rows of `drops` are when no drop has human-labelled ones (a teacher's, a cold start's
+    LLM's), else None."""
+    teachers = sorted({teacher(d) for d in drops if d.provenance is not None and d.n_test})
+    if not teachers or human_test_rows(drops):
+        return None
+    return f"the teacher's labels ({', '.join(teachers)})"
 
 
 def teacher_judged(drops: list[Drop]) -> str | None:
-    """The note saying that the test rows of `drops` are a teacher's (no drop has human-labelled ones), else None:
-    what `shoal train`, `shoal eval` and the report show beside the scores."""
-    teachers = sorted({str(d.provenance.get("teacher")) for d in drops if d.provenance is not None and d.n_test})
-    if not teachers or human_test_rows(drops):
-        return None
-    return f"no human-labelled test rows: quality is measured against the teacher's labels ({', '.join(teachers)})"
+    """The note saying that quality is measured against a teacher (`judged_against`), else None: what `shoal train`,
+    `shoal eval` and the report show beside the scores."""
+    judge = judged_against(drops)
+    return None if judge is None else f"{NO_HUMAN_TEST}{judge}"
+
+
+def teacher(drop: Drop) -> str:
+    """Who labelled a drop no human labelled, as the notes name it."""
+    assert drop.provenance is not None
+    name = str(drop.provenance.get("teacher"))
+    return f"the cold start's LLM answers, {name}" if labelled_by_llm_answers(drop) else name

@@ -17,8 +17,6 @@ from typing import Any
 
 import pandas as pd
 
-from shoal.data.assembled import LLM_ANSWERS
-from shoal.data.errors import DropRejected, Problem
 from shoal.data.readers import read_table, records_frame
 from shoal.data.split_mode import SplitMode
 from shoal.registry import Drop
@@ -89,9 +87,6 @@ def prepare_file(
     skip_invalid: bool = False,
 ) -> Prepared:
     """Read and validate a file (see `prepare_frame`): what can go wrong here is the file's, never the store's."""
-    if path.name.startswith(LLM_ANSWERS):  # such a source marks a drop of an LLM's labels (`data.assembled`)
-        reason = f"file names starting with {LLM_ANSWERS!r} are kept for a cold start's LLM answers: rename the file"
-        raise DropRejected(path.name, [Problem(None, reason)])
     frame = read_table(path, source=path.name)
     return prepare_frame(ws, model, frame, stored, source=path.name, split=split, skip_invalid=skip_invalid)
 

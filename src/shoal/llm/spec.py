@@ -79,6 +79,10 @@ class LLMEndpoint(_Strict):
         return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
 
 
+#: the agreement with the LLM a small version needs when only the LLM's answers judge it (`ColdStartSpec`)
+DEFAULT_MIN_AGREEMENT = 0.9
+
+
 class ColdStartSpec(_Strict):
     """A model's `llm` key: the model starts cold, answered by an LLM endpoint until a small version is promoted;
     then the LLM answers only the inputs that version is unsure of (its cascade fallback).
@@ -102,6 +106,14 @@ class ColdStartSpec(_Strict):
     )
     max_deferral: float = Field(
         0.2, ge=0, le=1, description="once a small version is promoted: the share of inputs it sends to the LLM"
+    )
+    min_agreement: float = Field(
+        DEFAULT_MIN_AGREEMENT,
+        gt=0,
+        le=1,
+        description="with no human-labelled test rows (the LLM's answers are the test set), the gate promotes a small "
+        "version once it agrees with the LLM on this share of the held-out test rows (with human-labelled test "
+        "rows it must beat the LLM on them)",
     )
     timeout_s: float = Field(
         10.0, gt=0, description="how long a request waits for the LLM's answers; past it the request answers 503"

@@ -24,6 +24,8 @@ from shoal.faults import checkpoint
 from shoal.registry import schema as t
 from shoal.registry.artifacts import ArtifactError, ArtifactStore, StoreFull, free_bytes, store_full
 from shoal.registry.records import (
+    LEGACY_LLM_ANSWERS,
+    LLM_ANSWERS,
     AliasChange,
     Drop,
     Event,
@@ -157,9 +159,38 @@ class Registry:
         self._sqlite = self.engine.dialect.name == "sqlite"
         with self._disk_full_as_error():
             t.metadata.create_all(self.engine)
+            self._llm_answers_provenance()
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _llm_answers_provenance(self) -> None:
+        """Give its provenance to each drop of a cold start's LLM answers stored before such drops had one (then their
+        source alone marked them: `LEGACY_LLM_ANSWERS`); a read only, when there is none (the usual case)."""
+        legacy = (
+            select(t.drops.c.id, t.drops.c.source)
+            .outerjoin(t.drop_provenance, t.drop_provenance.c.drop_id == t.drops.c.id)
+            .where(t.drop_provenance.c.drop_id.is_(None), t.drops.c.source.like(f"{LLM_ANSWERS} of v% answer(s)"))
+        )
+        with self._read() as conn:
+            found = [(row.id, LEGACY_LLM_ANSWERS.fullmatch(row.source)) for row in conn.execute(legacy)]
+        if not any(match for _, match in found):
+            return
+        with suppress(IntegrityError), self._write() as conn:  # IntegrityError: another process wrote them first
+            for drop_id, match in found:
+                if match is None:
+                    continue
+                version, endpoint, model, prompt, _ = match.groups()
+                record = {
+                    "kind": LLM_ANSWERS,
+                    "teacher": f"llm:{endpoint}",
+                    "endpoint_model": model,
+                    "prompt_hash": prompt,  # its first 12 hex digits: all such a source kept
+                    "version": int(version),
+                    "last_log_id": None,
+                    "confidence": None,
+                }
+                conn.execute(insert(t.drop_provenance).values(drop_id=drop_id, kind=LLM_ANSWERS, record=record))
 
     # -- plumbing -----------------------------------------------------------------------------------
     @contextmanager

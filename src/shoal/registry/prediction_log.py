@@ -393,6 +393,22 @@ class PredictionLog:
             rows = connection.execute(query).all()
         return [(row.text, row.predicted) for row in reversed(rows)]
 
+    def logged_after(
+        self, model: str, version: int, after: int | None, limit: int
+    ) -> list[tuple[int, str, str | None]]:
+        """The first `limit` logged (id, input text, predicted) of `model` at `version` whose id is above `after`
+        (every one when None), oldest first: a reader that keeps the last id it took reads each row once."""
+        query = (
+            select(predictions.c.id, predictions.c.text, predictions.c.predicted)
+            .where(predictions.c.model == model, predictions.c.version == version)
+            .order_by(predictions.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(predictions.c.id > after)
+        with self.engine.connect() as connection:
+            return [(row.id, row.text, row.predicted) for row in connection.execute(query)]
+
     # -- feedback -----------------------------------------------------------------------------------
     def add_feedback(self, model: str, request_id: str, label: str, position: int | None = None) -> Feedback:
         """Join a label to a logged prediction of `model`. Raises NotLogged, AlreadyLabelled or FeedbackError."""

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+
+#: the provenance kind of a cold start's drop of its LLM's logged answers (`shoal.coldstart`)
+LLM_ANSWERS = "llm-answers"
+#: how such a drop's source read when it had no provenance (`Registry` gives these one when it opens)
+LEGACY_LLM_ANSWERS = re.compile(
+    rf"{LLM_ANSWERS} of v(\d+): endpoint (.+), model (.+), prompt ([0-9a-f]+), (\d+) answer\(s\)"
+)
 
 
 @dataclass(frozen=True)
@@ -21,8 +29,9 @@ class Drop:
     n_test: int
     warnings: list[str]
     created_at: datetime
-    #: where the labels came from when no human gave them (`{"kind": "teacher" | "synth", "teacher": ...,
-    #: "prompt_hash": ..., "confidence": [one per row, or None]}`); None for a human-labelled drop
+    #: where the labels came from when no human gave them (`{"kind": "teacher" | "synth" | "llm-answers", "teacher":
+    #: ..., "prompt_hash": ..., "confidence": [one per row, or None]}`; a cold start's LLM answers add the version and
+    #: `last_log_id`, the id of the last logged answer they took); None for a human-labelled drop
     provenance: dict[str, Any] | None = None
 
 

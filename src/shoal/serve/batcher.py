@@ -214,8 +214,14 @@ class Batcher:
         self._closed = False
         self._on_loop: set[asyncio.Task[None]] = set()  # the LLM batches running
 
-    def close(self) -> None:
+    async def stop(self) -> None:
+        """Start no batch any more, and end the LLM batches still waiting on their endpoint: each is refused (503
+        `shutting_down`) and its task awaited, so none outlives the server or meets its endpoint's closed client."""
         self._closed = True
+        running = list(self._on_loop)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def predict(self, loaded: Loaded, texts: list[str]) -> np.ndarray:
         """Class probabilities of `texts` from `loaded`, computed in batches shared with other requests."""
@@ -315,6 +321,10 @@ class Batcher:
         errors: list[LLMError | None] = []
         try:
             batch.output, errors = await answerer.apredict(batch.texts)
+        except asyncio.CancelledError:  # the server is stopping (`stop`): the batch's requests are refused
+            batch.error = unavailable("shutting_down", "the server is stopping; retry on another one")
+            self.finished(batch)
+            raise
         except LLMError as error:
             batch.error = llm_error(error, answerer.cooldown_s)
         except Exception as error:

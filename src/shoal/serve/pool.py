@@ -140,8 +140,7 @@ class ModelPool:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for slot in self.slots.values():
-            slot.batcher.close()
+        await asyncio.gather(*(slot.batcher.stop() for slot in self.slots.values()))  # before the LLM clients close
         for client in self.llm.values():
             await client.aclose()
         self.inference.close()
