@@ -27,6 +27,7 @@ TRAINING_STACK = (
     "transformers",
     "onnxruntime",
     "statsforecast",
+    "ray",
     "shoal.train.trainer",
     "shoal.train.search",
 )

@@ -27,6 +27,7 @@ from conftest import POSTGRES_ENV, REPO, SKIP_POSTGRES, read_csv
 from shoal.data.ingest import ingest_file
 from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
 from shoal.registry import PRODUCTION
+from shoal.train.trainer import train_models
 from shoal.workspace import Workspace
 
 pytest.importorskip("ray", reason="ray is not installed (pip install 'shoal[ray]'; the dev extra has it)")
@@ -72,19 +73,17 @@ class Cluster:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """End a `ray start --block` and everything it started (its session): SIGTERM (it stops its processes), then
-    SIGKILL to whatever is left. Only these processes: never `ray stop`, which ends every Ray process of the machine."""
+    """Kill a `ray start --block` and everything it started: its session's process group and every descendant.
+    Only these processes: never `ray stop`, which ends every Ray process of the machine, other users' too."""
+    tree: list[psutil.Process] = []
     with suppress(psutil.NoSuchProcess):
         tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
     with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs(tree, timeout=20)
-    for left in alive:
+        os.killpg(process.pid, signal.SIGKILL)
+    for left in tree:
         with suppress(psutil.NoSuchProcess):
             left.kill()
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=20)
+    psutil.wait_procs(tree, timeout=20)
     with suppress(subprocess.TimeoutExpired):
         process.wait(20)
 
@@ -205,24 +204,26 @@ def test_the_fleet_trained_on_ray_matches_the_local_executor_and_spreads_over_bo
     cluster: Cluster, postgres: Callable[[], str], make_workspace: Callable[..., Workspace], tmp_path: Path
 ) -> None:
     shared = tmp_path / "shared-artifacts"
+    started = time.perf_counter()
     local = _workspace(make_workspace, postgres(), tmp_path / "local-artifacts", tmp_path)
     remote = _workspace(make_workspace, postgres(), shared, tmp_path)
+    print(f"\ntwo workspaces in {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
-    _train(local, "local", "", cluster.env)
+    assert [r.error for r in train_models(local)] == [None] * len(_fleet())
     local_seconds = time.perf_counter() - started
     started = time.perf_counter()
     reports = _train(remote, "ray", cluster.address, cluster.env)
     ray_seconds = time.perf_counter() - started
-    assert _versions(remote) == _versions(local)
-    assert all(m["production"] is not None for m in _versions(remote).values())
-    nodes = {c["node"] for r in reports for c in r["candidates"]}
-    assert None not in nodes and len(nodes) == 2, nodes  # every fit ran on Ray, on both nodes
-    assert sorted(p.name for p in (shared / "artifacts").iterdir())  # the versions are in the shared folder
     tasks = sum(len(r["candidates"]) for r in reports)
     print(
         f"\nlocal {local_seconds:.1f} s, ray {ray_seconds:.1f} s for {tasks} fits: Ray overhead "
         f"{(ray_seconds - local_seconds) / tasks:.2f} s per fit (loaded: {os.getloadavg()[0]:.1f})"
     )
+    assert _versions(remote) == _versions(local)
+    assert all(m["production"] is not None for m in _versions(remote).values())
+    nodes = {c["node"] for r in reports for c in r["candidates"]}
+    assert None not in nodes and len(nodes) == 2, nodes  # every fit ran on Ray, on both nodes
+    assert sorted(p.name for p in (shared / "models").iterdir()) == sorted(_fleet())  # in the shared folder
 
 
 def test_a_fit_whose_ray_worker_is_killed_is_retried_without_a_duplicate_version(
