@@ -61,6 +61,8 @@ class Fitted:
     features_seconds: dict[str, float] = field(default_factory=dict)
     sampled: int | None = None
     nodes: dict[str, str] = field(default_factory=dict)
+    #: by family, the seconds a remote fit cost beyond its own work (`ray_overhead` in the version's phases)
+    overhead: dict[str, float] = field(default_factory=dict)
     #: the wall seconds of the fitting's steps, in order (`ModelReport.phases`)
     steps: dict[str, float] = field(default_factory=dict)
 

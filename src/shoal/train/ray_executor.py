@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayError
+from ray.exceptions import RayError
 
 from shoal.families import get_family
 from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
@@ -69,26 +69,16 @@ def _write(files: Files, folder: Path) -> None:
 
 
 @ray.remote(max_retries=MAX_RETRIES)
-def _fit(work: Work, family: str) -> tuple[Fitted, Files]:
-    """One family's search, final fit, audit and evaluation on this node (keyed by model, dataset version and
-    family: running it again gives the same answer and writes nothing shared)."""
-    one = Work(
-        work.model,
-        work.dataset_version,
-        work.task,
-        [get_family(family)],
-        work.train,
-        work.test,
-        work.spec,
-        work.settings,
-        work.production,
-    )
+def _fit(work: Work, family: str) -> tuple[Fitted, Files, float]:
+    """One family's search, final fit, audit and evaluation on this node, and the seconds it took here (keyed by
+    model, dataset version and family: running it again gives the same answer and writes nothing shared)."""
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="shoal-fit-") as folder:
-        fitted = fit_families(one, _TemporaryStaging(Path(folder)))
+        fitted = fit_families(replace(work, families=[get_family(family)]), _TemporaryStaging(Path(folder)))
         files = {name: _read(job.staged) for name, job in fitted.jobs.items()}
     fitted.jobs = {name: without_bulk(job) for name, job in fitted.jobs.items()}
     fitted.nodes = dict.fromkeys(fitted.jobs, ray.get_runtime_context().get_node_id())
-    return fitted, files.get(family, {})
+    return fitted, files.get(family, {}), time.perf_counter() - started
 
 
 @ray.remote(num_cpus=1, resources={LATENCY_RESOURCE: 1}, max_retries=MAX_RETRIES)
@@ -144,15 +134,27 @@ class RayExecutor:
             ).remote(shared, family.name)
             for family in work.families
         }
-        budget = work.spec.retrain.max_job_seconds
+        deadline = started + work.spec.retrain.max_job_seconds
         fitted = Fitted()
-        for name, task in tasks.items():
+        pending = {task: name for name, task in tasks.items()}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.perf_counter()))
+            if not done:  # past the budget: what still runs is cancelled
+                for task, name in pending.items():
+                    ray.cancel(task, force=True)
+                    fitted.failed[name] = Failed(
+                        f"the fit did not end within {work.spec.retrain.max_job_seconds:g} s", ""
+                    )
+                break
+            name = pending.pop(done[0])
             try:
-                part, files = ray.get(task, timeout=budget)
-            except (GetTimeoutError, RayError) as error:
-                ray.cancel(task, force=True)
+                part, files, seconds = ray.get(done[0])
+            except RayError as error:  # its retries are spent (a worker or node died each time), or Ray broke
                 fitted.failed[name] = Failed(f"{type(error).__name__}: {error}", "")
                 continue
+            # from submission to the result here, less the task's own seconds: scheduling, waiting for a CPU,
+            # sending the data and the artifact, a worker's start
+            fitted.overhead[name] = time.perf_counter() - started - seconds
             for family, job in part.jobs.items():
                 try:
                     staged = staging.stage()

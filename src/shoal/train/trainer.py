@@ -201,6 +201,8 @@ def _fit_candidates(
             result.phases["search"] = job.found.seconds
             if family_name in fitted.features_seconds:
                 result.phases["shared_features"] = fitted.features_seconds[family_name]
+            if family_name in fitted.overhead:
+                result.phases["ray_overhead"] = fitted.overhead[family_name]
             try:
                 built, search_seconds = fitted.built[family_name], fitted.search_seconds[family_name]
                 result.version = _register(ws, work, job, built, search_seconds, result.phases, executor)
