@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import POSTGRES_ENV, REPO, SKIP_POSTGRES, read_csv
+from conftest import POSTGRES_ENV, REPO, SKIP_POSTGRES, SKIP_RAY, read_csv
 from shoal.data.ingest import ingest_file
 from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
 from shoal.registry import PRODUCTION
@@ -31,8 +31,8 @@ from shoal.registry.jobs import DONE, TRAIN, JobQueue
 from shoal.train.trainer import train_models
 from shoal.workspace import Workspace
 
-pytest.importorskip("ray", reason="ray is not installed (pip install 'shoal[ray]'; the dev extra has it)")
-pytestmark = pytest.mark.timeout(300)
+pytest.importorskip("ray", reason=SKIP_RAY)
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 ROWS = 240
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
