@@ -89,15 +89,28 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(20)
 
 
-def _started(process: subprocess.Popen[bytes], log: Path) -> None:
-    """Wait until `ray start` says its node runs (its raylet registered with the GCS)."""
+def _started(process: subprocess.Popen[bytes], log: Path) -> bool:
+    """Wait until `ray start` says its node runs (its raylet registered with the GCS); False: it ended first."""
     deadline = time.monotonic() + START_SECONDS
     while "Ray runtime started" not in log.read_text(errors="replace"):
         if process.poll() is not None:
-            pytest.fail(f"'ray start' ended with code {process.returncode}: {log.read_text(errors='replace')[-3000:]}")
+            return False
         if time.monotonic() > deadline:
             pytest.fail(f"'ray start' did not start its node within {START_SECONDS:g} s")
         time.sleep(0.2)
+    return True
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`ray start --block ARGS` in a session of its own, once more if it ends before its node runs: Ray gives a
+    raylet 30 s to register, which a busy 2-core machine can miss."""
+    for _attempt in range(2):
+        with log.open("wb") as out:
+            process = subprocess.Popen([RAY, *args, *_ports()], env=env, stdout=out, stderr=out, start_new_session=True)
+        if _started(process, log):
+            return process
+        _stop(process)
+    pytest.fail(f"'ray start' ended with code {process.returncode}: {log.read_text(errors='replace')[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +126,7 @@ def cluster() -> Iterator[Cluster]:
     started: list[subprocess.Popen[bytes]] = []
     try:
         for args in (head, ["start", f"--address={address}"]):
-            log = temp / f"node{len(started)}.log"
-            with log.open("wb") as out:
-                command = [RAY, *args, *common, *_ports()]
-                started.append(subprocess.Popen(command, env=env, stdout=out, stderr=out, start_new_session=True))
-            _started(started[-1], log)
+            started.append(_start([*args, *common], env, temp / f"node{len(started)}.log"))
         yield Cluster(address, env)
     finally:
         for process in reversed(started):
