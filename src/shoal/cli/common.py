@@ -26,6 +26,20 @@ WorkspaceOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where each (model, family) fit runs: local (this machine's training pool) or ray (a Ray cluster, "
+        "one task per fit; pip install 'shoal[ray]'). The gate and the registry writes stay in this process.",
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="The Ray cluster's head, HOST:PORT (default: RAY_ADDRESS, else this node's cluster)."
+    ),
+]
 
 
 @contextmanager

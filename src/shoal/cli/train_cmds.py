@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
+from shoal.cli.common import (
+    AddressOption,
+    ExecutorOption,
+    JsonOption,
+    WorkspaceOption,
+    console,
+    open_workspace,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from shoal.registry import Version
@@ -18,14 +26,19 @@ if TYPE_CHECKING:
     from shoal.workspace import Workspace
 
 
-def run_training(ws: Workspace, names: list[str]) -> list[ModelReport]:
-    """Train `names` with a progress bar, then print each model's candidates and gate decision."""
+def run_training(
+    ws: Workspace, names: list[str], executor: str = "local", address: str | None = None
+) -> list[ModelReport]:
+    """Train `names` (fitted by `executor`) with a progress bar, then print each model's candidates and gate
+    decision."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from shoal.train.executor import open_executor
     from shoal.train.trainer import train_models
 
     for name in names:
         ws.model(name)
+    fits = open_executor(executor, address)
     total = sum(len(ws.model(name).families) + 2 for name in names)
     started = time.perf_counter()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
@@ -35,7 +48,7 @@ def run_training(ws: Workspace, names: list[str]) -> list[ModelReport]:
         def step(model: str, what: str) -> None:
             progress.update(bar, description=f"{model}: {what}", advance=0 if what == "done" else 1)
 
-        reports = train_models(ws, names, step)
+        reports = train_models(ws, names, step, fits)
     _print_reports(reports)
     console.print(f"trained {len(names)} model(s) in {time.perf_counter() - started:.1f} s")
     return reports
@@ -44,10 +57,12 @@ def run_training(ws: Workspace, names: list[str]) -> list[ModelReport]:
 def train(
     models: Annotated[list[str] | None, typer.Argument(help="Models to train (default: every model).")] = None,
     workspace: WorkspaceOption = ".",
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Train every candidate family, evaluate each on the frozen test set, and gate the best."""
     ws = open_workspace(workspace)
-    reports = run_training(ws, models or list(ws.fleet.models))
+    reports = run_training(ws, models or list(ws.fleet.models), executor, address)
     if any(r.error for r in reports):
         raise typer.Exit(1)
 

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from shoal.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
+from shoal.cli.common import (
+    AddressOption,
+    ExecutorOption,
+    JsonOption,
+    WorkspaceOption,
+    console,
+    open_workspace,
+    print_json,
+)
 from shoal.train.errors import TrainError
 
 if TYPE_CHECKING:
@@ -24,6 +32,8 @@ def worker(
     ] = 60.0,
     once: Annotated[bool, typer.Option("--once", help="Handle what is pending, then exit.")] = False,
     log_json: Annotated[bool, typer.Option("--log-json", help="Log one JSON object per line.")] = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Watch every model's inbox and data, queue retrains when their triggers fire, and run queued jobs.
     Run as many workers as you like against one registry; Ctrl-C or SIGTERM stops cleanly."""
@@ -33,7 +43,7 @@ def worker(
     configure(as_json=log_json)
     ws = open_workspace(workspace)
     ws.fleet  # noqa: B018  (a broken shoal.yaml fails here, before the loop starts)
-    Worker(ws, poll_seconds=poll, lease_seconds=lease).run(once=once)
+    Worker(ws, poll_seconds=poll, lease_seconds=lease, executor=executor, address=address).run(once=once)
 
 
 def retrain(

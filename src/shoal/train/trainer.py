@@ -10,22 +10,20 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from shoal import __version__, defaults, gate
 from shoal.data.assembled import assembled
 from shoal.data.sets import TestSet, TrainSet
-from shoal.evaluate.evaluator import with_costs
-from shoal.families import get_family
+from shoal.families import Family, Predictor, get_family
 from shoal.families.base import FeatureFamily
 from shoal.faults import checkpoint
 from shoal.fleet import ModelSpec
 from shoal.registry import PRODUCTION, Version
 from shoal.registry.records import CrossValidation
 from shoal.tasks import get_task
-from shoal.train.candidates import Built, Job, build
+from shoal.train.candidates import Built, Job
 from shoal.train.errors import TrainError
-from shoal.train.search import Failed, search_many
+from shoal.train.executor import Executor, LocalExecutor, Work
 from shoal.workspace import Workspace
 
 Step = Callable[[str, str], None]  # (model, what is happening now)
@@ -41,6 +39,7 @@ class CandidateResult:
     seconds: float = 0.0
     #: where this family's time went, in seconds (`VersionMetrics.phases`, and register)
     phases: dict[str, float] = field(default_factory=dict)
+    node: str | None = None  # the Ray node that fitted it (None: this process)
 
 
 @dataclass
@@ -69,6 +68,12 @@ class Timings:
         now = time.perf_counter()
         self.phases[name] = self.phases.get(name, 0.0) + now - self.last
         self.last = now
+
+    def took(self, steps: dict[str, float]) -> None:
+        """The steps since the last lap took `steps` (their wall seconds, in order; measured by an executor)."""
+        for name, seconds in steps.items():
+            self.phases[name] = self.phases.get(name, 0.0) + seconds
+        self.last = time.perf_counter()
 
 
 def budget_skip(family_name: str, spec: ModelSpec, n_rows: int) -> str | None:
@@ -115,7 +120,14 @@ def candidate_families(spec: ModelSpec) -> list[str]:
 
 
 def _train_candidates(
-    ws: Workspace, name: str, spec: ModelSpec, data: ModelData, step: Step, report: ModelReport, clock: Timings
+    ws: Workspace,
+    name: str,
+    spec: ModelSpec,
+    data: ModelData,
+    step: Step,
+    report: ModelReport,
+    clock: Timings,
+    executor: Executor,
 ) -> list[CandidateResult]:
     """Every candidate family on this data: reused when already trained, skipped when its declared costs are
     over budget, and isolated when it fails; the others are fitted together (`_fit_candidates`)."""
@@ -134,7 +146,7 @@ def _train_candidates(
     to_fit = [r for r in results if not r.reused and not r.skipped]
     if to_fit:
         step(name, f"training {', '.join(r.family for r in to_fit)}")
-        _fit_candidates(ws, name, spec, data, to_fit, report, clock)
+        _fit_candidates(ws, name, spec, data, to_fit, report, clock, executor)
     return results
 
 
@@ -153,150 +165,113 @@ def _fit_candidates(
     to_fit: list[CandidateResult],
     report: ModelReport,
     clock: Timings,
+    executor: Executor,
 ) -> None:
-    """One search for all the families (sharing features where they can), their final fits, audits, artifacts,
-    scores and peak RSS on the pool's processes; then, with the pool idle, each one's latency timed and its version
-    registered, one after the other. Where the time went goes into `report` and each candidate's `phases`."""
-    settings, task = ws.fleet.workspace, get_task(spec.task)
+    """The candidates' search, final fits, audits, artifacts, scores and peak RSS on the executor (`fit`); then,
+    with nothing else fitting, each one's latency timed and its version registered here, one after the other. Where
+    the time went goes into `report` and each candidate's `phases`."""
     by_name = {r.family: r for r in to_fit}
     families = [get_family(r.family) for r in to_fit]
-    train, test = data.train, data.test
+    work = Work(
+        name,
+        data.dataset_version,
+        get_task(spec.task),
+        families,
+        data.train,
+        data.test,
+        spec,
+        ws.fleet.workspace,
+        _production(ws, name, families),
+    )
     started = time.perf_counter()
-    try:
-        searched = search_many(
-            families,
-            train.inputs,
-            train.targets,
-            test.labels,
-            spec.metric,
-            folds=spec.folds(len(train.inputs)),
-            seed=settings.seed,
-            n_jobs=settings.n_jobs,
-            task=task,
-            class_weight=getattr(spec, "class_weight", "none"),
-            max_rows=spec.max_search_rows,
-        )
-    except Exception as error:  # the pool itself broke (a worker was killed): every family fails
-        for result in to_fit:
-            _failed(ws, name, result, f"{type(error).__name__}: {error}", traceback.format_exc())
-        return
-    search_seconds = time.perf_counter() - started
-    clock.lap("search")
-    sampled = next((len(r.rows) for r in searched.results.values() if r.rows is not None), None)
-    if sampled is not None:
+    fitted = executor.fit(work, ws.registry.artifacts)
+    clock.took(fitted.steps)
+    if fitted.sampled is not None:
         report.notes.append(
-            f"the search cross-validated a sample of {sampled:,} of the {len(train.inputs):,} training rows "
-            f"(search_rows {spec.max_search_rows:,}); the label audit ran on it, the final fits on every row"
+            f"the search cross-validated a sample of {fitted.sampled:,} of the {len(data.train.inputs):,} training "
+            f"rows (search_rows {spec.max_search_rows:,}); the label audit ran on it, the final fits on every row"
         )
-    for family_name, failure in searched.failed.items():
+    for family_name, failure in fitted.failed.items():
         _failed(ws, name, by_name[family_name], failure.error, failure.traceback)
-    jobs: list[Job] = []
     try:
-        for family in families:
-            if family.name in searched.failed:
-                continue
-            try:
-                staged = ws.registry.artifacts.stage()
-            except Exception as error:
-                _failed(ws, name, by_name[family.name], f"{type(error).__name__}: {error}", traceback.format_exc())
-                continue
-            found = searched.results[family.name]
-            if isinstance(family, FeatureFamily) and family.features_key in searched.features:
-                shared = searched.features[family.features_key]
-                jobs.append(Job(family, found, shared, staged, *_head_start(ws, name, family, shared[0], train)))
-            else:
-                jobs.append(Job(family, found, None, staged))
-        try:
-            built = build(task, jobs, train, test, spec.metric, settings)
-        except Exception as error:  # the pool itself broke
-            for job in jobs:
-                _failed(ws, name, by_name[job.family.name], f"{type(error).__name__}: {error}", traceback.format_exc())
-            return
-        clock.lap("final_fits")
-        # the quiet phase: the pool is idle, so each candidate's latency is timed with nothing else running
-        for job, done in zip(jobs, built, strict=True):
-            result = by_name[job.family.name]
-            if isinstance(done, Failed):
-                _failed(ws, name, result, done.error, done.traceback)
-                continue
+        # the quiet phase: nothing is fitting, so each candidate's latency is timed with nothing else running
+        for family_name, job in fitted.jobs.items():
+            result = by_name[family_name]
+            result.node = fitted.nodes.get(family_name)
             result.phases["search"] = job.found.seconds
-            if isinstance(job.family, FeatureFamily) and job.family.features_key in searched.features_seconds:
-                result.phases["shared_features"] = searched.features_seconds[job.family.features_key]
+            if family_name in fitted.features_seconds:
+                result.phases["shared_features"] = fitted.features_seconds[family_name]
+            if family_name in fitted.overhead:
+                result.phases["ray_overhead"] = fitted.overhead[family_name]
             try:
-                result.version = _register(ws, name, spec, data, job, done, search_seconds, result.phases)
+                built, search_seconds = fitted.built[family_name], fitted.search_seconds[family_name]
+                result.version = _register(ws, work, job, built, search_seconds, result.phases, executor)
             except Exception as error:  # isolate: one family's failure never stops the others
                 _failed(ws, name, result, f"{type(error).__name__}: {error}", traceback.format_exc())
             result.seconds = time.perf_counter() - started
         clock.lap("latency_and_register")
     finally:
-        for job in jobs:
+        for job in fitted.jobs.values():
             ws.registry.artifacts.discard(job.staged)
 
 
-def _head_start(
-    ws: Workspace, name: str, family: FeatureFamily, featurizer: Any, train: TrainSet
-) -> tuple[Any, int | None]:
-    """Where `family`'s final fit may begin (`FeatureFamily.head_start`): the production version's solution, when
-    that version is of this family; (None, None): from zero. Only a shortcut, so a production artifact that does not
-    load (the server and `shoal doctor` report that) leaves the fit to start from zero."""
+def _production(ws: Workspace, name: str, families: list[Family]) -> dict[str, tuple[Predictor, int]]:
+    """The production version's predictor and number, by family, when a `FeatureFamily` among `families` may begin
+    its final fit at its solution (`FeatureFamily.head_start`). Only a shortcut, so a production artifact that does
+    not load (the server and `shoal doctor` report that) leaves the fits to start from zero."""
     current = ws.registry.alias(name, PRODUCTION)
     version = ws.registry.version(name, current) if current is not None else None
-    if version is None or version.family != family.name:
-        return None, None
+    if version is None or not any(isinstance(f, FeatureFamily) and f.name == version.family for f in families):
+        return {}
     try:
-        start = family.head_start(ws.load_predictor(version), featurizer, train.targets)
+        return {version.family: (ws.load_predictor(version), version.number)}
     except Exception:
-        return None, None
-    return (start, version.number) if start is not None else (None, None)
+        return {}
 
 
 def _register(
     ws: Workspace,
-    name: str,
-    spec: ModelSpec,
-    data: ModelData,
+    work: Work,
     job: Job,
     built: Built,
     search_seconds: float,
     phases: dict[str, float],
+    executor: Executor,
 ) -> Version:
-    """Time the candidate's latency and register its version (`search_seconds`: the search's wall time, shared by
-    the families searched together, counts in each one's training time). `phases` gets where its time went."""
-    settings, task = ws.fleet.workspace, get_task(spec.task)
+    """Time the candidate's latency (on the executor's quiet CPU) and register its version (`search_seconds`: the
+    search's wall time, shared by the families searched together, counts in each one's training time). `phases`
+    gets where its time went."""
+    spec, train = work.spec, work.train
     started = time.perf_counter()
-    predictor = built.predictor or job.family.load(job.staged)
     size = sum(p.stat().st_size for p in job.staged.rglob("*") if p.is_file())
-    timing = time.perf_counter()
-    scored = with_costs(task, predictor, built.scores, data.test, settings, size_bytes=size, peak_rss=built.peak_rss_mb)
+    scored, timed = executor.costs(work, job, built, size)
     phases.update(built.phases)
-    if built.predictor is None:  # not portable between processes: loaded here from its staging folder
-        phases["artifact_load"] = timing - started
-    phases["latency"] = time.perf_counter() - timing
+    phases.update(timed)
     metrics = replace(
         scored,
         train_seconds=search_seconds + built.fit_seconds,
         eval_seconds=built.eval_seconds + time.perf_counter() - started,
         cv=CrossValidation(
-            spec.folds(len(data.train.inputs)),
+            spec.folds(len(train.inputs)),
             job.found.cv_score,
             job.found.scores,
             None if job.found.rows is None else len(job.found.rows),
         ),
-        n_train=len(data.train.inputs),
+        n_train=len(train.inputs),
         fit_started_from=job.started_from,
         phases=dict(phases),
     )
     checkpoint("artifact_written")
     registering = time.perf_counter()
     version, _ = ws.registry.register_version(
-        name,
+        work.model,
         family=job.family.name,
         params=job.found.params,
-        dataset_version=data.dataset_version,
+        dataset_version=work.dataset_version,
         code_version=f"shoal {__version__}",
         metrics=metrics,
         staged=job.staged,
-        test_hash=data.test.hash,
+        test_hash=work.test.hash,
         label_error_rate=built.error_rate,
     )
     phases["register"] = time.perf_counter() - registering
@@ -304,9 +279,12 @@ def _register(
     return version
 
 
-def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None) -> ModelReport:
-    """data -> the model's defaults (chosen from the data at its first training, then kept) -> candidates -> gate
-    (after removing what killed trainings left in the staging area)."""
+def train_model(
+    ws: Workspace, name: str, step: Step = lambda model, what: None, executor: Executor | None = None
+) -> ModelReport:
+    """data -> the model's defaults (chosen from the data at its first training, then kept) -> candidates, fitted by
+    `executor` (default: this process's training pool) -> gate (after removing what killed trainings left in the
+    staging area)."""
     started = time.perf_counter()
     phases: dict[str, float] = {}
     clock = Timings(phases)
@@ -321,7 +299,7 @@ def train_model(ws: Workspace, name: str, step: Step = lambda model, what: None)
     report = ModelReport(name, data.dataset_version, notes=data.notes, phases=phases)
     report.defaults = defaults.describe(fleet_spec, settled.kept)
     clock.lap("load_data")
-    report.candidates = _train_candidates(ws, name, spec, data, step, report, clock)
+    report.candidates = _train_candidates(ws, name, spec, data, step, report, clock, executor or LocalExecutor())
     versions = [c.version for c in report.candidates if c.version is not None]
     if versions:
         step(name, "gating")
@@ -350,12 +328,15 @@ def _cold_start(ws: Workspace, name: str, started: float) -> ModelReport:
 
 
 def train_models(
-    ws: Workspace, names: list[str] | None = None, step: Step = lambda model, what: None
+    ws: Workspace,
+    names: list[str] | None = None,
+    step: Step = lambda model, what: None,
+    executor: Executor | None = None,
 ) -> list[ModelReport]:
     reports = []
     for name in names or list(ws.fleet.models):
         try:
-            reports.append(train_model(ws, name, step))
+            reports.append(train_model(ws, name, step, executor))
         except Exception as error:  # isolate: one model's failure never stops the others
             message = f"{type(error).__name__}: {error}" if not isinstance(error, TrainError) else str(error)
             if name in ws.registry.model_names():

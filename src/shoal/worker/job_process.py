@@ -31,6 +31,7 @@ import psutil
 from shoal.families import get_family
 from shoal.faults import log_forks
 from shoal.tasks import get_task
+from shoal.train.executor import LOCAL, Executor, open_executor
 from shoal.train.search import start_pool
 from shoal.train.trainer import ModelReport, Step, TrainError, candidate_families, train_model
 from shoal.workspace import Workspace
@@ -58,12 +59,13 @@ class JobProcess:
     its training pool (`_prepare`), then waits for a model's name. The worker keeps one ready, so a data drop
     does not wait for an interpreter and a pool to start; the fleet file is read when the job arrives."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, executor: str = LOCAL, address: str | None = None) -> None:
         job_read, job_write = os.pipe()  # worker -> child: the model to train
         read, write = os.pipe()  # child -> worker: its steps and its report
+        args = [str(root), str(job_read), str(write), str(os.getpid()), executor, address or ""]
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(root), str(job_read), str(write), str(os.getpid())],
+                [sys.executable, "-m", __name__, *args],
                 pass_fds=(job_read, write),
                 start_new_session=True,
             )
@@ -183,10 +185,10 @@ def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
     psutil.wait_procs(descendants, timeout=_REAP_SECONDS)
 
 
-def _child(root: str, jobs: Connection, send: Connection, parent: int) -> None:
+def _child(root: str, jobs: Connection, send: Connection, parent: int, executor: str, address: str | None) -> None:
     _die_with_parent(parent)
     log_forks()
-    _prepare(Path(root))
+    prepared = _prepare(Path(root), executor, address)
     try:
         name = jobs.recv()
     except EOFError:  # the worker stopped without a job for this process
@@ -195,7 +197,8 @@ def _child(root: str, jobs: Connection, send: Connection, parent: int) -> None:
         jobs.close()
     ws = Workspace(root)  # only resolves the path: the fleet file is read inside the try
     try:
-        report = train_model(ws, name, lambda model, what: send.send(("step", model, what)))
+        chosen = prepared or open_executor(executor, address)
+        report = train_model(ws, name, lambda model, what: send.send(("step", model, what)), chosen)
         send.send(("report", report))
     except TrainError as error:
         send.send(("error", str(error)))
@@ -206,10 +209,13 @@ def _child(root: str, jobs: Connection, send: Connection, parent: int) -> None:
         send.close()
 
 
-def _prepare(root: Path) -> None:
+def _prepare(root: Path, executor: str, address: str | None) -> Executor | None:
     """Before the job arrives: import the fleet's task kinds and families here and in the training pool, whose
-    processes it starts (`start_pool`). Best effort: a fleet file that does not load now is the job's to report."""
+    processes it starts (`start_pool`), or connect to the executor's cluster (returned). Best effort: a fleet file
+    that does not load or a cluster that does not answer now is the job's to report."""
     try:
+        if executor != LOCAL:
+            return open_executor(executor, address)
         ws = Workspace(root)
         fleet, n_jobs = ws.fleet, ws.fleet.workspace.n_jobs
         needs = [get_task(spec.task) for spec in fleet.models.values()]
@@ -217,6 +223,7 @@ def _prepare(root: Path) -> None:
         start_pool(n_jobs, needs)
     except Exception as error:  # nothing is lost: the job starts what it needs itself
         print(f"job process: not prepared ({type(error).__name__})", file=sys.stderr)
+    return None
 
 
 def _die_with_parent(parent: int) -> None:
@@ -239,5 +246,12 @@ def _die_with_parent(parent: int) -> None:
 
 
 if __name__ == "__main__":
-    _root, _jobs, _send, _parent = sys.argv[1:]
-    _child(_root, Connection(int(_jobs), writable=False), Connection(int(_send), readable=False), int(_parent))
+    _root, _jobs, _send, _parent, _executor, _address = sys.argv[1:]
+    _child(
+        _root,
+        Connection(int(_jobs), writable=False),
+        Connection(int(_send), readable=False),
+        int(_parent),
+        _executor,
+        _address or None,
+    )

@@ -26,6 +26,7 @@ from typing import Any
 from shoal.fleet import FleetError, load_fleet
 from shoal.registry import Job
 from shoal.registry.jobs import JobQueue
+from shoal.train.executor import LOCAL
 from shoal.train.trainer import ModelReport
 from shoal.worker.coldstart import cold_start, held_cold
 from shoal.worker.drift import DriftChecks
@@ -81,8 +82,11 @@ class Worker:
         poll_seconds: float = 2.0,
         lease_seconds: float = 60.0,
         settle_seconds: float = 1.0,
+        executor: str = LOCAL,
+        address: str | None = None,
     ) -> None:
         self.ws = ws
+        self.executor = (executor, address)  # where each job's fits run (`shoal.train.executor.open_executor`)
         self.worker_id = worker_id or worker_name()
         self.poll_seconds = poll_seconds
         self.queue = JobQueue(ws.registry, lease_seconds=lease_seconds)
@@ -102,7 +106,7 @@ class Worker:
                 if once:
                     self._settle()
                 else:
-                    self._ready = JobProcess(self.ws.root)
+                    self._ready = JobProcess(self.ws.root, *self.executor)
                 while True:
                     if _STOP.is_set():  # a SIGTERM that a library swallowed while a job ran
                         raise KeyboardInterrupt
@@ -113,7 +117,7 @@ class Worker:
                             self.run_job(job)
                             ran += 1
                             if not once:
-                                self._ready = JobProcess(self.ws.root)
+                                self._ready = JobProcess(self.ws.root, *self.executor)
                             continue
                     except Exception as error:  # a database outage must not end a long-running worker
                         if once:
@@ -187,7 +191,7 @@ class Worker:
             return ready
         if ready is not None:
             ready.close()
-        return JobProcess(self.ws.root)
+        return JobProcess(self.ws.root, *self.executor)
 
     def _finish(
         self,
