@@ -107,8 +107,12 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     for _attempt in range(2):
         with log.open("wb") as out:
             process = subprocess.Popen([RAY, *args, *_ports()], env=env, stdout=out, stderr=out, start_new_session=True)
-        if _started(process, log):
-            return process
+        try:
+            if _started(process, log):
+                return process
+        except BaseException:  # its deadline (pytest.fail) or pytest-timeout: never leave the node running
+            _stop(process)
+            raise
         _stop(process)
     pytest.fail(f"'ray start' ended with code {process.returncode}: {log.read_text(errors='replace')[-3000:]}")
 

@@ -390,10 +390,11 @@ def agreement(spec: GateSpec, threshold: float, challenger: Contender, llm: Cont
     n, k = len(agree), int(agree.sum())
     share = k / n if n else 0.0
     tested = binomtest(k, n, threshold, alternative="greater") if n else None
-    ci = tested.proportion_ci(method="wilson") if tested is not None else None
+    # the interval of a one-sided test is one-sided (its upper end is 1): the two-sided one is what is reported
+    ci = binomtest(k, n).proportion_ci(method="wilson") if n else None
     low, high = (ci.low, ci.high) if ci is not None else (0.0, 1.0)
     against = (
-        f"{challenger.name} agrees with {llm.name} on {k} of {n} held-out test rows ({share:.4f}, 95% CI "
+        f"{challenger.name} agrees with {llm.name} on {k} of {n} held-out test rows ({share:.4f}, two-sided 95% CI "
         f"{low:.4f}..{high:.4f}; llm.min_agreement {threshold:g}): judged against the LLM, the test rows being "
         f"{judged_by} (no human-labelled test rows)"
     )
@@ -415,7 +416,7 @@ def agreement(spec: GateSpec, threshold: float, challenger: Contender, llm: Cont
     if over:
         return decision(False, "over_budget", "kept the LLM: challenger over budget (" + "; ".join(over) + ")")
     if n and share >= threshold:
-        return decision(True, "agreement", "promoted: agrees with the LLM at least min_agreement")
+        return decision(True, "agreement", "promoted: agrees with the LLM at least min_agreement (the observed share)")
     return decision(False, "below_agreement", "kept the LLM: agrees with it less than min_agreement")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import GetTimeoutError, RayError
 
 from shoal.families import get_family
 from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
@@ -68,13 +68,15 @@ def _write(files: Files, folder: Path) -> None:
         path.write_bytes(content)
 
 
-@ray.remote(max_retries=MAX_RETRIES)
-def _fit(work: Work, family: str) -> tuple[Fitted, Files, float]:
+@ray.remote(max_retries=MAX_RETRIES, max_calls=1)
+def _fit(work: Work, family: str, cpus: int) -> tuple[Fitted, Files, float]:
     """One family's search, final fit, audit and evaluation on this node, and the seconds it took here (keyed by
-    model, dataset version and family: running it again gives the same answer and writes nothing shared)."""
+    model, dataset version and family: running it again gives the same answer and writes nothing shared). It uses
+    the `cpus` processes it declared, and its worker exits after it (`max_calls=1`), its processes with it."""
     started = time.perf_counter()
+    work = replace(work, families=[get_family(family)], settings=replace(work.settings, n_jobs=cpus))
     with tempfile.TemporaryDirectory(prefix="shoal-fit-") as folder:
-        fitted = fit_families(replace(work, families=[get_family(family)]), _TemporaryStaging(Path(folder)))
+        fitted = fit_families(work, _TemporaryStaging(Path(folder)))
         files = {name: _read(job.staged) for name, job in fitted.jobs.items()}
     fitted.jobs = {name: without_bulk(job) for name, job in fitted.jobs.items()}
     fitted.nodes = dict.fromkeys(fitted.jobs, ray.get_runtime_context().get_node_id())
@@ -96,6 +98,7 @@ class RayExecutor:
     def __init__(self, address: str | None = None, cpus: int = 1, memory_mb: int = 1024) -> None:
         self.cpus, self.memory = cpus, memory_mb * 2**20
         self._put: tuple[Work, ray.ObjectRef] | None = None  # the model being trained, in the object store once
+        self._deadline = float("inf")  # the end of the current job's budget (`fit` sets it)
         env = {k: os.environ[k] for k in (PAUSE_AT_ENV, PAUSE_FILE_ENV) if k in os.environ}  # the crash tests'
         if not ray.is_initialized():
             try:
@@ -131,10 +134,10 @@ class RayExecutor:
                 memory=self.memory,
                 scheduling_strategy="SPREAD",
                 name=f"shoal-fit:{work.model}:{work.dataset_version}:{family.name}",
-            ).remote(shared, family.name)
+            ).remote(shared, family.name, self.cpus)
             for family in work.families
         }
-        deadline = started + work.spec.retrain.max_job_seconds
+        deadline = self._deadline = started + work.spec.retrain.max_job_seconds
         fitted = Fitted()
         pending = {task: name for name, task in tasks.items()}
         while pending:
@@ -166,9 +169,19 @@ class RayExecutor:
             for key in ("built", "failed", "search_seconds", "features_seconds", "nodes"):
                 getattr(fitted, key).update(getattr(part, key))
             fitted.sampled = part.sampled if part.sampled is not None else fitted.sampled
+        # registered in the families' order, as the local executor does, not in the order the tasks ended
+        fitted.jobs = {f.name: fitted.jobs[f.name] for f in work.families if f.name in fitted.jobs}
         fitted.steps["ray_fits"] = time.perf_counter() - started
         return fitted
 
     def costs(self, work: Work, job: Job, built: Built, size_bytes: int) -> tuple[VersionMetrics, dict[str, float]]:
+        """Timed on a node's quiet CPU, within what is left of the job's one budget (from the start of `fit`)."""
         task = _costs.remote(self._shared(work), job.family.name, built, _read(job.staged), size_bytes)
-        return ray.get(task, timeout=work.spec.retrain.max_job_seconds)
+        try:
+            return ray.get(task, timeout=max(1.0, self._deadline - time.perf_counter()))
+        except GetTimeoutError:
+            ray.cancel(task, force=True)  # it would keep the quiet resource from the next candidates
+            raise TrainError(
+                f"the latency timing did not end within the job's {work.spec.retrain.max_job_seconds:g} s; is a "
+                f"node with the '{LATENCY_RESOURCE}' resource alive?"
+            ) from None

@@ -183,6 +183,7 @@ def _fit_candidates(
         ws.fleet.workspace,
         _production(ws, name, families),
     )
+    clock.lap("prepare")  # the version lookups and the production version's load, before the executor's steps
     started = time.perf_counter()
     fitted = executor.fit(work, ws.registry.artifacts)
     clock.took(fitted.steps)
