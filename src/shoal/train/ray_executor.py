@@ -74,7 +74,7 @@ def _fit(work: Work, family: str, cpus: int) -> tuple[Fitted, Files, float]:
     model, dataset version and family: running it again gives the same answer and writes nothing shared). It uses
     the `cpus` processes it declared, and its worker exits after it (`max_calls=1`), its processes with it."""
     started = time.perf_counter()
-    work = replace(work, families=[get_family(family)], settings=replace(work.settings, n_jobs=cpus))
+    work = replace(work, families=[get_family(family)], settings=work.settings.model_copy(update={"n_jobs": cpus}))
     with tempfile.TemporaryDirectory(prefix="shoal-fit-") as folder:
         fitted = fit_families(work, _TemporaryStaging(Path(folder)))
         files = {name: _read(job.staged) for name, job in fitted.jobs.items()}
