@@ -241,7 +241,7 @@ class ForecastStream:
         rng = np.random.default_rng(10_000 + seed)
         start = int(rng.integers(2 * 365, len(self.rows) - 2 * FORECAST_SHIFT_DAY))
         self.versions = {}
-        day = 1
+        day = -(-self.window // self.spec.horizon)  # each day brings at most a horizon of points: none full before
         while True:
             verdict = self.verdict(self.rows, start, day)
             if verdict.pending is None:
