@@ -11,9 +11,9 @@ A reference holds a bounded sample of the version's training inputs and the answ
 - every task: the answers (chi-squared for labels, KS for values);
 - a task whose answers' outcomes arrive later as data (forecasts and the values realised since): the served answers'
   errors against the version's errors on its test set — their bias (mean signed error) and their size (mean absolute
-  error, only an increase alerts), each a t-test on the means of blocks of one answer's span (a forecast's horizon,
-  as its backtest windows are), since errors are correlated within a span and drift in level across spans
-  (`stats.mean_shift_test`).
+  error, only an increase alerts, compared as a ratio: on the log scale), each a t-test on the means of blocks of one
+  answer's span (a forecast's horizon, as its backtest windows are), since errors are correlated within a span, drift
+  in level across spans and neighbouring spans share a season (`stats.mean_shift_test`).
 
 The window's tests are corrected together (Benjamini–Hochberg) at the window's `level`, so on traffic that has not
 moved a window alerts with probability at most `level`; `level_for_budget` turns a fleet's alert budget (false alarms
@@ -211,7 +211,11 @@ def check_errors(reference: Callable[[], Errors], served: Errors, *, level: floa
     try:
         bias = mean_shift_test((tested.signed, tested.times), (served.signed, served.times), block=block)
         size = mean_shift_test(
-            (np.abs(tested.signed), tested.times), (np.abs(served.signed), served.times), block=block, greater_only=True
+            (np.abs(tested.signed), tested.times),
+            (np.abs(served.signed), served.times),
+            block=block,
+            greater_only=True,
+            ratio=True,
         )
     except ValueError as few:
         return Verdict(len(served), level, pending=f"{few} (raise the test set's windows)", unit=unit)

@@ -112,26 +112,47 @@ def block_means(values: np.ndarray, times: np.ndarray, size: int) -> np.ndarray:
     return np.array([block.mean() for block in np.array_split(per_time, max(1, len(unique) // size))])
 
 
+def effective_blocks(count: int, correlation: float) -> float:
+    """How many independent blocks the mean of `count` consecutive blocks is worth when neighbouring blocks'
+    means correlate by `correlation` at lag one, decaying as an AR(1)'s: count / (1 + 2 Σ (1 − k/count) ρ^k)."""
+    lags = np.arange(1, count)
+    return float(count / (1 + 2 * np.sum((1 - lags / count) * correlation**lags)))
+
+
 def mean_shift_test(
     reference: tuple[np.ndarray, np.ndarray],
     current: tuple[np.ndarray, np.ndarray],
     *,
     block: int,
     greater_only: bool = False,
+    ratio: bool = False,
 ) -> tuple[float, float]:
     """(current mean, p-value) of "the current sample's mean equals the reference's", for values observed over time
     (each sample: values, times) that are correlated within `block` consecutive times and drift in level from one
-    such span to the next (a forecast's errors over its horizon): the two-sample t-test on the samples' block means
-    (`block_means`), their spread pooled. Raises ValueError when the two samples hold fewer than three blocks.
-    `greater_only`: only a current mean above the reference's is evidence."""
+    such span to the next (a forecast's errors over its horizon, a season's weather): the two-sample t-test on the
+    samples' block means (`block_means`), their spread pooled, each sample counted as the independent blocks it is
+    worth (`effective_blocks`, the blocks' lag-one correlation pooled within the samples: a spell of large errors
+    spans several blocks, and counting them as independent made calm windows "significant" several times as often
+    as the level says). Raises ValueError when the two samples hold fewer than three blocks.
+    `greater_only`: only a current mean above the reference's is evidence. `ratio`: the values are sizes (absolute
+    errors) and the test compares the logs of the block means — "have they grown by a factor?" — whose spread is
+    near normal where the means' own is skewed by spells of large errors (the t-test's tail then fired on calm
+    windows several times as often as the level says)."""
     before, now = block_means(*reference, block), block_means(*current, block)
-    freedom = len(before) + len(now) - 2
-    if freedom < 1:
+    if len(before) + len(now) < 3:
         raise ValueError(f"{len(before) + len(now)} blocks of {block} times; a comparison needs at least three")
-    spread = float(np.sqrt((np.sum((before - before.mean()) ** 2) + np.sum((now - now.mean()) ** 2)) / freedom))
+    mean_now = float(now.mean())
+    if ratio:  # a block with no error at all: far below any other, not minus infinity
+        before, now = np.log(np.maximum(before, 1e-12)), np.log(np.maximum(now, 1e-12))
+    centred = [before - before.mean(), now - now.mean()]
+    squares = float(sum(np.sum(c**2) for c in centred))
+    spread = float(np.sqrt(squares / (len(before) + len(now) - 2)))
     difference = float(now.mean() - before.mean())
     if spread == 0:
         moved = difference > 0 if greater_only else difference != 0
-        return float(now.mean()), 0.0 if moved else 1.0
-    t = difference / (spread * np.sqrt(1 / len(before) + 1 / len(now)))
-    return float(now.mean()), float(stats.t.sf(t, freedom) if greater_only else 2 * stats.t.sf(abs(t), freedom))
+        return mean_now, 0.0 if moved else 1.0
+    correlation = float(np.clip(sum(np.sum(c[1:] * c[:-1]) for c in centred) / squares, 0.0, 0.95))
+    worth = effective_blocks(len(before), correlation), effective_blocks(len(now), correlation)
+    freedom = max(1.0, sum(worth) - 2)
+    t = difference / (spread * np.sqrt(1 / worth[0] + 1 / worth[1]))
+    return mean_now, float(stats.t.sf(t, freedom) if greater_only else 2 * stats.t.sf(abs(t), freedom))

@@ -232,7 +232,9 @@ class Forecasting(TaskKind):
         """Each forecast point of the version whose value a drop has brought since: (value − forecast) / the
         seasonal-naive MAE of its series' history before the forecast, newest first."""
         assert isinstance(spec, ForecastingSpec)
-        observed = _stored_values(rows)
+        # only the values at the forecast's times (a dict of the whole history per version was most of a check)
+        first = min((pd.Timestamp(t["timestamps"][0]) for t in predictor.table.values()), default=None)
+        observed = _stored_values(rows if first is None else rows[pd.to_datetime(rows[DS]) >= first])
         history = {s.id: s for s in regular_series(rows, spec)}
         signed, times = [], []
         for series, table in predictor.table.items():
