@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from shoal.families.base import Predictor, read_json, write_json
-from shoal.families.runtime.text_features import FastTfidf
+from shoal.families.runtime.text_features import Entries, FastTfidf
 
 MODEL_FILE = "model.skops"
 #: a text vectorizer's vocabulary is saved as these two arrays (its terms in index order, UTF-8, and where each ends)
@@ -172,12 +172,13 @@ def _inference_steps(estimator: Any) -> tuple[list[Any], Any, bool]:
     every one of them is a lean path that calls no scikit-learn code."""
     if not isinstance(estimator, Pipeline):
         return [], *_proba(estimator)
-    transforms, lean = [], True
+    transforms, lean, fast = [], True, None
     for _, step in estimator.steps[:-1]:
         if step is None or step == "passthrough":
             continue
-        if FastTfidf.supports(step):
-            transforms.append(FastTfidf(step).transform)
+        fast = FastTfidf(step) if FastTfidf.supports(step) else None
+        if fast is not None:
+            transforms.append(fast.transform)
             continue
         lean = False
         if isinstance(step, FeatureUnion) and step.transformer_weights is None:
@@ -186,6 +187,8 @@ def _inference_steps(estimator: Any) -> tuple[list[Any], Any, bool]:
         else:
             transforms.append(_transform(step))
     final, lean_final = _proba(estimator.steps[-1][1])
+    if fast is not None and lean_final:  # the lean head takes the TF-IDF matrix's parts (`Entries`), not built
+        transforms[-1] = fast.entries
     return transforms, final, lean and lean_final
 
 
@@ -202,17 +205,20 @@ def _proba(classifier: Any) -> tuple[Any, bool]:
             return classifier.predict_proba, False
 
         def binary(features: Any) -> np.ndarray:
+            if isinstance(features, Entries):
+                features = features.matrix()
             positive = expit((np.asarray(features @ coef_t) + intercept).reshape(-1))
             return np.stack([1 - positive, positive], axis=1)
 
         return binary, True
 
     def proba(features: Any) -> np.ndarray:
-        scores = np.asarray(features @ coef_t)  # a sparse matrix times a dense one is dense
+        # a sparse matrix times a dense one is dense
+        scores = features.times(coef_t) if isinstance(features, Entries) else np.asarray(features @ coef_t)
         scores += intercept
-        scores -= scores.max(axis=1).reshape(-1, 1)
+        scores -= np.maximum.reduce(scores, axis=1, keepdims=True)  # `max` and `sum` without their wrappers
         np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1).reshape(-1, 1)
+        scores /= np.add.reduce(scores, axis=1, keepdims=True)
         return scores
 
     return proba, True

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse import _sparsetools
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
@@ -167,6 +168,7 @@ class FastTfidf:
         self.parts = [_Terms(vectorizer) for vectorizer in vectorizers]
         self.offsets = np.cumsum([0] + [part.width for part in self.parts])
         self.width = int(self.offsets[-1])
+        self.part_of = np.repeat(np.arange(len(self.parts)), [part.width for part in self.parts])  # by column
         self.sublinear, self.norm, self.dtype, _ = _weighting(vectorizers[0])
         idfs = [getattr(vectorizer._tfidf, "idf_", None) for vectorizer in vectorizers]
         self.idf = None if idfs[0] is None else np.concatenate(idfs)
@@ -186,12 +188,17 @@ class FastTfidf:
 
     def transform(self, texts: list[str]) -> sp.csr_array:
         """What the step's `transform` returns, without its per-call input validation."""
+        return self.entries(texts).matrix()
+
+    def entries(self, texts: list[str]) -> Entries:
+        """The parts of `transform`'s matrix, not built into one (`Entries.times`)."""
         n, width = len(texts), self.width
+        starts = np.arange(0, n * width, width, dtype=np.int64)  # each row's first key
         keys = []
         for part, offset in zip(self.parts, self.offsets, strict=False):
             flat, sizes = part.columns(texts)
-            keys.append(np.repeat(np.arange(0, n * width, width, dtype=np.int64), sizes) + (flat + offset))
-        keys, counts = np.unique(np.concatenate(keys) if len(keys) > 1 else keys[0], return_counts=True)
+            keys.append(np.repeat(starts + offset, sizes) + flat)
+        keys, counts = _counted(np.concatenate(keys) if len(keys) > 1 else keys[0])
         rows, columns = np.divmod(keys, width)
         values = counts.astype(self.dtype)
         if self.sublinear:
@@ -203,7 +210,7 @@ class FastTfidf:
             # each vectorizer's part of a row is normalized on its own: one group per (row, part)
             groups = rows
             if len(self.parts) > 1:
-                groups = rows * len(self.parts) + (np.searchsorted(self.offsets, columns, side="right") - 1)
+                groups = rows * len(self.parts) + self.part_of[columns]
             sizes = np.abs(values) if self.norm == "l1" else values * values
             # float64 even for a batch with no known term at all (bincount of nothing counts in int64)
             norms = np.bincount(groups, weights=sizes, minlength=n * len(self.parts)).astype(np.float64, copy=False)
@@ -211,12 +218,50 @@ class FastTfidf:
                 np.sqrt(norms, norms)
             norms[norms == 0.0] = 1.0
             values /= norms[groups]
-        return _csr(rows, columns, values, (n, width))
+        return _entries(rows, columns, values, (n, width))
 
 
-def _csr(rows: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_array:
-    """The CSR matrix of entries in (row, column) order."""
+class Entries(NamedTuple):
+    """A CSR matrix's parts (where each row starts, columns, values) in the dtypes `sp.csr_array` keeps, and its
+    shape."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    shape: tuple[int, int]
+
+    def matrix(self) -> sp.csr_array:
+        return sp.csr_array((self.data, self.indices, self.indptr), shape=self.shape)
+
+    def times(self, dense: np.ndarray) -> np.ndarray:
+        """`self.matrix() @ dense` for a 2-D `dense`: scipy's own kernel, called as its `_matmul_multivector` calls
+        it (the same numbers to the bit), without building the matrix and without scipy's per-call checks and
+        dispatch, which take longer than the product itself for a batch of a few texts (a server of many models
+        runs many such batches)."""
+        rows, width = self.shape
+        out = np.zeros((rows, dense.shape[1]), dtype=np.result_type(self.data.dtype, dense.dtype))
+        indptr, indices, data = self.indptr, self.indices, self.data
+        _sparsetools.csr_matvecs(rows, width, dense.shape[1], indptr, indices, data, dense.ravel(), out.ravel())
+        return out
+
+
+def _counted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(keys, return_counts=True)` of a 1-D integer array, which it sorts in place: the same steps without
+    `np.unique`'s wrappers, which cost more than the sort for a batch of a few texts."""
+    keys.sort()
+    first = np.empty(len(keys), dtype=bool)
+    first[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.empty_like(starts)
+    counts[:-1] = starts[1:] - starts[:-1]
+    counts[-1:] = len(keys) - starts[-1:]
+    return keys[starts], counts
+
+
+def _entries(rows: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> Entries:
+    """The CSR parts of entries in (row, column) order."""
     indptr = np.zeros(shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
     index = np.int32 if max(len(values), shape[1]) <= np.iinfo(np.int32).max else np.int64
-    return sp.csr_array((values, columns.astype(index), indptr.astype(index)), shape=shape)
+    return Entries(indptr.astype(index), columns.astype(index), values, shape)
