@@ -400,6 +400,38 @@ def test_an_llm_batch_in_flight_when_the_server_stops_is_refused_and_ends(
     ws.close()
 
 
+def test_an_llm_batch_cancelled_before_it_began_is_refused(tmp_path: Path, script: Script) -> None:
+    """The server stops in the instant between a batch's task being made and its first step: the task never runs its
+    body, and its request is still answered 503 `shutting_down` instead of waiting forever."""
+    script.plan.extend([("hang",)] * 5)
+    ws = cold_fleet(tmp_path / "ws", {"base_url": script.url, "model": "scripted", "timeout_s": 60})
+    coldstart.start(ws, "spam")
+
+    async def stop_at_once() -> BaseException | None:
+        pool = ModelPool(ws, Metrics(), poll_interval_s=60)
+        await pool.refresh()
+        slot = pool.slots["spam"]
+        assert slot.current is not None
+        batcher = slot.batcher
+        batcher.running = 10**6  # no batch may start yet: the request waits in the queue
+        asked = asyncio.create_task(batcher.predict(slot.current, ["free entry in a weekly competition"]))
+        async with asyncio.timeout(10):
+            while not batcher.queued:
+                await asyncio.sleep(0)
+        batcher.running = 0
+        batch = batcher.start_batch()
+        assert batch is not None
+        batcher.answer_on_loop(batch)  # its task is made, and cancelled by `stop` before its first step
+        await batcher.stop()  # awaited inline (not a task of its own, which would let the batch's task begin)
+        done, _ = await asyncio.wait([asked], timeout=10)
+        await asyncio.wait_for(pool.stop(), 10)
+        return asked.exception() if done else None
+
+    refused = asyncio.run(stop_at_once())
+    assert isinstance(refused, ServeError) and (refused.status, refused.code) == (503, "shutting_down"), refused
+    ws.close()
+
+
 def test_the_daily_spend_cap_stops_the_calls(tmp_path: Path, script: Script) -> None:
     # $0.001 a call (1000 prompt tokens at $1 per million): three calls, then the day's $0.0025 is spent
     llm = {"base_url": script.url, "model": "scripted", "price_in": 1.0, "max_cost_per_day": 0.0025}

@@ -25,6 +25,7 @@ but its batches run on the event loop, not on a thread: they wait on the network
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import queue
@@ -312,7 +313,14 @@ class Batcher:
         """Run an LLM version's batch as a task of the event loop."""
         task = asyncio.get_running_loop().create_task(self._answer_on_loop(batch))
         self._on_loop.add(task)
-        task.add_done_callback(self._on_loop.discard)
+        task.add_done_callback(functools.partial(self._ended_on_loop, batch))
+
+    def _ended_on_loop(self, batch: _Batch, task: asyncio.Task[None]) -> None:
+        """A task cancelled before its first step never ran its body: its batch is refused here."""
+        self._on_loop.discard(task)
+        if task.cancelled() and batch.error is None and batch.output is None:
+            batch.error = unavailable("shutting_down", "the server is stopping; retry on another one")
+            self.finished(batch)
 
     async def _answer_on_loop(self, batch: _Batch) -> None:
         answerer = batch.loaded.predictor
