@@ -201,3 +201,17 @@ def test_rows_are_stored_exactly_as_sqlalchemys_insert_stores_them(
     assert [row[1:] for row in mine] == [row[1:] for row in theirs]
     assert [(row.text, row.position, row.predicted) for row in mine] == expected
     assert log.recent("spam", 3, 10)[0] == ("first text", "ham")
+
+
+def test_ids_keep_growing_after_the_log_was_emptied(tmp_path: Any) -> None:
+    """A cold start reads the answers logged after the last id it took: an id handed out again after the retention
+    prune emptied the table (SQLite's default) would hide the new answers below that watermark."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    log_module.metadata.create_all(engine)
+    row = {"request_id": "r", "position": 0, "model": "m", "version": 1, "text_hash": "h", "text": "t", "at": now()}
+    with engine.begin() as connection:
+        connection.execute(insert(predictions), [row, row])
+        connection.execute(predictions.delete())
+        connection.execute(insert(predictions), [row])
+        assert [r.id for r in connection.execute(predictions.select())] == [3]
+    engine.dispose()

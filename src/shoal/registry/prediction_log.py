@@ -78,6 +78,9 @@ predictions = Table(
     Column("text", Text, nullable=False),
     Column("predicted", Text),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
+    # ids only grow, even after the retention prune empties the table: a cold start reads the answers logged after
+    # the last id it took (`logged_after`); SQLite would otherwise hand out the pruned ids again
+    sqlite_autoincrement=True,
 )
 feedback = Table(
     "feedback",
