@@ -375,3 +375,34 @@ def test_the_search_keeps_each_sentences_entities_out_of_fold(tmp_path: Path) ->
     result = found.results["memorized"]
     assert result.oof.shape == (120,) and all(isinstance(spans, tuple) for spans in result.oof)
     assert result.cv_score == task.cv_score(targets, result.oof, "entity_f1", TYPES) > 0  # repeated names recur
+
+
+def test_a_later_drop_re_annotating_a_sentence_supersedes_it_as_a_relabelled_text_does(
+    make_workspace, tmp_path: Path
+) -> None:
+    from shoal.data.assembled import assembled
+
+    ws = make_workspace({"ner": ner_model()})
+    alice = "Alice met Bob in Paris"
+    first = [
+        {"text": alice, "entities": [{"start": 0, "end": 5, "label": "person"}]},
+        {"text": "Nothing to see here", "entities": []},
+    ]
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "first.jsonl", first), split="train")
+    held = [{"text": "Carol flew to Rome", "entities": [{"start": 0, "end": 5, "label": "person"}]}]
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "test.jsonl", held), split="test")
+    again = [{"text": "Carol flew to Rome", "entities": [{"start": 14, "end": 18, "label": "location"}]}]
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "test-again.jsonl", again), split="test")
+    entities = [{"start": 0, "end": 5, "label": "person"}, {"start": 17, "end": 22, "label": "location"}]
+    fixed = [{"text": alice.lower(), "entities": entities}]  # the same sentence (normalized), re-annotated
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "fixed.jsonl", fixed), split="train")
+    found = assembled(ws, "ner")
+    assert found is not None
+    train = dict(zip(found.train["text"], map(load_spans, found.train["entities"]), strict=True))
+    assert len(found.train) == 2 and train == {
+        alice.lower(): ((0, 5, "person"), (17, 22, "location")),  # once, the latest annotation
+        "Nothing to see here": (),
+    }
+    assert found.test["text"].tolist() == ["Carol flew to Rome"]  # the test set alike
+    assert load_spans(found.test["entities"][0]) == ((14, 18, "location"),)
+    assert sum("annotated differently again" in note for note in found.notes) == 1, found.notes
