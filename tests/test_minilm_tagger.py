@@ -71,6 +71,8 @@ def test_the_tagger_round_trips_its_onnx_artifact_and_int8_reuses_the_tuning(
     for text, entities in zip(texts, found[:, 0], strict=False):
         for start, end, label, score in entities:
             assert text[start:end] == text[start:end].strip() and label in TYPES and 0 < score <= 1
+    (tmp_path / "fp32").mkdir()
+    (tmp_path / "int8").mkdir()
     fp32.save(tmp_path / "fp32")
     assert sorted(p.name for p in (tmp_path / "fp32").iterdir()) == ["encoder.onnx", "tagger.json", "tokenizer.json"]
     loaded = get_family("minilm-tagger").load(tmp_path / "fp32")
