@@ -3,9 +3,10 @@ a linear layer over each sub-token's output, trained with cross-entropy on each 
 the shared tokenizer's words); then exported to ONNX (input_ids, attention_mask, case_ids -> per sub-token logits).
 Training-time only (imports torch at module level; the family imports this module inside `fit`).
 
-Epochs of shuffled batches under one linear warm-up/decay schedule; with enough sentences a seeded `held_out` share
-of them is kept aside, the held-out entity F1 is measured after each epoch, the best epoch's weights are kept and
-training stops after `patience` epochs without gain (or when `time_budget_s` is spent).
+Epochs of shuffled batches (of sentences of similar lengths) under one linear warm-up/decay schedule; with enough
+sentences a seeded `held_out` share of them is kept aside, the held-out entity F1 is measured after each epoch, the
+best epoch's weights are kept and training stops after `patience` epochs without gain (or when `time_budget_s` is
+spent).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ CASE_DIMS = 16
 #: below this many sentences nothing is held out (every epoch runs)
 MIN_HELD_OUT = 50
 IGNORE = -100
+#: batches whose rows are sorted by length together (less padding)
+BUCKET = 20
 log = logging.getLogger(__name__)
 
 
@@ -84,6 +87,17 @@ class TaggerReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _batches(rows: np.ndarray, encoded: Sequence[Pieces], size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """An epoch's batches of `rows`: shuffled, each run of `BUCKET` batches' rows sorted by length and cut (so a batch
+    pads little), then the batches shuffled."""
+    perm, out = rng.permutation(rows), []
+    for start in range(0, len(perm), size * BUCKET):
+        run = perm[start : start + size * BUCKET]
+        run = run[np.argsort([len(encoded[i].ids) for i in run], kind="stable")]
+        out += [run[i : i + size] for i in range(0, len(run), size)]
+    return [out[i] for i in rng.permutation(len(out))]
 
 
 def _feed(sentences: Sequence[Pieces], pad_id: int) -> dict[str, torch.Tensor]:
@@ -155,12 +169,10 @@ def tune(
         epochs = 0
         for epoch in range(settings.epochs if len(train) else 0):
             model.train()
-            perm = rng.permutation(train)
-            for start in range(0, len(perm), settings.batch_size):
+            for rows in _batches(train, encoded, settings.batch_size, rng):
                 if time.perf_counter() - started >= settings.time_budget_s:
                     stopped_by = "time_budget"
                     break
-                rows = perm[start : start + settings.batch_size]
                 part = [encoded[i] for i in rows]
                 feed = _feed(part, pad_id)
                 target = _targets(part, [codes[i] for i in rows], feed["input_ids"].shape[1])
