@@ -140,7 +140,7 @@ def _fold_fit(
 def _fold_features(family: FeatureFamily, inputs: np.ndarray, train: np.ndarray, held: np.ndarray) -> tuple[Any, Any]:
     """The features of a fold's training and held-out rows, fitted on its training rows only (no leak)."""
     featurizer, fitted = family.fit_features(inputs[train].tolist())
-    return fitted, featurizer.transform(inputs[held].tolist())
+    return fitted, family.features(featurizer, inputs[held].tolist())
 
 
 @timed
