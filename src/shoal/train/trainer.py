@@ -203,7 +203,8 @@ def _fit_candidates(
             found = searched.results[family.name]
             if isinstance(family, FeatureFamily) and family.features_key in searched.features:
                 shared = searched.features[family.features_key]
-                jobs.append(Job(family, found, shared, staged, *_head_start(ws, name, family, shared[0], train)))
+                start = _head_start(ws, name, family, shared[0], train, found.start)
+                jobs.append(Job(family, found, shared, staged, *start))
             else:
                 jobs.append(Job(family, found, None, staged))
         try:
@@ -234,20 +235,21 @@ def _fit_candidates(
 
 
 def _head_start(
-    ws: Workspace, name: str, family: FeatureFamily, featurizer: Any, train: TrainSet
+    ws: Workspace, name: str, family: FeatureFamily, featurizer: Any, train: TrainSet, searched: Any
 ) -> tuple[Any, int | None]:
-    """Where `family`'s final fit may begin (`FeatureFamily.head_start`): the production version's solution, when
-    that version is of this family; (None, None): from zero. Only a shortcut, so a production artifact that does not
-    load (the server and `shoal doctor` report that) leaves the fit to start from zero."""
+    """Where `family`'s final fit may begin (`FeatureFamily.head_start`), and the version that solution came from:
+    the production version's, when that version is of this family; else the search's (`searched`, its first fold's
+    solution of the chosen setting; None: from zero). Only a shortcut, so a production artifact that does not load
+    (the server and `shoal doctor` report that) leaves the fit to the search's start."""
     current = ws.registry.alias(name, PRODUCTION)
     version = ws.registry.version(name, current) if current is not None else None
     if version is None or version.family != family.name:
-        return None, None
+        return searched, None
     try:
         start = family.head_start(ws.load_predictor(version), featurizer, train.targets)
     except Exception:
-        return None, None
-    return (start, version.number) if start is not None else (None, None)
+        return searched, None
+    return (start, version.number) if start is not None else (searched, None)
 
 
 def _register(
