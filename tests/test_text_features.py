@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
-from shoal.families.runtime.text_features import FastTfidf, tfidf_features
+from shoal.families.runtime.text_features import FastTfidf, fit_tfidf, tfidf_features
 
 ODD = [
     "",
@@ -120,3 +120,21 @@ def test_a_batch_with_no_known_term_at_all_is_the_vectorizers_empty_matrix(vecto
     assert_same_matrix(FastTfidf(word).transform(batch), word.transform(batch))
     union = FeatureUnion([(v.analyzer, v) for v in vectorizers])
     assert_same_matrix(FastTfidf(union).transform(["", "   "]), union.transform(["", "   "]))
+
+
+def test_fit_tfidf_fits_what_scikit_learn_fits_to_the_bit(banking: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """`fit_tfidf` counts char_wb terms word by word (`fit_vectorizer`): the same vocabulary, idf and matrix as the
+    union's own `fit_transform`, min_df pruning included, and nothing of the faster counting left on the artifact."""
+    texts = banking[0]["text"].tolist()[:2500] + ODD
+    fitted, matrix = fit_tfidf(texts)
+    union = tfidf_features(len(texts))
+    expected = union.fit_transform(texts).tocsr()
+    for (_, ours), (_, theirs) in zip(fitted.transformer_list, union.transformer_list, strict=True):
+        assert ours.vocabulary_ == theirs.vocabulary_
+        assert ours.idf_.dtype == theirs.idf_.dtype and np.array_equal(ours.idf_, theirs.idf_)
+        assert "_count_vocab" not in vars(ours)
+    assert min(len(v.vocabulary_) for _, v in fitted.transformer_list) > 1000
+    matrix = matrix.tocsr()
+    assert matrix.dtype == expected.dtype and matrix.shape == expected.shape
+    for part in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(matrix, part), getattr(expected, part)), part

@@ -94,6 +94,10 @@ class FeatureFamily(Family):
     def fit_features(self, inputs: Sequence[Any]) -> tuple[Any, Any]:
         """(the fitted featurizer, the features of `inputs`); the same for every family of this `features_key`."""
 
+    def features(self, featurizer: Any, inputs: Sequence[Any]) -> Any:
+        """The features of `inputs` by a featurizer `fit_features` fitted (a fold's held-out rows in the search)."""
+        return featurizer.transform(list(inputs))
+
     @abstractmethod
     def fit_head(self, features: Any, targets: Sequence[Any], params: Params, seed: int, start: Any = None) -> Any:
         """A head fitted on features (with `predict_proba` and `classes_`); its solver begins at `start` when given

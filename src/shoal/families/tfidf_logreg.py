@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from shoal.families import register
 from shoal.families.base import FeatureFamily, Params, Predictor, class_weight
 from shoal.families.runtime.sklearn_predictor import SklearnPredictor
-from shoal.families.runtime.text_features import fit_tfidf, tfidf_pipeline
+from shoal.families.runtime.text_features import fit_tfidf, tfidf_pipeline, tfidf_transform
 
 
 @register
@@ -33,6 +33,9 @@ class TfidfLogReg(FeatureFamily):
 
     def fit_features(self, inputs: Sequence[str]) -> tuple[Any, Any]:
         return fit_tfidf(inputs)
+
+    def features(self, featurizer: Any, inputs: Sequence[str]) -> Any:
+        return tfidf_transform(featurizer, inputs)
 
     def fit_head(
         self, features: Any, targets: Sequence[str], params: Params, seed: int, start: Any = None

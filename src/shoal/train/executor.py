@@ -128,7 +128,7 @@ def fit_families(work: Work, staging: Staging) -> Fitted:
         if isinstance(family, FeatureFamily) and family.features_key in searched.features:
             shared = searched.features[family.features_key]
             fitted.features_seconds[family.name] = searched.features_seconds[family.features_key]
-            jobs.append(Job(family, found, shared, staged, *_head_start(work, family, shared[0])))
+            jobs.append(Job(family, found, shared, staged, *_head_start(work, family, shared[0], found.start)))
         else:
             jobs.append(Job(family, found, None, staged))
     try:
@@ -145,17 +145,18 @@ def fit_families(work: Work, staging: Staging) -> Fitted:
     return fitted
 
 
-def _head_start(work: Work, family: FeatureFamily, featurizer: Any) -> tuple[Any, int | None]:
-    """Where `family`'s final fit may begin: the production version's solution moved onto the new features, when
-    that version is of this family; (None, None): from zero (it is only a shortcut, so an error means zero too)."""
+def _head_start(work: Work, family: FeatureFamily, featurizer: Any, searched: Any) -> tuple[Any, int | None]:
+    """Where `family`'s final fit may begin, and the version that solution came from: the production version's
+    solution moved onto the new features, when that version is of this family; else the search's (`searched`, its
+    first fold's solution of the chosen setting; None: from zero). Only a shortcut, so an error means the search's."""
     if family.name not in work.production:
-        return None, None
+        return searched, None
     predictor, number = work.production[family.name]
     try:
         start = family.head_start(predictor, featurizer, work.train.targets)
     except Exception:
-        return None, None
-    return (start, number) if start is not None else (None, None)
+        return searched, None
+    return (start, number) if start is not None else (searched, None)
 
 
 def timed_costs(

@@ -51,6 +51,9 @@ class SearchResult:
     seconds: float = 0.0  # the family's own fits in the search (summed over the pool's processes)
     #: the training rows the search ran on, in `oof`'s order, when it ran on a sample of them (None: on all, in order)
     rows: np.ndarray | None = None
+    #: where the final fit's solver may begin (`FeatureFamily.head_start`): the best setting's solution on the first
+    #: fold moved onto the features of all training rows; None: from zero
+    start: Any = None
 
 
 @dataclass
@@ -137,10 +140,13 @@ def _fold_fit(
 
 @timed
 @isolated
-def _fold_features(family: FeatureFamily, inputs: np.ndarray, train: np.ndarray, held: np.ndarray) -> tuple[Any, Any]:
-    """The features of a fold's training and held-out rows, fitted on its training rows only (no leak)."""
+def _fold_features(
+    family: FeatureFamily, inputs: np.ndarray, train: np.ndarray, held: np.ndarray
+) -> tuple[Any, Any, Any]:
+    """(the featurizer, the features of a fold's training rows, of its held-out rows), fitted on its training rows
+    only (no leak)."""
     featurizer, fitted = family.fit_features(inputs[train].tolist())
-    return fitted, featurizer.transform(inputs[held].tolist())
+    return featurizer, fitted, family.features(featurizer, inputs[held].tolist())
 
 
 @timed
@@ -154,17 +160,24 @@ def _all_features(family: FeatureFamily, inputs: np.ndarray) -> tuple[Any, Any]:
 def _head_fits(
     task: TaskKind,
     family: FeatureFamily,
-    features: tuple[Any, Any],
+    features: tuple[Any, Any, Any],
     targets: np.ndarray,
     train: np.ndarray,
     grid: list[Params],
     seed: int,
     labels: list[str],
-) -> list[np.ndarray]:
-    """Every setting's held-out outputs on one fold, in `grid`'s order (`FeatureFamily.fit_heads`)."""
-    fitted, held = features
+    final: Any = None,
+) -> tuple[list[np.ndarray], list[Any]]:
+    """Every setting's held-out outputs on one fold, in `grid`'s order (`FeatureFamily.fit_heads`), and, given the
+    featurizer `final` of all training rows, each setting's solution moved onto its features (`head_start`: where
+    the final fit may begin; the optimum is the same, the path to it shorter)."""
+    featurizer, fitted, held = features
     heads = family.fit_heads(fitted, targets[train].tolist(), grid, seed)
-    return [task.fold_outputs(_Head(head), held, labels) for head in heads]
+    outputs = [task.fold_outputs(_Head(head), held, labels) for head in heads]
+    if final is None:
+        return outputs, []
+    everyone = targets.tolist()
+    return outputs, [family.head_start(family.assemble(featurizer, head), final, everyone) for head in heads]
 
 
 #: an idle pool process waits this long for work before it ends (loky's default is 5 minutes): a job process
@@ -281,21 +294,35 @@ def search_many(
         features[key] = done[key, None]
         heads += [(family, f) for family in members for f in range(len(splits))]
     # then: each sharing family's settings on the fold features, one job per family and fold (`fit_heads`)
+    # (the first fold's jobs also move each setting's solution onto the features of all rows: the final fit's start)
     head_outputs = parallel_pool(n_jobs, len(heads))(
         delayed(_head_fits)(
-            task, family, done[family.features_key, f], y, splits[f][0], grids[family.name], seed, labels
+            task,
+            family,
+            done[family.features_key, f],
+            y,
+            splits[f][0],
+            grids[family.name],
+            seed,
+            labels,
+            features[family.features_key][0] if f == 0 else None,
         )
         for family, f in heads
     )
+    starts: dict[tuple[str, int], Any] = {}
     for (family, f), head_out in zip(heads, head_outputs, strict=True):
         spent[family.name] += head_out.seconds
         if isinstance(head_out.value, Failed):
             failed.setdefault(family.name, head_out.value)
         else:
-            outputs.update({(family.name, p, f): setting for p, setting in enumerate(head_out.value)})
+            settings, moved = head_out.value
+            outputs.update({(family.name, p, f): setting for p, setting in enumerate(settings)})
+            starts.update({(family.name, p): start for p, start in enumerate(moved)})
     checkpoint("search")
     results = {
-        family.name: _best(task, family, grids[family.name], splits, outputs, targets, metric, labels, spent, sample)
+        family.name: _best(
+            task, family, grids[family.name], splits, outputs, targets, metric, labels, spent, sample, starts
+        )
         for family in families
         if family.name not in failed
     }
@@ -319,6 +346,7 @@ def _best(
     labels: list[str],
     spent: dict[str, float],
     sample: np.ndarray | None,
+    starts: dict[tuple[str, int], Any],
 ) -> SearchResult:
     """The best setting by `metric` on the out-of-fold outputs (of the rows searched: all, or the `sample`)."""
     rows = np.arange(len(targets)) if sample is None else sample
@@ -343,6 +371,7 @@ def _best(
         oof=results[best][2],
         seconds=spent[family.name],
         rows=sample,
+        start=starts.get((family.name, best)),
     )
 
 

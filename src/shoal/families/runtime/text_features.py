@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -11,6 +12,7 @@ import scipy.sparse as sp
 from scipy.sparse import _sparsetools
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.utils._sparse import _align_api_if_sparse
 
 #: above 20,000 training texts a term must occur in one text of every `TEXTS_PER_TERM` (not just in 2) to be a
 #: feature, so the vocabulary, and with it the logistic regression's parameters (one per term and class), grows
@@ -40,13 +42,69 @@ def tfidf_features(n_rows: int) -> FeatureUnion:
 
 
 def fit_tfidf(inputs: Sequence[str]) -> tuple[FeatureUnion, Any]:
-    """`tfidf_features` fitted on `inputs`, and the features of `inputs`. The terms min_df dropped are forgotten:
-    scikit-learn keeps them only for introspection, and they can make an artifact ten times larger."""
+    """`tfidf_features` fitted on `inputs`, and the features of `inputs`, each part fitted on its own
+    (`fit_vectorizer`) and stacked as `FeatureUnion.fit_transform` stacks them. The terms min_df dropped are
+    forgotten: scikit-learn keeps them only for introspection, and they can make an artifact ten times larger."""
     features = tfidf_features(len(inputs))
-    matrix = features.fit_transform(list(inputs))
+    texts = list(inputs)
+    matrices = [fit_vectorizer(vectorizer, texts) for _, vectorizer in features.transformer_list]
     for _, vectorizer in features.transformer_list:
         vectorizer.stop_words_ = None
-    return features, matrix
+    return features, sp.hstack(matrices, format="csr")
+
+
+def fit_vectorizer(vectorizer: TfidfVectorizer, texts: list[str]) -> Any:
+    """`vectorizer.fit_transform(texts)`, the same numbers and vocabulary, its terms counted faster for a `char_wb`
+    analyzer (`_count_by_word`, a third of the time on 45,000 tweets): scikit-learn's own `fit_transform` runs, only
+    its counting step (`_count_vocab`) is replaced for this call."""
+    if vectorizer.analyzer != "char_wb" or vectorizer.input != "content":
+        return vectorizer.fit_transform(texts)
+    vectorizer._count_vocab = functools.partial(_count_by_word, vectorizer)  # type: ignore[method-assign]
+    try:
+        return vectorizer.fit_transform(texts)
+    finally:
+        del vectorizer._count_vocab  # the class's method again (nothing of this call is saved with the artifact)
+
+
+def _count_by_word(vectorizer: TfidfVectorizer, texts: list[str], fixed_vocab: bool) -> tuple[dict[str, int], Any]:
+    """scikit-learn's `CountVectorizer._count_vocab` for a `char_wb` analyzer: the same vocabulary (terms numbered in
+    order of first occurrence) and the same sorted count matrix, each distinct word's n-grams made and looked up once
+    (a char_wb n-gram never crosses a word boundary) instead of once per occurrence."""
+    if fixed_vocab:
+        return type(vectorizer)._count_vocab(vectorizer, texts, fixed_vocab)
+    vocabulary: dict[str, int] = {}
+    words: dict[str, np.ndarray] = {}
+    prepare, white = vectorizer.build_preprocessor(), vectorizer._white_spaces
+    parts, sizes = [_NONE], []
+    for text in texts:
+        size = 0
+        for word in white.sub(" ", prepare(vectorizer.decode(text))).split():
+            columns = words.get(word)
+            if columns is None:
+                grams = vectorizer._char_wb_ngrams(word)
+                columns = np.array([vocabulary.setdefault(g, len(vocabulary)) for g in grams], dtype=np.int64)
+                words[word] = columns
+            parts.append(columns)
+            size += len(columns)
+        sizes.append(size)
+    if not vocabulary:
+        raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
+    n, width = len(texts), len(vocabulary)
+    rows = np.repeat(np.arange(0, n * width, width, dtype=np.int64), sizes)
+    keys, counts = np.unique(rows + np.concatenate(parts), return_counts=True)
+    rows, columns = np.divmod(keys, width)
+    index = np.int32 if len(keys) <= np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(n + 1, dtype=index)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    matrix = sp.csr_array(
+        (counts.astype(np.intc), columns.astype(index), indptr), shape=(n, width), dtype=vectorizer.dtype
+    )
+    return vocabulary, _align_api_if_sparse(matrix)
+
+
+def tfidf_transform(features: FeatureUnion, inputs: Sequence[str]) -> Any:
+    """The features of `inputs` by fitted `tfidf_features`: `FastTfidf`'s numbers (scikit-learn's, faster)."""
+    return FastTfidf(features).transform(list(inputs)) if FastTfidf.supports(features) else features.transform(inputs)
 
 
 def tfidf_pipeline(features: FeatureUnion, head: Any) -> Pipeline:
