@@ -85,7 +85,7 @@ def test_the_report_times_each_step_of_a_training(make_workspace, sms: pd.DataFr
     ws = make_workspace({"spam": spam_model(families=["majority", "tfidf-logreg"])}, n_jobs=1)
     ingest_file(ws, "spam", write_rows(tmp_path / "spam.csv", sms.head(300)))
     [report] = train_models(ws)
-    assert list(report.phases) == ["load_data", "search", "final_fits", "latency_and_register", "gate"]
+    assert list(report.phases) == ["load_data", "prepare", "search", "final_fits", "latency_and_register", "gate"]
     assert sum(report.phases.values()) <= report.seconds + 1e-6
     for candidate in report.candidates:
         assert candidate.phases["register"] >= 0 and candidate.phases["latency"] > 0

@@ -33,7 +33,7 @@ from shoal.families.tfidf_logreg import TfidfLogReg
 from shoal.families.tfidf_svm import TfidfSvm
 from shoal.gate import OUTPUTS_FILE
 from shoal.tasks.text_classification.kind import TextClassification, align
-from shoal.train import candidates, trainer
+from shoal.train import candidates, executor
 from shoal.train.search import search_many, start_pool
 from shoal.train.trainer import _load_data, train_models
 
@@ -190,7 +190,7 @@ def test_a_model_without_cv_folds_is_searched_on_two_folds_from_large_training_d
         folds.append(kwargs["folds"])
         return search_many(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "search_many", searching)
+    monkeypatch.setattr(executor, "search_many", searching)
     train_models(ws)
     [version] = ws.registry.versions("spam")
     assert folds == [2] and version.metrics.cv.folds == 2 and version.metrics.n_train >= 200
@@ -241,8 +241,8 @@ def test_the_gate_reuses_stored_test_outputs_only_on_exactly_the_rows_they_were_
         return load(self, folder)
 
     monkeypatch.setattr(TfidfLogReg, "load", counting)
-    # the final fit's head start loads the production version too (`trainer._head_start`): this test counts the gate's
-    monkeypatch.setattr(trainer_module, "_head_start", lambda *_: (None, None))
+    # the final fit's head start loads the production version too (`trainer._production`): this test counts the gate's
+    monkeypatch.setattr(trainer_module, "_production", lambda *_: {})
     # more training rows, the same test rows: the gate compares stored outputs, loading no version
     ingest_file(ws, "spam", write_rows(tmp_path / "more.csv", sms.iloc[300:600]), split="train")
     [again] = train_models(ws)
