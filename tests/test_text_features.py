@@ -138,3 +138,14 @@ def test_fit_tfidf_fits_what_scikit_learn_fits_to_the_bit(banking: tuple[pd.Data
     assert matrix.dtype == expected.dtype and matrix.shape == expected.shape
     for part in ("indptr", "indices", "data"):
         assert np.array_equal(getattr(matrix, part), getattr(expected, part)), part
+
+
+def test_the_lean_product_refuses_a_matrix_of_another_width(vectorizers: list[TfidfVectorizer]) -> None:
+    """scipy's kernel reads the dense side unchecked: coefficients narrower than the vocabulary (a damaged artifact)
+    must be an error, never a read past their end."""
+    fast = FastTfidf(vectorizers[0])
+    entries = fast.entries(["my card has not arrived", "how do I top up"])
+    width = entries.shape[1]
+    np.testing.assert_array_equal(entries.times(np.ones((width, 3))), entries.matrix() @ np.ones((width, 3)))
+    with pytest.raises(ValueError, match="cannot multiply"):
+        entries.times(np.ones((width - 1, 3)))

@@ -433,3 +433,14 @@ def test_a_later_drop_re_annotating_a_sentence_supersedes_it_as_a_relabelled_tex
     assert found.test["text"].tolist() == ["Carol flew to Rome"]  # the test set alike
     assert load_spans(found.test["entities"][0]) == ((14, 18, "location"),)
     assert sum("annotated differently again" in note for note in found.notes) == 1, found.notes
+    # a test sentence re-annotated by a training drop that spaces it otherwise: its entities come with their text
+    spaced = [{"text": "Dave went to  Oslo", "entities": [{"start": 14, "end": 18, "label": "location"}]}]
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "spaced.jsonl", spaced), split="test")
+    single = [{"text": "Dave went to Oslo", "entities": [{"start": 0, "end": 4, "label": "person"}]}]
+    ingest_file(ws, "ner", write_jsonl(tmp_path / "single.jsonl", single), split="train")
+    found = assembled(ws, "ner")
+    assert found is not None
+    tested = dict(zip(found.test["text"], map(load_spans, found.test["entities"]), strict=True))
+    assert tested["Dave went to Oslo"] == ((0, 4, "person"),)
+    for text, spans in tested.items():
+        assert all(text[start:end].strip() == text[start:end] != "" for start, end, _ in spans), (text, spans)

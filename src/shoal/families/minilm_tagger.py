@@ -26,6 +26,8 @@ from shoal.families.entity_tagger import EntityPredictor, entity_output, tagged
 from shoal.families.runtime.minilm_source import TOKENIZER_FILE, source_dir
 from shoal.families.runtime.tokens import Entities, Found, spans_of, tokenize
 
+#: part of a tuning's cache key: raise it when the tuning's code or settings change, so no stale tuning is reused
+TUNING_CODE = 1
 ENCODER_FILE = "encoder.onnx"
 CONFIG_FILE = "tagger.json"
 #: sub-tokens per text when serving (the encoder's limit; words beyond it are tagged O)
@@ -125,7 +127,7 @@ class MiniLMTagger(Family):
             token_tune.export(model, folder / ENCODER_FILE)
             write_json(folder / CONFIG_FILE, {"tags": tags, "training": {"params": params, **report.to_dict()}})
 
-        key = [list(inputs), [list(map(list, t.spans)) for t in targets], params, seed]
+        key = [TUNING_CODE, list(inputs), [list(map(list, t.spans)) for t in targets], params, seed]
         cached = cached_tuning(self.quantized_from or self.name, key, build)
         scratch = tempfile.TemporaryDirectory(prefix="shoal-tagger-")
         model_path = Path(scratch.name) / ENCODER_FILE

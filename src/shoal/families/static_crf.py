@@ -39,7 +39,8 @@ class WordClusters:
     def __init__(self, table: np.ndarray, tokenizer_path: Path, centroids: list[np.ndarray]) -> None:
         from shoal.families.runtime.hf_tokenizer import load_tokenizer
 
-        self.table, self.tokenizer_path = table.astype(np.float32), tokenizer_path
+        # rounded to float16 as it is saved, in training too: the served clusters are those trained and scored
+        self.table, self.tokenizer_path = table.astype(np.float16).astype(np.float32), tokenizer_path
         self.tokenizer = load_tokenizer(tokenizer_path, 64)
         self.centroids = [c.astype(np.float32) for c in centroids]
 

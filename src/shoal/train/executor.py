@@ -206,4 +206,4 @@ def open_executor(kind: str = LOCAL, address: str | None = None) -> LocalExecuto
 def without_bulk(job: Job) -> Job:
     """`job` as the trainer still needs it once fitted: its search's result without the out-of-fold outputs, and no
     features or head start (what a remote fit sends back)."""
-    return replace(job, found=replace(job.found, oof=job.found.oof[:0]), features=None, start=None)
+    return replace(job, found=replace(job.found, oof=job.found.oof[:0], start=None), features=None, start=None)

@@ -177,7 +177,16 @@ def _head_fits(
     if final is None:
         return outputs, []
     everyone = targets.tolist()
-    return outputs, [family.head_start(family.assemble(featurizer, head), final, everyone) for head in heads]
+    return outputs, [_start(family, family.assemble(featurizer, head), final, everyone) for head in heads]
+
+
+def _start(family: FeatureFamily, fitted: Any, final: Any, targets: list[Any]) -> Any:
+    """`family.head_start`, or None (from zero) when it fails: a start is only a shortcut, never a reason for the
+    family's search to fail."""
+    try:
+        return family.head_start(fitted, final, targets)
+    except Exception:
+        return None
 
 
 #: an idle pool process waits this long for work before it ends (loky's default is 5 minutes): a job process

@@ -199,7 +199,8 @@ def _proba(classifier: Any) -> tuple[Any, bool]:
     than the arithmetic for a few texts."""
     if type(classifier) is not LogisticRegression or classifier.coef_.ndim != 2:
         return classifier.predict_proba, False
-    coef_t, intercept = classifier.coef_.T, classifier.intercept_
+    # C-ordered once, not at each batch (`ravel` of the transposed F-ordered view copies it)
+    coef_t, intercept = np.ascontiguousarray(classifier.coef_.T), classifier.intercept_
     if len(classifier.classes_) <= 2:
         if coef_t.shape[1] != 1:
             return classifier.predict_proba, False

@@ -297,6 +297,8 @@ class Entries(NamedTuple):
         dispatch, which take longer than the product itself for a batch of a few texts (a server of many models
         runs many such batches)."""
         rows, width = self.shape
+        if dense.ndim != 2 or dense.shape[0] != width:  # the kernel reads `dense` unchecked: never out of bounds
+            raise ValueError(f"a {self.shape} matrix cannot multiply a {dense.shape} one")
         out = np.zeros((rows, dense.shape[1]), dtype=np.result_type(self.data.dtype, dense.dtype))
         indptr, indices, data = self.indptr, self.indices, self.data
         _sparsetools.csr_matvecs(rows, width, dense.shape[1], indptr, indices, data, dense.ravel(), out.ravel())

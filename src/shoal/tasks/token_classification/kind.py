@@ -294,12 +294,13 @@ class TokenClassification(TaskKind):
         notes: list[str] = []
         frame = frame.assign(key=self.split_keys(frame))
         # as text classification's labels: a later drop's annotation of a sentence supersedes an earlier one, in train
-        # and test alike (re-annotation corrects entities), and each sentence is kept once in each set
-        latest = frame.groupby("key", sort=False)[ENTITIES].last()
+        # and test alike (re-annotation corrects entities), and each sentence is kept once in each set; the text comes
+        # with its entities (their offsets are into that text: the same sentence may differ in case or spacing)
+        latest = frame.groupby("key", sort=False)[[TEXT, ENTITIES]].last()
         reannotated = frame.groupby("key", sort=False)[ENTITIES].nunique() > 1
         if reannotated.any():
             notes.append(f"{int(reannotated.sum())} sentence(s) annotated differently again (the latest kept)")
-        frame = frame.assign(**{ENTITIES: frame["key"].map(latest)})
+        frame = frame.assign(**{column: frame["key"].map(latest[column]) for column in (TEXT, ENTITIES)})
         once: dict[str, pd.DataFrame] = {}
         for split in ("test", "train"):
             rows = frame[frame["split"] == split]
