@@ -142,17 +142,22 @@ def mean_shift_test(
     if len(before) + len(now) < 3:
         raise ValueError(f"{len(before) + len(now)} blocks of {block} times; a comparison needs at least three")
     mean_now = float(now.mean())
-    if ratio:  # a block with no error at all: far below any other, not minus infinity
-        before, now = np.log(np.maximum(before, 1e-12)), np.log(np.maximum(now, 1e-12))
+    if ratio:  # a block with no error at all: a thousandth of a typical block's, not minus infinity (one such block
+        # would otherwise be the whole spread and silence the test)
+        positive = np.concatenate([before, now])
+        floor = 1e-3 * float(np.median(positive[positive > 0])) if np.any(positive > 0) else 1e-12
+        before, now = np.log(np.maximum(before, floor)), np.log(np.maximum(now, floor))
     centred = [before - before.mean(), now - now.mean()]
     squares = float(sum(np.sum(c**2) for c in centred))
-    spread = float(np.sqrt(squares / (len(before) + len(now) - 2)))
     difference = float(now.mean() - before.mean())
-    if spread == 0:
+    if squares == 0:
         moved = difference > 0 if greater_only else difference != 0
         return mean_now, 0.0 if moved else 1.0
     correlation = float(np.clip(sum(np.sum(c[1:] * c[:-1]) for c in centred) / squares, 0.0, 0.95))
     worth = effective_blocks(len(before), correlation), effective_blocks(len(now), correlation)
+    # correlated blocks scatter less around their own mean: E[Σ (x − x̄)²] = σ² (n − n / n_eff), not σ² (n − 1)
+    lost = sum(len(blocks) / effective for blocks, effective in zip((before, now), worth, strict=True))
+    spread = float(np.sqrt(squares / max(len(before) + len(now) - lost, 1e-9)))
     freedom = max(1.0, sum(worth) - 2)
     t = difference / (spread * np.sqrt(1 / worth[0] + 1 / worth[1]))
     return mean_now, float(stats.t.sf(t, freedom) if greater_only else 2 * stats.t.sf(abs(t), freedom))
