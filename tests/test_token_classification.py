@@ -304,7 +304,8 @@ def test_the_crf_beats_the_memorized_floor_and_is_promoted(trained_ner: Any) -> 
     assert all(v is not None for v in versions.values()), report.candidates
     crf = versions["crf"].metrics
     assert crf.metric == "entity_f1" and crf.scores["entity_f1"] > versions["memorized"].metrics.scores["entity_f1"]
-    assert crf.ci[0] <= crf.scores["entity_f1"] <= crf.ci[1] and crf.n_test == 250
+    # the first 250 official test sentences repeat two of them: each sentence is tested once
+    assert crf.ci[0] <= crf.scores["entity_f1"] <= crf.ci[1] and crf.n_test == 248
     assert set(crf.scores["per_type"]) == set(TYPES) and 0 <= crf.scores["surface_f1"] <= 1
     assert report.decision is not None and report.decision.promote, report.decision
     assert "paired bootstrap of entity_f1 over the same sentences" in report.decision.reason
@@ -364,13 +365,13 @@ def test_a_drop_of_new_sentences_in_the_inbox_retrains_and_repromotes(make_works
     ingest_file(ws, "ner", write_conll(tmp_path / "test.conll", sentences("test")[:300]), split="test")
     inbox = ws.inbox("ner")
     inbox.mkdir(parents=True)
-    write_conll(inbox / "first.conll", blocks[:200])
+    write_conll(inbox / "first.conll", blocks[:400])
     assert Worker(ws, worker_id="w1", settle_seconds=0.2).run(once=True) == 1
     first = ws.registry.alias("ner", PRODUCTION)
-    assert first is not None, [e.message for e in ws.registry.events("ner")]
+    assert first is not None, "\n".join(e.message for e in ws.registry.events("ner"))
     f1 = ws.registry.version("ner", first).metrics.scores["entity_f1"]
 
-    write_conll(inbox / "more.conll", blocks[200:800])
+    write_conll(inbox / "more.conll", blocks[400:1200])
     assert Worker(ws, worker_id="w2", settle_seconds=0.2).run(once=True) == 1
     assert (inbox / "processed" / "more.conll").exists()
     second = ws.registry.alias("ner", PRODUCTION)
