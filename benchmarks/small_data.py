@@ -50,8 +50,9 @@ def run(folder: Path, name: str, train: pd.DataFrame, test: Path, model: dict) -
     train.to_csv(folder / "train.csv", index=False)
     ws = Workspace(folder)
     try:
-        ingest_file(ws, name, folder / "train.csv", split="train")
-        ingest_file(ws, name, test, split="test", skip_invalid=True)  # offensive's test labels one text twice
+        # hate's whole train.csv labels two texts both ways, offensive's test file one: the later rows are left out
+        ingest_file(ws, name, folder / "train.csv", split="train", skip_invalid=True)
+        ingest_file(ws, name, test, split="test", skip_invalid=True)
         [report] = train_models(ws, [name])
         if report.error:
             raise SystemExit(f"{name}: {report.error}")
