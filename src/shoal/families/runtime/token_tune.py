@@ -210,17 +210,4 @@ def tune(
 
 def export(model: Tagger, path: Path) -> None:
     """Write `model` as an ONNX graph (input_ids, attention_mask, case_ids -> logits per sub-token) to `path`."""
-    model.bert.set_attn_implementation("eager")  # the ONNX graph is exported from eager attention
-    model.eval()
-    example = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
-    with torch.no_grad():
-        torch.onnx.export(
-            model,
-            (example, (example > 0).long(), torch.ones_like(example)),
-            str(path),
-            input_names=["input_ids", "attention_mask", "case_ids"],
-            output_names=["logits"],
-            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "case_ids")},
-            opset_version=torch_body.OPSET,
-            dynamo=False,
-        )
+    torch_body.export_encoder(model, path, "logits", extra=("case_ids",))

@@ -121,17 +121,24 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 def export(model: MeanPooled, path: Path) -> None:
     """Write `model` as an ONNX graph (input_ids + attention_mask -> mean-pooled embedding) to `path`."""
-    model.bert.set_attn_implementation("eager")  # the ONNX graph is exported from eager attention
+    export_encoder(model, path, "embedding")
+
+
+def export_encoder(model: torch.nn.Module, path: Path, output: str, extra: tuple[str, ...] = ()) -> None:
+    """Write a model with a BERT body (`model.bert`) as an ONNX graph to `path`: input_ids, attention_mask and the
+    `extra` id inputs (each batch × tokens) -> `output`, exported from eager attention."""
+    model.bert.set_attn_implementation("eager")  # type: ignore[union-attr,operator]
     model.eval()
     example = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
+    names = ("input_ids", "attention_mask", *extra)
     with torch.no_grad():
         torch.onnx.export(
             model,
-            (example, (example > 0).long()),
+            (example, (example > 0).long(), *(torch.ones_like(example) for _ in extra)),
             str(path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["embedding"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
+            input_names=list(names),
+            output_names=[output],
+            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in names},
             opset_version=OPSET,
             dynamo=False,
         )
