@@ -7,23 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from conftest import POSTGRES_ENV, REPO, SKIP_POSTGRES, SKIP_RAY, read_csv
+from conftest import SKIP_RAY, read_csv
+from ray_cluster import Cluster, postgres_databases, ray_cluster
 from shoal.data.ingest import ingest_file
 from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
 from shoal.registry import PRODUCTION
@@ -35,12 +30,6 @@ pytest.importorskip("ray", reason=SKIP_RAY)
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 ROWS = 240
-RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-START_SECONDS = 90.0
-#: each node: one CPU, 1.5 GiB for tasks, a small object store, the quiet resource for latency timing
-NODE = ["--num-cpus=1", f"--memory={3 * 2**29}", f"--object-store-memory={100 * 2**20}"]
-LATENCY = ['--resources={"shoal_latency": 1}']
-
 TRAIN_ON = """\
 import json, sys
 from shoal.train.executor import open_executor
@@ -54,102 +43,16 @@ print(json.dumps([{"model": r.model, "error": r.error, "seconds": r.seconds,
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ports() -> list[str]:
-    """The ports a node listens on besides its GCS: free ones, so two nodes on one machine never collide."""
-    names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port")
-    names += ("dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
-    return [f"--{name}={_free_port()}" for name in names]
-
-
-@dataclass
-class Cluster:
-    address: str
-    env: dict[str, str]
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Kill a `ray start --block` and everything it started: its session's process group and every descendant.
-    Only these processes: never `ray stop`, which ends every Ray process of the machine, other users' too."""
-    tree: list[psutil.Process] = []
-    with suppress(psutil.NoSuchProcess):
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    for left in tree:
-        with suppress(psutil.NoSuchProcess):
-            left.kill()
-    psutil.wait_procs(tree, timeout=20)
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(20)
-
-
-def _started(process: subprocess.Popen[bytes], log: Path) -> bool:
-    """Wait until `ray start` says its node runs (its raylet registered with the GCS); False: it ended first."""
-    deadline = time.monotonic() + START_SECONDS
-    while "Ray runtime started" not in log.read_text(errors="replace"):
-        if process.poll() is not None:
-            return False
-        if time.monotonic() > deadline:
-            pytest.fail(f"'ray start' did not start its node within {START_SECONDS:g} s")
-        time.sleep(0.2)
-    return True
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`ray start --block ARGS` in a session of its own, once more if it ends before its node runs: Ray gives a
-    raylet 30 s to register, which a busy 2-core machine can miss."""
-    for _attempt in range(2):
-        with log.open("wb") as out:
-            process = subprocess.Popen([RAY, *args, *_ports()], env=env, stdout=out, stderr=out, start_new_session=True)
-        try:
-            if _started(process, log):
-                return process
-        except BaseException:  # its deadline (pytest.fail) or pytest-timeout: never leave the node running
-            _stop(process)
-            raise
-        _stop(process)
-    pytest.fail(f"'ray start' ended with code {process.returncode}: {log.read_text(errors='replace')[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """A head node and a second node, each a `ray start --block` process in a session of its own, on 127.0.0.1."""
-    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(PYTHONPATH=str(REPO / "src"), RAY_USAGE_STATS_ENABLED="0")
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *NODE, *LATENCY]
-    head = ["start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"]
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        for args in (head, ["start", f"--address={address}"]):
-            started.append(_start([*args, *common], env, temp / f"node{len(started)}.log"))
-        yield Cluster(address, env)
-    finally:
-        for process in reversed(started):
-            _stop(process)
-        shutil.rmtree(temp, ignore_errors=True)
+    with ray_cluster() as started:
+        yield started
 
 
 @pytest.fixture
 def postgres() -> Iterator[Callable[[], str]]:
-    """`make()`: a new PostgreSQL database's URL (each dropped at the end)."""
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(SKIP_POSTGRES)
-    from contextlib import ExitStack
-
-    from shoal.registry.database import temporary_database
-
-    with ExitStack() as stack:
-        yield lambda: stack.enter_context(temporary_database(base, "shoal_ray"))
+    with postgres_databases() as make:
+        yield make
 
 
 def _fleet() -> dict[str, Any]:
