@@ -124,3 +124,18 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
 
     with ExitStack() as stack:
         yield lambda: stack.enter_context(temporary_database(base, "shoal_ray"))
+
+
+def actor_processes(cluster: Cluster, title: str) -> list[list[psutil.Process]]:
+    """Per node (the head first), its live processes whose title (`ray::CLASS`) contains `title`: a Ray actor's
+    worker process, found without the dashboard's state API."""
+    found: list[list[psutil.Process]] = []
+    for node in cluster.nodes:
+        matching = []
+        with suppress(psutil.NoSuchProcess):
+            for process in psutil.Process(node.pid).children(recursive=True):
+                with suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                    if process.status() != psutil.STATUS_ZOMBIE and title in " ".join(process.cmdline()):
+                        matching.append(process)
+        found.append(matching)
+    return found

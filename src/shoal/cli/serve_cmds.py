@@ -4,29 +4,51 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shoal.cli.common import WorkspaceOption, open_workspace
+from shoal.cli.common import AddressOption, WorkspaceOption, console, errors, open_workspace
+
+if TYPE_CHECKING:
+    from shoal.workspace import Workspace
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOCAL, RAY = "local", "ray"
 
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes (each loads every model).")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (each loads every model); --backend local only.")
+    ] = 1,
     workspace: WorkspaceOption = ".",
     log_json: Annotated[bool, typer.Option("--log-json", help="Log one JSON object per line.")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (slower).")] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="local: this machine's server processes (uvicorn); ray: replicas of the same app on a Ray cluster "
+            "behind Ray Serve's HTTP proxy, which listens on --host/--port (pip install 'shoal\\[ray]'; needs a "
+            "PostgreSQL registry and shared artifacts). Ctrl-C removes what it deployed.",
+        ),
+    ] = LOCAL,
+    address: AddressOption = None,
+    replicas: Annotated[
+        int, typer.Option(min=1, help="Ray Serve replicas, one CPU each, each loads every model; --backend ray only.")
+    ] = 1,
+    proxy_every_node: Annotated[
+        bool,
+        typer.Option(
+            "--proxy-every-node",
+            help="Run Ray Serve's HTTP proxy on every node with a replica (default: the head node's only); "
+            "--backend ray only.",
+        ),
+    ] = False,
 ) -> None:
     """Serve predictions from every production model, with batching and hot swap of new versions."""
-    import uvicorn
-
-    from shoal.serve.app import WORKSPACE_ENV
-    from shoal.serve.logs import log_config
-
     ws = open_workspace(workspace)
     server = ws.fleet.workspace.server  # a broken fleet file fails here, before any worker starts
     if host not in LOOPBACK and not os.environ.get(server.token_env):
@@ -35,6 +57,20 @@ def serve(
             host,
             server.token_env,
         )
+    if backend == RAY:
+        if workers != 1:
+            raise typer.BadParameter("--workers is for --backend local; use --replicas with --backend ray")
+        _serve_on_ray(ws, address, host, port, replicas, proxy_every_node)
+        return
+    if backend != LOCAL:
+        raise typer.BadParameter(f"--backend is {LOCAL} or {RAY}, not {backend!r}")
+    if address is not None or replicas != 1 or proxy_every_node:
+        raise typer.BadParameter("--address, --replicas and --proxy-every-node are for --backend ray")
+    import uvicorn
+
+    from shoal.serve.app import WORKSPACE_ENV
+    from shoal.serve.logs import log_config
+
     os.environ[WORKSPACE_ENV] = str(ws.root)
     uvicorn.run(
         "shoal.serve.app:app_from_env",
@@ -50,6 +86,20 @@ def serve(
         server_header=False,
         backlog=4096,
     )
+
+
+def _serve_on_ray(ws: Workspace, address: str | None, host: str, port: int, replicas: int, every: bool) -> None:
+    try:
+        from shoal.serve.ray_backend import RayServeError, RayServeOptions, run_until_stopped
+    except ImportError as error:
+        raise typer.BadParameter(f"--backend ray needs Ray Serve: pip install 'shoal[ray]' ({error})") from None
+    options = RayServeOptions(address, host, port, replicas, every)
+    try:
+        run_until_stopped(ws, options, lambda url: console.print(f"serving on Ray Serve at {url} (Ctrl-C to stop)"))
+    except RayServeError as error:
+        errors.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    console.print("stopped: the Serve application is removed")
 
 
 def register(app: typer.Typer) -> None:

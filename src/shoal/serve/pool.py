@@ -126,7 +126,7 @@ class ModelPool:
         self.slots: dict[str, Slot] = {}
         self.llm: dict[str, LLMClient] = {}  # the LLM endpoints the cascades call, one client each
         self.inference = InferencePool()  # the batch threads every model shares
-        self.polled = False  # one poll has completed
+        self.first_poll = asyncio.Event()  # set once one poll has completed (every production version tried)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._skipped: set[str] = set()
@@ -147,7 +147,7 @@ class ModelPool:
 
     @property
     def ready(self) -> bool:
-        return self.polled and all(slot.current is not None for slot in self.slots.values())
+        return self.first_poll.is_set() and all(slot.current is not None for slot in self.slots.values())
 
     def statuses(self) -> dict[str, str]:
         return {name: slot.status for name, slot in sorted(self.slots.items())}
@@ -180,7 +180,7 @@ class ModelPool:
                 serving = slot.current is not None and slot.current.number == number
                 if not serving and number not in slot.failed:
                     await self._swap(slot, number)
-            self.polled = True
+            self.first_poll.set()
 
     async def _add(self, name: str, reload_fleet: bool) -> Slot | None:
         if name in self._skipped and not reload_fleet:

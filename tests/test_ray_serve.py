@@ -1,0 +1,247 @@
+"""Serving on Ray Serve: `shoal serve --backend ray` on a real two-node Ray cluster on 127.0.0.1 (two `ray start`
+processes, one CPU each), a PostgreSQL registry and a shared artifact folder, with a spam model trained on real SMS
+data. Its two replicas (one per node) answer as `shoal serve` does, switch to a version promoted under load without
+a failed request, and a replica killed under load costs no hung request; Ctrl-C removes what it deployed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from client_load import Load
+from conftest import FAST_WORKSPACE, SKIP_RAY, read_csv, spam_model
+from processes import free_port
+from ray_cluster import Cluster, actor_processes, postgres_databases, ray_cluster
+from serve_fixtures import running
+from shoal.data.ingest import ingest_file
+from shoal.registry import PRODUCTION
+from shoal.train.trainer import train_models
+from shoal.workspace import Workspace
+
+pytest.importorskip("ray", reason=SKIP_RAY)
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+
+ROWS = 300
+REPLICAS = 2
+POLL_S = 0.5
+READY_S = 240.0
+BODY = {"inputs": ["WINNER!! claim your free prize now, text 80086", "are we still on for lunch tomorrow?", "ok"]}
+#: after a promotion, this many answers in a row from the new version: each request goes to one of two replicas
+#: (Ray Serve's choice), so a replica still answering with the old version is missed with probability 2**-39
+IN_A_ROW = 40
+REPLICA = "ray::ServeReplica:shoal:shoal-replica"
+
+
+@dataclass
+class Served:
+    url: str
+    ws: Workspace
+    cluster: Cluster
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with ray_cluster() as started:
+        yield started
+
+
+def _workspace(root: Path, registry: str, artifacts: Path) -> Workspace:
+    root.mkdir()
+    fleet = {
+        "workspace": {
+            **FAST_WORKSPACE,
+            "n_jobs": 1,
+            "registry": registry,
+            "artifacts": artifacts.as_uri(),
+            "server": {"poll_interval_s": POLL_S},
+        },
+        "models": {"spam": spam_model(serve={"max_batch_size": 8, "max_inputs": 64}, cv_folds=2)},
+    }
+    (root / "shoal.yaml").write_text(yaml.safe_dump(fleet, sort_keys=False), encoding="utf-8")
+    ws = Workspace(root)
+    data = root / "spam.csv"
+    read_csv("sms_spam/sms_spam.csv").iloc[:ROWS].to_csv(data, index=False)
+    ingest_file(ws, "spam", data)
+    [report] = train_models(ws, ["spam"])
+    assert report.error is None, report.error
+    return ws
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait(condition: Any, what: str, timeout: float, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"shoal serve --backend ray ended ({process.returncode}): {log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:g} s: {log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def served(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`shoal serve --backend ray --replicas 2` of a trained spam workspace, once `/readyz` answers 200."""
+    folder = tmp_path_factory.mktemp("rayserve")
+    with postgres_databases() as make:
+        ws = _workspace(folder / "ws", make(), folder / "shared-artifacts")
+        port, log = free_port(), folder / "serve.log"
+        command = [sys.executable, "-m", "shoal", "serve", "--backend", "ray", "--address", cluster.address]
+        command += ["--port", str(port), "--replicas", str(REPLICAS), "-w", str(ws.root)]
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, env=cluster.env, stdout=out, stderr=out, start_new_session=True)
+        served = Served(f"http://127.0.0.1:{port}", ws, cluster, process, log)
+        try:
+            deployed = lambda: "serving on Ray Serve" in log.read_text()  # noqa: E731  every replica runs
+            _wait(deployed, "the Ray backend was not deployed", READY_S, process, log)
+            _wait(lambda: _ready(served.url), "the Ray backend was not ready", READY_S, process, log)
+            yield served
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(120)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(30)
+            ws.close()
+
+
+def _post(url: str, body: object) -> httpx.Response:
+    return httpx.post(f"{url}/v1/models/spam/predict", json=body, timeout=30)
+
+
+def test_the_ray_backend_answers_as_shoal_serve_does(served: Served) -> None:
+    """The same predictions, the same OpenAPI paths, `/readyz`, and shoal's error bodies, through Ray's proxy."""
+    with running(Workspace(served.ws.root)) as local:
+        for body in (BODY, {"inputs": BODY["inputs"][:1], "top_k": 1}):
+            on_ray, here = _post(served.url, body), _post(local, body)
+            assert on_ray.status_code == here.status_code == 200, on_ray.text
+            assert on_ray.json() == here.json()
+        assert (
+            httpx.get(f"{served.url}/openapi.json").json()["paths"]
+            == httpx.get(f"{local}/openapi.json").json()["paths"]
+        )
+    ready = httpx.get(f"{served.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["models"] == {"spam": "ready"}
+    unknown = httpx.post(f"{served.url}/v1/models/nope/predict", json=BODY)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    bad = _post(served.url, {"inputs": ["ok"], "top_k": "2"})
+    assert bad.status_code == 422 and bad.json()["error"]["message"].startswith("top_k"), bad.text
+    assert served.ws.registry.alias("spam", PRODUCTION) is not None
+
+
+def test_a_promotion_under_load_switches_every_replica_without_a_failed_request(served: Served) -> None:
+    registry = served.ws.registry
+    old = registry.alias("spam", PRODUCTION)
+    new = next(v.number for v in registry.versions("spam") if v.number != old)
+    with Load(f"{served.url}/v1/models/spam/predict", BODY, clients=8, timeout_s=30) as load:
+        load.wait(lambda _: load.every_client_got(old, 3), "the clients got no answers", timeout_s=60)
+        registry.set_alias("spam", new, actor="manual", reason="promotion under load on Ray")
+        load.wait(
+            lambda answers: len(answers) >= IN_A_ROW and {a.version for a in answers[-IN_A_ROW:]} == {new},
+            f"{IN_A_ROW} answers in a row from v{new}",
+            timeout_s=60,
+        )
+    answers = load.all_answers()
+    print(f"\n{len(answers)} answers ({Counter(a.version for a in answers)}), failures: {len(load.failures)}")
+    assert load.failures == [], load.failures[:10]
+    assert load.every_client_got(new, 1)
+    assert {a.version for a in answers} == {old, new}
+
+
+@dataclass
+class Outcomes:
+    ok: int = 0
+    unavailable: int = 0  # 503 with Retry-After
+    other: list[str] | None = None
+
+
+def _hammer(url: str, stop: threading.Event, outcomes: Outcomes, lock: threading.Lock) -> None:
+    with httpx.Client(timeout=20) as http:
+        while not stop.is_set():
+            try:
+                response = http.post(f"{url}/v1/models/spam/predict", json=BODY)
+            except httpx.HTTPError as error:  # a timeout is a hang: counted
+                with lock:
+                    outcomes.other.append(f"{type(error).__name__}: {error}")  # type: ignore[union-attr]
+                continue
+            with lock:
+                if response.status_code == 200:
+                    outcomes.ok += 1
+                elif response.status_code == 503 and "retry-after" in response.headers:
+                    outcomes.unavailable += 1
+                else:
+                    outcomes.other.append(f"HTTP {response.status_code}: {response.text[:200]}")  # type: ignore[union-attr]
+
+
+def test_a_replica_killed_under_load_costs_no_hung_or_failed_request(served: Served) -> None:
+    """SIGKILL one replica's actor process while 8 clients send requests: every request is answered 2xx or 503 with
+    Retry-After before its 20 s timeout, and Ray Serve starts a replica again (two ready replicas, 2xx answers)."""
+    per_node = actor_processes(served.cluster, REPLICA)
+    assert [len(replicas) for replicas in per_node] == [1, 1], per_node  # one replica on each node
+    killed = per_node[1][0]  # the second node's
+    outcomes, lock, stop = Outcomes(other=[]), threading.Lock(), threading.Event()
+    clients = [threading.Thread(target=_hammer, args=(served.url, stop, outcomes, lock)) for _ in range(8)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(2)  # the load is on
+        before = outcomes.ok
+        assert before > 0, outcomes
+        killed.kill()
+        deadline = time.monotonic() + 180
+        while True:  # until Ray Serve runs two replicas again, one a new process, and they answer
+            time.sleep(1)
+            alive = [p for replicas in actor_processes(served.cluster, REPLICA) for p in replicas]
+            if len(alive) == REPLICAS and killed not in alive and _ready(served.url):
+                break
+            assert time.monotonic() < deadline, f"no replica replaced the killed one: {alive}"
+        after = outcomes.ok
+        time.sleep(3)
+        assert outcomes.ok > after  # answered again
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(30)
+    assert not any(client.is_alive() for client in clients), "a client hung"
+    print(f"\nkilled a replica: {outcomes.ok} answered 2xx, {outcomes.unavailable} 503 + Retry-After, {outcomes.other}")
+    assert outcomes.other == [], outcomes.other[:10]
+
+
+def test_ctrl_c_removes_the_deployment(served: Served) -> None:
+    served.process.send_signal(signal.SIGINT)
+    assert served.process.wait(120) == 0, served.log.read_text()[-3000:]
+    assert "stopped" in served.log.read_text()
+    left = [actor_processes(served.cluster, f"ray::{name}") for name in ("Serve", "ProxyActor")]
+    assert left == [[[], []]] * 2, left  # no replica, controller or proxy of Serve is left
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{served.url}/readyz", timeout=5)
+
+
+def test_a_sqlite_registry_is_refused_with_what_to_do(cluster: Cluster, tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "shoal.yaml").write_text(yaml.safe_dump({"workspace": FAST_WORKSPACE, "models": {}}), encoding="utf-8")
+    command = [sys.executable, "-m", "shoal", "serve", "--backend", "ray", "--address", cluster.address]
+    done = subprocess.run([*command, "-w", str(root)], env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "PostgreSQL" in done.stderr, done.stderr
