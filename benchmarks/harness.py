@@ -83,16 +83,17 @@ def fleet_of(source: Workspace, count: int, folder: Path, *, promote: bool = Tru
     return root
 
 
-def copy_version(source: Workspace, target: Workspace, name: str) -> int:
+def copy_version(source: Workspace, target: Workspace, name: str, copy: int = 0) -> int:
     """Register a copy (own artifact folder) of the source's production Banking77 version as a new version of
-    `name` in `target`; returns its number."""
+    `name` in `target`; returns its number. Copies with another `copy` number are different versions."""
     version = source.registry.version(MODEL, source.registry.alias(MODEL))  # type: ignore[arg-type]
     staged = target.registry.artifacts.stage()
     shutil.copytree(source.registry.artifacts.open(version.artifact_uri, version.checksum), staged, dirs_exist_ok=True)
     copy, _ = target.registry.register_version(
         name,
         family=version.family,
-        params={**version.params, "benchmark_copy_of": version.number},  # the same params would be the same version
+        # the same params would be the same version
+        params={**version.params, "benchmark_copy_of": version.number, **({"benchmark_copy": copy} if copy else {})},
         dataset_version=version.dataset_version,
         code_version=version.code_version,
         metrics=version.metrics,
