@@ -95,7 +95,7 @@ def _backend(kind: str, root: Path, n: int, cluster: Cluster, path: str = ROUTE)
     command = [sys.executable, "-m", "shoal", "serve", "-w", str(root), "--port", str(port)]
     if kind == "local":
         with server([*command, "--workers", str(n)], port, timeout=600) as (url, pid):
-            yield url, f"{process_count(pid)} (uvicorn: {'one process' if n == 1 else f'a master and {n} workers'})"
+            yield url, f"{process_count(pid)} (uvicorn --workers {n}: every process of its tree)"
         return
     command += ["--backend", "ray", "--address", cluster.address, "--replicas", str(n)]
     with server(command, port, cluster.env, path=path, timeout=600) as (url, pid):
