@@ -249,6 +249,29 @@ def test_ctrl_c_removes_the_deployment(served: Served) -> None:
         httpx.get(f"{served.url}/readyz", timeout=5)
 
 
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--backend", "nope"], "--backend is local or ray"),
+        (["--backend", "ray", "--workers", "2"], "use --replicas with --backend ray"),
+        (["--replicas", "2"], "are for --backend ray"),
+        (["--address", "127.0.0.1:1"], "are for --backend ray"),
+    ],
+)
+def test_serve_options_that_do_not_fit_the_backend_are_refused(
+    make_workspace: Any, options: list[str], says: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from shoal.cli import app
+
+    ws = make_workspace({"spam": spam_model()})
+    # a host no server can listen on: were an option wrongly accepted, the server would fail at once, not run
+    done = CliRunner().invoke(app, ["serve", "-w", str(ws.root), "--host", "256.0.0.1", *options])
+    words = " ".join(word for word in done.output.split() if word != "│")  # the message, out of its box
+    assert done.exit_code == 2 and says in words, done.output
+
+
 def test_a_sqlite_registry_is_refused_with_what_to_do(cluster: Cluster, tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
