@@ -174,8 +174,8 @@ def main() -> None:
                         )
                         print(f"{rows[-1]}  ({load_average()})", file=sys.stderr, flush=True)
         with _backend("ray", ws.root, 2, cluster) as (url, _):
-            with_model = _replica_mib(cluster)
             promoted, new = _promotion(url, ws, source, script, 3 * args.duration)
+            with_model = _replica_mib(cluster)  # both replicas have answered with the new version: both loaded
         ws.close()
         empty = folder / "empty"  # a replica's own cost: the same app with no model to load
         empty.mkdir()
@@ -199,7 +199,7 @@ def main() -> None:
         f"requests; then {IN_A_ROW} descriptions in a row served v{new}"
     )
     print(
-        f"\nreplica RSS: {', '.join(f'{m:,.0f}' for m in with_model)} MiB serving Banking77; "
+        f"\nreplica RSS: {', '.join(f'{m:,.0f}' for m in with_model)} MiB serving Banking77 (after the promotion); "
         f"{', '.join(f'{m:,.0f}' for m in without_model)} MiB with no model (what one more replica costs before "
         "its models)"
     )
