@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+from rich.markup import escape
 
 from shoal.cli.common import AddressOption, WorkspaceOption, console, errors, open_workspace
 
@@ -92,14 +93,18 @@ def _serve_on_ray(ws: Workspace, address: str | None, host: str, port: int, repl
     try:
         from shoal.serve.ray_backend import RayServeError, RayServeOptions, run_until_stopped
     except ImportError as error:
-        raise typer.BadParameter(f"--backend ray needs Ray Serve: pip install 'shoal[ray]' ({error})") from None
+        _fail(f"--backend ray needs Ray Serve: pip install 'shoal[ray]' ({error})")
     options = RayServeOptions(address, host, port, replicas, every)
     try:
         run_until_stopped(ws, options, lambda url: console.print(f"serving on Ray Serve at {url} (Ctrl-C to stop)"))
     except RayServeError as error:
-        errors.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
-        raise typer.Exit(1) from None
+        _fail(str(error))
     console.print("stopped: the Serve application is removed")
+
+
+def _fail(message: str) -> NoReturn:
+    errors.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
+    raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,8 +14,9 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import FrameType
@@ -42,6 +43,8 @@ DEPLOYMENT = "shoal-replica"
 MAX_ONGOING = 1024
 #: seconds a replica gets to finish its requests when the application is deleted
 SHUTDOWN_S = 10.0
+#: seconds to reach the Ray head named by --address
+CONNECT_S = 5.0
 #: seconds a replica's start-up waits for its first registry poll to load every production version
 FIRST_LOAD_S = 600.0
 #: Ray Serve's proxies call this (an import path) for middlewares: set for the controller, which starts them
@@ -161,13 +164,21 @@ def connect(address: str | None) -> None:
     """Join the Ray cluster at `address` (else RAY_ADDRESS, else this node's)."""
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or "auto"
+    advice = (
+        "start one with 'ray start --head' (and 'ray start --address HEAD:PORT' on each other node), or pass "
+        "--address HEAD:PORT"
+    )
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit():  # Ray itself would retry an unreachable head for minutes
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_S).close()
+        except OSError as error:
+            raise RayServeError(f"no Ray cluster answers at {address} ({error}); {advice}") from None
     try:
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", log_to_driver=False)
+        ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError) as error:
-        raise RayServeError(
-            f"no Ray cluster to serve on ({error}); start one with 'ray start --head' (and 'ray start --address "
-            "HEAD:PORT' on each other node), or pass --address HEAD:PORT"
-        ) from None
+        raise RayServeError(f"no Ray cluster to serve on ({error}); {advice}") from None
 
 
 def _running_apps() -> dict[str, Any] | None:
@@ -221,19 +232,21 @@ def deployed(ws: Workspace, options: RayServeOptions) -> Iterator[str]:
             serve.delete(APP_NAME)
 
 
-def run_until_stopped(ws: Workspace, options: RayServeOptions, announce: Any) -> None:
-    """Deploy, call `announce(url)`, and wait for Ctrl-C or SIGTERM; then remove what was deployed."""
-    stop = threading.Event()
+def run_until_stopped(ws: Workspace, options: RayServeOptions, announce: Callable[[str], None]) -> None:
+    """Deploy, call `announce(url)`, and serve until Ctrl-C or SIGTERM (during the deploy too); then remove what was
+    deployed."""
 
-    def on_signal(_number: int, _frame: FrameType | None) -> None:
-        stop.set()
+    def interrupt(_number: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         with deployed(ws, options) as url:
             announce(url)
-            while not stop.wait(1.0):
+            forever = threading.Event()  # never set: the wait ends with a signal
+            while not forever.wait(60):
                 pass
+    except KeyboardInterrupt:
+        pass
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        signal.signal(signal.SIGTERM, previous)
