@@ -1,15 +1,18 @@
 """Where a model's candidates are fitted and timed: here, on the training pool (the default), or on a Ray cluster.
 
 The trainer hands an executor one model's families and data (`Work`). The executor answers each family's search
-result and final fit, its artifact in a staging folder of the trainer's process (`fit` -> `Fitted`), then, one
-candidate at a time, its metrics with the latency timed on a quiet CPU (`costs`). The gate and every registry write
-stay in the trainer's process, whichever executor fitted the candidates.
+result and final fit, its artifact in a staging folder of the trainer's process (`submit` -> a `Pending` whose call
+gives the `Fitted`), then, one candidate at a time, its metrics with the latency timed on a quiet CPU (`costs`). The
+trainer submits `models_at_once` models' fits before it waits for the first model's (the local executor: one, so
+it fits lazily, model by model; Ray: many, so a fleet's fits spread over the cluster). The gate and every registry
+write stay in the trainer's process, whichever executor fitted the candidates.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -75,8 +78,15 @@ class Staging(Protocol):
     def discard(self, staged: Path) -> None: ...
 
 
+#: a model's fits submitted: calling it waits for them and answers the `Fitted`
+Pending = Callable[[], Fitted]
+
+
 class Executor(Protocol):
-    def fit(self, work: Work, staging: Staging) -> Fitted: ...
+    #: how many models the trainer submits (`submit`) before it waits for the first one's fits
+    models_at_once: int
+
+    def submit(self, work: Work, staging: Staging) -> Pending: ...
 
     def costs(self, work: Work, job: Job, built: Built, size_bytes: int) -> tuple[VersionMetrics, dict[str, float]]:
         """The candidate's metrics with its latency timed in a quiet phase, and the seconds of `artifact_load` (when
@@ -180,10 +190,13 @@ def timed_costs(
 
 
 class LocalExecutor:
-    """This process and its training pool (`workspace.n_jobs` processes): the default."""
+    """This process and its training pool (`workspace.n_jobs` processes): the default. A model's fits run when the
+    trainer asks for them, one model at a time."""
 
-    def fit(self, work: Work, staging: Staging) -> Fitted:
-        return fit_families(work, staging)
+    models_at_once = 1
+
+    def submit(self, work: Work, staging: Staging) -> Pending:
+        return lambda: fit_families(work, staging)
 
     def costs(self, work: Work, job: Job, built: Built, size_bytes: int) -> tuple[VersionMetrics, dict[str, float]]:
         # the pool is idle: nothing else runs while the latency is timed
