@@ -1,7 +1,7 @@
 """Training on Ray: a real two-node Ray cluster on 127.0.0.1 (two `ray start` processes, one CPU each), PostgreSQL
 and a shared artifact folder. The fleet trained with `--executor ray` gets the versions and scores the local
-executor gets, its fits land on both nodes, and a fit whose Ray worker is killed is retried without a duplicate
-version."""
+executor gets, its fits land on both nodes, and a fit whose Ray worker is killed — or whose whole node is lost — is
+retried without a duplicate version."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from conftest import SKIP_RAY, read_csv
-from ray_cluster import Cluster, postgres_databases, ray_cluster
+from ray_cluster import Cluster, _stop, postgres_databases, ray_cluster
 from shoal.data.ingest import ingest_file
 from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
 from shoal.registry import PRODUCTION
@@ -91,10 +91,25 @@ def _train(ws: Workspace, executor: str, address: str, env: dict[str, str], extr
         text=True,
         timeout=240,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    reports = json.loads(done.stdout.strip().splitlines()[-1])
+    return _reports(done.returncode, done.stdout, done.stderr)
+
+
+def _reports(code: int, out: str, err: str) -> Any:
+    """The trained models' reports `TRAIN_ON` printed, each without an error."""
+    assert code == 0, err[-3000:]
+    reports = json.loads(out.strip().splitlines()[-1])
     assert [r["error"] for r in reports] == [None] * len(reports)
     return reports
+
+
+def _paused(pause: Path, running: subprocess.Popen[str], seconds: float = 180) -> psutil.Process:
+    """The process paused at a fault point (it wrote its pid to `pause`), waited for while `running` runs."""
+    deadline = time.monotonic() + seconds
+    while not pause.exists():
+        assert running.poll() is None, "the training ended before a fit paused"
+        assert time.monotonic() < deadline, "no fit paused"
+        time.sleep(0.1)
+    return psutil.Process(int(pause.read_text()))
 
 
 def _versions(ws: Workspace) -> dict[str, Any]:
@@ -175,3 +190,35 @@ def test_a_fit_whose_ray_worker_is_killed_is_retried_without_a_duplicate_version
     assert job.status == DONE, job.error
     families = [version[1] for version in _versions(ws)["spam"]["versions"]]
     assert sorted(families) == sorted(_fleet()["spam"]["families"])  # one version per family: none twice
+
+
+@pytest.mark.timeout(480)
+def test_a_ray_node_lost_mid_training_has_its_fits_retried_on_the_others_without_a_duplicate_version(
+    postgres: Callable[[], str], make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    """`shoal train --executor ray` of the fleet on a head and a second node: the first fit to reach its search on
+    the second node pauses there; the whole node is killed (its `ray start`, raylet, workers, all of it). Ray runs
+    the lost fit again on the head, the job completes, and each model has every family's version exactly once."""
+    ws = _workspace(make_workspace, postgres(), tmp_path / "shared", tmp_path, list(_fleet()))
+    pause = tmp_path / "paused"
+    on_second = {PAUSE_AT_ENV: "search", PAUSE_FILE_ENV: str(pause)}  # only the second node's workers pause
+    with ray_cluster(nodes=2, node_env={1: on_second}) as cluster:
+        command = [sys.executable, "-c", TRAIN_ON, str(ws.root), "ray", cluster.address]
+        with subprocess.Popen(
+            command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as run:
+            try:
+                paused = _paused(pause, run)
+                second = psutil.Process(cluster.nodes[1].pid)
+                assert paused.pid in {p.pid for p in second.children(recursive=True)}  # a fit on the second node
+                _stop(cluster.nodes[1])
+                out, err = run.communicate(timeout=300)
+            finally:
+                run.kill()
+    reports = _reports(run.returncode, out, err)
+    assert [c["error"] for r in reports for c in r["candidates"]] == [None] * 6
+    nodes = {c["node"] for r in reports for c in r["candidates"]}
+    assert len(nodes) == 1 and None not in nodes, nodes  # every fit ended on the head, the lost one retried there
+    for model, found in _versions(ws).items():
+        assert sorted(v[1] for v in found["versions"]) == sorted(_fleet()[model]["families"])  # each once
+        assert found["production"] is not None
