@@ -21,8 +21,8 @@ from conftest import SKIP_RAY, read_csv
 from ray_cluster import Cluster, _stop, postgres_databases, ray_cluster
 from shoal.data.ingest import ingest_file
 from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
-from shoal.registry import PRODUCTION
 from shoal.registry.jobs import DONE, TRAIN, JobQueue
+from shoal.train.executor import comparable_versions
 from shoal.train.trainer import train_models
 from shoal.workspace import Workspace
 
@@ -113,26 +113,7 @@ def _paused(pause: Path, running: subprocess.Popen[str], seconds: float = 180) -
 
 
 def _versions(ws: Workspace) -> dict[str, Any]:
-    """Each model's versions as figures that must not depend on where they were fitted, and its production."""
-    found: dict[str, Any] = {}
-    for model in ws.fleet.models:
-        versions = ws.registry.versions(model)
-        found[model] = {
-            "production": ws.registry.alias(model, PRODUCTION),
-            "versions": sorted(
-                (
-                    v.number,
-                    v.family,
-                    v.dataset_version,
-                    json.dumps(v.params, sort_keys=True),
-                    v.metrics.value,
-                    tuple(v.metrics.ci),
-                    v.metrics.cv.score if v.metrics.cv else None,
-                )
-                for v in versions
-            ),
-        }
-    return found
+    return comparable_versions(ws.registry, list(ws.fleet.models))
 
 
 def test_the_fleet_trained_on_ray_matches_the_local_executor_and_spreads_over_both_nodes(

@@ -10,6 +10,7 @@ write stay in the trainer's process, whichever executor fitted the candidates.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from shoal.train.errors import TrainError
 from shoal.train.search import Failed, search_many
 
 if TYPE_CHECKING:
+    from shoal.registry import Registry
     from shoal.train.ray_executor import RayExecutor
 
 LOCAL, RAY = "local", "ray"
@@ -220,3 +222,29 @@ def without_bulk(job: Job) -> Job:
     """`job` as the trainer still needs it once fitted: its search's result without the out-of-fold outputs, and no
     features or head start (what a remote fit sends back)."""
     return replace(job, found=replace(job.found, oof=job.found.oof[:0], start=None), features=None, start=None)
+
+
+def comparable_versions(registry: Registry, models: list[str]) -> dict[str, Any]:
+    """Each model's versions as the figures that must not depend on the executor that fitted them (number, family,
+    dataset version, parameters, test score and its CI, CV score), and its production version: two executors
+    trained the same fleet alike when these are equal."""
+    from shoal.registry import PRODUCTION
+
+    found: dict[str, Any] = {}
+    for model in models:
+        found[model] = {
+            "production": registry.alias(model, PRODUCTION),
+            "versions": sorted(
+                (
+                    v.number,
+                    v.family,
+                    v.dataset_version,
+                    json.dumps(v.params, sort_keys=True),
+                    v.metrics.value,
+                    tuple(v.metrics.ci),
+                    v.metrics.cv.score if v.metrics.cv else None,
+                )
+                for v in registry.versions(model)
+            ),
+        }
+    return found
