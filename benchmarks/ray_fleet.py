@@ -62,6 +62,8 @@ TEXTS = (
     ("sentiment", "tweeteval_sentiment/test.csv", 2),
     ("spam", "sms_spam/sms_spam.csv", 3),
 )
+#: the steps of a model's training that fit candidates (`ModelReport.phases`): the part more CPUs shorten
+FIT_STEPS = ("search", "final_fits")
 WORKSPACE = {"n_jobs": 2, "evaluation": {"latency_calls": 20, "bootstrap": 200, "measure_rss": False}}
 
 
@@ -145,7 +147,7 @@ def main() -> None:
         fits = sum(len(spec["families"]) for spec, _ in models.values())
         print(f"fleet: {len(models)} models, {fits} fits; {load_average()}", flush=True)
         local = workspace(folder / "local", one, models)
-        _, local_seconds = timed(lambda: train_models(local))
+        local_reports, local_seconds = timed(lambda: train_models(local))
         print(f"local: {local_seconds:.1f} s wall ({load_average()})", flush=True)
         with temporary_database(server, "shoal_bench") as other, local_cluster(nodes=2) as cluster:
             remote = workspace(folder / "ray", other, models)
@@ -154,6 +156,8 @@ def main() -> None:
             print(f"ray: {ray_seconds:.1f} s wall ({load_average()})", flush=True)
             names = node_names()
             report(local, remote, reports, local_seconds, ray_seconds, names)
+            split("local", local_reports, local_seconds, FIT_STEPS)
+            split("ray", reports, ray_seconds, ("ray_fits",))
             remote.close()
         local.close()
     print_command(begun)
@@ -183,6 +187,15 @@ def report(
     print("fits per node: " + ", ".join(f"{name} {count}" for name, count in sorted(nodes.items())))
     productions = sum(remote.registry.alias(m, "production") is not None for m in models)
     print(f"models with a production version: {productions} of {len(models)} (ray)")
+
+
+def split(side: str, reports: list[ModelReport], wall: float, fitting: tuple[str, ...]) -> None:
+    """The wall time into fitting (more CPUs shorten it) and the rest (data loading, latency timing, registration,
+    gates: model after model in one process). On Ray the models' fits overlap, so fitting is the longest `ray_fits`
+    (the first model's submission to its last result, which waits for the whole batch)."""
+    spans = [sum(r.phases.get(step, 0.0) for step in fitting) for r in reports]
+    fits = max(spans) if side == "ray" else sum(spans)
+    print(f"{side}: fitting {fits:.1f} s of the {wall:.1f} s wall, the rest {wall - fits:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -71,9 +71,16 @@ DATA = {
 
 
 def _workspace(
-    make_workspace: Callable[..., Workspace], registry: str, artifacts: Path, data: Path, models: list[str]
+    make_workspace: Callable[..., Workspace],
+    registry: str,
+    artifacts: Path,
+    data: Path,
+    models: list[str],
+    families: list[str] | None = None,
 ) -> Workspace:
-    fleet = {model: spec for model, spec in _fleet().items() if model in models}
+    """`models` of `_fleet()` (each with `families` instead of its own, when given), their data ingested."""
+    fleet = {model: {**spec, **({"families": families} if families else {})} for model, spec in _fleet().items()}
+    fleet = {model: spec for model, spec in fleet.items() if model in models}
     ws = make_workspace(fleet, registry=registry, artifacts=artifacts.as_uri(), n_jobs=1)
     for model in models:
         path = data / f"{model}.csv"
@@ -100,6 +107,12 @@ def _reports(code: int, out: str, err: str) -> Any:
     reports = json.loads(out.strip().splitlines()[-1])
     assert [r["error"] for r in reports] == [None] * len(reports)
     return reports
+
+
+def _training(ws: Workspace, cluster: Cluster) -> subprocess.Popen[str]:
+    """`TRAIN_ON` with the Ray executor on `cluster`, started (its output for `_reports`)."""
+    command = [sys.executable, "-c", TRAIN_ON, str(ws.root), "ray", cluster.address]
+    return subprocess.Popen(command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _paused(pause: Path, running: subprocess.Popen[str], seconds: float = 180) -> psutil.Process:
@@ -173,6 +186,29 @@ def test_a_fit_whose_ray_worker_is_killed_is_retried_without_a_duplicate_version
     assert sorted(families) == sorted(_fleet()["spam"]["families"])  # one version per family: none twice
 
 
+def test_the_fits_of_several_models_run_at_once_on_the_cluster(
+    postgres: Callable[[], str], make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    """Two models of one family each: with one model at a time, one fit would run while the other model waited. Each
+    node's first fit pauses at its search (a pause file per node), so both files appear only when the two models'
+    fits run at once; the paused fits are then killed, Ray runs them again, and each model has its one version."""
+    ws = _workspace(make_workspace, postgres(), tmp_path / "shared", tmp_path, ["spam", "emotion"], ["tfidf-logreg"])
+    pauses = [tmp_path / "paused-head", tmp_path / "paused-second"]
+    node_env = {i: {PAUSE_AT_ENV: "search", PAUSE_FILE_ENV: str(pause)} for i, pause in enumerate(pauses)}
+    with ray_cluster(nodes=2, node_env=node_env) as cluster, _training(ws, cluster) as run:
+        try:
+            paused = [_paused(pause, run) for pause in pauses]  # one fit of each model, at once
+            for fit in paused:
+                fit.kill()
+            out, err = run.communicate(timeout=240)
+        finally:
+            run.kill()
+    reports = _reports(run.returncode, out, err)
+    assert [c["error"] for r in reports for c in r["candidates"]] == [None, None]
+    for model, found in _versions(ws).items():
+        assert [v[1] for v in found["versions"]] == ["tfidf-logreg"], model  # once, though its fit ran twice
+
+
 @pytest.mark.timeout(480)
 def test_a_ray_node_lost_mid_training_has_its_fits_retried_on_the_others_without_a_duplicate_version(
     postgres: Callable[[], str], make_workspace: Callable[..., Workspace], tmp_path: Path
@@ -183,19 +219,15 @@ def test_a_ray_node_lost_mid_training_has_its_fits_retried_on_the_others_without
     ws = _workspace(make_workspace, postgres(), tmp_path / "shared", tmp_path, list(_fleet()))
     pause = tmp_path / "paused"
     on_second = {PAUSE_AT_ENV: "search", PAUSE_FILE_ENV: str(pause)}  # only the second node's workers pause
-    with ray_cluster(nodes=2, node_env={1: on_second}) as cluster:
-        command = [sys.executable, "-c", TRAIN_ON, str(ws.root), "ray", cluster.address]
-        with subprocess.Popen(
-            command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        ) as run:
-            try:
-                paused = _paused(pause, run)
-                second = psutil.Process(cluster.nodes[1].pid)
-                assert paused.pid in {p.pid for p in second.children(recursive=True)}  # a fit on the second node
-                _stop(cluster.nodes[1])
-                out, err = run.communicate(timeout=300)
-            finally:
-                run.kill()
+    with ray_cluster(nodes=2, node_env={1: on_second}) as cluster, _training(ws, cluster) as run:
+        try:
+            paused = _paused(pause, run)
+            second = psutil.Process(cluster.nodes[1].pid)
+            assert paused.pid in {p.pid for p in second.children(recursive=True)}  # a fit on the second node
+            _stop(cluster.nodes[1])
+            out, err = run.communicate(timeout=300)
+        finally:
+            run.kill()
     reports = _reports(run.returncode, out, err)
     assert [c["error"] for r in reports for c in r["candidates"]] == [None] * 6
     nodes = {c["node"] for r in reports for c in r["candidates"]}
@@ -203,3 +235,15 @@ def test_a_ray_node_lost_mid_training_has_its_fits_retried_on_the_others_without
     for model, found in _versions(ws).items():
         assert sorted(v[1] for v in found["versions"]) == sorted(_fleet()[model]["families"])  # each once
         assert found["production"] is not None
+
+
+def test_a_fits_ray_overhead_leaves_out_its_wait_for_a_cpu_behind_other_fits() -> None:
+    """Two fits submitted at 0 on a one-CPU node: the second waits for the first (not Ray's cost), then starts 2 s
+    after the CPU is free (Ray's: a worker started, its data sent); each result reaches the driver 0.5 s after it
+    ended. A fit on another node starts 3 s after its submission."""
+    from shoal.train.ray_executor import overhead
+
+    ran = [("a", 5.0, 10.0), ("a", 12.0, 20.0), ("b", 3.0, 9.0)]
+    assert overhead(0.0, "a", 5.0, 10.0, 10.5, ran) == 5.5
+    assert overhead(0.0, "a", 12.0, 20.0, 20.5, ran) == 2.5
+    assert overhead(0.0, "b", 3.0, 9.0, 9.5, ran) == 3.5

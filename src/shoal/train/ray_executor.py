@@ -198,6 +198,8 @@ class RayExecutor:
             self._collect(entry, name, done[0])
         ran = [(e.fitted.nodes[f], *t[:2]) for e in self._submitted for f, t in e.times.items()]
         for entry in self._submitted:
+            # until the whole batch is back: its registration waits for that (nothing fits while latency is timed)
+            entry.fitted.steps.setdefault("ray_fits", time.perf_counter() - entry.started)
             for family, (start, end, received) in entry.times.items():
                 node = entry.fitted.nodes[family]
                 entry.fitted.overhead[family] = overhead(entry.submitted, node, start, end, received, ran)
@@ -223,7 +225,6 @@ class RayExecutor:
         for key in ("built", "failed", "search_seconds", "features_seconds", "nodes"):
             getattr(fitted, key).update(getattr(part, key))
         fitted.sampled = part.sampled if part.sampled is not None else fitted.sampled
-        fitted.steps["ray_fits"] = time.perf_counter() - entry.started  # until its last result, so far
 
     def _entry(self, work: Work) -> _Submitted:
         return next(entry for entry in self._submitted if entry.work is work)
