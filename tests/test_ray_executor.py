@@ -104,7 +104,8 @@ def _train(ws: Workspace, executor: str, address: str, env: dict[str, str], extr
 def _reports(code: int, out: str, err: str) -> Any:
     """The trained models' reports `TRAIN_ON` printed, each without an error."""
     assert code == 0, err[-3000:]
-    reports = json.loads(out.strip().splitlines()[-1])
+    # the last JSON line: Ray may print its own lines after it (a retried task's notice, on this process's stdout)
+    reports = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("[")))
     assert [r["error"] for r in reports] == [None] * len(reports)
     return reports
 
