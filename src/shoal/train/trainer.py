@@ -361,10 +361,10 @@ def train_models(
     reports = []
     for first in range(0, len(names), chosen.models_at_once):
         batch = names[first : first + chosen.models_at_once]
-        begun = {name: _isolated(ws, name, lambda n: _begin(ws, n, step, chosen)) for name in batch}
+        begun = [(name, _isolated(ws, name, lambda n: _begin(ws, n, step, chosen))) for name in batch]
         if len(begun) > 1:
             step(batch[0], f"waiting for the fits of {len(begun)} models")
-        for name, started in begun.items():
+        for name, started in begun:
             if isinstance(started, _Begun):
                 reports.append(_isolated(ws, name, lambda n, b=started: _finish(ws, n, b, step, chosen)))
             else:
