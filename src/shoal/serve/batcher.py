@@ -13,8 +13,9 @@ Retry-After.
 
 The batches of every model of a server process run on one `InferencePool`: a thread per core (or the largest
 `concurrency`), given to the models that have work in turn, and a model's batch is formed only when a thread takes it.
-A thread takes a job of several models' batches (about `budget_s` of work) and hands their answers back in one
-event-loop wake-up: with many models, each batch is small, and a hand-off per batch would cost more than the batch.
+A thread takes a job of several models' batches (about `budget_s` of work), predicts those of alike predictors as one
+call (`shoal.families.base.predict_batches`) and hands their answers back in one event-loop wake-up: with many models,
+each batch is small, and a hand-off or a predict call per batch would cost more than the batch.
 
 A version an LLM endpoint answers (`shoal.llm.answerer.LLMAnswerer`, a model's cold start) is batched the same way,
 but its batches run on the event loop, not on a thread: they wait on the network. Up to the endpoint's
