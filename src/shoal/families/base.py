@@ -76,6 +76,9 @@ def predict_batches(predictors: Sequence[Predictor], inputs: Sequence[Sequence[A
             groups.setdefault(key, []).append(i)
     for members in groups.values():
         first = predictors[members[0]]
+        if len(members) == 1:
+            outputs[members[0]] = first.predict_proba(inputs[members[0]])
+            continue
         together = [predictors[i] for i in members]
         for i, output in zip(members, first.predict_together(together, [inputs[i] for i in members]), strict=True):
             outputs[i] = output
