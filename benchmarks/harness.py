@@ -208,16 +208,36 @@ def wrk_binary() -> str:
     return found
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int, *, warmup: int = 3) -> dict[str, float]:
-    """A `warmup`-second run, then the measured one; see `parse_wrk`."""
+def wrk(
+    url: str, script: Path, connections: int, seconds: int, *, warmup: int = 3, pid: int | None = None
+) -> dict[str, float]:
+    """A `warmup`-second run, then the measured one; see `parse_wrk`. With the server's `pid`, also `cpu_us`: the CPU
+    time its process tree spent during the measured run per request answered (any status), in microseconds, which
+    a loaded machine changes much less than requests/s."""
     base = [wrk_binary(), f"-t{1 if connections == 1 else 2}", f"-c{connections}", "--latency", "--timeout", "10s"]
     base += ["-s", str(script)]
     if warmup:
         subprocess.run([*base, f"-d{warmup}s", url], capture_output=True, check=True, timeout=warmup + 60)
+    before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(
         [*base, f"-d{seconds}s", url], capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
-    return parse_wrk(out)
+    result = parse_wrk(out)
+    if pid is not None:
+        answered = int(re.search(r"(\d+) requests in ", out).group(1))  # type: ignore[union-attr]
+        result["cpu_us"] = 1e6 * (cpu_seconds(pid) - before) / max(1, answered)
+    return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants so far."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for one in [process, *process.children(recursive=True)]:
+        with suppress(psutil.NoSuchProcess):
+            times = one.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -8,7 +8,8 @@ Every model is its own copy (own artifact folder) of the workspace's production 
 benchmarks/serve_memory.py. Two servers run side by side (one process each: `--workers 1`): one with the single
 model m000, one with m000..m019. A round measures the one-model server, then the 20-model server whose wrk Lua
 script sends request k to model k mod 20 (an even spread); figures are medians of `--repeat` rounds, requests/s
-count 2xx answers only. Goal (issue 13): the spread throughput >= 80% of the one-model throughput.
+count 2xx answers only; CPU µs per request is the server process's CPU time during a run over the requests
+answered. Goal (issue 13): the spread throughput >= 80% of the one-model throughput.
 """
 
 from __future__ import annotations
@@ -49,19 +50,21 @@ def main() -> None:
         for count in (1, args.models):
             root, port = fleet_of(source, count, folder), free_port()
             command = [sys.executable, "-m", "shoal", "serve", "-w", str(root), "--workers", "1", "--port", str(port)]
-            url, _ = servers.enter_context(server(command, port, path=route("m000"), timeout=600))
+            url, pid = servers.enter_context(server(command, port, path=route("m000"), timeout=600))
             paths = [route(f"m{i:03d}") for i in range(count)]
             label = "one model" if count == 1 else f"spread evenly over {count} models"
-            loads[label] = (url, lua_script(texts, folder, paths))
+            loads[label] = (url, pid, lua_script(texts, folder, paths))
         for round_ in range(args.repeat):
-            for label, (url, script) in loads.items():
-                runs.setdefault(label, []).append(wrk(url, script, args.connections, args.duration))
+            for label, (url, pid, script) in loads.items():
+                runs.setdefault(label, []).append(wrk(url, script, args.connections, args.duration, pid=pid))
             print(f"round {round_ + 1} done; {load_average()}", file=sys.stderr, flush=True)
     results = {label: median_run(r) for label, r in runs.items()}
     print(f"\none `shoal serve` process each, c={args.connections}, {args.duration} s runs, median of {args.repeat}\n")
-    print("| load | requests/s (2xx) | p50 ms | p99 ms | failed |\n|---|---:|---:|---:|---:|")
+    print("| load | requests/s (2xx) | p50 ms | p99 ms | failed | server CPU µs per request |")
+    print("|---|---:|---:|---:|---:|---:|")
     for label, r in results.items():
-        print(f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.1f} | {r['failed']:.0f} |")
+        figures = f"{r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.1f} | {r['failed']:.0f} | {r['cpu_us']:.0f}"
+        print(f"| {label} | {figures} |")
     one, many = results.values()
     share = 100 * many["rps"] / one["rps"]
     print(f"\nspread / one model: {share:.0f}% of the requests/s (goal >= 80%: {'met' if share >= 80 else 'MISSED'})")

@@ -7,7 +7,7 @@ replica vs 1 worker process, 2 replicas vs 2 workers; wrk at c=1/16/64; then a p
 WS holds a production Banking77 version (benchmarks/lifecycle.py makes one). Its production version is copied into a
 fresh workspace whose registry is a temporary PostgreSQL database (`--postgres`: the server; default
 $SHOAL_TEST_POSTGRES_URL) and whose artifacts are a folder both sides read; both backends serve that workspace.
-The Ray side is a real two-node cluster on 127.0.0.1 (tests/ray_cluster.py: two `ray start` processes, one CPU
+The Ray side is a real two-node cluster on 127.0.0.1 (shoal.train.local_cluster: two `ray start` processes, one CPU
 each, free ports) with Ray Serve's proxy on the head node: 1 replica uses one node, 2 replicas one per node. Every
 figure is the median of `--repeat` runs; requests/s count 2xx answers only. The promotion: while wrk sends c=16 for
 `--duration` seconds, a copy of the version is registered and promoted; its failed requests (non-2xx, socket
@@ -30,7 +30,6 @@ import psutil
 import yaml
 from harness import (
     MODEL,
-    ROOT,
     ROUTE,
     arguments,
     banking77_texts,
@@ -46,10 +45,8 @@ from harness import (
 from machine import load_average, print_command, print_machine
 
 from shoal.registry.database import temporary_database
+from shoal.train.local_cluster import Cluster, actor_processes, local_cluster
 from shoal.workspace import Workspace
-
-sys.path.insert(0, str(ROOT / "tests"))
-from ray_cluster import Cluster, actor_processes, ray_cluster  # the tests' real-cluster fixture, reused
 
 CONCURRENCY = (1, 16, 64)
 #: after the promotion, this many model descriptions in a row must name the new version (two replicas, each request
@@ -155,7 +152,7 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory() as name,
         temporary_database(args.postgres, "shoal_bench_ray") as registry,
-        ray_cluster(nodes=2) as cluster,
+        local_cluster(nodes=2) as cluster,
     ):
         folder = Path(name)
         ws = _workspace(source, folder, registry)

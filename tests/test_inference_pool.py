@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -201,3 +201,60 @@ def test_a_request_not_started_by_its_deadline_is_refused_and_the_queue_timer_mo
     answer = asyncio.run(scenario())
     assert answer[:, 0].tolist() == [5.0]
     assert len(refused_after) == 3 and all(0.09 <= seconds < 5 for seconds in refused_after), refused_after
+
+
+class Together(Gated):
+    """Gated, and predicts together with the other `Together`s (`together_key`); refuses the input "boom"."""
+
+    groups: ClassVar[list[list[str]]] = []
+
+    def together_key(self) -> str:
+        return "together"
+
+    @classmethod
+    def predict_together(cls, predictors: Sequence[Predictor], inputs: Sequence[Sequence[Any]]) -> list[np.ndarray]:
+        cls.groups.append([predictor.name for predictor in predictors])  # type: ignore[attr-defined]
+        return super().predict_together(predictors, inputs)
+
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+        if "boom" in inputs:
+            raise RuntimeError("this input breaks the model")
+        return super().predict_proba(inputs)
+
+
+def test_a_jobs_batches_predict_together_and_a_failing_one_fails_alone() -> None:
+    """Models whose predictors predict together (`predict_batches`) run a job's batches as one call; when that call
+    fails, each batch runs alone, so only the failing model's request gets the 500."""
+    calls: list[tuple[str, int]] = []
+    lock, gate, opened = threading.Lock(), threading.Event(), threading.Event()
+    opened.set()
+
+    async def scenario() -> list[Any]:
+        pool = InferencePool()
+        metrics = Metrics()
+        names = ["a", "b", "c"]
+        batchers = [Batcher(name, ServeSpec(), metrics, pool) for name in names]
+        pool.threads = 1
+        loaded = [_loaded(Together(name, calls, lock, opened)) for name in names]
+        for batcher, one in zip(batchers, loaded, strict=True):  # each model's batch time measured: microseconds
+            await asyncio.wait_for(batcher.predict(one, ["warm"]), 10)
+        blocker = Batcher("blocker", ServeSpec(), metrics, pool)
+        held = asyncio.ensure_future(blocker.predict(_loaded(Gated("blocker", calls, lock, gate)), ["x"]))
+        await asyncio.sleep(0)  # the blocker's batch holds the only thread
+        Together.groups.clear()
+        texts = [["aa", "a"], ["boom"], ["ccc"]]
+        waiting = [
+            asyncio.ensure_future(batcher.predict(one, batch))
+            for batcher, one, batch in zip(batchers, loaded, texts, strict=True)
+        ]
+        await asyncio.sleep(0)
+        gate.set()
+        answers = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 10)
+        await asyncio.wait_for(held, 10)
+        pool.close()
+        return answers
+
+    first, failed, last = asyncio.run(scenario())
+    assert Together.groups == [["a", "b", "c"]]  # one call for the three models' batches, which failed
+    assert first[:, 0].tolist() == [2.0, 1.0] and last[:, 0].tolist() == [3.0]  # then each alone
+    assert isinstance(failed, ServeError) and (failed.status, failed.code) == (500, "prediction_failed")

@@ -7,10 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
-from shoal.families.runtime.text_features import FastTfidf, fit_tfidf, tfidf_features
+from shoal.families.base import predict_batches
+from shoal.families.runtime.sklearn_predictor import SklearnPredictor
+from shoal.families.runtime.text_features import FastTfidf, entries_together, fit_tfidf, tfidf_features, tfidf_pipeline
 
 ODD = [
     "",
@@ -149,3 +153,47 @@ def test_the_lean_product_refuses_a_matrix_of_another_width(vectorizers: list[Tf
     np.testing.assert_array_equal(entries.times(np.ones((width, 3))), entries.matrix() @ np.ones((width, 3)))
     with pytest.raises(ValueError, match="cannot multiply"):
         entries.times(np.ones((width - 1, 3)))
+
+
+def test_batches_of_several_vectorizers_made_together_are_each_ones_own_to_the_bit(
+    banking: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """`entries_together` counts and weighs the batches of different fitted unions (other vocabularies, widths and
+    idf) as one: each batch's entries are still exactly its own union's, an empty or all-unknown batch row included."""
+    train = banking[0]["text"].tolist()
+    unions = [fit_tfidf(train[start : start + size])[0] for start, size in ((0, 2500), (3000, 900), (5000, 1500))]
+    fasts = [FastTfidf(union) for union in unions]
+    assert len({fast.width for fast in fasts}) == 3 and len({fast.together_key() for fast in fasts}) == 1
+    texts = banking[1]["text"].tolist()
+    batches = [texts[:3], ["", "\u2603", *ODD], texts[3:4], texts[10:74]]
+    which = [0, 1, 2, 0]  # one union twice: its two batches stay apart
+    owners = [fasts[i] for i in which]
+    together = entries_together(owners, batches)
+    for fast, union, batch, entries in zip(owners, [unions[i] for i in which], batches, together, strict=True):
+        assert_same_matrix(entries.matrix(), union.transform(batch))
+        for mine, alone in zip(entries, fast.entries(batch), strict=True):
+            np.testing.assert_array_equal(mine, alone)
+
+
+def test_predictors_of_alike_features_predict_their_batches_together_with_the_same_numbers(
+    banking: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """`predict_batches`: two TF-IDF + logistic regression pipelines (other vocabularies and labels) predict their
+    batches as one call, a predictor without a lean path alone, and every output is its own `predict_proba`'s."""
+    train = banking[0]
+    predictors: list[object] = []
+    for start, size in ((0, 1500), (4000, 1200)):
+        part = train.iloc[start : start + size]
+        features, matrix = fit_tfidf(part["text"].tolist())
+        head = LogisticRegression(max_iter=200).fit(matrix, part["label"])
+        predictors.append(SklearnPredictor(tfidf_pipeline(features, head)))
+    lean = predictors[:2]
+    assert lean[0].together_key() == lean[1].together_key() is not None  # type: ignore[attr-defined]
+    majority = SklearnPredictor(DummyClassifier(strategy="prior").fit(["x", "y", "z"], ["a", "b", "b"]))
+    predictors.append(majority)
+    assert majority.together_key() is None
+    texts = banking[1]["text"].tolist()
+    batches = [texts[:5], texts[5:6], ["", *ODD]]
+    outputs = predict_batches(predictors, batches)  # type: ignore[arg-type]
+    for predictor, batch, output in zip(predictors, batches, outputs, strict=True):
+        np.testing.assert_array_equal(output, predictor.predict_proba(batch))  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +50,39 @@ class Predictor(ABC):
     def predict(self, inputs: Sequence[str]) -> list[str]:
         proba = self.predict_proba(inputs)
         return [self.labels[i] for i in proba.argmax(axis=1)]
+
+    def together_key(self) -> Hashable | None:
+        """Predictors with the same key (not None) predict several batches, their own or each other's, as one call
+        of `predict_together` (`predict_batches`); None: this one predicts its batches alone."""
+        return None
+
+    @classmethod
+    def predict_together(cls, predictors: Sequence[Predictor], inputs: Sequence[Sequence[Any]]) -> list[np.ndarray]:
+        """`predictors[i].predict_proba(inputs[i])` for every i, for predictors of one `together_key`."""
+        return [predictor.predict_proba(batch) for predictor, batch in zip(predictors, inputs, strict=True)]
+
+
+def predict_batches(predictors: Sequence[Predictor], inputs: Sequence[Sequence[Any]]) -> list[np.ndarray]:
+    """`predictors[i].predict_proba(inputs[i])` for every i (the same numbers), the batches of predictors with the
+    same `together_key` predicted by one `predict_together` call: a server of many models runs many batches of a
+    few inputs each, which cost mostly the fixed costs of each call."""
+    outputs: list[np.ndarray | None] = [None] * len(predictors)
+    groups: dict[Hashable, list[int]] = {}
+    for i, predictor in enumerate(predictors):
+        key = predictor.together_key()
+        if key is None:
+            outputs[i] = predictor.predict_proba(inputs[i])
+        else:
+            groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        first = predictors[members[0]]
+        if len(members) == 1:
+            outputs[members[0]] = first.predict_proba(inputs[members[0]])
+            continue
+        together = [predictors[i] for i in members]
+        for i, output in zip(members, first.predict_together(together, [inputs[i] for i in members]), strict=True):
+            outputs[i] = output
+    return outputs  # type: ignore[return-value]
 
 
 class Family(ABC):

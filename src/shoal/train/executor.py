@@ -1,15 +1,19 @@
 """Where a model's candidates are fitted and timed: here, on the training pool (the default), or on a Ray cluster.
 
 The trainer hands an executor one model's families and data (`Work`). The executor answers each family's search
-result and final fit, its artifact in a staging folder of the trainer's process (`fit` -> `Fitted`), then, one
-candidate at a time, its metrics with the latency timed on a quiet CPU (`costs`). The gate and every registry write
-stay in the trainer's process, whichever executor fitted the candidates.
+result and final fit, its artifact in a staging folder of the trainer's process (`submit` -> a `Pending` whose call
+gives the `Fitted`), then, one candidate at a time, its metrics with the latency timed on a quiet CPU (`costs`). The
+trainer submits `models_at_once` models' fits before it waits for the first model's (the local executor: one, so
+it fits lazily, model by model; Ray: many, so a fleet's fits spread over the cluster). The gate and every registry
+write stay in the trainer's process, whichever executor fitted the candidates.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +30,7 @@ from shoal.train.errors import TrainError
 from shoal.train.search import Failed, search_many
 
 if TYPE_CHECKING:
+    from shoal.registry import Registry
     from shoal.train.ray_executor import RayExecutor
 
 LOCAL, RAY = "local", "ray"
@@ -75,8 +80,15 @@ class Staging(Protocol):
     def discard(self, staged: Path) -> None: ...
 
 
+#: a model's fits submitted: calling it waits for them and answers the `Fitted`
+Pending = Callable[[], Fitted]
+
+
 class Executor(Protocol):
-    def fit(self, work: Work, staging: Staging) -> Fitted: ...
+    #: how many models the trainer submits (`submit`) before it waits for the first one's fits
+    models_at_once: int
+
+    def submit(self, work: Work, staging: Staging) -> Pending: ...
 
     def costs(self, work: Work, job: Job, built: Built, size_bytes: int) -> tuple[VersionMetrics, dict[str, float]]:
         """The candidate's metrics with its latency timed in a quiet phase, and the seconds of `artifact_load` (when
@@ -180,10 +192,13 @@ def timed_costs(
 
 
 class LocalExecutor:
-    """This process and its training pool (`workspace.n_jobs` processes): the default."""
+    """This process and its training pool (`workspace.n_jobs` processes): the default. A model's fits run when the
+    trainer asks for them, one model at a time."""
 
-    def fit(self, work: Work, staging: Staging) -> Fitted:
-        return fit_families(work, staging)
+    models_at_once = 1
+
+    def submit(self, work: Work, staging: Staging) -> Pending:
+        return lambda: fit_families(work, staging)
 
     def costs(self, work: Work, job: Job, built: Built, size_bytes: int) -> tuple[VersionMetrics, dict[str, float]]:
         # the pool is idle: nothing else runs while the latency is timed
@@ -207,3 +222,29 @@ def without_bulk(job: Job) -> Job:
     """`job` as the trainer still needs it once fitted: its search's result without the out-of-fold outputs, and no
     features or head start (what a remote fit sends back)."""
     return replace(job, found=replace(job.found, oof=job.found.oof[:0], start=None), features=None, start=None)
+
+
+def comparable_versions(registry: Registry, models: list[str]) -> dict[str, Any]:
+    """Each model's versions as the figures that must not depend on the executor that fitted them (number, family,
+    dataset version, parameters, test score and its CI, CV score), and its production version: two executors
+    trained the same fleet alike when these are equal."""
+    from shoal.registry import PRODUCTION
+
+    found: dict[str, Any] = {}
+    for model in models:
+        found[model] = {
+            "production": registry.alias(model, PRODUCTION),
+            "versions": sorted(
+                (
+                    v.number,
+                    v.family,
+                    v.dataset_version,
+                    json.dumps(v.params, sort_keys=True),
+                    v.metrics.value,
+                    tuple(v.metrics.ci),
+                    v.metrics.cv.score if v.metrics.cv else None,
+                )
+                for v in registry.versions(model)
+            ),
+        }
+    return found

@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from shoal import __version__, defaults, gate
 from shoal.data.assembled import assembled
@@ -23,10 +24,11 @@ from shoal.registry.records import CrossValidation
 from shoal.tasks import get_task
 from shoal.train.candidates import Built, Job
 from shoal.train.errors import TrainError
-from shoal.train.executor import Executor, LocalExecutor, Work
+from shoal.train.executor import Executor, LocalExecutor, Pending, Work
 from shoal.workspace import Workspace
 
 Step = Callable[[str, str], None]  # (model, what is happening now)
+T = TypeVar("T")
 
 
 @dataclass
@@ -119,18 +121,9 @@ def candidate_families(spec: ModelSpec) -> list[str]:
     return [*spec.families, *([floor] if floor is not None and floor not in spec.families else [])]
 
 
-def _train_candidates(
-    ws: Workspace,
-    name: str,
-    spec: ModelSpec,
-    data: ModelData,
-    step: Step,
-    report: ModelReport,
-    clock: Timings,
-    executor: Executor,
-) -> list[CandidateResult]:
+def _candidates(ws: Workspace, name: str, spec: ModelSpec, data: ModelData) -> list[CandidateResult]:
     """Every candidate family on this data: reused when already trained, skipped when its declared costs are
-    over budget, and isolated when it fails; the others are fitted together (`_fit_candidates`)."""
+    over budget; the others are left to fit (neither reused nor skipped)."""
     registry = ws.registry
     existing = {v.family: v for v in registry.versions(name) if v.dataset_version == data.dataset_version}
     results = []
@@ -143,10 +136,6 @@ def _train_candidates(
         result.skipped = budget_skip(family_name, spec, len(data.train.inputs))
         if result.skipped:
             registry.record_event(name, "skipped", result.skipped, payload={"family": family_name})
-    to_fit = [r for r in results if not r.reused and not r.skipped]
-    if to_fit:
-        step(name, f"training {', '.join(r.family for r in to_fit)}")
-        _fit_candidates(ws, name, spec, data, to_fit, report, clock, executor)
     return results
 
 
@@ -157,35 +146,46 @@ def _failed(ws: Workspace, name: str, result: CandidateResult, error: str, trace
     )
 
 
-def _fit_candidates(
-    ws: Workspace,
-    name: str,
-    spec: ModelSpec,
-    data: ModelData,
-    to_fit: list[CandidateResult],
-    report: ModelReport,
-    clock: Timings,
-    executor: Executor,
-) -> None:
-    """The candidates' search, final fits, audits, artifacts, scores and peak RSS on the executor (`fit`); then,
-    with nothing else fitting, each one's latency timed and its version registered here, one after the other. Where
-    the time went goes into `report` and each candidate's `phases`."""
-    by_name = {r.family: r for r in to_fit}
+@dataclass
+class _Begun:
+    """A model whose candidates' fits are submitted to the executor (`pending`; None: nothing to fit)."""
+
+    spec: ModelSpec
+    data: ModelData
+    report: ModelReport
+    clock: Timings
+    started: float
+    work: Work | None = None
+    pending: Pending | None = None
+
+
+def _submit(ws: Workspace, name: str, begun: _Begun, to_fit: list[CandidateResult], executor: Executor) -> None:
+    """The candidates' search, final fits, audits, artifacts, scores and peak RSS, submitted to the executor."""
     families = [get_family(r.family) for r in to_fit]
-    work = Work(
+    data = begun.data
+    begun.work = Work(
         name,
         data.dataset_version,
-        get_task(spec.task),
+        get_task(begun.spec.task),
         families,
         data.train,
         data.test,
-        spec,
+        begun.spec,
         ws.fleet.workspace,
         _production(ws, name, families),
     )
-    clock.lap("prepare")  # the version lookups and the production version's load, before the executor's steps
+    begun.clock.lap("prepare")  # the version lookups and the production version's load, before the executor's steps
+    begun.pending = executor.submit(begun.work, ws.registry.artifacts)
+
+
+def _fit_candidates(ws: Workspace, name: str, begun: _Begun, executor: Executor) -> None:
+    """The submitted fits' results; then, with nothing else fitting, each candidate's latency timed and its version
+    registered here, one after the other. Where the time went goes into the report and each candidate's `phases`."""
+    assert begun.work is not None and begun.pending is not None
+    report, clock, spec, data, work = begun.report, begun.clock, begun.spec, begun.data, begun.work
+    by_name = {r.family: r for r in report.candidates if not r.reused and not r.skipped}
     started = time.perf_counter()
-    fitted = executor.fit(work, ws.registry.artifacts)
+    fitted = begun.pending()
     clock.took(fitted.steps)
     if fitted.sampled is not None:
         report.notes.append(
@@ -286,6 +286,13 @@ def train_model(
     """data -> the model's defaults (chosen from the data at its first training, then kept) -> candidates, fitted by
     `executor` (default: this process's training pool) -> gate (after removing what killed trainings left in the
     staging area)."""
+    chosen = executor or LocalExecutor()
+    begun = _begin(ws, name, step, chosen)
+    return begun if isinstance(begun, ModelReport) else _finish(ws, name, begun, step, chosen)
+
+
+def _begin(ws: Workspace, name: str, step: Step, executor: Executor) -> _Begun | ModelReport:
+    """The model's data, defaults and candidates, its fits submitted to `executor` (a cold start: its report)."""
     started = time.perf_counter()
     phases: dict[str, float] = {}
     clock = Timings(phases)
@@ -296,18 +303,30 @@ def train_model(
         return _cold_start(ws, name, started)
     data = _load_data(ws, name, fleet_spec)
     settled = defaults.settle(ws, name, fleet_spec, data.train)
-    spec = settled.spec
     report = ModelReport(name, data.dataset_version, notes=data.notes, phases=phases)
     report.defaults = defaults.describe(fleet_spec, settled.kept)
     clock.lap("load_data")
-    report.candidates = _train_candidates(ws, name, spec, data, step, report, clock, executor or LocalExecutor())
+    begun = _Begun(settled.spec, data, report, clock, started)
+    report.candidates = _candidates(ws, name, settled.spec, data)
+    to_fit = [r for r in report.candidates if not r.reused and not r.skipped]
+    if to_fit:
+        step(name, f"training {', '.join(r.family for r in to_fit)}")
+        _submit(ws, name, begun, to_fit, executor)
+    return begun
+
+
+def _finish(ws: Workspace, name: str, begun: _Begun, step: Step, executor: Executor) -> ModelReport:
+    """The submitted fits registered, then the gate."""
+    report = begun.report
+    if begun.pending is not None:
+        _fit_candidates(ws, name, begun, executor)
     versions = [c.version for c in report.candidates if c.version is not None]
     if versions:
         step(name, "gating")
-        report.decision = gate.run(ws, name, spec, versions, data.train, data.test)
-        clock.lap("gate")
+        report.decision = gate.run(ws, name, begun.spec, versions, begun.data.train, begun.data.test)
+        begun.clock.lap("gate")
     report.production = ws.registry.alias(name, PRODUCTION)
-    report.seconds = time.perf_counter() - started
+    report.seconds = time.perf_counter() - begun.started
     return report
 
 
@@ -334,14 +353,33 @@ def train_models(
     step: Step = lambda model, what: None,
     executor: Executor | None = None,
 ) -> list[ModelReport]:
+    """Each model trained, its failure isolated. The executor's `models_at_once` models' fits are submitted before
+    the first of them is registered and gated (the local executor: one, so model after model; Ray: a batch whose
+    fits spread over the cluster); registration and gates run here, model after model, in the fleet's order."""
+    chosen = executor or LocalExecutor()
+    names = names or list(ws.fleet.models)
     reports = []
-    for name in names or list(ws.fleet.models):
-        try:
-            reports.append(train_model(ws, name, step, executor))
-        except Exception as error:  # isolate: one model's failure never stops the others
-            message = f"{type(error).__name__}: {error}" if not isinstance(error, TrainError) else str(error)
-            if name in ws.registry.model_names():
-                ws.registry.record_event(name, "failed", f"training failed: {message}")
-            reports.append(ModelReport(name, error=message))
-        step(name, "done")
+    for first in range(0, len(names), chosen.models_at_once):
+        batch = names[first : first + chosen.models_at_once]
+        begun = [(name, _isolated(ws, name, lambda n: _begin(ws, n, step, chosen))) for name in batch]
+        if len(begun) > 1:
+            step(batch[0], f"waiting for the fits of {len(begun)} models")
+        for name, started in begun:
+            if isinstance(started, _Begun):
+                reports.append(_isolated(ws, name, lambda n, b=started: _finish(ws, n, b, step, chosen)))
+            else:
+                reports.append(started)
+            step(name, "done")
     return reports
+
+
+def _isolated(ws: Workspace, name: str, train: Callable[[str], T]) -> T | ModelReport:
+    """`train(name)`, or a report of its failure (recorded in the model's event log): one model's failure never stops
+    the others."""
+    try:
+        return train(name)
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}" if not isinstance(error, TrainError) else str(error)
+        if name in ws.registry.model_names():
+            ws.registry.record_event(name, "failed", f"training failed: {message}")
+        return ModelReport(name, error=message)

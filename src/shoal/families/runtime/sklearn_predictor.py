@@ -6,7 +6,7 @@ import copy
 import importlib
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from shoal.families.base import Predictor, read_json, write_json
-from shoal.families.runtime.text_features import Entries, FastTfidf
+from shoal.families.runtime.text_features import Entries, FastTfidf, entries_together
 
 MODEL_FILE = "model.skops"
 #: a text vectorizer's vocabulary is saved as these two arrays (its terms in index order, UTF-8, and where each ends)
@@ -64,7 +64,7 @@ class SklearnPredictor(Predictor):
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
         self.labels = [str(label) for label in estimator.classes_]
-        self._transforms, self._final, self._lean = _inference_steps(estimator)
+        self._transforms, self._final, self._lean, self._tfidf = _inference_steps(estimator)
 
     def __reduce__(self) -> tuple[Any, tuple[Any]]:
         """Pickled (between the trainer's processes only) as its estimator: the inference steps are rebuilt."""
@@ -84,6 +84,20 @@ class SklearnPredictor(Predictor):
         for transform in self._transforms:
             features = transform(features)
         return np.asarray(self._final(features), dtype=np.float64)
+
+    def together_key(self) -> Hashable | None:
+        """A pipeline of TF-IDF features and a lean head predicts together with those whose features are weighted
+        alike (`entries_together`)."""
+        return None if self._tfidf is None else (type(self), *self._tfidf.together_key())
+
+    @classmethod
+    def predict_together(cls, predictors: Sequence[Predictor], inputs: Sequence[Sequence[Any]]) -> list[np.ndarray]:
+        lean = [p for p in predictors if isinstance(p, SklearnPredictor) and p._tfidf is not None]
+        if len(lean) != len(predictors):
+            return super().predict_together(predictors, inputs)
+        fasts = [p._tfidf for p in lean if p._tfidf is not None]
+        entries = entries_together(fasts, [list(batch) for batch in inputs])
+        return [np.asarray(p._final(e), dtype=np.float64) for p, e in zip(lean, entries, strict=True)]
 
     def save(self, folder: Path) -> None:
         dump_skops(self.estimator, folder / MODEL_FILE)
@@ -167,11 +181,12 @@ def _parts(estimator: Any) -> list[Any]:
     return [estimator, *(part for _, step in _steps(estimator) for part in _parts(step))]
 
 
-def _inference_steps(estimator: Any) -> tuple[list[Any], Any, bool]:
-    """The fitted pipeline as a list of transform callables and the final classifier's `predict_proba`, and whether
-    every one of them is a lean path that calls no scikit-learn code."""
+def _inference_steps(estimator: Any) -> tuple[list[Any], Any, bool, FastTfidf | None]:
+    """The fitted pipeline as a list of transform callables and the final classifier's `predict_proba`, whether
+    every one of them is a lean path that calls no scikit-learn code, and for a pipeline of TF-IDF features and a lean
+    head only, its features (`FastTfidf`, which can make several batches' features as one)."""
     if not isinstance(estimator, Pipeline):
-        return [], *_proba(estimator)
+        return [], *_proba(estimator), None
     transforms, lean, fast = [], True, None
     for _, step in estimator.steps[:-1]:
         if step is None or step == "passthrough":
@@ -189,7 +204,8 @@ def _inference_steps(estimator: Any) -> tuple[list[Any], Any, bool]:
     final, lean_final = _proba(estimator.steps[-1][1])
     if fast is not None and lean_final:  # the lean head takes the TF-IDF matrix's parts (`Entries`), not built
         transforms[-1] = fast.entries
-    return transforms, final, lean and lean_final
+    alone = fast if fast is not None and lean and lean_final and len(transforms) == 1 else None
+    return transforms, final, lean and lean_final, alone
 
 
 def _proba(classifier: Any) -> tuple[Any, bool]:

@@ -250,33 +250,58 @@ class FastTfidf:
 
     def entries(self, texts: list[str]) -> Entries:
         """The parts of `transform`'s matrix, not built into one (`Entries.times`)."""
-        n, width = len(texts), self.width
-        starts = np.arange(0, n * width, width, dtype=np.int64)  # each row's first key
-        keys = []
-        for part, offset in zip(self.parts, self.offsets, strict=False):
+        return entries_together([self], [texts])[0]
+
+    def together_key(self) -> tuple[Any, ...]:
+        """What `entries_together` needs alike in the vectorizers it weights as one."""
+        return self.sublinear, self.norm, self.dtype, self.idf is None, len(self.parts)
+
+
+def entries_together(fasts: Sequence[FastTfidf], batches: Sequence[list[str]]) -> list[Entries]:
+    """`fasts[i].entries(batches[i])` for every i, the same numbers, made as one batch: the terms of every text of
+    every batch counted by one sort, weighted and normalized by one pass, each batch's entries then cut out (its rows
+    are contiguous). The vectorizers must have the same `together_key`. A server of many models runs many batches of
+    a few texts, whose cost is mostly these steps' fixed per-call costs, not their arithmetic."""
+    first = fasts[0]
+    width = max(fast.width for fast in fasts)  # a key is (row of all batches) * width + column
+    keys, bases, base = [], [], 0
+    for fast, texts in zip(fasts, batches, strict=True):
+        starts = np.arange(base * width, (base + len(texts)) * width, width, dtype=np.int64)  # each row's first key
+        for part, offset in zip(fast.parts, fast.offsets, strict=False):
             flat, sizes = part.columns(texts)
             keys.append(np.repeat(starts + offset, sizes) + flat)
-        keys, counts = _counted(np.concatenate(keys) if len(keys) > 1 else keys[0])
-        rows, columns = np.divmod(keys, width)
-        values = counts.astype(self.dtype)
-        if self.sublinear:
-            np.log(values, values)
-            values += 1.0
-        if self.idf is not None:
-            values *= self.idf[columns]
-        if self.norm is not None:
-            # each vectorizer's part of a row is normalized on its own: one group per (row, part)
-            groups = rows
-            if len(self.parts) > 1:
-                groups = rows * len(self.parts) + self.part_of[columns]
-            sizes = np.abs(values) if self.norm == "l1" else values * values
-            # float64 even for a batch with no known term at all (bincount of nothing counts in int64)
-            norms = np.bincount(groups, weights=sizes, minlength=n * len(self.parts)).astype(np.float64, copy=False)
-            if self.norm == "l2":
-                np.sqrt(norms, norms)
-            norms[norms == 0.0] = 1.0
-            values /= norms[groups]
-        return _entries(rows, columns, values, (n, width))
+        bases.append(base)
+        base += len(texts)
+    keys, counts = _counted(np.concatenate(keys) if len(keys) > 1 else keys[0])
+    rows, columns = np.divmod(keys, width)
+    # each batch's entries, in order: its rows are bases[i] .. bases[i + 1] - 1
+    bounds = [0, len(keys)] if len(fasts) == 1 else np.searchsorted(rows, [*bases, base]).tolist()
+    cuts = [slice(bounds[i], bounds[i + 1]) for i in range(len(fasts))]
+    values = counts.astype(first.dtype)
+    if first.sublinear:
+        np.log(values, values)
+        values += 1.0
+    if first.idf is not None:
+        for fast, cut in zip(fasts, cuts, strict=True):
+            values[cut] *= fast.idf[columns[cut]]  # type: ignore[index]
+    if first.norm is not None:
+        # each vectorizer's part of a row is normalized on its own: one group per (row, part)
+        groups = rows
+        if len(first.parts) > 1:
+            groups = rows * len(first.parts)
+            for fast, cut in zip(fasts, cuts, strict=True):
+                groups[cut] += fast.part_of[columns[cut]]
+        sizes = np.abs(values) if first.norm == "l1" else values * values
+        # float64 even for a batch with no known term at all (bincount of nothing counts in int64)
+        norms = np.bincount(groups, weights=sizes, minlength=base * len(first.parts)).astype(np.float64, copy=False)
+        if first.norm == "l2":
+            np.sqrt(norms, norms)
+        norms[norms == 0.0] = 1.0
+        values /= norms[groups]
+    return [
+        _entries(rows[cut] - start if start else rows[cut], columns[cut], values[cut], (len(texts), fast.width))
+        for fast, texts, cut, start in zip(fasts, batches, cuts, bases, strict=True)
+    ]
 
 
 class Entries(NamedTuple):
