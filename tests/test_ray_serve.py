@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,31 +101,40 @@ def _wait(condition: Any, what: str, timeout: float, process: subprocess.Popen[b
         time.sleep(0.2)
 
 
+@contextmanager
+def _serving(cluster: Cluster, ws: Workspace, log: Path, options: list[str]) -> Iterator[Served]:
+    """`shoal serve --backend ray OPTIONS` of `ws`, once `/readyz` answers 200; stopped by Ctrl-C at the end."""
+    port = free_port()
+    command = [sys.executable, "-m", "shoal", "serve", "--backend", "ray", "--address", cluster.address]
+    command += ["--port", str(port), *options, "-w", str(ws.root)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=cluster.env, stdout=out, stderr=out, start_new_session=True)
+    served = Served(f"http://127.0.0.1:{port}", ws, cluster, process, log)
+    try:
+        deployed = lambda: "serving on Ray Serve" in log.read_text()  # noqa: E731  every replica runs
+        _wait(deployed, "the Ray backend was not deployed", READY_S, process, log)
+        _wait(lambda: _ready(served.url), "the Ray backend was not ready", READY_S, process, log)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)
+
+
 @pytest.fixture(scope="module")
 def served(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`shoal serve --backend ray --replicas 2` of a trained spam workspace, once `/readyz` answers 200."""
     folder = tmp_path_factory.mktemp("rayserve")
     with postgres_databases() as make:
         ws = _workspace(folder / "ws", make(), folder / "shared-artifacts")
-        port, log = free_port(), folder / "serve.log"
-        command = [sys.executable, "-m", "shoal", "serve", "--backend", "ray", "--address", cluster.address]
-        command += ["--port", str(port), "--replicas", str(REPLICAS), "-w", str(ws.root)]
-        with log.open("wb") as out:
-            process = subprocess.Popen(command, env=cluster.env, stdout=out, stderr=out, start_new_session=True)
-        served = Served(f"http://127.0.0.1:{port}", ws, cluster, process, log)
         try:
-            deployed = lambda: "serving on Ray Serve" in log.read_text()  # noqa: E731  every replica runs
-            _wait(deployed, "the Ray backend was not deployed", READY_S, process, log)
-            _wait(lambda: _ready(served.url), "the Ray backend was not ready", READY_S, process, log)
-            yield served
+            with _serving(cluster, ws, folder / "serve.log", ["--replicas", str(REPLICAS)]) as started:
+                yield started
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(120)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(30)
             ws.close()
 
 
@@ -249,12 +259,45 @@ def test_ctrl_c_removes_the_deployment(served: Served) -> None:
         httpx.get(f"{served.url}/readyz", timeout=5)
 
 
+def test_autoscaling_adds_a_replica_under_load_without_a_failed_request(served: Served, tmp_path: Path) -> None:
+    """Once the two-replica deployment is gone (its CPUs are the cluster's two): `--replicas 1 --max-replicas 2`
+    under 16 clients, each replica's target 4 requests at once, makes Ray Serve add the second replica; no request
+    fails meanwhile."""
+    if served.process.poll() is None:  # the test above ran it down, unless it was deselected
+        served.process.send_signal(signal.SIGINT)
+        assert served.process.wait(120) == 0, served.log.read_text()[-3000:]
+    options = ["--replicas", "1", "--max-replicas", "2", "--target-ongoing-requests", "4"]
+    with _serving(served.cluster, served.ws, tmp_path / "serve.log", options) as scaling:
+        assert sum(len(replicas) for replicas in actor_processes(scaling.cluster, REPLICA)) == 1
+        outcomes, lock, stop = Outcomes(), threading.Lock(), threading.Event()
+        clients = [threading.Thread(target=_hammer, args=(scaling.url, stop, outcomes, lock)) for _ in range(16)]
+        for client in clients:
+            client.start()
+        try:
+            deadline = time.monotonic() + 180
+            while sum(len(replicas) for replicas in actor_processes(scaling.cluster, REPLICA)) < 2:
+                assert time.monotonic() < deadline, f"no second replica within 180 s under load: {outcomes}"
+                time.sleep(1)
+            _wait(lambda: _ready(scaling.url), "not ready with two replicas", READY_S, scaling.process, scaling.log)
+            after = outcomes.ok
+            _wait(lambda: outcomes.ok > after, "no answers with two replicas", 60, scaling.process, scaling.log)
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(30)
+    assert not any(client.is_alive() for client in clients), "a client hung"
+    print(f"\nautoscaled to two replicas: {outcomes.ok} answered 2xx, {outcomes.lost} 503, {outcomes.other}")
+    assert outcomes.lost == 0 and outcomes.other == [], outcomes.other[:10]
+
+
 @pytest.mark.parametrize(
     ("options", "says"),
     [
         (["--backend", "nope"], "--backend is local or ray"),
         (["--backend", "ray", "--workers", "2"], "use --replicas with --backend ray"),
         (["--replicas", "2"], "are for --backend ray"),
+        (["--max-replicas", "2"], "are for --backend ray"),
+        (["--backend", "ray", "--replicas", "2", "--max-replicas", "1"], "is below --replicas"),
         (["--address", "127.0.0.1:1"], "are for --backend ray"),
     ],
 )

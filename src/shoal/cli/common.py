@@ -31,7 +31,7 @@ ExecutorOption = Annotated[
     typer.Option(
         "--executor",
         help="Where each (model, family) fit runs: local (this machine's training pool) or ray (a Ray cluster, "
-        "one task per fit; pip install 'shoal[ray]'). The gate and the registry writes stay in this process.",
+        "one task per fit; pip install 'shoal\\[ray]'). The gate and the registry writes stay in this process.",
     ),
 ]
 AddressOption = Annotated[

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -40,6 +40,17 @@ def serve(
     replicas: Annotated[
         int, typer.Option(min=1, help="Ray Serve replicas, one CPU each, each loads every model; --backend ray only.")
     ] = 1,
+    max_replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Above --replicas: Ray Serve adds replicas up to this many while the replicas hold more than "
+            "--target-ongoing-requests requests each, and removes them when the load falls; --backend ray only.",
+        ),
+    ] = None,
+    target_ongoing_requests: Annotated[
+        int, typer.Option(min=1, help="Autoscaling's target of requests in one replica at once; --backend ray only.")
+    ] = 32,
     proxy_every_node: Annotated[
         bool,
         typer.Option(
@@ -61,12 +72,23 @@ def serve(
     if backend == RAY:
         if workers != 1:
             raise typer.BadParameter("--workers is for --backend local; use --replicas with --backend ray")
-        _serve_on_ray(ws, address, host, port, replicas, proxy_every_node)
+        if max_replicas is not None and max_replicas < replicas:
+            raise typer.BadParameter(f"--max-replicas ({max_replicas}) is below --replicas ({replicas})")
+        _serve_on_ray(
+            ws,
+            address=address,
+            host=host,
+            port=port,
+            replicas=replicas,
+            every_node=proxy_every_node,
+            max_replicas=max_replicas,
+            target_ongoing_requests=target_ongoing_requests,
+        )
         return
     if backend != LOCAL:
         raise typer.BadParameter(f"--backend is {LOCAL} or {RAY}, not {backend!r}")
-    if address is not None or replicas != 1 or proxy_every_node:
-        raise typer.BadParameter("--address, --replicas and --proxy-every-node are for --backend ray")
+    if address is not None or replicas != 1 or proxy_every_node or max_replicas is not None:
+        raise typer.BadParameter("--address, --replicas, --max-replicas and --proxy-every-node are for --backend ray")
     import uvicorn
 
     from shoal.serve.app import WORKSPACE_ENV
@@ -89,14 +111,15 @@ def serve(
     )
 
 
-def _serve_on_ray(ws: Workspace, address: str | None, host: str, port: int, replicas: int, every: bool) -> None:
+def _serve_on_ray(ws: Workspace, **options: Any) -> None:
+    """`RayServeOptions(**options)` deployed until Ctrl-C."""
     try:
         from shoal.serve.ray_backend import RayServeError, RayServeOptions, run_until_stopped
     except ImportError as error:
         _fail(f"--backend ray needs Ray Serve: pip install 'shoal[ray]' ({error})")
-    options = RayServeOptions(address, host, port, replicas, every)
     try:
-        run_until_stopped(ws, options, lambda url: console.print(f"serving on Ray Serve at {url} (Ctrl-C to stop)"))
+        announce = lambda url: console.print(f"serving on Ray Serve at {url} (Ctrl-C to stop)")  # noqa: E731
+        run_until_stopped(ws, RayServeOptions(**options), announce)
     except RayServeError as error:
         _fail(str(error))
     console.print("stopped: the Serve application is removed")

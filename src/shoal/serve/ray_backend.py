@@ -45,6 +45,10 @@ MAX_ONGOING = 1024
 SHUTDOWN_S = 10.0
 #: seconds to reach the Ray head named by --address
 CONNECT_S = 5.0
+#: autoscaling (`--max-replicas` above `--replicas`): seconds of load averaged, and seconds above target before a
+#: replica is added (Ray's defaults, 30 s and 30 s, react slowly for a fleet of small fast models)
+LOOK_BACK_S = 10.0
+UPSCALE_DELAY_S = 5.0
 #: seconds a replica's start-up waits for its first registry poll to load every production version
 FIRST_LOAD_S = 600.0
 #: Ray Serve's proxies call this (an import path) for middlewares: set for the controller, which starts them
@@ -129,6 +133,8 @@ class RayServeOptions:
     port: int
     replicas: int
     every_node: bool  # a proxy on every node with a replica (else the head node's only)
+    max_replicas: int | None = None  # above `replicas`: Ray Serve autoscales between the two on queue length
+    target_ongoing_requests: int = 32  # autoscaling's target of requests in a replica at once
 
 
 def check_workspace(ws: Workspace) -> None:
@@ -147,12 +153,27 @@ def _env(ws: Workspace) -> dict[str, str]:
     return {name: os.environ[name] for name in names if name in os.environ}
 
 
-def application(ws: Workspace, replicas: int) -> serve.Application:
-    """The Serve application: `replicas` replicas of shoal's app, one CPU each."""
+def _scaling(options: RayServeOptions) -> dict[str, Any]:
+    """A fixed number of replicas, or Ray Serve's autoscaling on requests in the replicas (its queue length)."""
+    if options.max_replicas is None or options.max_replicas <= options.replicas:
+        return {"num_replicas": options.replicas}
+    return {
+        "autoscaling_config": {
+            "min_replicas": options.replicas,
+            "max_replicas": options.max_replicas,
+            "target_ongoing_requests": options.target_ongoing_requests,
+            "look_back_period_s": LOOK_BACK_S,
+            "upscale_delay_s": UPSCALE_DELAY_S,
+        }
+    }
+
+
+def application(ws: Workspace, options: RayServeOptions) -> serve.Application:
+    """The Serve application: replicas of shoal's app, one CPU each, as many as `options` say."""
     deployment = serve.deployment(
         ShoalReplica,
         name=DEPLOYMENT,
-        num_replicas=replicas,
+        **_scaling(options),
         max_ongoing_requests=MAX_ONGOING,
         graceful_shutdown_timeout_s=SHUTDOWN_S,
         ray_actor_options={"num_cpus": 1, "runtime_env": {"env_vars": _env(ws)}},
@@ -218,7 +239,7 @@ def deployed(ws: Workspace, options: RayServeOptions) -> Iterator[str]:
         )
     try:
         try:
-            serve.run(application(ws, options.replicas), name=APP_NAME, route_prefix="/")
+            serve.run(application(ws, options), name=APP_NAME, route_prefix="/")
         except RuntimeError as error:  # a replica failed to start, or died while the others started
             raise RayServeError(
                 f"{error}; the replicas' logs are in the Ray session's logs/serve folder of each node "
