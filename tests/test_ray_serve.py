@@ -290,6 +290,17 @@ def test_autoscaling_adds_a_replica_under_load_without_a_failed_request(served: 
     assert outcomes.lost == 0 and outcomes.other == [], outcomes.other[:10]
 
 
+def test_more_replicas_than_the_cluster_has_cpus_are_refused_not_waited_for(served: Served) -> None:
+    """Ray Serve would wait for a third CPU forever; the command says what to do instead, at once."""
+    if served.process.poll() is None:
+        served.process.send_signal(signal.SIGINT)
+        assert served.process.wait(120) == 0, served.log.read_text()[-3000:]
+    command = [sys.executable, "-m", "shoal", "serve", "--backend", "ray", "--address", served.cluster.address]
+    command += ["--port", str(free_port()), "--replicas", "3", "-w", str(served.ws.root)]
+    done = subprocess.run(command, env=served.cluster.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "needs 3 CPUs" in done.stderr, done.stderr[-3000:]
+
+
 @pytest.mark.parametrize(
     ("options", "says"),
     [

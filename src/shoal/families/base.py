@@ -62,25 +62,34 @@ class Predictor(ABC):
         return [predictor.predict_proba(batch) for predictor, batch in zip(predictors, inputs, strict=True)]
 
 
+def together_groups(predictors: Sequence[Predictor]) -> list[list[int]]:
+    """The predictors' indices in groups: those of one `together_key` (not None) together, every other alone."""
+    alone: list[list[int]] = []
+    groups: dict[Hashable, list[int]] = {}
+    for i, predictor in enumerate(predictors):
+        key = predictor.together_key()
+        if key is None:
+            alone.append([i])
+        else:
+            groups.setdefault(key, []).append(i)
+    return [*alone, *groups.values()]
+
+
+def predict_group(predictors: Sequence[Predictor], inputs: Sequence[Sequence[Any]]) -> list[np.ndarray]:
+    """One group's outputs (`together_groups`): its one predictor's `predict_proba`, or one `predict_together`."""
+    if len(predictors) == 1:
+        return [predictors[0].predict_proba(inputs[0])]
+    return predictors[0].predict_together(predictors, inputs)
+
+
 def predict_batches(predictors: Sequence[Predictor], inputs: Sequence[Sequence[Any]]) -> list[np.ndarray]:
     """`predictors[i].predict_proba(inputs[i])` for every i (the same numbers), the batches of predictors with the
     same `together_key` predicted by one `predict_together` call: a server of many models runs many batches of a
     few inputs each, which cost mostly the fixed costs of each call."""
     outputs: list[np.ndarray | None] = [None] * len(predictors)
-    groups: dict[Hashable, list[int]] = {}
-    for i, predictor in enumerate(predictors):
-        key = predictor.together_key()
-        if key is None:
-            outputs[i] = predictor.predict_proba(inputs[i])
-        else:
-            groups.setdefault(key, []).append(i)
-    for members in groups.values():
-        first = predictors[members[0]]
-        if len(members) == 1:
-            outputs[members[0]] = first.predict_proba(inputs[members[0]])
-            continue
-        together = [predictors[i] for i in members]
-        for i, output in zip(members, first.predict_together(together, [inputs[i] for i in members]), strict=True):
+    for group in together_groups(predictors):
+        answers = predict_group([predictors[i] for i in group], [inputs[i] for i in group])
+        for i, output in zip(group, answers, strict=True):
             outputs[i] = output
     return outputs  # type: ignore[return-value]
 

@@ -14,7 +14,7 @@ Retry-After.
 The batches of every model of a server process run on one `InferencePool`: a thread per core (or the largest
 `concurrency`), given to the models that have work in turn, and a model's batch is formed only when a thread takes it.
 A thread takes a job of several models' batches (about `budget_s` of work), predicts those of alike predictors as one
-call (`shoal.families.base.predict_batches`) and hands their answers back in one event-loop wake-up: with many models,
+call (`shoal.families.base.together_groups`) and hands their answers back in one event-loop wake-up: with many models,
 each batch is small, and a hand-off or a predict call per batch would cost more than the batch.
 
 A version an LLM endpoint answers (`shoal.llm.answerer.LLMAnswerer`, a model's cold start) is batched the same way,
@@ -41,7 +41,7 @@ import numpy as np
 
 from shoal.cascade.combiner import Route
 from shoal.families import Predictor
-from shoal.families.base import predict_batches
+from shoal.families.base import predict_group, together_groups
 from shoal.fleet import ServeSpec
 from shoal.llm.answerer import LLMAnswerer
 from shoal.llm.errors import LLMError
@@ -163,18 +163,23 @@ class InferencePool:
             del taken
 
     def _work_on(self, loop: asyncio.AbstractEventLoop, job: list[_Batch]) -> None:
-        """Run the job's batches, those of predictors that predict together as one call (`predict_batches`), each
-        batch's share of the time by its inputs; if that fails, each batch alone, so only a failing one's requests
-        fail."""
-        started = time.perf_counter()
-        try:
-            outputs = predict_batches([batch.loaded.predictor for batch in job], [batch.texts for batch in job])  # type: ignore[arg-type]
-        except Exception:
-            for batch in job:
-                self._predict(batch)
-        else:
-            per_input = (time.perf_counter() - started) / max(1, sum(len(batch.texts) for batch in job))
-            for batch, output in zip(job, outputs, strict=True):
+        """Run the job's batches: those of predictors that predict together (`together_groups`) as one call, each
+        batch's share of that call's time by its inputs; if the call fails, each of its batches alone, so only a
+        failing one's requests fail. Every other batch alone, timed alone."""
+        for group in together_groups([batch.loaded.predictor for batch in job]):  # type: ignore[arg-type]
+            batches = [job[i] for i in group]
+            if len(batches) == 1:
+                self._predict(batches[0])
+                continue
+            started = time.perf_counter()
+            try:
+                outputs = predict_group([b.loaded.predictor for b in batches], [b.texts for b in batches])  # type: ignore[arg-type]
+            except Exception:
+                for batch in batches:
+                    self._predict(batch)
+                continue
+            per_input = (time.perf_counter() - started) / max(1, sum(len(batch.texts) for batch in batches))
+            for batch, output in zip(batches, outputs, strict=True):
                 batch.output, batch.seconds = output, per_input * len(batch.texts)
         with suppress(RuntimeError):  # the event loop is closed: nobody waits for these answers any more
             loop.call_soon_threadsafe(self._done, job)

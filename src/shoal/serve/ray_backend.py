@@ -224,20 +224,26 @@ def deployed(ws: Workspace, options: RayServeOptions) -> Iterator[str]:
             f"a Serve application named {APP_NAME!r} already runs on this cluster; stop the 'shoal serve --backend "
             "ray' that started it (or 'serve shutdown')"
         )
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    if options.replicas > cpus:  # Serve would wait for CPUs forever, saying nothing here
+        raise RayServeError(
+            f"--replicas {options.replicas} needs {options.replicas} CPUs (one a replica) and the cluster has "
+            f"{cpus:g}; start more nodes ('ray start --address HEAD:PORT') or ask for fewer replicas"
+        )
     started = apps is None
-    if started:
-        location = ProxyLocation.EveryNode if options.every_node else ProxyLocation.HeadOnly
-        serve.start(
-            proxy_location=location,
-            http_options=HTTPOptions(host=options.host, port=options.port),
-            controller_options={"runtime_env": {"env_vars": {PROXY_CALLBACK_ENV: PROXY_CALLBACK}}},
-        )
-    else:
-        log.warning(
-            "Ray Serve already runs on this cluster, with its own HTTP options (--host/--port are not applied) and "
-            "a proxy that answers a request whose replica died with 500 instead of shoal's 503 + Retry-After"
-        )
     try:
+        if started:
+            location = ProxyLocation.EveryNode if options.every_node else ProxyLocation.HeadOnly
+            serve.start(
+                proxy_location=location,
+                http_options=HTTPOptions(host=options.host, port=options.port),
+                controller_options={"runtime_env": {"env_vars": {PROXY_CALLBACK_ENV: PROXY_CALLBACK}}},
+            )
+        else:
+            log.warning(
+                "Ray Serve already runs on this cluster, with its own HTTP options (--host/--port are not applied) "
+                "and a proxy that answers a request whose replica died with 500 instead of shoal's 503 + Retry-After"
+            )
         try:
             serve.run(application(ws, options), name=APP_NAME, route_prefix="/")
         except RuntimeError as error:  # a replica failed to start, or died while the others started
@@ -247,10 +253,17 @@ def deployed(ws: Workspace, options: RayServeOptions) -> Iterator[str]:
             ) from None
         yield f"http://{options.host}:{options.port}"
     finally:
-        if started:
-            serve.shutdown()
-        else:
-            serve.delete(APP_NAME)
+        # a second Ctrl-C must not cut the clean-up short
+        main = threading.current_thread() is threading.main_thread()  # only there can signals be set
+        ignored = {n: signal.signal(n, signal.SIG_IGN) for n in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        try:
+            if started:
+                serve.shutdown()
+            else:
+                serve.delete(APP_NAME)
+        finally:
+            for number, handler in ignored.items():
+                signal.signal(number, handler)
 
 
 def run_until_stopped(ws: Workspace, options: RayServeOptions, announce: Callable[[str], None]) -> None:

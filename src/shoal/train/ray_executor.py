@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayError
+from ray.exceptions import GetTimeoutError
 
 from shoal.families import get_family
 from shoal.faults import PAUSE_AT_ENV, PAUSE_FILE_ENV
@@ -35,6 +35,8 @@ from shoal.train.search import Failed
 
 #: the custom resource a node declares for latency timing: `ray start ... --resources '{"shoal_latency": 1}'`
 LATENCY_RESOURCE = "shoal_latency"
+#: seconds a candidate's latency timing may take at least (a worker's start and imports, then the timing itself)
+LATENCY_MIN_S = 120.0
 #: a task whose worker or node dies is run again this many times
 MAX_RETRIES = 3
 Files = dict[str, bytes]
@@ -209,8 +211,8 @@ class RayExecutor:
         fitted = entry.fitted
         try:
             part, files, (start, end) = ray.get(task)
-        except RayError as error:  # its retries are spent (a worker or node died each time), or Ray broke
-            fitted.failed[name] = Failed(f"{type(error).__name__}: {error}", "")
+        except Exception as error:  # its retries are spent (a node died each time), Ray broke, or unreadable: this
+            fitted.failed[name] = Failed(f"{type(error).__name__}: {error}", "")  # family's failure, no other's
             return
         received = time.time()
         for family, job in part.jobs.items():
@@ -230,14 +232,18 @@ class RayExecutor:
         return next(entry for entry in self._submitted if entry.work is work)
 
     def costs(self, work: Work, job: Job, built: Built, size_bytes: int) -> tuple[VersionMetrics, dict[str, float]]:
-        """Timed on a node's quiet CPU, within what is left of the model's budget (from its submission)."""
+        """Timed on a node's quiet CPU, within what is left of the model's budget (from its submission), but never
+        less than `LATENCY_MIN_S`: a batch's registration waits for its slowest model's fits, which may have spent
+        most of a quick model's budget."""
         entry = self._entry(work)
         task = _costs.remote(entry.shared, job.family.name, built, _read(job.staged), size_bytes)
+        timeout = max(LATENCY_MIN_S, entry.deadline - time.perf_counter())
         try:
-            return ray.get(task, timeout=max(1.0, entry.deadline - time.perf_counter()))
+            return ray.get(task, timeout=timeout)
         except GetTimeoutError:
             ray.cancel(task, force=True)  # it would keep the quiet resource from the next candidates
             raise TrainError(
-                f"the latency timing did not end within the model's {work.spec.retrain.max_job_seconds:g} s; is a "
-                f"node with the '{LATENCY_RESOURCE}' resource alive?"
+                f"the latency timing did not end within {timeout:.0f} s (what was left of the model's "
+                f"{work.spec.retrain.max_job_seconds:g} s, or at least {LATENCY_MIN_S:g} s); is a node with the "
+                f"'{LATENCY_RESOURCE}' resource alive?"
             ) from None
