@@ -18,7 +18,6 @@ It records each request: its body, its Authorization header and when it arrived 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections import deque
@@ -27,11 +26,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from serve_fixtures import wait_until
+from serve_fixtures import serving
 
 PROMPT_TOKENS, COMPLETION_TOKENS = 1000, 10
 
@@ -117,18 +115,9 @@ async def _answer(script: Script, body: dict[str, Any]) -> Any:
 @contextmanager
 def scripted_llm() -> Iterator[Script]:
     script = Script()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    script.url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    server = uvicorn.Server(uvicorn.Config(_app(script), log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, "the scripted LLM server did not start")
-        yield script
-    finally:
-        script.released.set()
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+    with serving(_app(script), lifespan="off") as url:
+        script.url = f"{url}/v1"
+        try:
+            yield script
+        finally:
+            script.released.set()

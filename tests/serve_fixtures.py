@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from starlette.types import ASGIApp
 
 from conftest import FAST_WORKSPACE, read_csv, spam_model
 from shoal.data.ingest import ingest_file
@@ -79,27 +80,33 @@ def copy_workspace(trained: Trained, folder: Path, **fleet_changes: Any) -> Work
 
 
 @contextmanager
-def running(ws: Workspace, *, wait_ready: bool = True) -> Iterator[str]:
-    """Serve `ws` with uvicorn (uvloop + `CorkedHttpTools`, as `shoal serve` does) on a free port; yield its URL."""
+def serving(app: ASGIApp, **config: Any) -> Iterator[str]:
+    """`app` under uvicorn (`config`: more of `uvicorn.Config`) in a thread, on a free port of 127.0.0.1; yield its
+    URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(
-        create_app(ws), loop="uvloop", http=CorkedHttpTools, log_level="warning", access_log=False, lifespan="on"
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
         wait_until(lambda: server.started, "server did not start")
-        if wait_ready:
-            wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, "models were not ready")
-        yield url
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+@contextmanager
+def running(ws: Workspace, *, wait_ready: bool = True) -> Iterator[str]:
+    """Serve `ws` with uvicorn (uvloop + `CorkedHttpTools`, as `shoal serve` does) on a free port; yield its URL."""
+    try:
+        with serving(create_app(ws), loop="uvloop", http=CorkedHttpTools, lifespan="on") as url:
+            if wait_ready:
+                wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, "models were not ready")
+            yield url
+    finally:
         ws.close()
 
 

@@ -30,17 +30,6 @@ pytest.importorskip("ray", reason=SKIP_RAY)
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 ROWS = 240
-TRAIN_ON = """\
-import json, sys
-from shoal.train.executor import open_executor
-from shoal.train.trainer import train_models
-from shoal.workspace import Workspace
-ws = Workspace(sys.argv[1])
-reports = train_models(ws, executor=open_executor(sys.argv[2], sys.argv[3] or None))
-ws.close()
-print(json.dumps([{"model": r.model, "error": r.error, "seconds": r.seconds,
-    "candidates": [{"family": c.family, "node": c.node, "error": c.error} for c in r.candidates]} for r in reports]))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -90,29 +79,35 @@ def _workspace(
     return ws
 
 
-def _train(ws: Workspace, executor: str, address: str, env: dict[str, str], extra: dict[str, str] | None = None) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-c", TRAIN_ON, str(ws.root), executor, address],
-        env={**env, **(extra or {})},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    return _reports(done.returncode, done.stdout, done.stderr)
+def _train_command(ws: Workspace, address: str) -> list[str]:
+    """`shoal train --executor ray` of the whole fleet on the cluster at `address`, its reports printed as JSON."""
+    return [
+        sys.executable,
+        "-m",
+        "shoal",
+        "train",
+        "--json",
+        "-w",
+        str(ws.root),
+        "--executor",
+        "ray",
+        "--address",
+        address,
+    ]
 
 
 def _reports(code: int, out: str, err: str) -> Any:
-    """The trained models' reports `TRAIN_ON` printed, each without an error."""
+    """The trained models' reports `shoal train --json` printed, each without an error."""
     assert code == 0, err[-3000:]
-    # the last JSON line: Ray may print its own lines after it (a retried task's notice, on this process's stdout)
-    reports = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("[")))
+    lines = out.splitlines()  # Ray may print its own lines around the JSON (a retried task's notice)
+    reports, _ = json.JSONDecoder().raw_decode("\n".join(lines[lines.index("[") :]))
     assert [r["error"] for r in reports] == [None] * len(reports)
     return reports
 
 
 def _training(ws: Workspace, cluster: Cluster) -> subprocess.Popen[str]:
-    """`TRAIN_ON` with the Ray executor on `cluster`, started (its output for `_reports`)."""
-    command = [sys.executable, "-c", TRAIN_ON, str(ws.root), "ray", cluster.address]
+    """`shoal train --executor ray` on `cluster`, started (its output for `_reports`)."""
+    command = _train_command(ws, cluster.address)
     return subprocess.Popen(command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -142,7 +137,10 @@ def test_the_fleet_trained_on_ray_matches_the_local_executor_and_spreads_over_bo
     assert [r.error for r in train_models(local)] == [None] * len(_fleet())
     local_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    reports = _train(remote, "ray", cluster.address, cluster.env)
+    done = subprocess.run(
+        _train_command(remote, cluster.address), env=cluster.env, capture_output=True, text=True, timeout=240
+    )
+    reports = _reports(done.returncode, done.stdout, done.stderr)
     ray_seconds = time.perf_counter() - started
     overhead = [v.metrics.phases["ray_overhead"] for model in _fleet() for v in remote.registry.versions(model)]
     print(

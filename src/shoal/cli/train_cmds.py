@@ -16,6 +16,7 @@ from shoal.cli.common import (
     JsonOption,
     WorkspaceOption,
     console,
+    errors,
     open_workspace,
     print_json,
 )
@@ -27,10 +28,10 @@ if TYPE_CHECKING:
 
 
 def run_training(
-    ws: Workspace, names: list[str], executor: str = "local", address: str | None = None
+    ws: Workspace, names: list[str], executor: str = "local", address: str | None = None, as_json: bool = False
 ) -> list[ModelReport]:
     """Train `names` (fitted by `executor`) with a progress bar, then print each model's candidates and gate
-    decision."""
+    decision (`as_json`: the bar on stderr, the reports as JSON on stdout)."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from shoal.train.executor import open_executor
@@ -42,13 +43,16 @@ def run_training(
     total = sum(len(ws.model(name).families) + 2 for name in names)
     started = time.perf_counter()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=errors if as_json else console, transient=True) as progress:
         bar = progress.add_task("training", total=total)
 
         def step(model: str, what: str) -> None:
             progress.update(bar, description=f"{model}: {what}", advance=0 if what == "done" else 1)
 
         reports = train_models(ws, names, step, fits)
+    if as_json:
+        print_json([_report_json(report) for report in reports])
+        return reports
     _print_reports(reports)
     console.print(f"trained {len(names)} model(s) in {time.perf_counter() - started:.1f} s")
     return reports
@@ -59,12 +63,43 @@ def train(
     workspace: WorkspaceOption = ".",
     executor: ExecutorOption = "local",
     address: AddressOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Train every candidate family, evaluate each on the frozen test set, and gate the best."""
     ws = open_workspace(workspace)
-    reports = run_training(ws, models or list(ws.fleet.models), executor, address)
+    reports = run_training(ws, models or list(ws.fleet.models), executor, address, as_json)
     if any(r.error for r in reports):
         raise typer.Exit(1)
+
+
+def _report_json(report: ModelReport) -> dict[str, Any]:
+    """One model's training as `shoal train --json` prints it: each candidate's version (number, metric, CI), the Ray
+    node that fitted it, the gate's decision and the production version."""
+    candidates = [
+        {
+            "family": c.family,
+            "version": c.version.number if c.version else None,
+            "metric": c.version.metrics.value if c.version else None,
+            "ci": list(c.version.metrics.ci) if c.version else None,
+            "reused": c.reused,
+            "skipped": c.skipped,
+            "error": c.error,
+            "node": c.node,
+            "seconds": round(c.seconds, 3),
+        }
+        for c in report.candidates
+    ]
+    return {
+        "model": report.model,
+        "dataset_version": report.dataset_version,
+        "candidates": candidates,
+        "decision": report.decision.as_dict() if report.decision else None,
+        "production": report.production,
+        "error": report.error,
+        "notes": report.notes,
+        "seconds": round(report.seconds, 3),
+        "phases": {step: round(seconds, 3) for step, seconds in report.phases.items()},
+    }
 
 
 def _print_reports(reports: list[ModelReport]) -> None:
