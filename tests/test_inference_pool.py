@@ -159,6 +159,41 @@ def test_small_batches_of_several_models_run_as_one_job_answered_in_one_wake_up(
     assert jobs == [["blocker"], [f"m{i}" for i in range(5)]], jobs
 
 
+def test_quick_jobs_run_one_at_a_time_and_a_slow_batch_runs_beside_them() -> None:
+    """Quick batches (their model's measured time within a job's budget) are Python holding the GIL, so a second
+    thread on them would only fight the first: a quick batch waits for the quick job running though a thread is free.
+    A slow model's batch (measured above the budget) takes that thread beside it."""
+    calls: list[tuple[str, int]] = []
+    lock, gate, opened = threading.Lock(), threading.Event(), threading.Event()
+    opened.set()
+
+    async def scenario() -> list[np.ndarray]:
+        pool = InferencePool()
+        pool.threads = 2
+        metrics = Metrics()
+        first, second, slow = (Batcher(name, ServeSpec(), metrics, pool) for name in ("first", "second", "slow"))
+        quick = _loaded(Gated("second", calls, lock, opened))
+        for batcher, loaded in ((first, _loaded(Gated("first", calls, lock, opened))), (second, quick)):
+            await asyncio.wait_for(batcher.predict(loaded, ["warm"]), 10)  # measured: microseconds
+        slow_model = _loaded(Recording("slow", calls, lock))
+        await asyncio.wait_for(slow.predict(slow_model, ["warm"]), 10)  # measured: 10 ms, above the budget
+        assert slow.cost_s is not None and slow.cost_s > pool.budget_s
+        held = asyncio.ensure_future(first.predict(_loaded(Gated("first", calls, lock, gate)), ["x"]))
+        await asyncio.sleep(0)  # a quick job holds one of the two threads
+        waiting = asyncio.ensure_future(second.predict(quick, ["yy"]))
+        await asyncio.sleep(0.2)
+        assert not waiting.done(), "a quick job ran beside the quick job running"
+        beside = await asyncio.wait_for(slow.predict(slow_model, ["zzz"]), 10)  # on the other thread, at once
+        assert not held.done()
+        gate.set()
+        answers = await asyncio.wait_for(asyncio.gather(held, waiting), 10)
+        pool.close()
+        return [*answers, beside]
+
+    answers = asyncio.run(scenario())
+    assert [answer[:, 0].tolist() for answer in answers] == [[1.0], [2.0], [3.0]]
+
+
 def test_a_request_not_started_by_its_deadline_is_refused_and_the_queue_timer_moves_to_the_next() -> None:
     """One deadline timer per queue: each waiting request is refused at its own deadline, not at the first one's, and
     the requests after them are served."""

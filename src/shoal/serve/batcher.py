@@ -15,7 +15,8 @@ The batches of every model of a server process run on one `InferencePool`: a thr
 `concurrency`), given to the models that have work in turn, and a model's batch is formed only when a thread takes it.
 A thread takes a job of several models' batches (about `budget_s` of work), predicts those of alike predictors as one
 call (`shoal.families.base.together_groups`) and hands their answers back in one event-loop wake-up: with many models,
-each batch is small, and a hand-off or a predict call per batch would cost more than the batch.
+each batch is small, and a hand-off or a predict call per batch would cost more than the batch. Jobs of quick batches
+(Python holding the GIL) run one at a time; a slow batch takes another thread beside them.
 
 A version an LLM endpoint answers (`shoal.llm.answerer.LLMAnswerer`, a model's cold start) is batched the same way,
 but its batches run on the event loop, not on a thread: they wait on the network. Up to the endpoint's
@@ -98,9 +99,11 @@ class InferencePool:
     work in turn (round robin), as many as fit in `budget_s` by their models' recent batch times (always one), run
     one after the other, their results handed back to the event loop in one wake-up. With many models, each with
     small batches, a wake-up and a hand-off per batch would cost the event loop more than the batches themselves.
-    Every method but `_work` runs on the event loop thread."""
+    Quick jobs run one at a time: their work is Python holding the GIL, so a second thread on them only fights the
+    first and the event loop for it (20 models served by one process: 51% → 64% of one model's requests/s,
+    benchmarks/RESULTS.md); a slow batch (or one of a model not measured yet) takes a thread of its own beside them. Every method but `_work` runs on the event loop thread."""
 
-    #: seconds of work one job takes, by its models' recent batch times
+    #: seconds of work one job takes, by its models' recent batch times; a batch expected to take longer is slow
     budget_s = 0.002
 
     def __init__(self) -> None:
@@ -108,6 +111,7 @@ class InferencePool:
         # holds the only thread while the other models' queues wait
         self.threads = os.cpu_count() or 1
         self.busy = 0
+        self._quick_jobs: set[int] = set()  # the ids of the running jobs of quick batches only (at most one)
         self._turns: deque[Batcher] = deque()
         self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[_Batch]] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
@@ -125,27 +129,47 @@ class InferencePool:
     def _run(self) -> None:
         turns = self._turns
         while self.busy < self.threads and turns:
+            if self._quick_jobs:  # only a slow batch takes another thread; quick ones wait for the quick job
+                slow = next((batcher for batcher in turns if not self._quick(batcher)), None)
+                if slow is None:
+                    return
+                turns.remove(slow)
+                if (batch := self._take(slow)) is not None:
+                    self._submit([batch])
+                continue
             job: list[_Batch] = []
-            spent = 0.0
+            spent, quick = 0.0, True
             while turns and (not job or spent + self._cost(turns[0]) <= self.budget_s):
                 batcher = turns.popleft()
-                batcher.has_turn = False
-                batch = batcher.start_batch()
-                if batch is None:
-                    continue
-                if isinstance(batch.loaded.predictor, LLMAnswerer):  # waits on the network, not on a thread
-                    batcher.answer_on_loop(batch)
-                else:
+                if (batch := self._take(batcher)) is not None:
                     job.append(batch)
                     spent += self._cost(batcher)
-                if batcher.can_start():  # below its concurrency with work left: in line again, behind the others
-                    self.line_up(batcher)
+                    quick = quick and self._quick(batcher)
             if job:
+                if quick:
+                    self._quick_jobs.add(id(job))
                 self._submit(job)
+
+    def _take(self, batcher: Batcher) -> _Batch | None:
+        """`batcher`'s next batch for a thread (None: nothing to run, or an LLM's batch, which runs on the event loop:
+        it waits on the network); `batcher` is in line again, behind the others, if it can start another."""
+        batcher.has_turn = False
+        batch = batcher.start_batch()
+        if batch is None:
+            return None
+        on_loop = isinstance(batch.loaded.predictor, LLMAnswerer)
+        if on_loop:
+            batcher.answer_on_loop(batch)
+        if batcher.can_start():  # below its concurrency with work left
+            self.line_up(batcher)
+        return None if on_loop else batch
 
     def _cost(self, batcher: Batcher) -> float:
         """The seconds a batch of `batcher` is expected to take (a model not measured yet: a job of its own)."""
         return self.budget_s if batcher.cost_s is None else batcher.cost_s
+
+    def _quick(self, batcher: Batcher) -> bool:
+        return batcher.cost_s is not None and batcher.cost_s <= self.budget_s
 
     def _submit(self, job: list[_Batch]) -> None:
         self.busy += 1
@@ -195,6 +219,7 @@ class InferencePool:
 
     def _done(self, job: list[_Batch]) -> None:
         self.busy -= 1
+        self._quick_jobs.discard(id(job))
         for batch in job:
             batch.batcher.finished(batch)
         self._run()
@@ -209,6 +234,7 @@ class InferencePool:
                 break
             if taken is not None:
                 self.busy -= 1
+                self._quick_jobs.discard(id(taken[1]))
                 for batch in taken[1]:
                     batch.error = unavailable("shutting_down", "the server is stopping; retry on another one")
                     batch.batcher.finished(batch)
