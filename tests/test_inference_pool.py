@@ -159,6 +159,12 @@ def test_small_batches_of_several_models_run_as_one_job_answered_in_one_wake_up(
     assert jobs == [["blocker"], [f"m{i}" for i in range(5)]], jobs
 
 
+class Slow(Recording):
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+        time.sleep(0.3)
+        return super().predict_proba(inputs)
+
+
 def test_quick_jobs_run_one_at_a_time_and_a_slow_batch_runs_beside_them() -> None:
     """Quick batches (their model's measured time within a job's budget) are Python holding the GIL, so a second
     thread on them would only fight the first: a quick batch waits for the quick job running though a thread is free.
@@ -169,14 +175,15 @@ def test_quick_jobs_run_one_at_a_time_and_a_slow_batch_runs_beside_them() -> Non
 
     async def scenario() -> list[np.ndarray]:
         pool = InferencePool()
-        pool.threads = 2
+        pool.threads, pool.budget_s = 2, 0.1  # quick: microseconds, even on a loaded machine; slow: 0.3 s
         metrics = Metrics()
-        first, second, slow = (Batcher(name, ServeSpec(), metrics, pool) for name in ("first", "second", "slow"))
+        spec = ServeSpec(deadline_ms=20_000)
+        first, second, slow = (Batcher(name, spec, metrics, pool) for name in ("first", "second", "slow"))
         quick = _loaded(Gated("second", calls, lock, opened))
         for batcher, loaded in ((first, _loaded(Gated("first", calls, lock, opened))), (second, quick)):
             await asyncio.wait_for(batcher.predict(loaded, ["warm"]), 10)  # measured: microseconds
-        slow_model = _loaded(Recording("slow", calls, lock))
-        await asyncio.wait_for(slow.predict(slow_model, ["warm"]), 10)  # measured: 10 ms, above the budget
+        slow_model = _loaded(Slow("slow", calls, lock))
+        await asyncio.wait_for(slow.predict(slow_model, ["warm"]), 10)  # measured: above the budget
         assert slow.cost_s is not None and slow.cost_s > pool.budget_s
         held = asyncio.ensure_future(first.predict(_loaded(Gated("first", calls, lock, gate)), ["x"]))
         await asyncio.sleep(0)  # a quick job holds one of the two threads
