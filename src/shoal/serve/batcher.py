@@ -101,7 +101,8 @@ class InferencePool:
     small batches, a wake-up and a hand-off per batch would cost the event loop more than the batches themselves.
     Quick jobs run one at a time: their work is Python holding the GIL, so a second thread on them only fights the
     first and the event loop for it (20 models served by one process: 51% → 64% of one model's requests/s,
-    benchmarks/RESULTS.md); a slow batch (or one of a model not measured yet) takes a thread of its own beside them. Every method but `_work` runs on the event loop thread."""
+    benchmarks/RESULTS.md); a slow batch (or one of a model not measured yet) takes a thread of its own beside them.
+    Every method but `_work` runs on the event loop thread."""
 
     #: seconds of work one job takes, by its models' recent batch times; a batch expected to take longer is slow
     budget_s = 0.002
