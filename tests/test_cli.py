@@ -84,6 +84,15 @@ def test_full_cycle_through_the_cli(make_workspace, sms, tmp_path: Path) -> None
     trained = shoal("train", "-w", w)
     assert trained.returncode == 0, trained.stderr
     assert "gate" in trained.stdout and "production: v" in trained.stdout
+    again = shoal("train", "--json", "-w", w)  # stdout is the JSON alone (the training pool's output goes to stderr)
+    assert again.returncode == 0, again.stderr
+    [spam] = json.loads(again.stdout)
+    assert spam["model"] == "spam" and spam["error"] is None and spam["production"] is not None
+    assert {c["family"]: (c["reused"], c["node"]) for c in spam["candidates"]} == {
+        "majority": (True, None),
+        "tfidf-logreg": (True, None),
+        "tfidf-svm": (True, None),
+    }
 
     report = json.loads(runner.invoke(app, ["eval", "spam", "--json", "-w", w]).output)
     assert report["metric"] == "f1:spam" and report["f1:spam"] > 0.85
@@ -136,6 +145,8 @@ def test_errors_exit_non_zero_and_say_what_to_do(make_workspace, tmp_path: Path)
     ws = make_workspace({"spam": spam_model()})
     nothing = shoal("train", "-w", str(ws.root))
     assert nothing.returncode == 1 and "no data" in nothing.stdout + nothing.stderr
+    as_json = shoal("train", "--json", "-w", str(ws.root))
+    assert as_json.returncode == 1 and "no data" in json.loads(as_json.stdout)[0]["error"]
     unknown = shoal("train", "-w", str(ws.root), "--executor", "spark")
     assert unknown.returncode == 1 and "executor 'spark' is not one of local, ray" in unknown.stderr
     bad = tmp_path / "bad.csv"

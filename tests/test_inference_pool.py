@@ -188,8 +188,8 @@ def test_quick_jobs_run_one_at_a_time_and_a_slow_batch_runs_beside_them() -> Non
         held = asyncio.ensure_future(first.predict(_loaded(Gated("first", calls, lock, gate)), ["x"]))
         await asyncio.sleep(0)  # a quick job holds one of the two threads
         waiting = asyncio.ensure_future(second.predict(quick, ["yy"]))
-        await asyncio.sleep(0.2)
-        assert not waiting.done(), "a quick job ran beside the quick job running"
+        await asyncio.sleep(0)  # its batch would start now if a quick job could run beside the one running
+        assert (second.running, pool.busy) == (0, 1), "a quick job ran beside the quick job running"
         beside = await asyncio.wait_for(slow.predict(slow_model, ["zzz"]), 10)  # on the other thread, at once
         assert not held.done()
         gate.set()

@@ -98,9 +98,8 @@ def _train_command(ws: Workspace, address: str) -> list[str]:
 
 def _reports(code: int, out: str, err: str) -> Any:
     """The trained models' reports `shoal train --json` printed, each without an error."""
-    assert code == 0, err[-3000:]
-    lines = out.splitlines()  # Ray may print its own lines around the JSON (a retried task's notice)
-    reports, _ = json.JSONDecoder().raw_decode("\n".join(lines[lines.index("[") :]))
+    assert code == 0, (out[-3000:], err[-3000:])
+    reports = json.loads(out)  # Ray's own lines went to stderr
     assert [r["error"] for r in reports] == [None] * len(reports)
     return reports
 

@@ -132,7 +132,13 @@ class ServeSpec(_Strict):
     max_batch_size: int = Field(64, ge=1, le=4096)
     max_queue: int = Field(2048, ge=1, description="queued inputs beyond this answer 503 at once")
     deadline_ms: float = Field(2000, gt=0, description="a request not started by then answers 503")
-    concurrency: int = Field(1, ge=1, le=64, description="batches this model may run at the same time")
+    concurrency: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="batches this model may run at the same time (batches that take "
+        "longer than the pool's ~2 ms job budget: quick ones run one job at a time)",
+    )
     max_inputs: int = Field(1024, ge=1, description="inputs one request may carry (413 beyond)")
     max_input_chars: int = Field(
         10_000,

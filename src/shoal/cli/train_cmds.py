@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from rich.table import Table
@@ -43,6 +45,7 @@ def run_training(
     total = sum(len(ws.model(name).families) + 2 for name in names)
     started = time.perf_counter()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    json_out = _json_stdout() if as_json else None
     with Progress(*columns, console=errors if as_json else console, transient=True) as progress:
         bar = progress.add_task("training", total=total)
 
@@ -50,12 +53,22 @@ def run_training(
             progress.update(bar, description=f"{model}: {what}", advance=0 if what == "done" else 1)
 
         reports = train_models(ws, names, step, fits)
-    if as_json:
-        print_json([_report_json(report) for report in reports])
+    if json_out is not None:
+        print_json([_report_json(report) for report in reports], json_out)
+        json_out.flush()
         return reports
     _print_reports(reports)
     console.print(f"trained {len(names)} model(s) in {time.perf_counter() - started:.1f} s")
     return reports
+
+
+def _json_stdout() -> TextIO:
+    """This process's stdout, for the JSON alone: from now on what anything else writes there — Ray's driver and
+    its late notices (a retried task), the training pool's processes — goes to stderr."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return out
 
 
 def train(

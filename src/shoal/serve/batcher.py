@@ -2,7 +2,7 @@
 
 Requests join a FIFO queue. Whenever a thread of the pool is free for it (the model runs at most `concurrency`
 batches at once) the batcher takes everything queued, up to `max_batch_size` inputs, as one batch. There is no
-batching timer: a lone request on an idle model starts at once, and under load the queue fills the next batch while
+batching timer: a lone request on an idle server starts at once, and under load the queue fills the next batch while
 the current one runs. A request with more inputs than `max_batch_size` is split into several queue entries and merged
 back in order. Each entry keeps the loaded version it was submitted with, and a batch never mixes versions, so a
 request finishes on the version it started with even across a hot swap.
@@ -112,7 +112,7 @@ class InferencePool:
         # holds the only thread while the other models' queues wait
         self.threads = os.cpu_count() or 1
         self.busy = 0
-        self._quick_jobs: set[int] = set()  # the ids of the running jobs of quick batches only (at most one)
+        self._quick_job: list[_Batch] | None = None  # the running job of quick batches only (at most one)
         self._turns: deque[Batcher] = deque()
         self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[_Batch]] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
@@ -130,7 +130,7 @@ class InferencePool:
     def _run(self) -> None:
         turns = self._turns
         while self.busy < self.threads and turns:
-            if self._quick_jobs:  # only a slow batch takes another thread; quick ones wait for the quick job
+            if self._quick_job is not None:  # only a slow batch takes another thread; quick ones wait for it
                 slow = next((batcher for batcher in turns if not self._quick(batcher)), None)
                 if slow is None:
                     return
@@ -148,7 +148,7 @@ class InferencePool:
                     quick = quick and self._quick(batcher)
             if job:
                 if quick:
-                    self._quick_jobs.add(id(job))
+                    self._quick_job = job
                 self._submit(job)
 
     def _take(self, batcher: Batcher) -> _Batch | None:
@@ -220,7 +220,8 @@ class InferencePool:
 
     def _done(self, job: list[_Batch]) -> None:
         self.busy -= 1
-        self._quick_jobs.discard(id(job))
+        if job is self._quick_job:
+            self._quick_job = None
         for batch in job:
             batch.batcher.finished(batch)
         self._run()
@@ -235,7 +236,8 @@ class InferencePool:
                 break
             if taken is not None:
                 self.busy -= 1
-                self._quick_jobs.discard(id(taken[1]))
+                if taken[1] is self._quick_job:
+                    self._quick_job = None
                 for batch in taken[1]:
                     batch.error = unavailable("shutting_down", "the server is stopping; retry on another one")
                     batch.batcher.finished(batch)
