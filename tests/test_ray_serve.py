@@ -274,7 +274,7 @@ def test_the_proxy_answers_503_with_retry_after_for_a_request_whose_replica_died
 
 def test_ctrl_c_removes_the_deployment(served: Served) -> None:
     served.process.send_signal(signal.SIGINT)
-    assert served.process.wait(120) == 0, served.log.read_text()[-3000:]
+    assert served.process.wait(120) == 0, served.log.read_text()[-12000:]  # past its deadline: every thread's stack
     assert "stopped" in served.log.read_text()
     left = [actor_processes(served.cluster, f"ray::{name}") for name in ("Serve", "ProxyActor")]
     assert left == [[[], []]] * 2, left  # no replica, controller or proxy of Serve is left

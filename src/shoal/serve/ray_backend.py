@@ -11,11 +11,14 @@ is one node's file: refused).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
 import socket
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -46,6 +49,8 @@ MAX_ONGOING = 1024
 SHUTDOWN_S = 10.0
 #: seconds Serve's controller gets to stop every replica and proxy when shoal shuts Serve down
 SHUTDOWN_WAIT_S = 60.0
+#: seconds from Ctrl-C or SIGTERM to the end of the process, the clean-up and Ray's disconnect at exit included
+STOP_DEADLINE_S = SHUTDOWN_WAIT_S + 30
 #: seconds to reach the Ray head named by --address
 CONNECT_S = 5.0
 #: autoscaling (`--max-replicas` above `--replicas`): seconds of load averaged, and seconds above target before a
@@ -291,16 +296,32 @@ def run_until_stopped(ws: Workspace, options: RayServeOptions, announce: Callabl
     deployed."""
 
     def interrupt(_number: int, _frame: FrameType | None) -> None:
+        _end_by_deadline()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         with deployed(ws, options) as url:
             announce(url)
-            forever = threading.Event()  # never set: the wait ends with a signal
-            while not forever.wait(60):
+            forever = threading.Event()  # never set: the wait ends with a signal (checked each second, should it
+            while not forever.wait(1):  # land on one of Ray's threads)
                 pass
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _end_by_deadline() -> None:
+    """From now on this process ends within `STOP_DEADLINE_S`, whatever its clean-up or its exit waits on: past it,
+    every thread's stack goes to stderr (what it waited on) and the process exits with 1."""
+
+    def watchdog() -> None:
+        time.sleep(STOP_DEADLINE_S)
+        sys.stderr.write(f"the clean-up did not end within {STOP_DEADLINE_S:g} s; where each thread waits:\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(1)
+
+    threading.Thread(target=watchdog, name="shoal-stop-deadline", daemon=True).start()
