@@ -285,7 +285,8 @@ def test_ctrl_c_removes_the_deployment(served: Served) -> None:
 def test_autoscaling_adds_a_replica_under_load_without_a_failed_request(served: Served, tmp_path: Path) -> None:
     """Once the two-replica deployment is gone (its CPUs are the cluster's two): `--replicas 1 --max-replicas 2`
     under 16 clients, each replica's target 4 requests at once, makes Ray Serve add the second replica; no request
-    fails meanwhile."""
+    fails meanwhile. SIGTERM (what a process manager sends) then stops it as Ctrl-C does: exit 0, nothing of Serve
+    left."""
     if served.process.poll() is None:  # the test above ran it down, unless it was deselected
         served.process.send_signal(signal.SIGINT)
         assert served.process.wait(120) == 0, served.log.read_text()[-3000:]
@@ -308,6 +309,11 @@ def test_autoscaling_adds_a_replica_under_load_without_a_failed_request(served: 
             stop.set()
             for client in clients:
                 client.join(30)
+        scaling.process.send_signal(signal.SIGTERM)  # what a process manager sends: the same clean stop as Ctrl-C
+        assert scaling.process.wait(120) == 0, scaling.log.read_text()[-12000:]
+        assert "stopped" in scaling.log.read_text()
+        left = [actor_processes(scaling.cluster, f"ray::{name}") for name in ("Serve", "ProxyActor")]
+        assert left == [[[], []]] * 2, left
     assert not any(client.is_alive() for client in clients), "a client hung"
     print(f"\nautoscaled to two replicas: {outcomes.ok} answered 2xx, {outcomes.lost} 503, {outcomes.other}")
     assert outcomes.lost == 0 and outcomes.other == [], outcomes.other[:10]

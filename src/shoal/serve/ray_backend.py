@@ -299,6 +299,8 @@ def run_until_stopped(ws: Workspace, options: RayServeOptions, announce: Callabl
         _end_by_deadline()
         raise KeyboardInterrupt
 
+    connect(options.address)  # first: joining Ray installs its own SIGTERM handler (one that aborts the process,
+    # leaving the deployment running), which shoal's replaces
     previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         with deployed(ws, options) as url:

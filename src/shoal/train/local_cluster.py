@@ -106,7 +106,9 @@ def local_cluster(
     (0: the head) with `node_env[i]` added to its environment (its workers inherit it)."""
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(PYTHONPATH=SOURCES, RAY_USAGE_STATS_ENABLED="0")
+    # the mode said outright: else Ray turns token auth on where ~/.ray/auth_token exists (any local `ray.init()`
+    # writes one), and the cluster's processes refuse each other ('InvalidAuthToken')
+    env.update(PYTHONPATH=SOURCES, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     port = free_port()
     address = f"127.0.0.1:{port}"
     common = ["--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *(node_args or [*NODE, *LATENCY])]
