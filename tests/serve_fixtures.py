@@ -99,10 +99,11 @@ def serving(app: ASGIApp, **config: Any) -> Iterator[str]:
 
 
 @contextmanager
-def running(ws: Workspace, *, wait_ready: bool = True) -> Iterator[str]:
-    """Serve `ws` with uvicorn (uvloop + `CorkedHttpTools`, as `shoal serve` does) on a free port; yield its URL."""
+def running(ws: Workspace, *, wait_ready: bool = True, app: ASGIApp | None = None, **config: Any) -> Iterator[str]:
+    """Serve `ws` (its `app`, else `create_app(ws)`) with uvicorn (uvloop + `CorkedHttpTools`, as `shoal serve` does;
+    `config`: more of `uvicorn.Config`) on a free port; yield its URL."""
     try:
-        with serving(create_app(ws), loop="uvloop", http=CorkedHttpTools, lifespan="on") as url:
+        with serving(app or create_app(ws), loop="uvloop", http=CorkedHttpTools, lifespan="on", **config) as url:
             if wait_ready:
                 wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, "models were not ready")
             yield url

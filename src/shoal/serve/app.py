@@ -31,7 +31,7 @@ production versions. Errors are `{"error": {"code": ..., "message": ...}}`.
 
 class ShoalApp(FastAPI):
     """FastAPI, except that a model's or a pipeline's predict request goes straight to `predict.FastPredict` (set by
-    `create_app`)."""
+    `create_app`); under `shoal serve`'s own HTTP protocol, most of them skip ASGI altogether (`direct`)."""
 
     fast: predict.FastPredict | None = None
 
@@ -42,6 +42,10 @@ class ShoalApp(FastAPI):
                 await self.fast(scope, receive, send, *route)
                 return
         await super().__call__(scope, receive, send)
+
+    def direct(self, scope: Scope) -> predict.Direct | None:
+        """The answer of a request `shoal.serve.protocol` may give without ASGI (`predict.FastPredict.direct`)."""
+        return None if self.fast is None else self.fast.direct(scope)
 
 
 def create_app(ws: Workspace, *, poll_interval_s: float | None = None) -> FastAPI:

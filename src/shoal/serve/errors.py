@@ -51,6 +51,9 @@ class ServeError(Exception):
         self.message = message
         self.headers = headers or {}
 
+    def body(self) -> bytes:
+        return error_body(self.code, self.message)
+
 
 def unavailable(code: str, message: str) -> ServeError:
     """A 503 that tells the client when to come back."""
@@ -72,9 +75,13 @@ def llm_error(error: LLMError, cooldown_s: float) -> ServeError:
     return ServeError(503, "llm_unavailable", message, {"Retry-After": str(max(1, math.ceil(cooldown_s)))})
 
 
+def error_body(code: str, message: str) -> bytes:
+    """The JSON of every error answer: `{"error": {"code": ..., "message": ...}}`."""
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
+    return Response(error_body(code, message), status_code=status, headers=headers, media_type="application/json")
 
 
 def validation_message(errors: list[dict]) -> str:  # type: ignore[type-arg]

@@ -219,8 +219,7 @@ async def respond(
         content = await _answer(state, log, name, await body(), request_id)
     except ServeError as error:
         state.metrics.pipeline_request(label, error.status, time.perf_counter() - started)
-        error_body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
-        return error.status, error_body, {**error.headers, "X-Request-ID": request_id}
+        return error.status, error.body(), {**error.headers, "X-Request-ID": request_id}
     state.metrics.pipeline_request(label, 200, time.perf_counter() - started)
     return 200, content, {"X-Request-ID": request_id}
 

@@ -47,6 +47,8 @@ _counter = itertools.count(1)
 _JSON = b"application/json"
 #: `FastPredict.route`'s endpoint for `POST /v1/pipelines/{name}/predict`
 PIPELINE = "pipeline"
+#: a predict request's answer once its body is read: reply(read) -> (status, body, headers) (`FastPredict.direct`)
+Direct = Callable[[Callable[[], Awaitable[bytes]]], Awaitable[tuple[int, bytes, dict[str, str]]]]
 #: respond(state, log, content type, X-Request-ID, body reader) -> (status, body, headers), for one route
 Responder = Callable[
     [ServeState, PredictionLog, str | None, str | None, Callable[[], Awaitable[bytes]]],
@@ -166,9 +168,27 @@ class FastPredict:
         scope["shoal.endpoint"] = endpoint
         await self.stack(scope, receive, send)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        content_type = given_id = authorization = None
+    def direct(self, scope: Scope) -> Direct | None:
+        """For `shoal.serve.protocol`, which answers such a request without ASGI: the answer of a predict request
+        whose body has a Content-Length within the limit, once `read` gives that body (`reply`); None for any other
+        request, which goes through the ASGI app (and `BodyLimit`)."""
+        route = self.route(scope)
+        if route is None:
+            return None
         for key, value in scope["headers"]:
+            if key == b"content-length":
+                if value.isdigit() and int(value) <= self.state.max_body_bytes:
+                    return partial(self.reply, scope["headers"], *route)
+                return None
+        return None
+
+    async def reply(
+        self, headers: Iterable[tuple[bytes, bytes]], name: str, endpoint: str, read: Callable[[], Awaitable[bytes]]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """(status, JSON body, headers) of a predict request of `name` at `endpoint`; `read` gives its body (and
+        raises ClientDisconnect when the client left first)."""
+        content_type = given_id = authorization = None
+        for key, value in headers:
             if key == b"content-type":
                 content_type = content_type or value.decode("latin-1")
             elif key == b"x-request-id":
@@ -179,15 +199,16 @@ class FastPredict:
             try:
                 check_token(self.state, bearer_token(authorization))
             except ServeError as error:
-                await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
-                return
-        name, endpoint, log = scope["path_params"]["name"], scope["shoal.endpoint"], self.app.state.prediction_log
-        body = partial(_read_body, receive)
+                return error.status, error.body(), error.headers
+        log = self.app.state.prediction_log
+        if endpoint == PIPELINE:
+            return await self.pipelines(self.state, log, name, content_type, given_id, read)
+        return await respond(self.state, log, name, endpoint, content_type, given_id, read)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name, endpoint = scope["path_params"]["name"], scope["shoal.endpoint"]
         try:
-            if endpoint == PIPELINE:
-                status, content, headers = await self.pipelines(self.state, log, name, content_type, given_id, body)
-            else:
-                status, content, headers = await respond(self.state, log, name, endpoint, content_type, given_id, body)
+            status, content, headers = await self.reply(scope["headers"], name, endpoint, partial(_read_body, receive))
         except ClientDisconnect:
             await error_response(400, "client_disconnected", DISCONNECTED)(scope, receive, send)
             return
@@ -230,8 +251,7 @@ async def respond(
         model = name if slot is not None else UNKNOWN_MODEL
         version = str(slot.current.number) if slot is not None and slot.current is not None else ""
         state.metrics.request(model, version, error.status, time.perf_counter() - started)
-        error_body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
-        return error.status, error_body, {**error.headers, "X-Request-ID": request_id}
+        return error.status, error.body(), {**error.headers, "X-Request-ID": request_id}
     state.metrics.request(name, version, 200, time.perf_counter() - started)
     return 200, content, {"X-Request-ID": request_id}
 
