@@ -117,12 +117,14 @@ async def _answer_directly(cycle: RequestResponseCycle, answer: Callable[[Any], 
         for name, value in cycle.default_headers:
             parts += (name, b": ", value, b"\r\n")
         parts.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body))
+        said_connection = False
         for key, value in headers.items():  # the handler's own (X-Request-ID checked, Retry-After, ...)
             name = key.lower()
-            if name == "connection" and "close" in value.lower():
-                cycle.keep_alive = False
+            if name == "connection":
+                said_connection = True
+                cycle.keep_alive = cycle.keep_alive and "close" not in value.lower()
             parts += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
-        if not cycle.keep_alive and "connection" not in {key.lower() for key in headers}:
+        if not cycle.keep_alive and not said_connection:
             parts.append(b"connection: close\r\n")
         parts += (b"\r\n", body)
         cycle.transport.write(b"".join(parts))
